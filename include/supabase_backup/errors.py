@@ -69,3 +69,19 @@ class ArchiveKeyTaken(BackupError):
 
 class VerificationFailed(BackupError):
     """Archive verification failed for {}: {}"""
+
+
+class ApiNotFound(ApiError):
+    """{} {} found nothing (HTTP {}, code {}): {}"""
+
+
+class ApiFeatureNotEnabled(ApiError):
+    """{} {} is not enabled on this project (HTTP {}, code {}): {}"""
+
+
+class ApiTransientError(ApiError):
+    """{} {} failed in a way that usually passes (HTTP {}, code {}): {}; if it persists, check the Supabase project's status page and run again."""
+
+
+class ObjectDownloadFailed(BackupError):
+    """Could not download object {!r} of bucket {!r}: {}"""

@@ -1,0 +1,47 @@
+# One target per job; `make help` lists them.
+SHELL := /bin/bash
+PYTHON_FOR_VENV ?= python3.11
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SIZE ?= small
+SANDBOX_DIR ?= .sandbox
+export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
+
+.PHONY: help install demo test test-fast sandbox sandbox-down sandbox-env bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): requirements.txt
+	@test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	@touch $(INSTALLED)
+
+install: $(INSTALLED) ## Create .venv with the pinned requirements
+
+demo: install ## Start the sandbox and run one complete backup through Airflow (SIZE=small|medium)
+	$(PYTHON) -m tools.demo --size $(SIZE) --sandbox-dir $(SANDBOX_DIR)
+
+test: install ## Run every test (starts its own sandbox, Postgres and S3 on loopback)
+	$(PYTHON) -m pytest tests
+
+test-fast: install ## Unit tests only
+	$(PYTHON) -m pytest tests/unit tests/dags
+
+sandbox: install ## Start the sandbox and print the settings that point the DAG at it
+	$(PYTHON) -m sandbox up --size $(SIZE) --state-dir $(SANDBOX_DIR)
+
+sandbox-down: ## Stop the sandbox (data kept; rm -rf .sandbox to start afresh)
+	$(PYTHON) -m sandbox down --state-dir $(SANDBOX_DIR)
+
+sandbox-env: ## Print the sandbox settings as shell exports
+	@$(PYTHON) -m sandbox env --state-dir $(SANDBOX_DIR)
+
+bench: install ## Run the benchmarks and record their results in bench/results/
+	$(PYTHON) -m bench
+
+clean: ## Stop the sandbox and remove local state (venv kept)
+	-$(PYTHON) -m sandbox down --state-dir $(SANDBOX_DIR) --purge
+	rm -rf .airflow .demo

@@ -1,0 +1,123 @@
+"""S3, through the amazon provider's S3Hook: upload the archive, read it back, presign a download.
+
+The archive key is ``<prefix>backup-YYYY-MM-DD-HH-mm-UTC.zip`` from the run's start time. An
+existing key is never overwritten: if it holds this very archive (same sha256 in its metadata — a
+retried upload) it is accepted; if it holds another run's archive the next free name
+``…-UTC-2.zip``, ``…-UTC-3.zip`` is taken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from datetime import datetime
+
+from supabase_backup.archive import COPY_CHUNK
+from supabase_backup.errors import ArchiveKeyTaken, BackupError
+
+log = logging.getLogger(__name__)
+
+SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256
+PRESIGNED_URL_SECONDS = 15 * 60
+MAX_NAME_ATTEMPTS = 50
+
+
+def archive_file_name(started_at: datetime, attempt: int = 1) -> str:
+    base = started_at.strftime("backup-%Y-%m-%d-%H-%M-UTC")
+    return f"{base}.zip" if attempt == 1 else f"{base}-{attempt}.zip"
+
+
+def archive_key(prefix: str, started_at: datetime, attempt: int = 1) -> str:
+    return f"{prefix}{archive_file_name(started_at, attempt)}"
+
+
+def choose_archive_key(s3_hook, bucket: str, prefix: str, started_at: datetime, sha256: str):
+    """(key, already_uploaded): the first free key, or the key already holding this archive."""
+    for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+        key = archive_key(prefix, started_at, attempt)
+        head = s3_hook.head_object(key=key, bucket_name=bucket)
+        if head is None:
+            return key, False
+        if (head.get("Metadata") or {}).get(SHA256_METADATA_KEY) == sha256:
+            return key, True
+        log.info("s3://%s/%s holds another archive; trying the next name", bucket, key)
+    raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS))
+
+
+def upload_archive(
+    s3_hook, source_path, bucket: str, key: str, *, sha256: str, size: int,
+    server_side_encryption: str = "AES256", kms_key_id: str | None = None,
+) -> dict:
+    """Upload with boto3's managed transfer (multipart above the hook's threshold), SSE on."""
+    extra_args = {"Metadata": {SHA256_METADATA_KEY: sha256}, "ContentType": "application/zip"}
+    if server_side_encryption != "none":
+        extra_args["ServerSideEncryption"] = server_side_encryption
+        if server_side_encryption == "aws:kms" and kms_key_id:
+            extra_args["SSEKMSKeyId"] = kms_key_id
+    started = time.monotonic()
+    with source_path.open("rb") as source:
+        s3_hook.get_conn().upload_fileobj(
+            source, bucket, key, ExtraArgs=extra_args, Config=s3_hook.transfer_config
+        )
+    seconds = max(time.monotonic() - started, 1e-6)
+    head = s3_hook.head_object(key=key, bucket_name=bucket)
+    if head is None or head["ContentLength"] != size:
+        raise BackupError(
+            f"s3://{bucket}/{key} has {head and head['ContentLength']} bytes after upload, "
+            f"expected {size}"
+        )
+    log.info("Uploaded s3://%s/%s: %.1f MiB in %.1f s (%.1f MiB/s)", bucket, key, size / 2**20,
+             seconds, size / 2**20 / seconds)
+    return {
+        "s3_bucket": bucket,
+        "s3_key": key,
+        "etag": head.get("ETag"),
+        "server_side_encryption": head.get("ServerSideEncryption"),
+        "seconds": round(seconds, 3),
+    }
+
+
+def download_archive(s3_hook, bucket: str, key: str, target_path: str) -> tuple[int, str]:
+    """Stream an object to a local file; returns (size, sha256) of what arrived."""
+    body = s3_hook.get_conn().get_object(Bucket=bucket, Key=key)["Body"]
+    digest = hashlib.sha256()
+    size = 0
+    with open(target_path, "wb") as output:
+        while chunk := body.read(COPY_CHUNK):
+            output.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def read_back_and_verify(s3_hook, bucket: str, key: str, *, size: int, sha256: str,
+                         scratch_folder: str | None = None) -> dict:
+    """Download the uploaded archive, compare it whole, then check every member."""
+    from supabase_backup.verify import verify_archive
+
+    with tempfile.TemporaryDirectory(prefix="supabase-backup-verify-", dir=scratch_folder) as folder:
+        local_copy = os.path.join(folder, "archive.zip")
+        started = time.monotonic()
+        downloaded_size, downloaded_sha256 = download_archive(s3_hook, bucket, key, local_copy)
+        if (downloaded_size, downloaded_sha256) != (size, sha256):
+            raise BackupError(
+                f"s3://{bucket}/{key} read back as {downloaded_size} bytes / sha256 "
+                f"{downloaded_sha256}, uploaded {size} / {sha256}"
+            )
+        result = verify_archive(local_copy, label=f"s3://{bucket}/{key}")
+    result.update({"bytes": size, "sha256": sha256,
+                   "seconds": round(time.monotonic() - started, 3)})
+    return result
+
+
+def presigned_download_url(s3_hook, bucket: str, key: str,
+                           expires_in: int = PRESIGNED_URL_SECONDS) -> str:
+    url = s3_hook.generate_presigned_url(
+        client_method="get_object", params={"Bucket": bucket, "Key": key}, expires_in=expires_in
+    )
+    if not url:  # the hook returns None instead of raising
+        raise BackupError(f"could not presign s3://{bucket}/{key}; see the worker log")
+    return url

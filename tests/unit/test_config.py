@@ -1,0 +1,48 @@
+import pytest
+
+from supabase_backup import config
+from supabase_backup.errors import ConfigurationError
+
+
+def variables(values):
+    return lambda name, default: values.get(name, default)
+
+
+def test_defaults():
+    settings = config.BackupSettings.from_variables(variables({"supabase_backup_s3_bucket": "b"}))
+    assert settings.s3_bucket == "b"
+    assert settings.s3_prefix == "supabase-backups/"
+    assert settings.staging_root == "file:///tmp/supabase-backup-staging"
+    assert settings.buckets is None and settings.download_concurrency == 8
+    assert settings.server_side_encryption == "AES256"
+
+
+def test_missing_bucket_says_which_variable_to_set():
+    with pytest.raises(ConfigurationError, match="supabase_backup_s3_bucket"):
+        config.BackupSettings.from_variables(variables({}))
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, None), ("", None), ("a, b,,a", ("a", "b")), ('["x", "y"]', ("x", "y")), (["z"], ("z",)),
+])
+def test_bucket_list_forms(value, expected):
+    assert config.parse_bucket_list(value) == expected
+
+
+def test_bad_values_are_explained():
+    with pytest.raises(ConfigurationError, match="1 to 64"):
+        config.BackupSettings.from_variables(variables(
+            {"supabase_backup_s3_bucket": "b", "supabase_backup_download_concurrency": "lots"}))
+    with pytest.raises(ConfigurationError, match="supabase_backup_sse"):
+        config.BackupSettings.from_variables(variables(
+            {"supabase_backup_s3_bucket": "b", "supabase_backup_sse": "rot13"}))
+
+
+def test_prefix_gets_a_trailing_slash(monkeypatch):
+    settings = config.BackupSettings.from_variables(variables(
+        {"supabase_backup_s3_bucket": "b", "supabase_backup_s3_prefix": "nightly"}))
+    assert settings.s3_prefix == "nightly/"
+    monkeypatch.setenv("SUPABASE_BACKUP_SCHEDULE", "none")
+    assert config.schedule_from_environment() is None
+    monkeypatch.setenv("SUPABASE_BACKUP_SCHEDULE", "0 3 * * *")
+    assert config.schedule_from_environment() == "0 3 * * *"

@@ -1,0 +1,449 @@
+"""storage: object URLs, both listings, streamed downloads, export_bucket and fetch_objects.
+
+The fake below answers like Supabase Storage per SPEC §6 (errors as HTTP 400 with the real status in the
+body, list-v2 with cursors, v1 one level per call with folder rows and case-insensitive prefixes), so
+the exporter is checked against the wire contract rather than against itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from urllib.parse import unquote
+
+import httpx
+import pytest
+from airflow.sdk import ObjectStoragePath
+
+from supabase_backup import api_client, storage
+from supabase_backup.api_client import ApiSettings, open_client
+from supabase_backup.errors import ApiNotFound, ApiUnauthorized, ObjectDownloadFailed
+from supabase_backup.staging import StagingArea
+from supabase_backup.storage import (
+    encode_path_segment,
+    export_bucket,
+    fetch_objects,
+    list_buckets,
+    list_objects,
+    object_route,
+)
+
+SECRET = "service-role-secret-never-shown"
+SETTINGS = ApiSettings("http://127.0.0.1:54321", SECRET)
+
+
+@pytest.fixture(autouse=True)
+def no_retry_waits(monkeypatch):
+    monkeypatch.setattr(api_client, "RETRY_INITIAL_WAIT_SECONDS", 0)
+    monkeypatch.setattr(api_client, "RETRY_JITTER_SECONDS", 0)
+
+
+def storage_error(status: str, code: str, message: str) -> httpx.Response:
+    return httpx.Response(400, json={"statusCode": status, "error": code, "code": code, "message": message})
+
+
+class FakeStorage:
+    """Supabase Storage for one process: buckets of {key: bytes}, with switches and fault injection."""
+
+    def __init__(self, buckets: dict[str, dict[str, bytes]], *, list_v2: str = "yes"):
+        self.buckets = buckets
+        self.list_v2 = list_v2  # "yes", "feature-not-enabled" or "no-route"
+        self.faults: dict[str, list[str]] = {}  # key → faults for its next downloads, in order
+        self.vanished: set[str] = set()  # listed, but NoSuchKey on download (deleted in between)
+        self.requests: list[tuple[str, str]] = []
+        self.list_bodies: list[dict] = []
+        self.downloads: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == f"Bearer {SECRET}"
+        raw_path = request.url.raw_path.decode("ascii").split("?", 1)[0]
+        with self.lock:
+            self.requests.append((request.method, raw_path))
+        parts = raw_path.split("/")  # '', 'storage', 'v1', ...
+        route = parts[3:]
+        if request.method == "GET" and route == ["bucket"]:
+            return httpx.Response(200, json=[{"id": name, "name": name, "public": False} for name in self.buckets])
+        if request.method == "POST" and route[:2] == ["object", "list-v2"]:
+            return self.list_v2_page(unquote(route[2]), json.loads(request.content))
+        if request.method == "POST" and route[:2] == ["object", "list"]:
+            return self.list_v1_page(unquote(route[2]), json.loads(request.content))
+        if request.method == "GET" and route[:2] == ["object", "authenticated"]:
+            # Each segment decoded on its own, as the server's router does: empty segments survive.
+            return self.download(unquote(route[2]), "/".join(unquote(segment) for segment in route[3:]))
+        return httpx.Response(404, json={"statusCode": 404, "error": "Not Found", "message": f"Route {raw_path} not found"})
+
+    @staticmethod
+    def metadata(content: bytes) -> dict:
+        return {"size": len(content), "eTag": f'"{hashlib.md5(content).hexdigest()}"', "mimetype": "text/plain"}
+
+    def list_v2_page(self, bucket: str, body: dict) -> httpx.Response:
+        if self.list_v2 == "feature-not-enabled":
+            return storage_error("400", "FeatureNotEnabled", "feature not enabled for this tenant")
+        if self.list_v2 == "no-route":
+            return httpx.Response(404, json={"statusCode": 404, "error": "Not Found", "message": "Route not found"})
+        if bucket not in self.buckets:
+            return storage_error("404", "NoSuchBucket", "Bucket not found")
+        with self.lock:
+            self.list_bodies.append(body)
+        limit = min(body.get("limit", 1000), 1000)
+        after = base64.b64decode(body["cursor"]).decode() if body.get("cursor") else None
+        keys = sorted(key for key in self.buckets[bucket] if after is None or key > after)
+        page = keys[:limit]
+        reply = {
+            "hasNext": len(keys) > limit,
+            "folders": [],
+            "objects": [{"id": f"id-{key}", "name": key, "metadata": self.metadata(self.buckets[bucket][key])} for key in page],
+        }
+        if reply["hasNext"]:
+            reply["nextCursor"] = base64.b64encode(page[-1].encode()).decode()
+            reply["nextCursorKey"] = page[-1]
+        return httpx.Response(200, json=reply)
+
+    def list_v1_page(self, bucket: str, body: dict) -> httpx.Response:
+        if bucket not in self.buckets:
+            return httpx.Response(200, json=[])
+        with self.lock:
+            self.list_bodies.append(body)
+        prefix = body.get("prefix", "")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        limit = min(body.get("limit", 100), 1500)
+        offset = body.get("offset", 0)
+        rows: dict[str, dict] = {}
+        for key, content in self.buckets[bucket].items():
+            # Case-insensitive like the real v1: folders "Case/" and "case/" merge into one row.
+            if not key.lower().startswith(prefix.lower()):
+                continue
+            rest = key[len(prefix) :]
+            if "/" in rest:
+                folder = rest.split("/", 1)[0]
+                rows.setdefault(folder.lower() + "/", {"name": folder, "id": None, "metadata": None})
+            else:
+                rows[rest] = {"name": rest, "id": f"id-{key}", "metadata": self.metadata(content)}
+        ordered = sorted(rows.values(), key=lambda row: row["name"])
+        return httpx.Response(200, json=ordered[offset : offset + limit])
+
+    def download(self, bucket: str, key: str) -> httpx.Response:
+        with self.lock:
+            self.downloads[key] = self.downloads.get(key, 0) + 1
+            fault = self.faults[key].pop(0) if self.faults.get(key) else None
+        content = self.buckets.get(bucket, {}).get(key)
+        if content is None or key in self.vanished:
+            return storage_error("404", "NoSuchKey", "Object not found")
+        if fault == "503":
+            return httpx.Response(503, text="upstream unavailable")
+        if fault == "internal":
+            return storage_error("500", "InternalError", "Internal Server Error")
+        if fault == "invalid":
+            return storage_error("400", "InvalidKey", "Invalid key")
+        if fault == "unauthorized":
+            return storage_error("403", "AccessDenied", "invalid signature")
+        headers = {
+            "content-type": "text/plain; charset=utf-8",
+            "cache-control": "max-age=3600",
+            "etag": self.metadata(content)["eTag"],
+            "last-modified": "Wed, 25 Nov 2026 10:00:00 GMT",
+            "content-length": str(len(content)),
+        }
+        if fault == "truncate":
+            return httpx.Response(200, headers=headers, content=content[: len(content) // 2])
+        if fault == "chunked":
+            del headers["content-length"]
+            return httpx.Response(200, headers=headers, content=iter([content[:10], content[10:]]))
+        return httpx.Response(200, headers=headers, content=content)
+
+
+def staging_for(tmp_path, bucket: str = "media"):
+    return StagingArea(ObjectStoragePath(f"file://{tmp_path}") / "run").bucket(bucket)
+
+
+def read_lines(path) -> list[dict]:
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --- object URLs ------------------------------------------------------------------------------------
+
+TRICKY_KEYS = [
+    "plain.txt",
+    "dot/../escape.txt",
+    "./here.txt",
+    "a/./b",
+    "..",
+    ".",
+    "a//b",
+    "/leading",
+    "trailing/",
+    "..hidden",
+    "a..b",
+    "q?/what?.txt",
+    "it's & ok=yes;@:+,$!*",
+    "100%/done#frag",
+    "sp ace/and\ttab",
+    "ünïcødé/日本語.txt",
+    "back\\slash",
+    "~tilde/%2E",
+    "plus+sign",
+    "",
+]
+
+
+@pytest.mark.parametrize("key", TRICKY_KEYS)
+def test_object_keys_round_trip_through_httpx_unchanged(key):
+    route = object_route("my bucket", key)
+    with open_client(SETTINGS, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
+        raw_path = client.build_request("GET", route).url.raw_path.decode("ascii")
+    prefix = "/storage/v1/object/authenticated/my%20bucket/"
+    assert raw_path.startswith(prefix)
+    segments = raw_path[len(prefix) :].split("/")
+    assert "/".join(unquote(segment) for segment in segments) == key
+    # No segment reaches the server as a dot segment it (or a proxy) could resolve.
+    assert not any(segment in (".", "..") for segment in segments)
+
+
+def test_dot_segments_are_encoded_and_other_dots_are_not():
+    assert encode_path_segment(".") == "%2E"
+    assert encode_path_segment("..") == "%2E%2E"
+    assert encode_path_segment("...") == "..."
+    assert encode_path_segment("..hidden") == "..hidden"
+    assert encode_path_segment("a/b") == "a%2Fb"
+    assert encode_path_segment("?#%") == "%3F%23%25"
+    assert object_route("b", "dot/../escape.txt") == "/storage/v1/object/authenticated/b/dot/%2E%2E/escape.txt"
+    assert object_route("..", "x", route="object/info") == "/storage/v1/object/info/%2E%2E/x"
+
+
+# --- listing ----------------------------------------------------------------------------------------
+
+
+def test_list_buckets():
+    fake = FakeStorage({"avatars": {}, "media": {}})
+    with open_client(SETTINGS, transport=fake.transport()) as client:
+        assert [bucket["id"] for bucket in list_buckets(client)] == ["avatars", "media"]
+
+
+def test_list_v2_pages_with_the_cursor():
+    keys = {f"folder{n % 7}/file{n:05d}": b"" for n in range(2345)}
+    fake = FakeStorage({"media": keys})
+    with open_client(SETTINGS, transport=fake.transport()) as client:
+        listing = list_objects(client, "media", page_size=1000)
+        listed = list(listing)
+    assert listing.method == "list-v2"
+    assert sorted(item.key for item in listed) == sorted(keys)
+    assert len(fake.list_bodies) == 3
+    assert fake.list_bodies[0] == {"prefix": "", "limit": 1000, "with_delimiter": False}
+    assert all("cursor" in body for body in fake.list_bodies[1:])
+
+
+@pytest.mark.parametrize("list_v2", ["feature-not-enabled", "no-route"])
+def test_v1_walk_when_list_v2_is_missing(list_v2):
+    keys = {
+        "top.txt": b"1",
+        "a/one.txt": b"22",
+        "a/b/two.txt": b"333",
+        "a/b/c/three.txt": b"4444",
+        "a/b/.emptyFolderPlaceholder": b"",
+        **{f"many/{n:03d}.bin": b"x" * n for n in range(7)},
+    }
+    fake = FakeStorage({"media": keys}, list_v2=list_v2)
+    with open_client(SETTINGS, transport=fake.transport()) as client:
+        listing = list_objects(client, "media", page_size=3)
+        listed = {item.key: item for item in listing}
+    assert listing.method == "v1"
+    assert set(listed) == set(keys)
+    assert listed["a/b/c/three.txt"].size == 4
+    assert listed["a/b/c/three.txt"].etag == f'"{hashlib.md5(b"4444").hexdigest()}"'
+    # Explicit limit on every call, offset paging within a folder, sorted by name.
+    assert all(body["limit"] == 3 and body["sortBy"] == {"column": "name", "order": "asc"} for body in fake.list_bodies)
+    many_offsets = [body["offset"] for body in fake.list_bodies if body["prefix"] == "many/"]
+    assert many_offsets == [0, 3, 6]
+
+
+def test_v1_limit_is_clamped_to_the_server_cap():
+    fake = FakeStorage({"media": {f"k{n:04d}": b"" for n in range(1600)}}, list_v2="feature-not-enabled")
+    with open_client(SETTINGS, transport=fake.transport()) as client:
+        assert len(list(list_objects(client, "media", page_size=5000))) == 1600
+    assert [body["limit"] for body in fake.list_bodies] == [1500, 1500]
+
+
+def test_a_missing_bucket_is_not_mistaken_for_a_missing_route():
+    fake = FakeStorage({})
+    with open_client(SETTINGS, transport=fake.transport()) as client, pytest.raises(ApiNotFound):
+        list_objects(client, "gone")
+
+
+# --- export_bucket ----------------------------------------------------------------------------------
+
+
+def test_export_bucket_writes_objects_index_and_summary(tmp_path):
+    big = bytes(range(256)) * 12_000  # ~3 MiB: several 1 MiB chunks
+    keys = {
+        "notes/hello.txt": b"hello",
+        "dot/../escape.txt": b"not outside",
+        "a//b": b"double slash",
+        "q?/what?.txt": b"question",
+        "folder/.emptyFolderPlaceholder": b"",
+        "big.bin": big,
+    }
+    fake = FakeStorage({"media": keys})
+    staging = staging_for(tmp_path)
+    summary = export_bucket(SETTINGS, staging, concurrency=4, transport=fake.transport())
+
+    assert summary["bucket"] == "media"
+    assert summary["objects"] == len(keys)
+    assert summary["bytes"] == sum(map(len, keys.values()))
+    assert summary["missing"] == 0
+    assert summary["listing"] == "list-v2"
+    assert isinstance(summary["seconds"], float)
+    json.dumps(summary)  # fits in an XCom
+
+    index = read_lines(staging.index_path)
+    assert sorted(line["key"] for line in index) == sorted(keys)
+    for line in index:
+        content = keys[line["key"]]
+        assert set(line) == {
+            "key", "file", "size", "sha256", "content_type", "cache_control", "etag", "last_modified",
+            "listed_size", "listed_etag",
+        }  # fmt: skip
+        assert line["file"].startswith("objects/")
+        assert (staging.folder / line["file"]).read_bytes() == content
+        assert line["size"] == line["listed_size"] == len(content)
+        assert line["sha256"] == hashlib.sha256(content).hexdigest()
+        assert line["etag"] == line["listed_etag"] == f'"{hashlib.md5(content).hexdigest()}"'
+        assert line["content_type"] == "text/plain; charset=utf-8"
+        assert line["cache_control"] == "max-age=3600"
+        assert line["last_modified"] == "Wed, 25 Nov 2026 10:00:00 GMT"
+    assert sorted(line["file"] for line in index) == [
+        str(staging.object_path(n).relative_to(staging.folder)) for n in range(1, len(keys) + 1)
+    ]
+    assert read_lines(staging.folder / "missing.jsonl") == []
+    # Nothing was written anywhere but the bucket folder's objects/ and its two index files.
+    written = {str(path.relative_to(staging.folder)) for path in staging.folder.rglob("*") if path.is_file()}
+    assert written == {"index.jsonl", "missing.jsonl", *(line["file"] for line in index)}
+
+
+def test_export_bucket_with_many_objects_over_v1(tmp_path):
+    keys = {f"d{n % 13}/sub{n % 3}/obj-{n:05d}": f"object {n}".encode() for n in range(1200)}
+    fake = FakeStorage({"media": keys}, list_v2="feature-not-enabled")
+    staging = staging_for(tmp_path)
+    summary = export_bucket(SETTINGS, staging, concurrency=8, page_size=100, transport=fake.transport())
+    assert summary["listing"] == "v1"
+    assert summary["objects"] == 1200
+    index = read_lines(staging.index_path)
+    assert {line["key"] for line in index} == set(keys)
+    assert len({line["file"] for line in index}) == 1200
+
+
+def test_objects_gone_after_listing_and_wrong_case_v1_paths_are_missing_not_fatal(tmp_path):
+    keys = {"Case/upper.txt": b"U", "case/lower.txt": b"L", "kept.txt": b"K", "deleted.txt": b"D"}
+    fake = FakeStorage({"media": keys}, list_v2="feature-not-enabled")
+    fake.vanished.add("deleted.txt")
+    staging = staging_for(tmp_path)
+    summary = export_bucket(SETTINGS, staging, transport=fake.transport())
+
+    exported = {line["key"] for line in read_lines(staging.index_path)}
+    missing = read_lines(staging.folder / "missing.jsonl")
+    # The merged folder row makes one of the two case folders' files appear under the other's name.
+    assert "kept.txt" in exported
+    assert {"key": "deleted.txt", "listed_size": 1, "listed_etag": f'"{hashlib.md5(b"D").hexdigest()}"'} in missing
+    assert any(line["key"].lower().startswith("case/") and line["key"] not in keys for line in missing)
+    assert summary["missing"] == len(missing) >= 2
+    assert summary["objects"] == len(exported)
+
+
+def test_truncated_bodies_and_server_errors_are_retried_and_overwrite_the_target(tmp_path):
+    content = b"0123456789" * 1000
+    fake = FakeStorage({"media": {"flaky.txt": content, "broken.txt": b"fine", "chunked.txt": b"no length" * 10}})
+    fake.faults["flaky.txt"] = ["truncate", "503", "truncate"]
+    fake.faults["broken.txt"] = ["internal"]
+    fake.faults["chunked.txt"] = ["chunked"]
+    staging = staging_for(tmp_path)
+    summary = export_bucket(SETTINGS, staging, transport=fake.transport())
+
+    assert summary["objects"] == 3
+    assert fake.downloads == {"flaky.txt": 4, "broken.txt": 2, "chunked.txt": 1}
+    by_key = {line["key"]: line for line in read_lines(staging.index_path)}
+    assert (staging.folder / by_key["flaky.txt"]["file"]).read_bytes() == content
+    assert by_key["flaky.txt"]["sha256"] == hashlib.sha256(content).hexdigest()
+    assert by_key["chunked.txt"]["size"] == 90
+
+
+def test_a_persistent_failure_fails_the_export_naming_the_object(tmp_path):
+    fake = FakeStorage({"media": {f"ok-{n}": b"x" for n in range(50)} | {"always-500.txt": b"y"}})
+    fake.faults["always-500.txt"] = ["503"] * 10
+    with pytest.raises(ObjectDownloadFailed) as raised:
+        export_bucket(SETTINGS, staging_for(tmp_path), transport=fake.transport())
+    message = str(raised.value)
+    assert "always-500.txt" in message and "media" in message and "503" in message
+    assert SECRET not in message
+    assert fake.downloads["always-500.txt"] == api_client.RETRY_ATTEMPTS
+
+
+def test_a_client_error_is_not_retried(tmp_path):
+    fake = FakeStorage({"media": {"refused.txt": b"y"}})
+    fake.faults["refused.txt"] = ["invalid"]
+    with pytest.raises(ObjectDownloadFailed, match="InvalidKey"):
+        export_bucket(SETTINGS, staging_for(tmp_path), transport=fake.transport())
+    assert fake.downloads["refused.txt"] == 1
+
+
+def test_a_refused_key_fails_with_the_fix(tmp_path):
+    fake = FakeStorage({"media": {"x.txt": b"y"}})
+    fake.faults["x.txt"] = ["unauthorized"]
+    with pytest.raises(ApiUnauthorized, match="supabase_api connection"):
+        export_bucket(SETTINGS, staging_for(tmp_path), transport=fake.transport())
+
+
+def test_a_retried_export_starts_over(tmp_path):
+    fake = FakeStorage({"media": {"a": b"1", "b": b"2"}})
+    staging = staging_for(tmp_path)
+    export_bucket(SETTINGS, staging, transport=fake.transport())
+    fake.buckets["media"] = {"a": b"1"}
+    summary = export_bucket(SETTINGS, staging, transport=fake.transport())
+    assert summary["objects"] == 1
+    assert [line["key"] for line in read_lines(staging.index_path)] == ["a"]
+    assert sorted(path.name for path in staging.objects_folder.iterdir()) == ["00000001"]
+
+
+# --- fetch_objects ----------------------------------------------------------------------------------
+
+
+def test_fetch_objects_continues_numbering_and_appends_to_the_index(tmp_path):
+    fake = FakeStorage({"media": {"a": b"1", "b": b"2", "case/lower.txt": b"L", "late.txt": b"late"}})
+    staging = staging_for(tmp_path)
+    fake.buckets["media"].pop("late.txt")
+    late = b"late"
+    export_bucket(SETTINGS, staging, transport=fake.transport())
+    fake.buckets["media"]["late.txt"] = late
+    # A stray file from an interrupted earlier fetch must not be overwritten either.
+    (staging.objects_folder / "00000007").write_bytes(b"stray")
+
+    records, missing = fetch_objects(
+        SETTINGS, staging, ["late.txt", "case/lower.txt", "never-existed"], concurrency=2, transport=fake.transport()
+    )
+    assert sorted(record["key"] for record in records) == ["case/lower.txt", "late.txt"]
+    assert sorted(record["file"] for record in records) == ["objects/00000008", "objects/00000009"]
+    assert missing == [{"key": "never-existed", "listed_size": None, "listed_etag": None}]
+    assert all(record["listed_size"] is None and record["listed_etag"] is None for record in records)
+    assert (staging.objects_folder / "00000007").read_bytes() == b"stray"
+
+    index = read_lines(staging.index_path)
+    assert sorted(line["key"] for line in index[:3]) == ["a", "b", "case/lower.txt"]
+    assert index[3:] == records
+    late_record = next(record for record in records if record["key"] == "late.txt")
+    assert (staging.folder / late_record["file"]).read_bytes() == late
+    assert late_record["sha256"] == hashlib.sha256(late).hexdigest()
+
+
+def test_fetch_objects_into_an_empty_folder_starts_at_one(tmp_path):
+    fake = FakeStorage({"media": {"x": b"x"}})
+    staging = staging_for(tmp_path)
+    records, missing = fetch_objects(SETTINGS, staging, ["x"], transport=fake.transport())
+    assert [record["file"] for record in records] == ["objects/00000001"]
+    assert read_lines(staging.index_path) == records
+    assert missing == []
