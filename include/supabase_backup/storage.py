@@ -577,18 +577,18 @@ def fetch_objects(
     *,
     concurrency: int = 8,
     transport: httpx.BaseTransport | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Download the given keys into an already exported bucket folder (the reconcile step's path).
 
     Numbering continues after the highest number in ``index.jsonl`` or ``objects/``; each downloaded
     object is appended to ``index.jsonl`` in the same format as ``export_bucket`` (``listed_size`` and
-    ``listed_etag`` are None). Returns ``(records, missing)``: the index records written, and
-    ``{"key", "listed_size": None, "listed_etag": None}`` for each key that answered NoSuchKey.
+    ``listed_etag`` are None). Returns ``(records, missing_keys)``: the index records written, and the
+    keys that answered NoSuchKey.
     ``missing.jsonl`` is left alone: what a missing key means is the caller's decision. Other failures
     raise as in ``export_bucket``.
     """
     records: list[dict[str, Any]] = []
-    missing: list[dict[str, Any]] = []
+    missing_keys: list[str] = []
     progress = _Progress(staging.bucket_id)
     staging.objects_folder.mkdir(parents=True, exist_ok=True)
     first_number = _next_sequence_number(staging)
@@ -608,7 +608,7 @@ def fetch_objects(
             concurrency=concurrency,
             progress=progress,
             on_downloaded=downloaded,
-            on_missing=missing.append,
+            on_missing=lambda entry: missing_keys.append(entry["key"]),
         )
     progress.maybe_log(force=True)
-    return records, missing
+    return records, missing_keys
