@@ -22,9 +22,11 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.task.trigger_rule import TriggerRule
 
 from supabase_backup import config, steps
+from supabase_backup.errors import BackupError
 
 ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_SECONDS", "60")))
@@ -135,7 +137,10 @@ def supabase_backup():
                 ti.xcom_pull(task_ids="dump_database"), ti.xcom_pull(task_ids="export_auth_users"),
                 ti.xcom_pull(task_ids="reconcile"),
             )
-        return steps.finish_run(run_id, verified, summary, failed)
+        try:
+            return steps.finish_run(run_id, verified, summary, failed)
+        except BackupError as error:  # the run failed and the row says why: no point retrying
+            raise AirflowFailException(str(error)) from None
 
     @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
     def cleanup_staging(run_id=None) -> None:

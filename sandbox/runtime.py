@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -135,7 +134,10 @@ def env_vars(s: dict) -> dict[str, str]:
 
 
 def env_lines(s: dict) -> str:
-    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env_vars(s).items())
+    def q(v: str) -> str:
+        return "'" + v.replace("'", "'\"'\"'") + "'"
+
+    return "".join(f"export {k}={q(v)}\n" for k, v in env_vars(s).items())
 
 
 def _new_settings(state_dir: Path, size: str) -> dict:

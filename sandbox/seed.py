@@ -339,48 +339,49 @@ def load_users_file(s: dict, users_file: str | os.PathLike) -> int:
 APP_SQL = """
 SELECT setseed(0.4242);
 INSERT INTO public.organizations (slug, name, plan, settings, created_at)
-SELECT 'org-' || g, initcap((ARRAY['acme','globex','initech','umbrella','hooli','stark','wayne','tyrell'])[1 + g % 8])
-       || ' ' || g, (ARRAY['free','pro','team','enterprise'])[1 + g % 4],
-       jsonb_build_object('seats', 5 + g % 50, 'sso', g % 5 = 0),
+SELECT 'org-' || g, initcap((ARRAY['acme','globex','initech','umbrella','hooli','stark','wayne','tyrell'])[1 + g %% 8])
+       || ' ' || g, (ARRAY['free','pro','team','enterprise'])[1 + g %% 4],
+       jsonb_build_object('seats', 5 + g %% 50, 'sso', g %% 5 = 0),
        timestamptz '2024-01-01' + g * interval '1 day'
 FROM generate_series(1, %(orgs)s) g;
 
 INSERT INTO public.memberships (organization_id, user_id, role)
-SELECT DISTINCT ON (o, p.id) o, p.id, (ARRAY['owner','admin','member','viewer'])[1 + (row_number() OVER ()) %% 4]::public.member_role
-FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM public.profiles) p,
-     LATERAL (SELECT 1 + ((p.rn * 7 + k) %% %(orgs)s) AS o FROM generate_series(0, 1) k) x;
+SELECT 1 + ((p.rn * 7 + k) %% %(orgs)s), p.id, (ARRAY['owner','admin','member','viewer'])[1 + (p.rn + k) %% 4]::public.member_role
+FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM public.profiles) p, generate_series(0, 1) k;
 
 INSERT INTO public.projects (organization_id, name, description, tags, budget, archived, created_by, created_at)
 SELECT 1 + g %% %(orgs)s, 'Project ' || g, 'Description of project ' || g,
        ARRAY[(ARRAY['web','mobile','infra','data','ml'])[1 + g %% 5]], round((random() * 100000)::numeric, 2),
-       g %% 11 = 0, (SELECT id FROM public.profiles ORDER BY id OFFSET (g %% %(users)s) LIMIT 1),
+       g %% 11 = 0, p.a[1 + g %% array_length(p.a, 1)],
        timestamptz '2024-02-01' + g * interval '2 hours'
-FROM generate_series(1, %(projects)s) g;
+FROM generate_series(1, %(projects)s) g, (SELECT array_agg(id ORDER BY id) AS a FROM public.profiles) p;
 
 INSERT INTO public.documents (project_id, title, body, storage_path, created_by, created_at)
 SELECT 1 + g %% %(projects)s, 'Document ' || g,
-       (SELECT string_agg(w[1 + ((g * 31 + i * 17) %% array_length(w, 1))], ' ')
-          FROM generate_series(1, 5 + g %% 40) i,
-               (SELECT ARRAY['alpha','beta','gamma','delta','backup','restore','policy','schema','invoice','report',
-                             'storage','bucket','snapshot','verify','archive'] AS w) words),
+       (SELECT string_agg(w.a[1 + ((g * 31 + i * 17) %% array_length(w.a, 1))], ' ')
+          FROM generate_series(1, 5 + g %% 40) i),
        CASE WHEN g %% 10 = 0 THEN 'reports/2024/q' || (1 + g %% 4) || '/report-001.txt' END,
-       NULL, timestamptz '2024-03-01' + g * interval '17 minutes'
-FROM generate_series(1, %(documents)s) g;
+       p.a[1 + (g * 3) %% array_length(p.a, 1)], timestamptz '2024-03-01' + g * interval '17 minutes'
+FROM generate_series(1, %(documents)s) g, (SELECT array_agg(id ORDER BY id) AS a FROM public.profiles) p,
+     (SELECT ARRAY['alpha','beta','gamma','delta','backup','restore','policy','schema','invoice','report',
+                   'storage','bucket','snapshot','verify','archive'] AS a) w;
 
 INSERT INTO public.orders (organization_id, customer_id, status, total_cents, currency, shipping_address, placed_at)
-SELECT 1 + g %% %(orgs)s, (SELECT id FROM public.profiles ORDER BY id OFFSET (g %% %(users)s) LIMIT 1),
+SELECT 1 + g %% %(orgs)s, p.a[1 + (g * 5) %% array_length(p.a, 1)],
        (ARRAY['pending','paid','shipped','cancelled','refunded'])[1 + g %% 5]::public.order_status,
        0, (ARRAY['USD','EUR','GBP'])[1 + g %% 3],
        jsonb_build_object('city', (ARRAY['Paris','Berlin','Tokyo','Austin','Lagos'])[1 + g %% 5], 'zip', lpad((g %% 99999)::text, 5, '0')),
        timestamptz '2024-01-15' + g * interval '9 minutes'
-FROM generate_series(1, %(orders)s) g;
+FROM generate_series(1, %(orders)s) g, (SELECT array_agg(id ORDER BY id) AS a FROM public.profiles) p;
 
 INSERT INTO public.order_items (order_id, sku, description, quantity, unit_price_cents)
 SELECT 1 + g %% %(orders)s, 'SKU-' || lpad((g %% 500)::text, 4, '0'), 'Item ' || g, 1 + g %% 5,
        100 + (random() * 10000)::int
 FROM generate_series(1, %(items)s) g;
 
-UPDATE public.orders o SET total_cents = public.order_total(o.id);
+UPDATE public.orders o SET total_cents = t.total FROM (
+    SELECT order_id, sum(quantity * unit_price_cents)::bigint AS total FROM public.order_items GROUP BY order_id) t
+WHERE t.order_id = o.id;
 REFRESH MATERIALIZED VIEW public.monthly_revenue;
 SELECT setval('public.invoice_number_seq', (SELECT max(invoice_number) FROM public.orders));
 """
@@ -393,8 +394,7 @@ def seed_app(conn, size: str, n_users: int) -> dict:
     with conn.cursor() as cur:
         for stmt in APP_SQL.split(";\n"):
             if stmt.strip():
-                cur.execute(stmt.replace("%(", "\x00(").replace("%%", "%").replace("\x00(", "%(") if False else stmt,
-                            params)
+                cur.execute(stmt, params)
         # large objects referenced from documents
         cur.execute("UPDATE public.documents SET attachment = lo_from_bytea(0, convert_to(repeat('sandbox large object ', 200), 'UTF8')) "
                     "WHERE id = (SELECT id FROM public.documents ORDER BY created_at LIMIT 1)")

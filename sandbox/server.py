@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from .common import (NIL_UUID, gotrue_ts, http_date, is_valid_bucket_name, is_valid_key,
                      storage_metadata, storage_ts)
-from .faults import FaultError, Faults
+from .faults import Faults
 
 log = logging.getLogger("sandbox.server")
 
@@ -596,13 +596,13 @@ def _file_iter(path: str, start: int, length: int, cut_at: int | None):
 
 
 async def get_object(request: Request, bucket_id: str, key: str, role: str, head: bool) -> Response:
-    bucket = await visible_bucket(bucket_id, role)
-    if bucket is None:
-        return no_such_bucket(head)
     row = await APP.db.fetchone(
-        "SELECT id, name, version, metadata, updated_at, created_at FROM storage.objects "
-        "WHERE bucket_id = %s AND name = %s", (bucket_id, key))
-    if row is None:
+        "SELECT o.id, o.name, o.version, o.metadata, o.updated_at, o.created_at, b.public "
+        "FROM storage.objects o JOIN storage.buckets b ON b.id = o.bucket_id "
+        "WHERE o.bucket_id = %s AND o.name = %s", (bucket_id, key))
+    if row is None or (role == "anon" and not row["public"]):
+        if await visible_bucket(bucket_id, role) is None:
+            return no_such_bucket(head)
         return no_such_key(head)
     path = os.path.join(APP.blobs, str(row["id"]))
     try:
@@ -634,6 +634,12 @@ async def get_object(request: Request, bucket_id: str, key: str, role: str, head
         return Response(status_code=status, headers=headers)
     APP.faults.count("downloads")
     cut = length // 2 if APP.faults.roll_truncate() else None
+    if cut is None and length <= CHUNK:
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            data = fh.read(length)
+        if len(data) == length:
+            return Response(data, status_code=status, headers=headers)
     return StreamingResponse(_file_iter(path, start, length, cut), status_code=status, headers=headers)
 
 
@@ -1108,7 +1114,6 @@ def create_app(settings: dict) -> Starlette:
         Route("/auth/v1/admin/users/{user_id}", admin_user, methods=["GET", "DELETE"]),
         Route("/auth/v1/health", lambda r: JSONResponse({"version": "sandbox", "name": "GoTrue",
                                                           "description": "sandbox stand-in"})),
-        Route("/storage/v1/", catch_all),
         Route("/_sandbox/faults", control_faults, methods=["GET", "PUT", "DELETE"]),
         Route("/_sandbox/health", control_health),
         Route("/{rest:path}", catch_all, methods=methods),

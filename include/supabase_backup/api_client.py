@@ -29,6 +29,11 @@ from supabase_backup.errors import (
 
 log = logging.getLogger(__name__)
 
+# httpx logs every request at INFO: one line per object would bury the progress lines of a 100k-object
+# bucket in the task log. Quieted only where nobody configured the httpx logger explicitly.
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
 T = TypeVar("T")
 
 # Retry policy. Module constants rather than arguments so one place sets it for every call, and tests

@@ -393,9 +393,12 @@ class _Progress:
         self.last_logged = now
         elapsed = max(now - self.started, 1e-6)
         finished = self.objects + self.missing
-        of_total = f"of {self.listed:,} " if self.listing_done else f"of {self.listed:,}+ listed "
+        if self.listing_done:
+            of_total, remaining = f"{self.listed:,}", f"{self.listed - finished:,} to go"
+        else:
+            of_total, remaining = f"{self.listed:,}+", "listing continues"
         log.info(
-            "Bucket %r: %s objects %sdone (%.1f MiB) in %.0f s, %.1f MiB/s, %s missing, %s to go",
+            "Bucket %r: %s of %s objects done (%.1f MiB in %.0f s, %.1f MiB/s), %s missing, %s",
             self.bucket_id,
             f"{finished:,}",
             of_total,
@@ -403,7 +406,7 @@ class _Progress:
             elapsed,
             self.bytes_written / 2**20 / elapsed,
             f"{self.missing:,}",
-            f"{self.listed - finished:,}" if self.listing_done else "listing still running,",
+            remaining,
         )
 
 

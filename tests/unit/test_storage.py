@@ -19,7 +19,7 @@ from airflow.sdk import ObjectStoragePath
 
 from supabase_backup import api_client, storage
 from supabase_backup.api_client import ApiSettings, open_client
-from supabase_backup.errors import ApiNotFound, ApiUnauthorized, ObjectDownloadFailed
+from supabase_backup.errors import ApiNotFound, ApiTransientError, ApiUnauthorized, ObjectDownloadFailed
 from supabase_backup.staging import StagingArea
 from supabase_backup.storage import (
     encode_path_segment,
@@ -397,6 +397,20 @@ def test_a_refused_key_fails_with_the_fix(tmp_path):
     fake.faults["x.txt"] = ["unauthorized"]
     with pytest.raises(ApiUnauthorized, match="supabase_api connection"):
         export_bucket(SETTINGS, staging_for(tmp_path), transport=fake.transport())
+
+
+def test_a_listing_that_fails_part_way_fails_the_export(tmp_path):
+    fake = FakeStorage({"media": {f"k{n:04d}": b"x" for n in range(30)}})
+    answer_page = fake.list_v2_page
+
+    def second_page_always_fails(bucket, body):
+        if body.get("cursor"):
+            return storage_error("500", "InternalError", "Internal Server Error")
+        return answer_page(bucket, body)
+
+    fake.list_v2_page = second_page_always_fails
+    with pytest.raises(ApiTransientError, match="list-v2"):
+        export_bucket(SETTINGS, staging_for(tmp_path), page_size=10, transport=fake.transport())
 
 
 def test_a_retried_export_starts_over(tmp_path):

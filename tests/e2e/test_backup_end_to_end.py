@@ -1,0 +1,197 @@
+"""The real DAG against the sandbox, checked from the outside: S3, the zip (read by the tests' own
+reader), the sandbox's own database and blob files, a psql restore, the history table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.archive_reader import read_archive, read_member
+
+SKIP_TABLES = {("public", "backup_history")}  # written to by the run itself
+
+
+def table_row_counts(connection) -> dict:
+    tables = connection.execute(
+        "SELECT schemaname, tablename FROM pg_tables "
+        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+    ).fetchall()
+    return {
+        (schema, table): connection.execute(
+            f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]
+        for schema, table in tables if (schema, table) not in SKIP_TABLES
+    }
+
+
+def restore_into_fresh_database(sandbox, dump_path: Path) -> str:
+    name = f"restored_{uuid.uuid4().hex[:8]}"
+    with sandbox.connect() as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run(
+        ["psql", "--quiet", "-v", "ON_ERROR_STOP=1", "-f", str(dump_path)],
+        env=sandbox.libpq_environment(name), check=True, capture_output=True,
+    )
+    return name
+
+
+def successful_archive(sandbox, dag_run, tmp_path) -> tuple[dict, Path]:
+    row = sandbox.history_row(dag_run.run_id)
+    assert row is not None, "no backup_history row"
+    assert row["status"] == "success", row
+    assert dag_run.state == "success"
+    local = sandbox.download_archive(row["s3_key"], tmp_path / "archive.zip")
+    return row, local
+
+
+def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_runner, tmp_path):
+    sandbox = small_sandbox
+    objects_before = sandbox.objects()
+    users_before = sandbox.user_ids()
+
+    dag_run = backup_runner.run(sandbox, {})
+    row, local = successful_archive(sandbox, dag_run, tmp_path)
+
+    assert row["s3_key"].startswith("supabase-backups/backup-") and row["s3_key"].endswith("-UTC.zip")
+    assert row["trigger"] == "manual" and row["error"] is None
+    head = sandbox.s3().head_object(Bucket=row["s3_bucket"], Key=row["s3_key"])
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ContentLength"] == row["size_bytes"] == local.stat().st_size
+
+    contents = read_archive(local)
+    manifest = contents["manifest"]
+    assert manifest["format"] == "supabase-backup" and manifest["format_version"] == 1
+    assert manifest["run"]["run_id"] == dag_run.run_id
+    # Every member is listed with its true size and sha256, and nothing else is in the zip.
+    listed = {member["path"]: (member["size"], member["sha256"]) for member in manifest["members"]}
+    assert listed == {name: value for name, value in contents["members"].items()
+                      if name != "manifest.json"}
+    # Every object of every bucket, with the right bytes; no extra object.
+    assert contents["objects"] == objects_before
+    assert row["storage_objects"] == len(objects_before)
+    assert row["storage_bytes"] == sum(size for size, _ in objects_before.values())
+    # Every user.
+    users = json.loads(read_member(local, "auth/users.json"))
+    assert {user["id"] for user in users} == users_before
+    assert len(users) == len(users_before) == row["auth_users"]
+    assert not any("encrypted_password" in user for user in users)
+    assert "db/backup.sql" in manifest["auth"]["password_hashes"]
+    # The dump restores with psql into a fresh database, with equal row counts everywhere.
+    dump = tmp_path / "backup.sql"
+    dump.write_bytes(read_member(local, "db/backup.sql"))
+    restored = restore_into_fresh_database(sandbox, dump)
+    with sandbox.connect() as source, sandbox.connect(restored) as target:
+        source_counts, target_counts = table_row_counts(source), table_row_counts(target)
+        large_objects = target.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+    assert source_counts == target_counts
+    assert ("auth", "users") in target_counts and ("storage", "objects") in target_counts
+    assert large_objects >= 1
+    # No secret reached the history row or the manifest.
+    secrets = [sandbox.settings["pg_password"], sandbox.settings["service_key"]]
+    text = json.dumps(row) + read_member(local, "manifest.json").decode()
+    assert not any(secret in text for secret in secrets)
+    # Staging was cleaned up.
+    assert not any(backup_runner.staging_root.iterdir())
+
+
+def test_disabled_setting_records_skipped_and_writes_no_archive(small_sandbox, backup_runner):
+    sandbox = small_sandbox
+    sandbox.set_backup_enabled(False)
+    try:
+        keys_before = sandbox.archive_keys()
+        dag_run = backup_runner.run(sandbox, {})
+        row = sandbox.history_row(dag_run.run_id)
+        assert row["status"] == "skipped"
+        assert "backup_enabled" in row["error"] and "force" in row["error"]
+        assert sandbox.archive_keys() == keys_before
+        assert dag_run.state == "success"
+    finally:
+        sandbox.set_backup_enabled(True)
+
+
+def test_force_backs_up_although_disabled(small_sandbox, backup_runner, tmp_path):
+    sandbox = small_sandbox
+    sandbox.set_backup_enabled(False)
+    try:
+        dag_run = backup_runner.run(sandbox, {"force": True})
+        row, local = successful_archive(sandbox, dag_run, tmp_path)
+        assert row["storage_objects"] == len(sandbox.objects())
+    finally:
+        sandbox.set_backup_enabled(True)
+
+
+def test_storage_outage_fails_with_a_reason_and_no_success(small_sandbox, backup_runner):
+    sandbox = small_sandbox
+    keys_before = sandbox.archive_keys()
+    sandbox.set_faults(storage_down=True)
+    try:
+        dag_run = backup_runner.run(sandbox, {})
+    finally:
+        sandbox.clear_faults()
+    row = sandbox.history_row(dag_run.run_id)
+    assert dag_run.state == "failed"
+    assert row["status"] == "failed"
+    assert "list_buckets" in row["error"] and "503" in row["error"], row["error"]
+    assert row["s3_key"] is None
+    assert sandbox.archive_keys() == keys_before
+    assert sandbox.settings["service_key"] not in row["error"]
+
+
+def test_v1_fallback_and_changes_after_the_snapshot_are_reconciled(
+        small_sandbox, backup_runner, tmp_path):
+    """list-v2 off (v1 merges Case/ and case/), and objects created, changed and deleted while
+    the run is between its database snapshot and the bucket listing."""
+    sandbox = small_sandbox
+    api = sandbox.settings["api_url"] + "/storage/v1"
+    headers = {"Authorization": f"Bearer {sandbox.settings['service_key']}"}
+    bucket = "docs-mutable"
+    httpx.post(f"{api}/bucket", json={"id": bucket, "name": bucket}, headers=headers)
+    for name in ("keep.txt", "change.txt", "delete.txt"):
+        httpx.post(f"{api}/object/{bucket}/{name}", content=b"before " + name.encode(),
+                   headers={**headers, "content-type": "text/plain", "x-upsert": "true"}
+                   ).raise_for_status()
+    staging_root = backup_runner.staging_root
+    mutated = threading.Event()
+
+    def mutate_after_snapshot():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if list(staging_root.glob("*/inventory/storage_objects.jsonl")):
+                httpx.post(f"{api}/object/{bucket}/new.txt", content=b"created later",
+                           headers={**headers, "content-type": "text/plain"}).raise_for_status()
+                httpx.put(f"{api}/object/{bucket}/change.txt", content=b"changed later, longer",
+                          headers={**headers, "content-type": "text/plain"}).raise_for_status()
+                httpx.delete(f"{api}/object/{bucket}/delete.txt", headers=headers).raise_for_status()
+                mutated.set()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=mutate_after_snapshot, daemon=True)
+    sandbox.set_faults(list_v2_disabled=True)
+    try:
+        thread.start()
+        dag_run = backup_runner.run(sandbox, {"include_auth": False})
+    finally:
+        sandbox.clear_faults()
+        thread.join(timeout=5)
+    assert mutated.is_set(), "the mutation thread never saw the snapshot inventory"
+    row, local = successful_archive(sandbox, dag_run, tmp_path)
+    contents = read_archive(local)
+    assert contents["objects"] == sandbox.objects()  # exact, case-sensitive keys, latest bytes
+    states = {(member["object"]["bucket"], member["object"]["key"]): member["object"]["consistency"]
+              for member in contents["manifest"]["members"] if "object" in member}
+    assert states[(bucket, "new.txt")] == "created_after_snapshot"
+    assert states[(bucket, "change.txt")] == "changed_after_snapshot"
+    assert states[(bucket, "keep.txt")] == "in_snapshot"
+    deleted = contents["manifest"]["storage"]["consistency"]["deleted"]
+    assert [(item["bucket"], item["key"]) for item in deleted] == [(bucket, "delete.txt")]
+    assert (row["objects_created_after_snapshot"], row["objects_changed_after_snapshot"],
+            row["objects_deleted_after_snapshot"]) == (1, 1, 1)
+    listings = {item["bucket"]: item["listing"] for item in contents["manifest"]["storage"]["buckets"]}
+    assert set(listings.values()) == {"v1"}

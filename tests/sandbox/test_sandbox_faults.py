@@ -1,0 +1,74 @@
+"""Fault injection through /_sandbox/faults."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+
+def listing(api):
+    return api.post("/storage/v1/object/list/documents", json={"prefix": "logs", "limit": 1})
+
+
+def test_get_put_delete_faults(sbx, faults):
+    url = f"{sbx['control_url']}/faults"
+    state = httpx.get(url).json()
+    assert state["list_v2_disabled"] is False and state["error_rate"] == 0
+    assert faults(latency_ms=5)["latency_ms"] == 5
+    bad = httpx.put(url, json={"no_such_fault": 1})
+    assert bad.status_code == 422
+    bad = httpx.put(url, json={"error_rate": 2})
+    assert bad.status_code == 422
+    assert httpx.delete(url).json()["latency_ms"] == 0
+
+
+def test_error_rate_is_seeded_and_deterministic(api, faults):
+    def run():
+        faults(error_rate=0.5, seed=7)
+        return [listing(api).status_code for _ in range(30)]
+
+    a, b = run(), run()
+    assert a == b
+    assert set(a) >= {200} and set(a) - {200} <= {500, 503}
+    faults(error_rate=1.0, error_kinds=["body503"])
+    r = listing(api)
+    assert r.status_code == 400 and r.json()["statusCode"] == "503"
+    faults(error_rate=1.0, error_kinds=["http544"])
+    assert listing(api).status_code == 544
+    r = api.get("/auth/v1/admin/users")
+    assert r.status_code >= 500 and "error_code" in r.json()
+    # uploads and info are not subject to error_rate
+    assert api.get("/storage/v1/object/info/documents/logs/empty.log").status_code == 200
+
+
+def test_fail_routes_and_down_switches(api, faults):
+    faults(fail_routes=["/object/list-v2/"])
+    assert api.post("/storage/v1/object/list-v2/documents", json={}).status_code == 503
+    assert listing(api).status_code == 200
+    faults(fail_routes=["logs/empty.log"])
+    assert api.get("/storage/v1/object/documents/logs/empty.log").status_code == 503
+    faults(fail_routes=[], storage_down=True)
+    assert api.get("/storage/v1/bucket").status_code == 503
+    assert api.get("/auth/v1/admin/users").status_code == 200
+    faults(storage_down=False, auth_down=True)
+    assert api.get("/auth/v1/admin/users").status_code == 503
+    assert api.get("/storage/v1/bucket").status_code == 200
+
+
+def test_latency(api, faults):
+    faults(latency_ms=300)
+    t0 = time.monotonic()
+    api.get("/storage/v1/bucket")
+    assert time.monotonic() - t0 >= 0.3
+
+
+def test_truncated_download(api, faults):
+    path = "/storage/v1/object/documents/blobs/data.bin"
+    faults(truncate_downloads=True)
+    with pytest.raises(httpx.RemoteProtocolError):
+        api.get(path)
+    faults(truncate_downloads=False)
+    r = api.get(path)
+    assert len(r.content) == 64 * 1024
