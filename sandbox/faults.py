@@ -88,9 +88,11 @@ def validate(update: Any) -> dict[str, Any]:
 class Faults:
     """Thread-safe fault state, persisted to ``path`` so a restarted server keeps it."""
 
-    def __init__(self, path: str | None, baseline: dict[str, Any] | None = None):
+    def __init__(self, path: str | None, baseline: dict[str, Any] | None = None,
+                 baseline_loader=None):
         self.path = path
         self.baseline = {**copy.deepcopy(DEFAULTS), **(baseline or {})}
+        self.baseline_loader = baseline_loader
         self.lock = threading.Lock()
         self.state = copy.deepcopy(self.baseline)
         self.counters: dict[str, int] = {}
@@ -123,6 +125,11 @@ class Faults:
         return self.snapshot()
 
     def reset(self) -> dict[str, Any]:
+        if self.baseline_loader is not None:
+            try:
+                self.baseline = {**copy.deepcopy(DEFAULTS), **validate(self.baseline_loader() or {})}
+            except (OSError, ValueError):
+                pass
         with self.lock:
             self.state = copy.deepcopy(self.baseline)
             self.rng = random.Random(self.state["seed"])

@@ -285,11 +285,20 @@ def _wait_port(port: int, pid: int, what: str, logfile: Path, timeout: float = 3
     raise SandboxError(f"{what} did not start on port {port}:\n{tail}")
 
 
-def _kill_group(pidfile: Path, timeout: float = 10) -> None:
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _kill_group(pidfile: Path, marker: str, timeout: float = 10) -> None:
     pid = _read_pid(pidfile)
     if not pid:
         return
-    if _pid_alive(pid):
+    # only ever signal the process group we started (the pid file may be stale after a reboot)
+    if _pid_alive(pid) and marker in _cmdline(pid):
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -423,8 +432,8 @@ def down(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, purge: bool = False) 
     p = _paths(state_dir)
     if p["settings"].exists():
         s = json.loads(p["settings"].read_text())
-        _kill_group(p["api_pid"])
-        _kill_group(p["s3_pid"])
+        _kill_group(p["api_pid"], "sandbox.server")
+        _kill_group(p["s3_pid"], "moto")
         _pg_stop(s)
     if purge and state_dir.exists():
         shutil.rmtree(state_dir)

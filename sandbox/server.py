@@ -118,8 +118,14 @@ class App:
             f"user={settings['pg_user']} password={settings['pg_password']} "
             f"application_name=sandbox-api"
         )
+        settings_path = os.path.join(settings["state_dir"], "settings.json")
+
+        def load_baseline() -> dict:
+            with open(settings_path) as fh:
+                return json.load(fh).get("faults_baseline") or {}
+
         self.faults = Faults(os.path.join(settings["state_dir"], "faults.json"),
-                             settings.get("faults_baseline") or {})
+                             settings.get("faults_baseline") or {}, baseline_loader=load_baseline)
         self.service_tokens = {settings["service_key"], settings.get("service_role_jwt", "")} - {""}
         self.anon_tokens = {settings["anon_key"], settings.get("anon_jwt", "")} - {""}
 

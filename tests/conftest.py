@@ -20,3 +20,6 @@ os.environ["SUPABASE_BACKUP_RETRY_DELAY_SECONDS"] = "1"
 for path in (PROJECT_ROOT / "include", PROJECT_ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+
+from tests.sandbox_fixtures import small_sandbox  # noqa: E402,F401  (session fixture for all tests)

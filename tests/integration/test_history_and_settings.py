@@ -1,0 +1,81 @@
+"""history.py and settings.py against the sandbox's real Postgres with the migration applied."""
+
+import subprocess
+import uuid
+
+import psycopg
+import pytest
+
+from supabase_backup import history, settings
+from supabase_backup.errors import MigrationMissing
+from tests.sandbox_fixtures import MIGRATION
+
+
+@pytest.fixture
+def connection(small_sandbox):
+    with small_sandbox.connect() as connection:
+        yield connection
+
+
+def test_migration_is_idempotent_and_locks_out_the_api_roles(small_sandbox, connection):
+    for _ in range(2):
+        subprocess.run(["psql", "--quiet", "-v", "ON_ERROR_STOP=1", "-f", str(MIGRATION)],
+                       env=small_sandbox.libpq_environment(), check=True, capture_output=True)
+    rows = connection.execute(
+        "SELECT relname, relrowsecurity FROM pg_class WHERE relname IN "
+        "('system_settings_kv', 'backup_history') ORDER BY 1").fetchall()
+    assert rows == [("backup_history", True), ("system_settings_kv", True)]
+    for role in ("anon", "authenticated"):
+        for table in ("public.backup_history", "public.system_settings_kv"):
+            assert connection.execute("SELECT has_table_privilege(%s, %s, 'SELECT')",
+                                      (role, table)).fetchone()[0] is False
+    assert connection.execute("SELECT has_table_privilege('service_role', "
+                              "'public.backup_history', 'INSERT')").fetchone()[0] is True
+
+
+def test_run_row_lifecycle_is_keyed_by_run_id(connection):
+    run_id = f"test__{uuid.uuid4()}"
+    history.record_running(connection, run_id, "scheduled")
+    history.record_failed(connection, run_id, "dump_database: pg_dump exited with status 1")
+    history.record_failed(connection, run_id, "generic: the run ended", keep_first_reason=True)
+    row = history.get_by_run_id(connection, run_id)
+    assert row["status"] == "failed" and row["error"].startswith("dump_database")
+    history.record_running(connection, run_id, "scheduled")  # the run was cleared and retried
+    history.record_success(connection, run_id, {"s3_bucket": "b", "s3_key": "k", "size_bytes": 5,
+                                                "sha256": "f" * 64, "storage_objects": 3})
+    row = history.get_by_run_id(connection, run_id)
+    assert (row["status"], row["error"], row["s3_key"], row["storage_objects"]) == (
+        "success", None, "k", 3)
+    count = connection.execute("SELECT count(*) FROM public.backup_history WHERE run_id = %s",
+                               (run_id,)).fetchone()[0]
+    assert count == 1
+    assert history.get_by_id(connection, row["id"])["run_id"] == run_id
+    assert run_id in [item["run_id"] for item in history.list_history(connection, limit=500)]
+
+
+def test_success_needs_a_started_row(connection):
+    with pytest.raises(RuntimeError, match="record_running never ran"):
+        history.record_success(connection, f"never-started-{uuid.uuid4()}", {})
+
+
+def test_enabled_setting_round_trip(connection):
+    try:
+        settings.write_backup_enabled(connection, False, "test")
+        assert settings.read_backup_enabled(connection) is False
+        row = connection.execute("SELECT value, updated_by FROM public.system_settings_kv "
+                                 "WHERE key = 'backup_enabled'").fetchone()
+        assert row == (False, "test")
+    finally:
+        settings.write_backup_enabled(connection, True, "test")
+    assert settings.read_backup_enabled(connection) is True
+
+
+def test_missing_tables_name_the_migration(small_sandbox):
+    with small_sandbox.connect() as admin:
+        name = f"empty_{uuid.uuid4().hex[:8]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+    with small_sandbox.connect(name) as connection:
+        with pytest.raises(MigrationMissing, match="001_backup_system.sql"):
+            settings.read_backup_enabled(connection)
+        with pytest.raises(MigrationMissing, match="public.backup_history"):
+            history.record_running(connection, "r", "manual")

@@ -1,0 +1,115 @@
+"""The sandbox for integration and end-to-end tests: started once per session on loopback (Postgres,
+Storage/Auth API, S3), with the migration applied, and read back as ground truth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import boto3
+import httpx
+import psycopg
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+MIGRATION = PROJECT_ROOT / "include" / "sql" / "001_backup_system.sql"
+
+
+class Sandbox:
+    """Ground truth read straight from the sandbox's database and blob files, not through the
+    library or the API the library uses."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.env = settings["env"]
+
+    def connect(self, dbname: str | None = None, **options) -> psycopg.Connection:
+        return psycopg.connect(
+            host=self.settings["pg_host"], port=self.settings["pg_port"],
+            user=self.settings["pg_user"], password=self.settings["pg_password"],
+            dbname=dbname or self.settings["pg_dbname"], autocommit=True, **options,
+        )
+
+    def libpq_environment(self, dbname: str | None = None) -> dict:
+        return {**os.environ, "PGHOST": self.settings["pg_host"],
+                "PGPORT": str(self.settings["pg_port"]), "PGUSER": self.settings["pg_user"],
+                "PGPASSWORD": self.settings["pg_password"],
+                "PGDATABASE": dbname or self.settings["pg_dbname"]}
+
+    def objects(self) -> dict:
+        """{(bucket, key): (size, sha256)} of every object, hashed from the blob files."""
+        with self.connect() as connection:
+            rows = connection.execute("SELECT bucket_id, name, id FROM storage.objects").fetchall()
+        truth = {}
+        for bucket, key, object_id in rows:
+            data = Path(self.settings["blobs_dir"], str(object_id)).read_bytes()
+            truth[(bucket, key)] = (len(data), hashlib.sha256(data).hexdigest())
+        return truth
+
+    def user_ids(self) -> set[str]:
+        with self.connect() as connection:
+            return {str(row[0]) for row in connection.execute("SELECT id FROM auth.users")}
+
+    def set_faults(self, **faults) -> None:
+        httpx.put(f"{self.settings['control_url']}/faults", json=faults).raise_for_status()
+
+    def clear_faults(self) -> None:
+        httpx.delete(f"{self.settings['control_url']}/faults").raise_for_status()
+
+    def set_backup_enabled(self, enabled: bool) -> None:
+        with self.connect() as connection:
+            connection.execute(
+                "UPDATE public.system_settings_kv SET value = %s::jsonb WHERE key = 'backup_enabled'",
+                (json.dumps(enabled),),
+            )
+
+    def history_row(self, run_id: str) -> dict | None:
+        with self.connect() as connection:
+            row = connection.execute(
+                "SELECT row_to_json(h) FROM public.backup_history h WHERE run_id = %s", (run_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def s3(self):
+        return boto3.client(
+            "s3", endpoint_url=self.settings["s3_endpoint"], region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )
+
+    def archive_keys(self) -> set[str]:
+        pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=self.settings["s3_bucket"])
+        return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+    def download_archive(self, key: str, target: Path) -> Path:
+        self.s3().download_file(self.settings["s3_bucket"], key, str(target))
+        return target
+
+
+def start_sandbox(state_dir: Path, size: str) -> Sandbox:
+    import sandbox
+
+    settings = sandbox.up(str(state_dir), size=size)
+    subprocess.run(
+        ["psql", "--quiet", "-v", "ON_ERROR_STOP=1", "-f", str(MIGRATION)],
+        env=Sandbox(settings).libpq_environment(), check=True, stdout=subprocess.DEVNULL,
+    )
+    return Sandbox(settings)
+
+
+@pytest.fixture(scope="session")
+def small_sandbox():
+    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-sandbox-small-"))
+    os.chmod(state_dir, 0o755)
+    import sandbox
+
+    try:
+        yield start_sandbox(state_dir, "small")
+    finally:
+        sandbox.down(str(state_dir), purge=True)
+
+
