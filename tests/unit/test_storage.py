@@ -17,7 +17,7 @@ import httpx
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from supabase_backup import api_client, storage
+from supabase_backup import api_client
 from supabase_backup.api_client import ApiSettings, open_client
 from supabase_backup.errors import ApiNotFound, ApiTransientError, ApiUnauthorized, ObjectDownloadFailed
 from supabase_backup.staging import StagingArea
