@@ -195,3 +195,16 @@ def test_v1_fallback_and_changes_after_the_snapshot_are_reconciled(
             row["objects_deleted_after_snapshot"]) == (1, 1, 1)
     listings = {item["bucket"]: item["listing"] for item in contents["manifest"]["storage"]["buckets"]}
     assert set(listings.values()) == {"v1"}
+
+
+def test_staging_on_an_object_store(small_sandbox, backup_runner, tmp_path):
+    """Staging under s3:// (for executors whose tasks run on different machines)."""
+    sandbox = small_sandbox
+    staging_url = f"s3://aws_default@{sandbox.settings['s3_bucket']}/staging"
+    dag_run = backup_runner.run(sandbox, {"buckets": ["documents"]},
+                                supabase_backup_staging_root=staging_url)
+    row, local = successful_archive(sandbox, dag_run, tmp_path)
+    contents = read_archive(local)
+    truth = {key: value for key, value in sandbox.objects().items() if key[0] == "documents"}
+    assert contents["objects"] == truth
+    assert not [key for key in sandbox.archive_keys() if key.startswith("staging/")]
