@@ -126,21 +126,86 @@ def test_force_backs_up_although_disabled(small_sandbox, backup_runner, tmp_path
         sandbox.set_backup_enabled(True)
 
 
-def test_storage_outage_fails_with_a_reason_and_no_success(small_sandbox, backup_runner):
+def when_in_staging(staging_root: Path, is_ready, action, timeout: float = 120) -> threading.Thread:
+    """Run ``action`` once ``is_ready(staging_root)`` holds, while the DAG runs."""
+    done = threading.Event()
+
+    def wait_then_act():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if is_ready(staging_root):
+                action()
+                done.set()
+                return
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=wait_then_act, daemon=True)
+    thread.done = done
+    thread.start()
+    return thread
+
+
+def snapshot_taken(staging_root: Path) -> bool:
+    """The run's inventory file exists: the snapshot is taken, no bucket listed yet."""
+    return bool(list(staging_root.glob("*/inventory/storage_objects.jsonl")))
+
+
+def objects_downloaded(staging_root: Path, at_least: int = 10) -> bool:
+    for index in staging_root.glob("*/storage/*/index.jsonl"):
+        try:
+            if index.read_bytes().count(b"\n") >= at_least:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
+def test_storage_dying_halfway_fails_with_a_reason_and_no_success(small_sandbox, backup_runner):
     sandbox = small_sandbox
     keys_before = sandbox.archive_keys()
+    sandbox.set_faults(latency_ms=30)  # so the export is still running when storage dies
+    thread = when_in_staging(backup_runner.staging_root, objects_downloaded,
+                             lambda: sandbox.set_faults(storage_down=True))
+    try:
+        dag_run = backup_runner.run(sandbox, {"trigger": "api"})
+    finally:
+        thread.join(timeout=5)
+        sandbox.clear_faults()
+    assert thread.done.is_set()
+    row = sandbox.history_row(dag_run.run_id)
+    assert dag_run.state == "failed"
+    assert (row["status"], row["trigger"]) == ("failed", "api")
+    assert "export_bucket" in row["error"] and "503" in row["error"], row["error"]
+    assert row["s3_key"] is None and row["finished_at"] is not None
+    assert sandbox.archive_keys() == keys_before
+    assert sandbox.settings["service_key"] not in row["error"]
+    assert not any(backup_runner.staging_root.iterdir()), "staging left behind after a failure"
+
+
+def test_an_unreachable_storage_api_fails_before_any_export(small_sandbox, backup_runner):
+    sandbox = small_sandbox
     sandbox.set_faults(storage_down=True)
     try:
         dag_run = backup_runner.run(sandbox, {})
     finally:
         sandbox.clear_faults()
     row = sandbox.history_row(dag_run.run_id)
-    assert dag_run.state == "failed"
-    assert row["status"] == "failed"
+    assert dag_run.state == "failed" and row["status"] == "failed"
     assert "list_buckets" in row["error"] and "503" in row["error"], row["error"]
-    assert row["s3_key"] is None
-    assert sandbox.archive_keys() == keys_before
-    assert sandbox.settings["service_key"] not in row["error"]
+
+
+def test_flaky_storage_still_gives_an_exact_backup(small_sandbox, backup_runner, tmp_path):
+    """5xx answers and bodies cut off halfway, on one request in ten: retried, never saved."""
+    sandbox = small_sandbox
+    sandbox.set_faults(error_rate=0.1, truncate_downloads=0.1, seed=3,
+                       error_kinds=["http500", "http503", "body503"])
+    try:
+        dag_run = backup_runner.run(sandbox, {"include_database": False})
+    finally:
+        sandbox.clear_faults()
+    row, local = successful_archive(sandbox, dag_run, tmp_path)
+    assert read_archive(local)["objects"] == sandbox.objects()
+    assert row["database_bytes"] is None
 
 
 def test_v1_fallback_and_changes_after_the_snapshot_are_reconciled(
@@ -156,31 +221,22 @@ def test_v1_fallback_and_changes_after_the_snapshot_are_reconciled(
         httpx.post(f"{api}/object/{bucket}/{name}", content=b"before " + name.encode(),
                    headers={**headers, "content-type": "text/plain", "x-upsert": "true"}
                    ).raise_for_status()
-    staging_root = backup_runner.staging_root
-    mutated = threading.Event()
 
-    def mutate_after_snapshot():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if list(staging_root.glob("*/inventory/storage_objects.jsonl")):
-                httpx.post(f"{api}/object/{bucket}/new.txt", content=b"created later",
-                           headers={**headers, "content-type": "text/plain"}).raise_for_status()
-                httpx.put(f"{api}/object/{bucket}/change.txt", content=b"changed later, longer",
-                          headers={**headers, "content-type": "text/plain"}).raise_for_status()
-                httpx.delete(f"{api}/object/{bucket}/delete.txt", headers=headers).raise_for_status()
-                mutated.set()
-                return
-            time.sleep(0.01)
+    def mutate():
+        httpx.post(f"{api}/object/{bucket}/new.txt", content=b"created later",
+                   headers={**headers, "content-type": "text/plain"}).raise_for_status()
+        httpx.put(f"{api}/object/{bucket}/change.txt", content=b"changed later, longer",
+                  headers={**headers, "content-type": "text/plain"}).raise_for_status()
+        httpx.delete(f"{api}/object/{bucket}/delete.txt", headers=headers).raise_for_status()
 
-    thread = threading.Thread(target=mutate_after_snapshot, daemon=True)
     sandbox.set_faults(list_v2_disabled=True)
+    thread = when_in_staging(backup_runner.staging_root, snapshot_taken, mutate)
     try:
-        thread.start()
         dag_run = backup_runner.run(sandbox, {"include_auth": False})
     finally:
-        sandbox.clear_faults()
         thread.join(timeout=5)
-    assert mutated.is_set(), "the mutation thread never saw the snapshot inventory"
+        sandbox.clear_faults()
+    assert thread.done.is_set(), "the mutation thread never saw the snapshot inventory"
     row, local = successful_archive(sandbox, dag_run, tmp_path)
     contents = read_archive(local)
     assert contents["objects"] == sandbox.objects()  # exact, case-sensitive keys, latest bytes
