@@ -179,6 +179,7 @@ def _iter_list_v1(client: httpx.Client, bucket_id: str, limit: int) -> Iterator[
     route = f"/storage/v1/object/list/{encode_path_segment(bucket_id)}"
     # A stack of folder prefixes still to list: depth-first keeps it as small as the widest folder.
     pending_prefixes = [""]
+    visited_prefixes = {""}
     requests = 0
     while pending_prefixes:
         prefix = pending_prefixes.pop()
@@ -192,7 +193,14 @@ def _iter_list_v1(client: httpx.Client, bucket_id: str, limit: int) -> Iterator[
             for row in rows:
                 name = row["name"]
                 if row.get("id") is None:
-                    pending_prefixes.append(f"{prefix}{name}/")
+                    folder = f"{prefix}{name}/"
+                    # An empty folder name (from a key like ``a//b``) or a folder seen before would
+                    # make the walk loop; skip it: reconcile fetches what the inventory holds there.
+                    if name and folder not in visited_prefixes:
+                        visited_prefixes.add(folder)
+                        pending_prefixes.append(folder)
+                    else:
+                        log.info("Bucket %r: not descending into v1 folder %r", bucket_id, folder)
                 else:
                     yield _listed(prefix + name, row)
             # The server caps limit at 1500; limit was clamped to that, so a short page is the last one.

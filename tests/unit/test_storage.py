@@ -461,3 +461,26 @@ def test_fetch_objects_into_an_empty_folder_starts_at_one(tmp_path):
     assert [record["file"] for record in records] == ["objects/00000001"]
     assert read_lines(staging.index_path) == records
     assert missing == []
+
+
+def test_v1_walk_never_loops_on_empty_or_repeated_folder_names():
+    """A real v1 server answers a key like ``a//b`` with a folder row named "" under ``a/``, and
+    the same again under ``a//``: a naive walk recurses forever. Reconcile fetches such keys."""
+    prefixes = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if "list-v2" in request.url.path:
+            return storage_error("400", "FeatureNotEnabled", "not enabled")
+        prefix = json.loads(request.content)["prefix"]
+        prefixes.append(prefix)
+        assert len(prefixes) < 50, "the walk is looping"
+        rows = [{"name": "", "id": None, "metadata": None}]
+        if prefix == "":
+            rows = [{"name": "a", "id": None, "metadata": None},
+                    {"name": "top.txt", "id": "1", "metadata": {"size": 1, "eTag": '"e"'}}]
+        return httpx.Response(200, json=rows)
+
+    with open_client(SETTINGS, transport=httpx.MockTransport(handle)) as client:
+        keys = [item.key for item in list_objects(client, "media")]
+    assert keys == ["top.txt"]
+    assert prefixes == ["", "a/"]
