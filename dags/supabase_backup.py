@@ -18,6 +18,7 @@ Connections: `supabase_db`, `supabase_api`, `aws_default`. Variables: `supabase_
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime, timedelta
 
@@ -33,10 +34,13 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_
 
 
 def record_failure(context) -> None:
-    steps.record_task_failure(
-        context["run_id"], context["ti"].task_id, context.get("exception"),
-        steps.connection_secrets(),
-    )
+    try:
+        steps.record_task_failure(
+            context["run_id"], context["ti"].task_id, context.get("exception"),
+            steps.connection_secrets(),
+        )
+    except Exception:  # noqa: BLE001 - record_history writes the row again at the end of the run
+        logging.getLogger(__name__).exception("Could not record the failure in backup_history")
 
 
 def run_facts() -> dict:

@@ -10,7 +10,9 @@ Layout of one run's folder (the contract between the exporters, reconcile and th
     db/backup.sql                         the pg_dump output, byte for byte
     inventory/storage_objects.jsonl       storage.objects as of the database snapshot, one JSON per line
     auth/users.json                       the Auth users, a JSON array
-    storage/<bucket-folder>/index.jsonl   one JSON line per exported object (see ObjectRecord)
+    storage/<bucket-folder>/index.jsonl   one JSON line per exported object (storage.export_bucket)
+    storage/<bucket-folder>/missing.jsonl listed objects that were gone when downloaded
+    storage/<bucket-folder>/reconciled.jsonl, deleted.jsonl   written by reconcile; the archive's input
     storage/<bucket-folder>/objects/<n>   the object's bytes; <n> is a sequence number, never the name
 
 Objects are staged under sequence numbers rather than their names: a key may be ``a`` and ``a/b`` at

@@ -13,7 +13,7 @@ import platform
 from datetime import datetime, timezone
 
 from supabase_backup import __version__, config, database, history, settings as enabled_setting
-from supabase_backup.errors import BackupError, ConfigurationError
+from supabase_backup.errors import BackupError, ConfigurationError, InventoryMismatch
 from supabase_backup.staging import StagingArea
 
 log = logging.getLogger(__name__)
@@ -187,10 +187,15 @@ def reconcile(run_id: str, bucket_ids: list[str], database_summary: dict) -> dic
     api = api_settings(backup_settings)
     db = database_settings(backup_settings)
     have_inventory = "inventory_objects" in (database_summary or {})
+    # The inventory covers the same selection as list_buckets, so a bucket only the database
+    # knows would silently go missing from the archive: refuse that.
     in_inventory = set((database_summary or {}).get("inventory_by_bucket", {}))
     not_exported = sorted(in_inventory - set(bucket_ids))
-    if not_exported and not (backup_settings.buckets or bucket_ids):
-        raise BackupError(f"buckets {not_exported} hold objects but were not listed by the API")
+    if not_exported:
+        raise InventoryMismatch(
+            f"bucket(s) {', '.join(map(repr, not_exported))} hold objects in storage.objects but "
+            "the Storage API did not list them; check the service key's access and run again"
+        )
 
     def fetch_missing(bucket, keys):
         return fetch_objects(api, bucket, keys, concurrency=backup_settings.download_concurrency)
