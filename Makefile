@@ -13,10 +13,13 @@ export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# pip's warnings about this machine's missing local index folders are filtered out; pipefail keeps
+# a failed install failing.
 $(INSTALLED): requirements.txt
 	@test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements.txt
+	@echo "Installing the pinned requirements into $(VENV) …"
+	@set -o pipefail; $(PYTHON) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@set -o pipefail; $(PYTHON) -m pip install --quiet -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@touch $(INSTALLED)
 
 install: $(INSTALLED) ## Create .venv with the pinned requirements
