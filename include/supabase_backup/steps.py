@@ -31,12 +31,12 @@ def load_backup_settings() -> config.BackupSettings:
     )
 
 
-def database_settings(backup_settings: config.BackupSettings) -> database.DatabaseSettings:
+def database_settings(conn_id: str = config.DATABASE_CONN_ID) -> database.DatabaseSettings:
+    """Needs only the connection, not the Variables: a run that fails on a missing Variable can
+    still record why in backup_history."""
     from airflow.sdk import BaseHook
 
-    return database.DatabaseSettings.from_connection(
-        BaseHook.get_connection(backup_settings.database_conn_id)
-    )
+    return database.DatabaseSettings.from_connection(BaseHook.get_connection(conn_id))
 
 
 def api_settings(backup_settings: config.BackupSettings):
@@ -94,7 +94,7 @@ def check_enabled(run_id: str, run_type: str, conf: dict | None, force: bool) ->
     """Record the run as running and go on, or record it skipped and stop everything after."""
     backup_settings = load_backup_settings()  # fails early on a missing Variable
     trigger = trigger_of(run_type, conf)
-    with database_settings(backup_settings).connect(autocommit=True) as connection:
+    with database_settings(backup_settings.database_conn_id).connect(autocommit=True) as connection:
         enabled = enabled_setting.read_backup_enabled(connection)
         if not enabled and not force:
             reason = (
@@ -118,7 +118,7 @@ def dump_database(run_id: str, include_database: bool, include_storage: bool,
     if not include_database and not include_storage:
         return {"included": False}
     return database.dump_database(
-        database_settings(backup_settings),
+        database_settings(backup_settings.database_conn_id),
         staging,
         include_dump=include_database,
         include_inventory=include_storage,
@@ -185,7 +185,7 @@ def reconcile(run_id: str, bucket_ids: list[str], database_summary: dict) -> dic
     backup_settings = load_backup_settings()
     staging = staging_for(backup_settings, run_id)
     api = api_settings(backup_settings)
-    db = database_settings(backup_settings)
+    db = database_settings(backup_settings.database_conn_id)
     have_inventory = "inventory_objects" in (database_summary or {})
     # The inventory covers the same selection as list_buckets, so a bucket only the database
     # knows would silently go missing from the archive: refuse that.
@@ -255,7 +255,7 @@ def build_archive(run_id: str, dag_run: dict, database_summary: dict, auth_summa
     header = {
         "created_at": created_at.isoformat(),
         "project": {"api_url": api_settings(backup_settings).url,
-                    "database": database_settings(backup_settings).describe()},
+                    "database": database_settings(backup_settings.database_conn_id).describe()},
         "run": {"dag_id": config.DAG_ID, "run_id": run_id, **dag_run},
         "tools": {
             "supabase_backup": __version__,
@@ -333,8 +333,7 @@ def finish_run(run_id: str, verified: dict | None, summary: dict | None,
                failed_tasks: list[str]) -> dict:
     """Write the final history row. Success only with a verified archive; otherwise failed, and
     the step raises so the DAG run is failed too."""
-    backup_settings = load_backup_settings()
-    with database_settings(backup_settings).connect(autocommit=True) as connection:
+    with database_settings().connect(autocommit=True) as connection:
         if verified and summary and not failed_tasks:
             history.record_success(connection, run_id, summary, details={"verified": verified})
             log.info("Backup succeeded: s3://%s/%s (%d bytes, sha256 %s)", summary["s3_bucket"],
@@ -357,20 +356,19 @@ def record_task_failure(run_id: str, task_id: str, error: BaseException | None,
     for secret in secrets:
         if secret:
             message = message.replace(secret, "***")
-    backup_settings = load_backup_settings()
-    with database_settings(backup_settings).connect(autocommit=True) as connection:
+    with database_settings().connect(autocommit=True) as connection:
         history.record_failed(connection, run_id, message, keep_first_reason=True)
 
 
 def connection_secrets() -> list[str]:
     """Passwords and keys of our connections, so a callback can scrub them from a message."""
     secrets = []
-    try:
-        backup_settings = load_backup_settings()
-        secrets.append(database_settings(backup_settings).password or "")
-        secrets.append(api_settings(backup_settings).key)
-    except Exception:  # noqa: BLE001 - scrubbing must never mask the original failure
-        pass
+    for read_secret in (lambda: database_settings().password,
+                        lambda: api_settings(config.BackupSettings(s3_bucket="-")).key):
+        try:
+            secrets.append(read_secret() or "")
+        except Exception:  # noqa: BLE001 - scrubbing must never mask the original failure
+            pass
     return [secret for secret in secrets if secret]
 
 

@@ -264,3 +264,13 @@ def test_staging_on_an_object_store(small_sandbox, backup_runner, tmp_path):
     truth = {key: value for key, value in sandbox.objects().items() if key[0] == "documents"}
     assert contents["objects"] == truth
     assert not [key for key in sandbox.archive_keys() if key.startswith("staging/")]
+
+
+def test_a_missing_variable_still_leaves_a_failed_row_saying_what_to_set(
+        small_sandbox, backup_runner):
+    sandbox = small_sandbox
+    dag_run = backup_runner.run(sandbox, {}, supabase_backup_s3_bucket="")
+    row = sandbox.history_row(dag_run.run_id)
+    assert dag_run.state == "failed"
+    assert row["status"] == "failed"
+    assert "check_enabled" in row["error"] and "supabase_backup_s3_bucket" in row["error"]

@@ -1,0 +1,162 @@
+"""Baselines for the Storage export benchmark: the least a downloader of the same bucket has to do.
+
+    .venv/bin/python bench/baseline.py --url http://127.0.0.1:PORT --variant floor [--concurrency 8]
+
+Each variant lists the bucket with list-v2 exactly as the exporter does (POST, 1,000 rows a page,
+cursor) and then GETs every object from ``object/authenticated`` with ``--concurrency`` threads:
+
+- ``floor``: one shared ``httpx.Client`` (the exporter's HTTP library and pool size), 1 MiB chunks,
+  bytes discarded. No hashing, no files, no retries, no index. This is the network floor the
+  exporter is compared with.
+- ``floor-http.client``: the same with the standard library's ``http.client``, one keep-alive
+  connection per thread, reading 1 MiB at a time. Shows what httpx itself costs.
+- ``careful``: ``floor`` plus what a careful minimal script does: writes each object to its own file
+  under ``--target`` and computes its SHA-256 while streaming.
+
+Prints one JSON line: wall seconds (listing + downloads, imports excluded), bytes, objects, CPU
+seconds, peak RSS and RSS after imports (so growth can be read apart from the interpreter's share).
+Runs in its own process; bench/__main__.py starts one per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import resource
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+CHUNK = 1024 * 1024
+KEY = "bench-key"
+HEADERS = {"apikey": KEY, "Authorization": f"Bearer {KEY}", "Accept-Encoding": "identity"}
+
+
+def object_path(bucket: str, key: str) -> str:
+    return f"/storage/v1/object/authenticated/{quote(bucket, safe='')}/" + "/".join(
+        quote(segment, safe="") for segment in key.split("/"))
+
+
+def list_keys_httpx(client: httpx.Client, bucket: str) -> list[str]:
+    keys: list[str] = []
+    cursor = None
+    while True:
+        body = {"prefix": "", "limit": 1000, "with_delimiter": False}
+        if cursor:
+            body["cursor"] = cursor
+        page = client.post(f"/storage/v1/object/list-v2/{quote(bucket, safe='')}", json=body)
+        page.raise_for_status()
+        data = page.json()
+        keys.extend(row["name"] for row in data["objects"])
+        if not data.get("hasNext"):
+            return keys
+        cursor = data["nextCursor"]
+
+
+def run_httpx(url: str, bucket: str, concurrency: int, target: Path | None) -> tuple[int, int]:
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=60.0,
+                      limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency + 2)) as client:
+        keys = list_keys_httpx(client, bucket)
+
+        def fetch(numbered: tuple[int, str]) -> int:
+            number, key = numbered
+            size = 0
+            with client.stream("GET", object_path(bucket, key)) as response:
+                response.raise_for_status()
+                if target is None:
+                    for chunk in response.iter_bytes(CHUNK):
+                        size += len(chunk)
+                else:
+                    digest = hashlib.sha256()
+                    with open(target / f"{number:08d}", "wb") as output:
+                        for chunk in response.iter_bytes(CHUNK):
+                            output.write(chunk)
+                            digest.update(chunk)
+                            size += len(chunk)
+                    digest.hexdigest()
+            return size
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            total = sum(pool.map(fetch, enumerate(keys, 1)))
+    return len(keys), total
+
+
+def run_http_client(url: str, bucket: str, concurrency: int) -> tuple[int, int]:
+    parts = urlsplit(url)
+    local = threading.local()
+
+    def connection() -> http.client.HTTPConnection:
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        return local.connection
+
+    keys: list[str] = []
+    cursor = None
+    while True:
+        body = {"prefix": "", "limit": 1000, "with_delimiter": False}
+        if cursor:
+            body["cursor"] = cursor
+        conn = connection()
+        conn.request("POST", f"/storage/v1/object/list-v2/{quote(bucket, safe='')}", body=json.dumps(body),
+                     headers={**HEADERS, "Content-Type": "application/json"})
+        response = conn.getresponse()
+        data = json.loads(response.read())
+        assert response.status == 200, data
+        keys.extend(row["name"] for row in data["objects"])
+        if not data.get("hasNext"):
+            break
+        cursor = data["nextCursor"]
+
+    def fetch(key: str) -> int:
+        conn = connection()
+        conn.request("GET", object_path(bucket, key), headers=HEADERS)
+        response = conn.getresponse()
+        assert response.status == 200, response.status
+        size = 0
+        while chunk := response.read(CHUNK):
+            size += len(chunk)
+        return size
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        total = sum(pool.map(fetch, keys))
+    return len(keys), total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--bucket", default="media")
+    parser.add_argument("--variant", choices=["floor", "floor-http.client", "careful"], required=True)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--target", type=Path, help="folder for the careful variant's files")
+    args = parser.parse_args()
+
+    rss_after_imports_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    if args.variant == "floor":
+        objects, total = run_httpx(args.url, args.bucket, args.concurrency, None)
+    elif args.variant == "careful":
+        args.target.mkdir(parents=True, exist_ok=True)
+        objects, total = run_httpx(args.url, args.bucket, args.concurrency, args.target)
+    else:
+        objects, total = run_http_client(args.url, args.bucket, args.concurrency)
+    seconds = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_rss_mib = usage.ru_maxrss / 1024
+    print(json.dumps({
+        "seconds": round(seconds, 3), "objects": objects, "bytes": total,
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime, 2),
+        "peak_rss_mib": round(peak_rss_mib, 1), "rss_after_imports_mib": round(rss_after_imports_mib, 1),
+        "rss_growth_mib": round(peak_rss_mib - rss_after_imports_mib, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
