@@ -41,6 +41,6 @@ def test_database_settings_from_a_session_pooler_uri(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_SUPABASE_DB",
                        "postgresql://postgres.abcd:p%40ss@aws-0-eu.pooler.supabase.com:5432/postgres"
                        "?sslmode=require")
-    database = steps.database_settings(BackupSettings(s3_bucket="b"))
+    database = steps.database_settings()
     assert (database.host, database.port, database.user, database.password, database.sslmode) == (
         "aws-0-eu.pooler.supabase.com", 5432, "postgres.abcd", "p@ss", "require")
