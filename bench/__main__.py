@@ -123,7 +123,8 @@ def print_table(document: dict) -> None:
     exporter = variants["exporter"]["summary"]
     print()
     print(f"exporter / floor (median seconds): {document['ratios_vs_floor']['exporter']:.2f}x   "
-          f"exporter / careful: {document['exporter_vs_careful']:.2f}x")
+          f"exporter / careful: {document['exporter_vs_careful']:.2f}x   "
+          f"exporter / floor-http.client: {document['exporter_vs_http_client']:.2f}x")
     print(f"exporter RSS: {exporter['median_rss_after_imports_mib']:.1f} MiB after imports, "
           f"+{exporter['median_rss_growth_mib']:.1f} MiB during the export (max +{exporter['max_rss_growth_mib']:.1f})")
 
@@ -176,6 +177,8 @@ def main() -> None:
         "ratios_vs_floor": {name: round(variants[name]["summary"]["median_seconds"] / floor_seconds, 2) for name in ORDER},
         "exporter_vs_careful": round(variants["exporter"]["summary"]["median_seconds"]
                                      / variants["careful"]["summary"]["median_seconds"], 2),
+        "exporter_vs_http_client": round(variants["exporter"]["summary"]["median_seconds"]
+                                         / variants["floor-http.client"]["summary"]["median_seconds"], 2),
         "variants": variants,
         "suite_seconds": round(time.perf_counter() - started, 1),
     }
