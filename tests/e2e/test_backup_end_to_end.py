@@ -50,7 +50,8 @@ def successful_archive(sandbox, dag_run, tmp_path) -> tuple[dict, Path]:
     return row, local
 
 
-def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_runner, tmp_path):
+def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_runner, tmp_path,
+                                                       capfd, caplog):
     sandbox = small_sandbox
     objects_before = sandbox.objects()
     users_before = sandbox.user_ids()
@@ -92,9 +93,12 @@ def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_run
     assert source_counts == target_counts
     assert ("auth", "users") in target_counts and ("storage", "objects") in target_counts
     assert large_objects >= 1
-    # No secret reached the history row or the manifest.
+    # No secret reached the history row, the manifest or the logs.
     secrets = [sandbox.settings["pg_password"], sandbox.settings["service_key"]]
-    text = json.dumps(row) + read_member(local, "manifest.json").decode()
+    captured = capfd.readouterr()
+    logs = captured.out + captured.err + caplog.text
+    assert "pg_dump finished" in logs  # the task logs were captured
+    text = json.dumps(row) + read_member(local, "manifest.json").decode() + logs
     assert not any(secret in text for secret in secrets)
     # Staging was cleaned up.
     assert not any(backup_runner.staging_root.iterdir())
