@@ -1,0 +1,41 @@
+"""The DAG on a real Airflow (api-server, scheduler, dag-processor, LocalExecutor), started through
+Airflow's REST API as a deployment would, each task in its own process."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.airflow_services import AirflowServices
+from tests.archive_reader import read_archive
+
+
+@pytest.fixture(scope="module")
+def airflow_services(small_sandbox, tmp_path_factory):
+    home = tmp_path_factory.mktemp("airflow-home")
+    services = AirflowServices(home, {
+        **small_sandbox.env,
+        "AIRFLOW_VAR_SUPABASE_BACKUP_STAGING_ROOT": f"file://{home / 'staging'}",
+        "SUPABASE_BACKUP_SCHEDULE": "none",
+        "SUPABASE_BACKUP_RETRY_DELAY_SECONDS": "1",
+    })
+    services.start()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+def test_a_rest_triggered_run_backs_up_everything(small_sandbox, airflow_services, tmp_path):
+    airflow_services.wait_for_dag("supabase_backup")
+    run_id = airflow_services.trigger("supabase_backup", {"trigger": "api"})
+    run = airflow_services.wait_for_run("supabase_backup", run_id)
+    states = airflow_services.task_states("supabase_backup", run_id)
+    assert run["state"] == "success", states
+    assert all(state == "success" for state in states.values()), states
+    assert len([key for key in states if key[0] == "export_bucket"]) >= 4
+
+    row = small_sandbox.history_row(run_id)
+    assert (row["status"], row["trigger"]) == ("success", "api")
+    local = small_sandbox.download_archive(row["s3_key"], tmp_path / "archive.zip")
+    assert read_archive(local)["objects"] == small_sandbox.objects()
+    assert not any((airflow_services.home / "staging").iterdir())
