@@ -17,16 +17,8 @@ def airflow_metadata():
     db.resetdb()
 
 
-@pytest.fixture(scope="session")
-def backup_dag(airflow_metadata):
-    from airflow.utils.cli import get_bagged_dag
-
-    return get_bagged_dag(None, "supabase_backup")
-
-
 class BackupRunner:
-    def __init__(self, dag, staging_root: Path):
-        self.dag = dag
+    def __init__(self, staging_root: Path):
         self.staging_root = staging_root
 
     def run(self, sandbox: Sandbox, conf: dict | None = None, **variables):
@@ -37,7 +29,11 @@ class BackupRunner:
         saved = {name: os.environ.get(name) for name in environment}
         os.environ.update(environment)
         try:
-            return self.dag.test(run_conf=conf or {})
+            # A freshly parsed DAG for every run: dag.test() leaves one run's Params on the task
+            # objects of the next run in the same process (seen with Airflow 3.3.2).
+            from airflow.utils.cli import get_bagged_dag
+
+            return get_bagged_dag(None, "supabase_backup").test(run_conf=conf or {})
         finally:
             for name, value in saved.items():
                 if value is None:
@@ -47,5 +43,5 @@ class BackupRunner:
 
 
 @pytest.fixture(scope="session")
-def backup_runner(backup_dag, tmp_path_factory):
-    return BackupRunner(backup_dag, tmp_path_factory.mktemp("staging"))
+def backup_runner(airflow_metadata, tmp_path_factory):
+    return BackupRunner(tmp_path_factory.mktemp("staging"))

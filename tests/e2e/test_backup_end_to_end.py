@@ -4,6 +4,7 @@ reader), the sandbox's own database and blob files, a psql restore, the history 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -59,7 +60,8 @@ def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_run
     dag_run = backup_runner.run(sandbox, {})
     row, local = successful_archive(sandbox, dag_run, tmp_path)
 
-    assert row["s3_key"].startswith("supabase-backups/backup-") and row["s3_key"].endswith("-UTC.zip")
+    # Another run in the same minute takes the next free name (…-UTC-2.zip); none is overwritten.
+    assert re.fullmatch(r"supabase-backups/backup-\d{4}(-\d\d){4}-UTC(-\d+)?\.zip", row["s3_key"])
     assert row["trigger"] == "manual" and row["error"] is None
     head = sandbox.s3().head_object(Bucket=row["s3_bucket"], Key=row["s3_key"])
     assert head["ServerSideEncryption"] == "AES256"
