@@ -97,22 +97,23 @@ def supabase_backup():
         return steps.export_auth_users(run_id, params["include_auth"])
 
     @task(execution_timeout=timedelta(minutes=10))
-    def list_buckets(params=None) -> list[str]:
-        return steps.list_buckets(params["include_storage"], params["buckets"])
+    def list_buckets(params=None, run_id=None) -> list[str]:
+        return steps.list_buckets(run_id, params["include_storage"], params["buckets"])
 
     @task(execution_timeout=timedelta(hours=6), max_active_tis_per_dagrun=4)
     def export_bucket(bucket: str, run_id=None) -> dict:
         return steps.export_bucket(run_id, bucket)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=2))
-    def reconcile(bucket_ids: list[str], database_summary: dict, run_id=None) -> dict:
-        return steps.reconcile(run_id, bucket_ids, database_summary)
+    def reconcile(bucket_ids: list[str], database_summary: dict, params=None,
+                  run_id=None) -> dict | None:
+        return steps.reconcile(run_id, bucket_ids, database_summary, params["include_storage"])
 
     @task(execution_timeout=timedelta(hours=4))
     def build_archive(database_summary: dict, auth_summary: dict, storage_summary: dict,
-                      bucket_ids: list[str], run_id=None) -> dict:
+                      bucket_ids: list[str], params=None, run_id=None) -> dict:
         return steps.build_archive(run_id, run_facts(), database_summary, auth_summary,
-                                   storage_summary, bucket_ids)
+                                   storage_summary, bucket_ids, params["include_storage"])
 
     @task(execution_timeout=timedelta(hours=4))
     def upload_archive(archive_summary: dict) -> dict:

@@ -10,6 +10,7 @@ Layout of one run's folder (the contract between the exporters, reconcile and th
     db/backup.sql                         the pg_dump output, byte for byte
     inventory/storage_objects.jsonl       storage.objects as of the database snapshot, one JSON per line
     auth/users.json                       the Auth users, a JSON array
+    storage/buckets.json                  the buckets being exported, as the Storage API lists them
     storage/<bucket-folder>/index.jsonl   one JSON line per exported object (storage.export_bucket)
     storage/<bucket-folder>/missing.jsonl listed objects that were gone when downloaded
     storage/<bucket-folder>/reconciled.jsonl, deleted.jsonl   written by reconcile; the archive's input
@@ -85,6 +86,10 @@ class StagingArea:
     @property
     def auth_users(self) -> ObjectStoragePath:
         return self.run_folder / "auth" / "users.json"
+
+    @property
+    def bucket_list(self) -> ObjectStoragePath:
+        return self.run_folder / "storage" / "buckets.json"
 
     @property
     def archive(self) -> ObjectStoragePath:

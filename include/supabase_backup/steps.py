@@ -139,16 +139,19 @@ def export_auth_users(run_id: str, include_auth: bool) -> dict:
     return {"included": True, "member": "auth/users.json", **summary}
 
 
-def list_buckets(include_storage: bool, requested: list[str] | None) -> list[str]:
-    """The bucket ids to export: the Param, else the Variable, else every bucket."""
+def list_buckets(run_id: str, include_storage: bool, requested: list[str] | None) -> list[str]:
+    """The bucket ids to export: the Param, else the Variable, else every bucket. Their settings
+    (public, size limit, MIME types) are staged for the manifest, so a restore can recreate them."""
     if not include_storage:
         return []
     from supabase_backup.api_client import open_client
+    from supabase_backup.staging import ensure_parent
     from supabase_backup.storage import list_buckets as list_all_buckets
 
     backup_settings = load_backup_settings()
     with open_client(api_settings(backup_settings)) as client:
-        existing = [bucket["id"] for bucket in list_all_buckets(client)]
+        records = list_all_buckets(client)
+    existing = [bucket["id"] for bucket in records]
     wanted = list(requested or backup_settings.buckets or existing)
     unknown = [bucket for bucket in wanted if bucket not in existing]
     if unknown:
@@ -156,6 +159,8 @@ def list_buckets(include_storage: bool, requested: list[str] | None) -> list[str
             f"bucket(s) {', '.join(map(repr, unknown))} do not exist in the project "
             f"(it has {', '.join(map(repr, existing)) or 'no buckets'})"
         )
+    bucket_list = ensure_parent(staging_for(backup_settings, run_id).bucket_list)
+    bucket_list.write_text(json.dumps([bucket for bucket in records if bucket["id"] in wanted]))
     log.info("Backing up %d bucket(s): %s", len(wanted), ", ".join(wanted))
     return wanted
 
@@ -178,7 +183,10 @@ def export_bucket(run_id: str, bucket_id: str) -> dict:
     return summary
 
 
-def reconcile(run_id: str, bucket_ids: list[str], database_summary: dict) -> dict:
+def reconcile(run_id: str, bucket_ids: list[str], database_summary: dict,
+              include_storage: bool = True) -> dict | None:
+    if not include_storage:
+        return None
     from supabase_backup import reconcile as reconciler
     from supabase_backup.storage import fetch_objects
 
@@ -210,13 +218,18 @@ def reconcile(run_id: str, bucket_ids: list[str], database_summary: dict) -> dic
 
 
 def build_archive(run_id: str, dag_run: dict, database_summary: dict, auth_summary: dict,
-                  storage_summary: dict | None, bucket_ids: list[str]) -> dict:
+                  storage_summary: dict | None, bucket_ids: list[str],
+                  include_storage: bool = True) -> dict:
     from supabase_backup import archive
     from supabase_backup.reconcile import read_json_lines
 
     backup_settings = load_backup_settings()
     staging = staging_for(backup_settings, run_id)
     created_at = datetime.now(timezone.utc)
+    bucket_settings = {}
+    if include_storage and staging.bucket_list.exists():
+        bucket_settings = {bucket.pop("id"): bucket
+                           for bucket in json.loads(staging.bucket_list.read_text())}
     buckets = []
     deleted = []
     for bucket_id in bucket_ids:
@@ -226,14 +239,15 @@ def build_archive(run_id: str, dag_run: dict, database_summary: dict, auth_summa
             (item for item in (storage_summary or {}).get("buckets", [])
              if item["bucket"] == bucket_id), {},
         )
-        buckets.append({**export_summary, **reconciled})
+        buckets.append({**export_summary, **reconciled,
+                        "settings": bucket_settings.get(bucket_id, {})})
         deleted.extend({"bucket": bucket_id, **row}
                        for row in read_json_lines(bucket.folder / "deleted.jsonl"))
     database_section = dict(database_summary or {})
     database_section.pop("pg_dump", None)  # a worker path, not a fact about the backup
     database_section.pop("inventory_by_bucket", None)
     storage_section = None
-    if bucket_ids or storage_summary:
+    if include_storage:
         storage_section = {
             "buckets": buckets,
             "objects": (storage_summary or {}).get("objects", 0),
@@ -271,7 +285,7 @@ def build_archive(run_id: str, dag_run: dict, database_summary: dict, auth_summa
         staging, header, database=database_summary, auth=auth_summary, bucket_ids=bucket_ids,
         created_at=created_at,
     )
-    result["storage_buckets"] = len(bucket_ids)
+    result["storage_buckets"] = len(bucket_ids) if include_storage else None
     return result
 
 

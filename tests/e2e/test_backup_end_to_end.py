@@ -79,6 +79,11 @@ def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_run
     assert contents["objects"] == objects_before
     assert row["storage_objects"] == len(objects_before)
     assert row["storage_bytes"] == sum(size for size, _ in objects_before.values())
+    # Bucket settings travel with the archive, so a restore can recreate the buckets.
+    with sandbox.connect() as connection:
+        public = dict(connection.execute("SELECT id, public FROM storage.buckets").fetchall())
+    settings = {bucket["bucket"]: bucket["settings"] for bucket in manifest["storage"]["buckets"]}
+    assert {bucket: value["public"] for bucket, value in settings.items()} == public
     # Every user.
     users = json.loads(read_member(local, "auth/users.json"))
     assert {user["id"] for user in users} == users_before
@@ -280,3 +285,16 @@ def test_a_missing_variable_still_leaves_a_failed_row_saying_what_to_set(
     assert dag_run.state == "failed"
     assert row["status"] == "failed"
     assert "check_enabled" in row["error"] and "supabase_backup_s3_bucket" in row["error"]
+
+
+def test_a_database_only_run_holds_just_the_dump(small_sandbox, backup_runner, tmp_path):
+    sandbox = small_sandbox
+    dag_run = backup_runner.run(sandbox, {"include_auth": False, "include_storage": False})
+    row, local = successful_archive(sandbox, dag_run, tmp_path)
+    contents = read_archive(local)
+    assert set(contents["members"]) == {"manifest.json", "db/backup.sql"}
+    manifest = contents["manifest"]
+    assert manifest["auth"] is None and manifest["storage"] is None
+    assert "inventory_objects" not in manifest["database"]  # no storage, no inventory to take
+    assert (row["auth_users"], row["storage_objects"], row["storage_buckets"]) == (None, None, None)
+    assert row["database_bytes"] == contents["members"]["db/backup.sql"][0]
