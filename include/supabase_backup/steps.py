@@ -171,10 +171,7 @@ def export_bucket(run_id: str, bucket_id: str) -> dict:
     backup_settings = load_backup_settings()
     staging = staging_for(backup_settings, run_id)
     bucket = staging.bucket(bucket_id)
-    if bucket.folder.exists():  # a retry starts the bucket again from nothing
-        bucket.folder.rmdir(recursive=True)
-    bucket.objects_folder.mkdir(parents=True, exist_ok=True)
-    summary = export_one_bucket(
+    summary = export_one_bucket(  # a retry starts the bucket again from nothing
         api_settings(backup_settings), bucket,
         concurrency=backup_settings.download_concurrency,
     )
