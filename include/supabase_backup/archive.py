@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import time
 import unicodedata
 import zipfile
@@ -27,6 +26,7 @@ from datetime import datetime
 from typing import Iterable, Iterator
 
 from supabase_backup.errors import UnsafeObjectName
+from supabase_backup.hashing import HashingWriter, copy_hashing
 
 log = logging.getLogger(__name__)
 
@@ -164,55 +164,10 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
     return {"members": count, "stored_members": stored, "content_bytes": total}
 
 
-def iter_zip_member_digests(archive: zipfile.ZipFile, names: Iterable[str]) -> Iterator[tuple]:
-    """(name, size, sha256) of members as read back from a zip, streamed."""
-    for name in names:
-        digest = hashlib.sha256()
-        size = 0
-        with archive.open(name) as source:
-            while chunk := source.read(COPY_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        yield name, size, digest.hexdigest()
-
-
-def copy_stream(source, sink, chunk_size: int = COPY_CHUNK) -> None:
-    shutil.copyfileobj(source, sink, chunk_size)
-
-
-class HashingWriter:
-    """A write-only, non-seekable file object that hashes what passes through.
-
-    zipfile writes to a non-seekable file in one pass (data descriptors after each member), so the
-    archive's sha256 is known the moment it is written, without reading it again.
-    """
-
-    def __init__(self, sink) -> None:
-        self._sink = sink
-        self._digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data) -> int:
-        self._sink.write(data)
-        self._digest.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def seekable(self) -> bool:
-        return False
-
-    def seek(self, *args):
-        raise OSError("not seekable")
-
-    def flush(self) -> None:
-        self._sink.flush()
-
-    @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest()
+def member_digest(archive: zipfile.ZipFile, name: str) -> tuple[int, str]:
+    """(size, sha256) of a member as read back from a zip, streamed."""
+    with archive.open(name) as source:
+        return copy_hashing(source)
 
 
 def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_ids: list[str]):
@@ -271,14 +226,11 @@ def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_
             (entry for _, entry in plan_members(
                 staging, database=database, auth=auth, bucket_ids=bucket_ids)),
         )
-    manifest_size = manifest_path.stat().st_size
-    digest = hashlib.sha256()
     with manifest_path.open("rb") as manifest_file:
-        while chunk := manifest_file.read(COPY_CHUNK):
-            digest.update(chunk)
+        manifest_size, manifest_sha256 = copy_hashing(manifest_file)
 
     def all_members() -> Iterator[PlannedMember]:
-        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest_size, digest.hexdigest(),
+        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest_size, manifest_sha256,
                             "application/json")
         for planned, _ in plan_members(staging, database=database, auth=auth,
                                        bucket_ids=bucket_ids):
@@ -297,5 +249,5 @@ def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_
         "members": written["members"],
         "stored_members": written["stored_members"],
         "content_bytes": written["content_bytes"],
-        "manifest_sha256": digest.hexdigest(),
+        "manifest_sha256": manifest_sha256,
     }

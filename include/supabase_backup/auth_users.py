@@ -12,17 +12,17 @@ live in the database dump (``auth.users``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from airflow.sdk import ObjectStoragePath
 
 from supabase_backup.api_client import ApiSettings, open_client, request_json
 from supabase_backup.errors import ApiError, IncompleteExport
+from supabase_backup.hashing import HashingWriter
 from supabase_backup.staging import ensure_parent
 
 log = logging.getLogger(__name__)
@@ -30,20 +30,6 @@ log = logging.getLogger(__name__)
 USERS_ROUTE = "/auth/v1/admin/users"
 MAX_PASSES = 3
 PROGRESS_LOG_SECONDS = 5.0
-
-
-class _HashingWriter:
-    """Writes to a binary file while counting bytes and computing their sha256."""
-
-    def __init__(self, file: IO[bytes]) -> None:
-        self.file = file
-        self.digest = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-        self.digest.update(data)
-        self.size += len(data)
 
 
 def _total_count(response: httpx.Response) -> int | None:
@@ -84,7 +70,7 @@ def export_auth_users(
 
     ensure_parent(target)
     with open_client(settings, max_connections=2, transport=transport) as client, target.open("wb") as file:
-        output = _HashingWriter(file)
+        output = HashingWriter(file)
         output.write(b"[")
         while passes < max_passes:
             passes += 1
@@ -157,7 +143,7 @@ def export_auth_users(
         "pages": pages,
         "total_reported": total_reported,
         "passes": passes,
-        "sha256": output.digest.hexdigest(),
+        "sha256": output.sha256,
         "bytes": output.size,
     }
     log.info("Auth users exported in %.1f s: %s", time.monotonic() - started, summary)

@@ -13,7 +13,6 @@ message built here contains it.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -29,12 +28,12 @@ from typing import Iterator
 import psycopg
 
 from supabase_backup.errors import DatabaseDumpFailed, PgDumpNotFound, PgDumpTooOld
+from supabase_backup.hashing import copy_hashing
 from supabase_backup.staging import StagingArea, ensure_parent
 
 log = logging.getLogger(__name__)
 
 PG_DUMP_FLAGS = ("--no-owner", "--no-privileges", "--format=plain", "--verbose")
-CHUNK_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -295,8 +294,6 @@ def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingA
     """Run pg_dump, streaming its output to staging while hashing it; stderr goes to the log."""
     environment = {**os.environ, **libpq_environment}
     target = ensure_parent(staging.database_dump)
-    digest = hashlib.sha256()
-    size = 0
     last_messages: deque[str] = deque(maxlen=20)
     log.info("Running %s", " ".join(arguments))  # argv holds no credentials
     process = subprocess.Popen(
@@ -313,15 +310,15 @@ def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingA
     relay = threading.Thread(target=relay_messages, daemon=True)
     relay.start()
     started = time.monotonic()
-    next_report = started + 10
+    next_report = [started + 10]
+
+    def report(size: int) -> None:
+        if time.monotonic() >= next_report[0]:
+            log.info("pg_dump: %.1f MiB written", size / 2**20)
+            next_report[0] += 10
+
     with target.open("wb") as output:
-        while chunk := process.stdout.read(CHUNK_SIZE):
-            output.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-            if time.monotonic() >= next_report:
-                log.info("pg_dump: %.1f MiB written", size / 2**20)
-                next_report += 10
+        size, sha256 = copy_hashing(process.stdout, output, on_chunk=report)
     return_code = process.wait()
     relay.join(timeout=10)
     elapsed = max(time.monotonic() - started, 1e-6)
@@ -332,7 +329,7 @@ def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingA
         "pg_dump finished: %.1f MiB in %.1f s (%.1f MiB/s)", size / 2**20, elapsed,
         size / 2**20 / elapsed,
     )
-    return {"bytes": size, "sha256": digest.hexdigest()}
+    return {"bytes": size, "sha256": sha256}
 
 
 def current_object_keys(

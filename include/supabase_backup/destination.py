@@ -8,7 +8,6 @@ retried upload) it is accepted; if it holds another run's archive the next free 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -17,8 +16,8 @@ from datetime import datetime
 
 from boto3.s3.transfer import TransferConfig
 
-from supabase_backup.archive import COPY_CHUNK
 from supabase_backup.errors import ArchiveKeyTaken, BackupError
+from supabase_backup.hashing import copy_hashing
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +93,8 @@ def upload_archive(
 def download_archive(s3_hook, bucket: str, key: str, target_path: str) -> tuple[int, str]:
     """Stream an object to a local file; returns (size, sha256) of what arrived."""
     body = s3_hook.get_conn().get_object(Bucket=bucket, Key=key)["Body"]
-    digest = hashlib.sha256()
-    size = 0
     with open(target_path, "wb") as output:
-        while chunk := body.read(COPY_CHUNK):
-            output.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+        return copy_hashing(body, output)
 
 
 def read_back_and_verify(s3_hook, bucket: str, key: str, *, size: int, sha256: str,

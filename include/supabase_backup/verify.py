@@ -6,26 +6,15 @@ Used by the DAG's ``verify_upload`` on the copy read back from S3, and by
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import zipfile
 
-from supabase_backup.archive import COPY_CHUNK, MANIFEST_MEMBER, iter_zip_member_digests
+from supabase_backup.archive import MANIFEST_MEMBER, member_digest
 from supabase_backup.errors import VerificationFailed
 from supabase_backup.manifest import ManifestFormatError, read_manifest
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as source:
-        while chunk := source.read(COPY_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def verify_archive(path, label: str | None = None) -> dict:
@@ -51,7 +40,7 @@ def verify_archive(path, label: str | None = None) -> dict:
                     if name in expected_names:
                         raise VerificationFailed(label, f"member {name!r} is listed twice")
                     expected_names.add(name)
-                    _, size, sha256 = next(iter_zip_member_digests(archive, [name]))
+                    size, sha256 = member_digest(archive, name)
                     if size != member["size"] or sha256 != member["sha256"]:
                         raise VerificationFailed(
                             label,

@@ -11,6 +11,7 @@ import pytest
 
 from supabase_backup import archive
 from supabase_backup.errors import UnsafeObjectName
+from supabase_backup.hashing import HashingWriter
 
 NASTY_KEYS = [
     "plain.txt", "a//b", "trailing/", "/leading", "//", "/", "..hidden", "a..b", "q?/what?.txt",
@@ -91,7 +92,7 @@ def test_write_archive_streams_members_with_the_right_compression(tmp_path):
         _planned(tmp_path, "storage/b/empty", b""),
     ]
     output = io.BytesIO()
-    writer = archive.HashingWriter(output)
+    writer = HashingWriter(output)
     summary = archive.write_archive(writer, members, datetime(2026, 1, 2, tzinfo=timezone.utc))
     assert summary == {"members": 3, "stored_members": 1, "content_bytes": len(text) + len(noise)}
     assert writer.sha256 == hashlib.sha256(output.getvalue()).hexdigest()
