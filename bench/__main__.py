@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
 BASELINE = "floor"
-ORDER = ["floor", "exporter", "careful", "floor-http.client"]
+ORDER = ["floor", "exporter", "careful", "floor-http.client", "floor-urllib3"]
 
 
 def free_port() -> int:

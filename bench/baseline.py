@@ -128,11 +128,32 @@ def run_http_client(url: str, bucket: str, concurrency: int) -> tuple[int, int]:
     return len(keys), total
 
 
+def run_urllib3(url: str, bucket: str, concurrency: int) -> tuple[int, int]:
+    import urllib3
+
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=60.0) as client:
+        keys = list_keys_httpx(client, bucket)
+    pool_manager = urllib3.PoolManager(maxsize=concurrency + 2, headers=HEADERS)
+
+    def fetch(key: str) -> int:
+        response = pool_manager.request("GET", url + object_path(bucket, key), preload_content=False)
+        assert response.status == 200, response.status
+        size = 0
+        for chunk in response.stream(CHUNK):
+            size += len(chunk)
+        response.release_conn()
+        return size
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        total = sum(pool.map(fetch, keys))
+    return len(keys), total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--bucket", default="media")
-    parser.add_argument("--variant", choices=["floor", "floor-http.client", "careful"], required=True)
+    parser.add_argument("--variant", choices=["floor", "floor-http.client", "floor-urllib3", "careful"], required=True)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--target", type=Path, help="folder for the careful variant's files")
     args = parser.parse_args()
@@ -145,6 +166,8 @@ def main() -> None:
     elif args.variant == "careful":
         args.target.mkdir(parents=True, exist_ok=True)
         objects, total = run_httpx(args.url, args.bucket, args.concurrency, args.target)
+    elif args.variant == "floor-urllib3":
+        objects, total = run_urllib3(args.url, args.bucket, args.concurrency)
     else:
         objects, total = run_http_client(args.url, args.bucket, args.concurrency)
     seconds = time.perf_counter() - started
