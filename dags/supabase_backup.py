@@ -18,38 +18,16 @@ Connections: `supabase_db`, `supabase_api`, `aws_default`. Variables: `supabase_
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import Asset, Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
 from supabase_backup import config, steps
-from supabase_backup.errors import BackupError
 
 ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_SECONDS", "60")))
-
-
-def record_failure(context) -> None:
-    try:
-        steps.record_task_failure(
-            context["run_id"], context["ti"].task_id, context.get("exception"),
-            steps.connection_secrets(),
-        )
-    except Exception:  # noqa: BLE001 - record_history writes the row again at the end of the run
-        logging.getLogger(__name__).exception("Could not record the failure in backup_history")
-
-
-def run_facts() -> dict:
-    dag_run = get_current_context()["dag_run"]
-    return {
-        "trigger": steps.trigger_of(dag_run.run_type, dag_run.conf),
-        "logical_date": dag_run.logical_date.isoformat() if dag_run.logical_date else None,
-        "started_at": (dag_run.start_date or dag_run.run_after).isoformat(),
-    }
 
 
 @dag(
@@ -66,7 +44,7 @@ def run_facts() -> dict:
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),
-        "on_failure_callback": record_failure,
+        "on_failure_callback": steps.on_task_failure,
     },
     params={
         "force": Param(False, type="boolean", title="Force",
@@ -111,13 +89,13 @@ def supabase_backup():
 
     @task(execution_timeout=timedelta(hours=4))
     def build_archive(database_summary: dict, auth_summary: dict, storage_summary: dict,
-                      bucket_ids: list[str], params=None, run_id=None) -> dict:
-        return steps.build_archive(run_id, run_facts(), database_summary, auth_summary,
+                      bucket_ids: list[str], params=None, run_id=None, dag_run=None) -> dict:
+        return steps.build_archive(run_id, steps.run_facts(dag_run), database_summary, auth_summary,
                                    storage_summary, bucket_ids, params["include_storage"])
 
     @task(execution_timeout=timedelta(hours=4))
-    def upload_archive(archive_summary: dict) -> dict:
-        return steps.upload_archive(run_facts()["started_at"], archive_summary)
+    def upload_archive(archive_summary: dict, dag_run=None) -> dict:
+        return steps.upload_archive(steps.run_facts(dag_run)["started_at"], archive_summary)
 
     @task(outlets=[ARCHIVE_ASSET], execution_timeout=timedelta(hours=4))
     def verify_upload(archive_summary: dict, location: dict, outlet_events=None) -> dict:
@@ -131,21 +109,7 @@ def supabase_backup():
     @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=None, retries=3,
           execution_timeout=timedelta(minutes=10))
     def record_history(ti=None, run_id=None) -> dict:
-        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
-        failed = sorted(task_id for task_id, state in states.items()
-                        if state in ("failed", "upstream_failed"))
-        verified = ti.xcom_pull(task_ids="verify_upload")
-        summary = None
-        if verified:
-            summary = steps.history_summary(
-                verified, ti.xcom_pull(task_ids="build_archive"),
-                ti.xcom_pull(task_ids="dump_database"), ti.xcom_pull(task_ids="export_auth_users"),
-                ti.xcom_pull(task_ids="reconcile"),
-            )
-        try:
-            return steps.finish_run(run_id, verified, summary, failed)
-        except BackupError as error:  # the run failed and the row says why: no point retrying
-            raise AirflowFailException(str(error)) from None
+        return steps.record_history(ti, run_id)
 
     @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
     def cleanup_staging(run_id=None) -> None:

@@ -73,6 +73,15 @@ def staging_for(backup_settings: config.BackupSettings, run_id: str) -> StagingA
     return StagingArea.for_run(backup_settings.staging_root, run_id)
 
 
+def run_facts(dag_run) -> dict:
+    """What the manifest records about the DAG run."""
+    return {
+        "trigger": trigger_of(dag_run.run_type, dag_run.conf),
+        "logical_date": dag_run.logical_date.isoformat() if dag_run.logical_date else None,
+        "started_at": (dag_run.start_date or dag_run.run_after).isoformat(),
+    }
+
+
 def trigger_of(run_type: str, conf: dict | None) -> str:
     """scheduled | manual | api | asset. Runs started through the plugin or a REST client that
     passes ``{"trigger": "api"}`` in the conf count as api; every other manual run is manual."""
@@ -340,6 +349,28 @@ def history_summary(verified: dict, archive_summary: dict, database_summary: dic
     }
 
 
+def record_history(ti, run_id: str) -> dict:
+    """The run's last task (it runs whatever happened before): gathers the outcome from the other
+    tasks' states and results and writes the final history row."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+    failed = sorted(task_id for task_id, state in states.items()
+                    if state in ("failed", "upstream_failed"))
+    verified = ti.xcom_pull(task_ids="verify_upload")
+    summary = None
+    if verified:
+        summary = history_summary(
+            verified, ti.xcom_pull(task_ids="build_archive"),
+            ti.xcom_pull(task_ids="dump_database"), ti.xcom_pull(task_ids="export_auth_users"),
+            ti.xcom_pull(task_ids="reconcile"),
+        )
+    try:
+        return finish_run(run_id, verified, summary, failed)
+    except BackupError as error:  # the run failed and the row says why: no point retrying
+        raise AirflowFailException(str(error)) from None
+
+
 def finish_run(run_id: str, verified: dict | None, summary: dict | None,
                failed_tasks: list[str]) -> dict:
     """Write the final history row. Success only with a verified archive; otherwise failed, and
@@ -356,6 +387,16 @@ def finish_run(run_id: str, verified: dict | None, summary: dict | None,
         )
         history.record_failed(connection, run_id, reason, keep_first_reason=True)
     raise BackupError(reason)
+
+
+def on_task_failure(context) -> None:
+    """Every task's failure callback. It must never raise: record_history writes the row again at
+    the end of the run."""
+    try:
+        record_task_failure(context["run_id"], context["ti"].task_id, context.get("exception"),
+                            connection_secrets())
+    except Exception:  # noqa: BLE001
+        log.exception("Could not record the failure in backup_history")
 
 
 def record_task_failure(run_id: str, task_id: str, error: BaseException | None,
