@@ -529,3 +529,162 @@ def test_v1_walk_never_loops_on_empty_or_repeated_folder_names():
         keys = [item.key for item in list_objects(client, "media")]
     assert keys == ["top.txt"]
     assert prefixes == ["", "a/"]
+
+
+# --- the urllib3 download path on a real socket ---------------------------------------------------
+
+
+DOWNLOADABLE_KEYS = [key for key in TRICKY_KEYS if key] + ["with space/and%25/#hash?x=1&y", "a//b/", "trailing2/"]
+
+
+def test_tricky_keys_reach_the_server_exactly_as_encoded_and_come_back_whole(tmp_path, serve_fake):
+    """urllib3 must neither resolve ``%2E`` segments nor re-encode ``%``, ``?``, ``#``, spaces, unicode,
+    empty segments (``a//b``) or a trailing ``/``: the server must be asked for exactly object_route."""
+    keys = {key: f"content of {key}".encode() for key in DOWNLOADABLE_KEYS}
+    fake = FakeStorage({"my bucket": keys})
+    staging = staging_for(tmp_path, "my bucket")
+    records, missing = fetch_objects(serve_fake(fake), staging, list(keys), concurrency=4)
+    assert missing == []
+    assert sorted(fake.download_targets) == sorted(object_route("my bucket", key) for key in keys)
+    for record in records:
+        assert (staging.folder / record["file"]).read_bytes() == keys[record["key"]]
+        assert record["sha256"] == hashlib.sha256(keys[record["key"]]).hexdigest()
+
+
+@pytest.mark.parametrize("fault", [TRUNCATE, RESET, DROP, STALL])
+def test_broken_connections_and_stalled_bodies_are_retried(tmp_path, serve_fake, monkeypatch, fault):
+    monkeypatch.setattr(api_client, "READ_TIMEOUT_SECONDS", 0.3)  # STALL pauses 1.5 s mid-body
+    content = os.urandom(300_000)
+    fake = FakeStorage({"media": {"object.bin": content, "other.txt": b"fine"}})
+    fake.faults["object.bin"] = [fault, fault]
+    staging = staging_for(tmp_path)
+    summary = export_bucket(serve_fake(fake), staging, concurrency=2)
+    assert summary["objects"] == 2
+    assert fake.downloads["object.bin"] == 3
+    line = next(line for line in read_lines(staging.index_path) if line["key"] == "object.bin")
+    assert (staging.folder / line["file"]).read_bytes() == content
+    assert line["size"] == len(content) and line["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_a_truncated_body_is_a_transient_error_saying_how_much_arrived(tmp_path, serve_fake, monkeypatch):
+    monkeypatch.setattr(api_client, "RETRY_ATTEMPTS", 1)
+    fake = FakeStorage({"media": {"cut.bin": b"x" * 1000}})
+    fake.faults["cut.bin"] = [TRUNCATE]
+    with DownloadPool(serve_fake(fake)) as pool, pytest.raises(ApiTransientError) as raised:
+        download_object(pool, "media", "cut.bin", str(tmp_path / "out"))
+    assert raised.value.args[3] == "TruncatedBody"
+    assert "after 500 of 1000 bytes" in str(raised.value)
+
+
+def test_connection_failures_are_transient_and_never_show_the_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(api_client, "RETRY_ATTEMPTS", 2)
+    with socket_that_refuses() as url, DownloadPool(ApiSettings(url, SECRET)) as pool:
+        with pytest.raises(ApiTransientError) as raised:
+            download_object(pool, "media", "x", str(tmp_path / "out"))
+    assert SECRET not in str(raised.value)
+    assert raised.value.args[3] == "ConnectionError"
+
+
+class socket_that_refuses:
+    def __enter__(self) -> str:
+        import socket
+
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there any more
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def test_error_replies_decode_as_api_client_decodes_them(tmp_path, serve_fake):
+    fake = FakeStorage({"media": {"x": b"1", "gone": b"2", "slow": b"3", "bad": b"4", "no": b"5"}})
+    fake.vanished.add("gone")
+    fake.faults.update(slow=["503"], bad=["invalid"], no=["unauthorized"])
+    target = str(tmp_path / "out")
+    with DownloadPool(serve_fake(fake)) as pool:
+        with pytest.raises(ApiNotFound) as not_found:
+            download_object(pool, "media", "gone", target)
+        assert (not_found.value.status, not_found.value.code) == (404, "NoSuchKey")
+        assert "HTTP 400, body 404" in str(not_found.value)
+        assert download_object(pool, "media", "slow", target)["size"] == 1  # 503, then retried
+        with pytest.raises(api_client.ApiError, match="InvalidKey"):
+            download_object(pool, "media", "bad", target)
+        with pytest.raises(ApiUnauthorized) as refused:
+            download_object(pool, "media", "no", target)
+    assert "Supabase Storage at http://127.0.0.1:" in str(refused.value)
+    assert SECRET not in str(refused.value)
+    assert fake.downloads == {"gone": 1, "slow": 2, "bad": 1, "no": 1}
+
+
+def test_connections_are_kept_alive_across_objects_and_error_replies(tmp_path, serve_fake):
+    fake = FakeStorage({"media": {f"k{n}": bytes([n]) * n for n in range(30)}})
+    fake.vanished.update({"k3", "k7"})
+    records, missing = fetch_objects(serve_fake(fake), staging_for(tmp_path), [f"k{n}" for n in range(30)], concurrency=1)
+    assert len(records) == 28 and sorted(missing) == ["k3", "k7"]
+    assert fake.seen.connections == 1  # every body read to its end, every connection back in the pool
+
+
+def test_a_cancelled_download_closes_its_connection_and_the_pool_stays_usable(tmp_path, serve_fake):
+    big = os.urandom(5 * 2**20)
+    fake = FakeStorage({"media": {"big.bin": big, "small.txt": b"small"}})
+    cancel = threading.Event()
+    cancel.set()
+    with DownloadPool(serve_fake(fake), max_connections=1) as pool:
+        with pytest.raises(_DownloadCancelled):
+            download_object(pool, "media", "big.bin", str(tmp_path / "big"), cancel=cancel)
+        # Had the half-read connection gone back to the pool, this would read the rest of big.bin.
+        result = download_object(pool, "media", "small.txt", str(tmp_path / "small"))
+    assert (tmp_path / "small").read_bytes() == b"small" and result["size"] == 5
+    assert fake.seen.connections == 2
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    """A certificate for 127.0.0.1 that no trust store holds."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+def test_https_downloads_verify_the_certificate(tmp_path, self_signed, monkeypatch):
+    cert, server_context = self_signed
+    monkeypatch.setattr(api_client, "RETRY_ATTEMPTS", 1)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    fake = FakeStorage({"media": {"x": b"secret bytes"}})
+    with serve(fake.handle, ssl_context=server_context) as (url, _):
+        with DownloadPool(ApiSettings(url, SECRET)) as pool, pytest.raises(ApiTransientError) as raised:
+            download_object(pool, "media", "x", str(tmp_path / "out"))
+        assert "CERTIFICATE_VERIFY_FAILED" in str(raised.value)
+        assert fake.downloads == {}
+        # Trusted the way httpx trusts it (SSL_CERT_FILE), the same server is fine.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with DownloadPool(ApiSettings(url, SECRET)) as pool:
+            assert download_object(pool, "media", "x", str(tmp_path / "out"))["size"] == len(b"secret bytes")
+
+
+def test_downloads_use_the_proxy_the_environment_names(tmp_path, monkeypatch):
+    fake = FakeStorage({"media": {"via proxy/x?.txt": b"proxied"}})
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with serve(fake.handle) as (proxy_url, seen):
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        # Not resolvable: only a request through the proxy can reach anything.
+        settings = ApiSettings("http://storage.invalid:54321", SECRET)
+        summary = export_bucket(settings, staging_for(tmp_path))
+    assert summary["objects"] == 1
+    assert f"http://storage.invalid:54321{object_route('media', 'via proxy/x?.txt')}" in [
+        target for _, target, _ in seen.requests
+    ]
