@@ -6,11 +6,13 @@ costs nothing that matters. Object downloads go through the urllib3 pool of ``Do
 a bucket of many small objects is one request per object, every exporter here is CPU-bound on its HTTP
 client, and urllib3 (the client under botocore and requests) spends well under half of httpx's CPU
 per request (bench/README.md). Both send the same headers with the same timeouts, no redirects and no
-retries of their own; tenacity in ``call_with_retries`` is the one retry mechanism. Errors are
-decoded here once (``decode_error_reply``, whichever client got the reply), because Supabase Storage hides the real status in the body: most failures come back
-as HTTP 400 with ``{"statusCode": "404", "code": "NoSuchKey", ...}``, unknown routes are a real 404, and
-GoTrue answers ``{"code": 401, "error_code": ..., "msg": ...}``. Retries are decided on the decoded
-code, not only on the HTTP status (SPEC §6).
+retries of their own; tenacity in ``call_with_retries`` is the one retry mechanism.
+
+Errors are decoded here once (``decode_error_reply``, whichever client got the reply), because
+Supabase Storage hides the real status in the body: most failures come back as HTTP 400 with
+``{"statusCode": "404", "code": "NoSuchKey", ...}``, unknown routes are a real 404, and GoTrue answers
+``{"code": 401, "error_code": ..., "msg": ...}``. Retries are decided on the decoded code, not only on
+the HTTP status (SPEC §6).
 
 The service key travels only in request headers; it never appears in a URL, a log line or an exception.
 """
@@ -239,7 +241,8 @@ def _environment_proxy(url: str) -> str | None:
     if "://" not in proxy:
         proxy = f"http://{proxy}"
     if not proxy.startswith(("http://", "https://")):
-        raise ConfigurationError(f"only http:// and https:// proxies are supported for Storage downloads, got {proxy.split('://')[0]}://")
+        scheme = proxy.split("://", 1)[0]  # the rest may hold the proxy's password
+        raise ConfigurationError(f"only http:// and https:// proxies are supported for Storage downloads, got {scheme}://")
     return proxy
 
 
@@ -335,11 +338,15 @@ class DownloadPool:
 
 
 def _is_incomplete_read(error: BaseException) -> bool:
+    # urllib3 wraps its IncompleteRead (the body ended before Content-Length) in a ProtocolError.
     return any(isinstance(arg, urllib3.exceptions.IncompleteRead) for arg in error.args) or "IncompleteRead" in str(error)
 
 
 def _transport_code(error: BaseException) -> str:
-    if isinstance(error, urllib3.exceptions.TimeoutError) and not isinstance(error, urllib3.exceptions.NewConnectionError):
+    # NewConnectionError (refused, unreachable, DNS) is a TimeoutError subclass in urllib3 2, but not a timeout.
+    if isinstance(error, urllib3.exceptions.NewConnectionError):
+        return "ConnectionError"
+    if isinstance(error, urllib3.exceptions.TimeoutError):
         return "Timeout"
     if isinstance(error, urllib3.exceptions.SSLError):
         return "TLSError"

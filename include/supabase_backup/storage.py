@@ -610,7 +610,9 @@ def fetch_objects(
     progress = _Progress(staging.bucket_id)
     staging.objects_folder.mkdir(parents=True, exist_ok=True)
     first_number = _next_sequence_number(staging)
-    with DownloadPool(settings, max_connections=concurrency + 2) as pool, _LineWriter(staging.index_path, append=True) as index:
+    with DownloadPool(settings, max_connections=concurrency + 2) as pool, _LineWriter(
+        staging.index_path, append=True
+    ) as index:
 
         def downloaded(record: dict[str, Any]) -> None:
             index.write(record)
