@@ -5,11 +5,13 @@
 Each variant lists the bucket with list-v2 exactly as the exporter does (POST, 1,000 rows a page,
 cursor) and then GETs every object from ``object/authenticated`` with ``--concurrency`` threads:
 
-- ``floor``: one shared ``httpx.Client`` (the exporter's HTTP library and pool size), 1 MiB chunks,
-  bytes discarded. No hashing, no files, no retries, no index. This is the network floor the
-  exporter is compared with.
+- ``floor``: one shared ``httpx.Client`` (the exporter's pool size; its download library until the
+  downloads moved to urllib3, kept as the baseline so the history stays comparable), 1 MiB chunks,
+  bytes discarded. No hashing, no files, no retries, no index. The exporter is compared with it.
 - ``floor-http.client``: the same with the standard library's ``http.client``, one keep-alive
   connection per thread, reading 1 MiB at a time. Shows what httpx itself costs.
+- ``floor-urllib3``: ``floor`` with urllib3's pool (``preload_content=False``, 1 MiB ``stream()``), the
+  library the exporter downloads with: the least the exporter's own HTTP stack can do here.
 - ``careful``: ``floor`` plus what a careful minimal script does: writes each object to its own file
   under ``--target`` and computes its SHA-256 while streaming.
 

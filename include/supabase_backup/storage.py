@@ -9,7 +9,10 @@ with the database inventory (``storage.objects``) and fetches what the listing m
 ``fetch_objects``.
 
 Downloads stream in 1 MiB chunks straight to the staged file while hashing, through a bounded thread
-pool sharing one httpx.Client: memory stays flat whatever the number or size of objects. Objects are
+pool sharing one urllib3 pool (api_client.DownloadPool): memory stays flat whatever the number or size
+of objects. Listing stays on httpx like every other JSON call; the bytes go through urllib3 because a
+bucket of many small objects is one request per object, the export is CPU-bound on its HTTP client, and
+urllib3 costs well under half of httpx's CPU per request (bench/README.md). Objects are
 staged under sequence numbers (``objects/00000001``), never under their names, so no key can reach
 outside the bucket's folder; ``index.jsonl`` maps each number back to its key. Layout and field names
 are the contract with reconcile and the archive builder (see staging.py).
@@ -35,9 +38,9 @@ from airflow.sdk import ObjectStoragePath
 
 from supabase_backup.api_client import (
     ApiSettings,
+    DownloadPool,
     call_with_retries,
     open_client,
-    raise_for_error,
     request_json,
 )
 from supabase_backup.errors import (
@@ -75,8 +78,8 @@ def encode_path_segment(segment: str) -> str:
     """Percent-encode one segment of a bucket id or object key for a URL path.
 
     Everything but unreserved characters is encoded, so ``?``, ``#``, ``%``, ``\\``, spaces and unicode
-    arrive as written. ``.`` and ``..`` segments are encoded as ``%2E``/``%2E%2E``: httpx (like any URL
-    library) would otherwise resolve them and ask for a different key (``dot/../escape.txt`` →
+    arrive as written. ``.`` and ``..`` segments are encoded as ``%2E``/``%2E%2E``: httpx and urllib3
+    (like any URL library) would otherwise resolve them and ask for a different key (``dot/../escape.txt`` →
     ``escape.txt``). Empty segments stay empty, so ``a//b`` and leading or trailing slashes survive.
     """
     if segment in (".", ".."):
@@ -285,7 +288,7 @@ class _DownloadCancelled(Exception):
 
 
 def download_object(
-    client: httpx.Client,
+    pool: DownloadPool,
     bucket_id: str,
     key: str,
     target: ObjectStoragePath | str,
@@ -295,36 +298,36 @@ def download_object(
 ) -> dict[str, Any]:
     """Stream one object to ``target`` (a str is a local file path) and describe what was written.
 
-    ``GET /storage/v1/object/authenticated/<bucket>/<key>`` in 1 MiB chunks, hashing as it writes.
-    A body shorter than its Content-Length, a dropped connection, 5xx/429 are retried from the start
-    (the target is overwritten). Returns ``{"size", "sha256", "content_type", "cache_control", "etag",
-    "last_modified"}`` (headers as the server sent them, etag with its quotes). Raises ApiNotFound when
-    the object does not exist (NoSuchKey), ApiUnauthorized for a refused key, other errors after
-    retries. ``on_bytes`` is told every chunk's size (progress); ``cancel`` stops a long download early.
+    ``GET /storage/v1/object/authenticated/<bucket>/<key>`` through the urllib3 ``pool`` in 1 MiB chunks,
+    hashing as it writes. A body shorter than its Content-Length, a dropped connection, a timeout,
+    5xx/429 are retried from the start (the target is overwritten). Returns ``{"size", "sha256",
+    "content_type", "cache_control", "etag", "last_modified"}`` (headers as the server sent them, etag
+    with its quotes). Raises ApiNotFound when the object does not exist (NoSuchKey), ApiUnauthorized for
+    a refused key, other errors after retries. ``on_bytes`` is told every chunk's size (progress);
+    ``cancel`` stops a long download early.
     """
     route = object_route(bucket_id, key)
     return call_with_retries(
-        f"Downloading {key!r} from bucket {bucket_id!r}", _download_once, client, route, target, on_bytes, cancel
+        f"Downloading {key!r} from bucket {bucket_id!r}", _download_once, pool, route, target, on_bytes, cancel
     )
 
 
 def _download_once(
-    client: httpx.Client,
+    pool: DownloadPool,
     route: str,
     target: ObjectStoragePath | str,
     on_bytes: Callable[[int], None] | None,
     cancel: threading.Event | None,
 ) -> dict[str, Any]:
-    # identity: the object's bytes as stored, and a Content-Length that counts exactly those bytes.
-    with client.stream("GET", route, headers={"Accept-Encoding": "identity"}) as response:
-        raise_for_error(response)
+    with pool.get(route) as response:
         headers = response.headers
         content_encoding = headers.get("content-encoding", "identity").lower()
-        expected_size = int(headers["content-length"]) if "content-length" in headers else None
+        content_length = headers.get("content-length")
+        expected_size = int(content_length) if content_length is not None else None
         digest = hashlib.sha256()
         size = 0
         with _open_binary_for_writing(target) as output:
-            for chunk in response.iter_bytes(DOWNLOAD_CHUNK_BYTES):
+            for chunk in response.stream(DOWNLOAD_CHUNK_BYTES):
                 output.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
@@ -332,9 +335,11 @@ def _download_once(
                     on_bytes(len(chunk))
                 if cancel is not None and cancel.is_set():
                     raise _DownloadCancelled()
+        # urllib3 already raises (TruncatedBody) when the connection closes early; this also catches a
+        # server that ends a keep-alive body short some other way.
         if expected_size is not None and content_encoding in ("identity", "") and size != expected_size:
             raise ApiTransientError(
-                "GET", route, response.status_code, "TruncatedBody", f"the body ended after {size} of {expected_size} bytes"
+                "GET", route, response.status, "TruncatedBody", f"the body ended after {size} of {expected_size} bytes"
             )
         return {
             "size": size,
@@ -419,7 +424,7 @@ class _Progress:
 
 
 def _download_all(
-    client: httpx.Client,
+    pool: DownloadPool,
     staging: BucketStaging,
     objects: Iterable[ListedObject],
     *,
@@ -467,7 +472,7 @@ def _download_all(
             )
         progress.maybe_log()
 
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"download-{bucket_id}")
+    threads = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"download-{bucket_id}")
     try:
         number = first_number
         for listed in objects:
@@ -479,8 +484,8 @@ def _download_all(
                 if local_objects_folder is not None
                 else objects_folder / object_name
             )
-            future = pool.submit(
-                download_object, client, bucket_id, listed.key, target, on_bytes=progress.add_bytes, cancel=cancel
+            future = threads.submit(
+                download_object, pool, bucket_id, listed.key, target, on_bytes=progress.add_bytes, cancel=cancel
             )
             in_flight[future] = (object_name, listed)
             number += 1
@@ -492,9 +497,9 @@ def _download_all(
         # Stop queued downloads and interrupt running ones between chunks, so a failure is reported
         # promptly instead of after the rest of a large object.
         cancel.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        threads.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    threads.shutdown(wait=True)
 
 
 def _reset_folder(staging: BucketStaging) -> None:
@@ -510,7 +515,6 @@ def export_bucket(
     *,
     concurrency: int = 8,
     page_size: int = 1000,
-    transport: httpx.BaseTransport | None = None,
 ) -> dict[str, Any]:
     """Export every object of ``staging.bucket_id`` into ``staging.folder``.
 
@@ -526,11 +530,15 @@ def export_bucket(
 
     Returns ``{"bucket", "objects", "bytes", "missing", "listing": "list-v2"|"v1", "seconds"}``.
     Raises ObjectDownloadFailed (naming the object and the cause) when an object fails for any other
-    reason after retries, ApiUnauthorized when the key is refused. ``transport`` replaces the network.
+    reason after retries, ApiUnauthorized when the key is refused.
     """
     progress = _Progress(staging.bucket_id)
     _reset_folder(staging)
-    with open_client(settings, max_connections=concurrency + 2, transport=transport) as client:
+    # httpx for the listing (JSON, and the read-ahead thread), urllib3 for the object bytes: see the
+    # module docstring. The listing needs one connection; the downloads one per thread, plus slack.
+    with open_client(settings, max_connections=2) as client, DownloadPool(
+        settings, max_connections=concurrency + 2
+    ) as pool:
         listing = list_objects(client, staging.bucket_id, page_size=page_size)
         log.info("Bucket %r: listing with %s, downloading with %d threads", staging.bucket_id, listing.method, concurrency)
         listed_ahead = _read_ahead(listing.objects, max_items=page_size, thread_name=f"list-{staging.bucket_id}")
@@ -538,7 +546,7 @@ def export_bucket(
             staging.folder / MISSING_FILE_NAME, append=False
         ) as missing:
             _download_all(
-                client,
+                pool,
                 staging,
                 listed_ahead,
                 first_number=1,
@@ -587,7 +595,6 @@ def fetch_objects(
     keys: Iterable[str],
     *,
     concurrency: int = 8,
-    transport: httpx.BaseTransport | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Download the given keys into an already exported bucket folder (the reconcile step's path).
 
@@ -603,7 +610,7 @@ def fetch_objects(
     progress = _Progress(staging.bucket_id)
     staging.objects_folder.mkdir(parents=True, exist_ok=True)
     first_number = _next_sequence_number(staging)
-    with open_client(settings, max_connections=concurrency + 2, transport=transport) as client, _LineWriter(
+    with DownloadPool(settings, max_connections=concurrency + 2) as pool, _LineWriter(
         staging.index_path, append=True
     ) as index:
 
@@ -612,7 +619,7 @@ def fetch_objects(
             records.append(record)
 
         _download_all(
-            client,
+            pool,
             staging,
             (ListedObject(key) for key in keys),
             first_number=first_number,

@@ -9,6 +9,7 @@ from supabase_backup import api_client
 from supabase_backup.api_client import (
     ApiSettings,
     decode_error,
+    decode_error_reply,
     is_transient,
     open_client,
     raise_for_error,
@@ -164,6 +165,20 @@ def test_transport_failures_are_transient_but_our_own_mistakes_are_not():
     assert not is_transient(httpx.LocalProtocolError("bad header"))
     assert not is_transient(httpx.UnsupportedProtocol("gopher"))
     assert not is_transient(ValueError("x"))
+
+
+def test_one_decoder_for_both_clients():
+    """urllib3 downloads hand decode_error_reply the parts of their reply; httpx's decode_error gives the same."""
+    body = b'{"statusCode":"404","error":"not_found","code":"NoSuchKey","message":"Object not found"}'
+    path = "/storage/v1/object/authenticated/b/k"
+    parts = decode_error_reply("GET", path, 400, "Bad Request", body, "Supabase Storage at http://127.0.0.1:54321")
+    via_httpx = decode_error(response(400, {"statusCode": "404", "error": "not_found", "code": "NoSuchKey",
+                                            "message": "Object not found"}, path=path))  # fmt: skip
+    assert type(parts) is type(via_httpx) is ApiNotFound
+    assert str(parts) == str(via_httpx)
+    assert (parts.status, parts.code) == (via_httpx.status, via_httpx.code) == (404, "NoSuchKey")
+    html = decode_error_reply("GET", path, 503, "", b"<html>down</html>", "Supabase Storage at x")
+    assert isinstance(html, ApiTransientError) and "<html>down</html>" in str(html)
 
 
 def test_raise_for_error_passes_success_through():

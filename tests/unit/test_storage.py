@@ -2,7 +2,9 @@
 
 The fake below answers like Supabase Storage per SPEC §6 (errors as HTTP 400 with the real status in the
 body, list-v2 with cursors, v1 one level per call with folder rows and case-insensitive prefixes), so
-the exporter is checked against the wire contract rather than against itself.
+the exporter is checked against the wire contract rather than against itself. Listing tests reach it
+through httpx's MockTransport; everything that downloads reaches it over a real socket (http_server.py),
+because downloads go through urllib3, which no httpx transport can stand in for.
 """
 
 from __future__ import annotations
@@ -10,18 +12,26 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import shutil
+import ssl
+import subprocess
 import threading
 from urllib.parse import unquote
+
+from contextlib import ExitStack
 
 import httpx
 import pytest
 from airflow.sdk import ObjectStoragePath
 
 from supabase_backup import api_client
-from supabase_backup.api_client import ApiSettings, open_client
+from supabase_backup.api_client import ApiSettings, DownloadPool, open_client
 from supabase_backup.errors import ApiNotFound, ApiTransientError, ApiUnauthorized, ObjectDownloadFailed
 from supabase_backup.staging import StagingArea
 from supabase_backup.storage import (
+    _DownloadCancelled,
+    download_object,
     encode_path_segment,
     export_bucket,
     fetch_objects,
@@ -29,6 +39,7 @@ from supabase_backup.storage import (
     list_objects,
     object_route,
 )
+from tests.unit.http_server import CHUNKED, DROP, RESET, STALL, TRUNCATE, Reply, serve
 
 SECRET = "service-role-secret-never-shown"
 SETTINGS = ApiSettings("http://127.0.0.1:54321", SECRET)
@@ -40,8 +51,17 @@ def no_retry_waits(monkeypatch):
     monkeypatch.setattr(api_client, "RETRY_JITTER_SECONDS", 0)
 
 
-def storage_error(status: str, code: str, message: str) -> httpx.Response:
-    return httpx.Response(400, json={"statusCode": status, "error": code, "code": code, "message": message})
+def json_reply(status: int, body) -> Reply:
+    return Reply(status, {"content-type": "application/json; charset=utf-8"}, json.dumps(body).encode())
+
+
+def storage_error(status: str, code: str, message: str) -> Reply:
+    return json_reply(400, {"statusCode": status, "error": code, "code": code, "message": message})
+
+
+def to_httpx(reply: Reply) -> httpx.Response:
+    assert reply.fault is None, "faults need the real server (serve_fake)"
+    return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
 
 
 class FakeStorage:
@@ -58,25 +78,35 @@ class FakeStorage:
         self.lock = threading.Lock()
 
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        """For listing tests: the fake behind httpx's MockTransport (no downloads, no faults)."""
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        assert request.headers["authorization"] == f"Bearer {SECRET}"
-        raw_path = request.url.raw_path.decode("ascii").split("?", 1)[0]
+        def handle(request: httpx.Request) -> httpx.Response:
+            headers = {name.lower(): value for name, value in request.headers.items()}
+            return to_httpx(self.handle(request.method, request.url.raw_path.decode("ascii"), headers, request.content))
+
+        return httpx.MockTransport(handle)
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
+        assert headers["authorization"] == f"Bearer {SECRET}"
+        assert headers["apikey"] == SECRET
+        if "://" in target:  # absolute-form: the client took us for its proxy
+            target = "/" + target.split("://", 1)[1].split("/", 1)[1]
+        raw_path = target.split("?", 1)[0]
         with self.lock:
-            self.requests.append((request.method, raw_path))
+            self.requests.append((method, raw_path))
         parts = raw_path.split("/")  # '', 'storage', 'v1', ...
         route = parts[3:]
-        if request.method == "GET" and route == ["bucket"]:
-            return httpx.Response(200, json=[{"id": name, "name": name, "public": False} for name in self.buckets])
-        if request.method == "POST" and route[:2] == ["object", "list-v2"]:
-            return self.list_v2_page(unquote(route[2]), json.loads(request.content))
-        if request.method == "POST" and route[:2] == ["object", "list"]:
-            return self.list_v1_page(unquote(route[2]), json.loads(request.content))
-        if request.method == "GET" and route[:2] == ["object", "authenticated"]:
+        if method == "GET" and route == ["bucket"]:
+            return json_reply(200, [{"id": name, "name": name, "public": False} for name in self.buckets])
+        if method == "POST" and route[:2] == ["object", "list-v2"]:
+            return self.list_v2_page(unquote(route[2]), json.loads(body))
+        if method == "POST" and route[:2] == ["object", "list"]:
+            return self.list_v1_page(unquote(route[2]), json.loads(body))
+        if method == "GET" and route[:2] == ["object", "authenticated"]:
+            assert headers.get("accept-encoding") == "identity"
             # Each segment decoded on its own, as the server's router does: empty segments survive.
             return self.download(unquote(route[2]), "/".join(unquote(segment) for segment in route[3:]))
-        return httpx.Response(404, json={"statusCode": 404, "error": "Not Found", "message": f"Route {raw_path} not found"})
+        return json_reply(404, {"statusCode": 404, "error": "Not Found", "message": f"Route {raw_path} not found"})
 
     @staticmethod
     def metadata(content: bytes) -> dict:
@@ -86,7 +116,7 @@ class FakeStorage:
         if self.list_v2 == "feature-not-enabled":
             return storage_error("400", "FeatureNotEnabled", "feature not enabled for this tenant")
         if self.list_v2 == "no-route":
-            return httpx.Response(404, json={"statusCode": 404, "error": "Not Found", "message": "Route not found"})
+            return json_reply(404, {"statusCode": 404, "error": "Not Found", "message": "Route not found"})
         if bucket not in self.buckets:
             return storage_error("404", "NoSuchBucket", "Bucket not found")
         with self.lock:
@@ -103,11 +133,11 @@ class FakeStorage:
         if reply["hasNext"]:
             reply["nextCursor"] = base64.b64encode(page[-1].encode()).decode()
             reply["nextCursorKey"] = page[-1]
-        return httpx.Response(200, json=reply)
+        return json_reply(200, reply)
 
     def list_v1_page(self, bucket: str, body: dict) -> httpx.Response:
         if bucket not in self.buckets:
-            return httpx.Response(200, json=[])
+            return json_reply(200, [])
         with self.lock:
             self.list_bodies.append(body)
         prefix = body.get("prefix", "")
@@ -127,9 +157,9 @@ class FakeStorage:
             else:
                 rows[rest] = {"name": rest, "id": f"id-{key}", "metadata": self.metadata(content)}
         ordered = sorted(rows.values(), key=lambda row: row["name"])
-        return httpx.Response(200, json=ordered[offset : offset + limit])
+        return json_reply(200, ordered[offset : offset + limit])
 
-    def download(self, bucket: str, key: str) -> httpx.Response:
+    def download(self, bucket: str, key: str) -> Reply:
         with self.lock:
             self.downloads[key] = self.downloads.get(key, 0) + 1
             fault = self.faults[key].pop(0) if self.faults.get(key) else None
@@ -137,7 +167,7 @@ class FakeStorage:
         if content is None or key in self.vanished:
             return storage_error("404", "NoSuchKey", "Object not found")
         if fault == "503":
-            return httpx.Response(503, text="upstream unavailable")
+            return Reply(503, {"content-type": "text/plain"}, b"upstream unavailable")
         if fault == "internal":
             return storage_error("500", "InternalError", "Internal Server Error")
         if fault == "invalid":
@@ -151,12 +181,24 @@ class FakeStorage:
             "last-modified": "Wed, 25 Nov 2026 10:00:00 GMT",
             "content-length": str(len(content)),
         }
-        if fault == "truncate":
-            return httpx.Response(200, headers=headers, content=content[: len(content) // 2])
-        if fault == "chunked":
-            del headers["content-length"]
-            return httpx.Response(200, headers=headers, content=iter([content[:10], content[10:]]))
-        return httpx.Response(200, headers=headers, content=content)
+        # truncate, reset, drop, stall and chunked are played by the server (http_server.py).
+        return Reply(200, headers, content, fault=fault if fault in (TRUNCATE, RESET, DROP, STALL, CHUNKED) else None)
+
+    @property
+    def download_targets(self) -> list[str]:
+        return [path for method, path in self.requests if "/object/authenticated/" in path]
+
+
+@pytest.fixture
+def serve_fake():
+    """``serve_fake(fake) -> ApiSettings`` pointing at ``fake`` on a real socket; ``.seen`` on the fake."""
+    with ExitStack() as stack:
+
+        def start(fake: FakeStorage) -> ApiSettings:
+            url, fake.seen = stack.enter_context(serve(fake.handle))
+            return ApiSettings(url, SECRET)
+
+        yield start
 
 
 def staging_for(tmp_path, bucket: str = "media"):
@@ -280,7 +322,7 @@ def test_a_missing_bucket_is_not_mistaken_for_a_missing_route():
 # --- export_bucket ----------------------------------------------------------------------------------
 
 
-def test_export_bucket_writes_objects_index_and_summary(tmp_path):
+def test_export_bucket_writes_objects_index_and_summary(tmp_path, serve_fake):
     big = bytes(range(256)) * 12_000  # ~3 MiB: several 1 MiB chunks
     keys = {
         "notes/hello.txt": b"hello",
@@ -292,7 +334,7 @@ def test_export_bucket_writes_objects_index_and_summary(tmp_path):
     }
     fake = FakeStorage({"media": keys})
     staging = staging_for(tmp_path)
-    summary = export_bucket(SETTINGS, staging, concurrency=4, transport=fake.transport())
+    summary = export_bucket(serve_fake(fake), staging, concurrency=4)
 
     assert summary["bucket"] == "media"
     assert summary["objects"] == len(keys)
@@ -327,11 +369,11 @@ def test_export_bucket_writes_objects_index_and_summary(tmp_path):
     assert written == {"index.jsonl", "missing.jsonl", *(line["file"] for line in index)}
 
 
-def test_export_bucket_with_many_objects_over_v1(tmp_path):
+def test_export_bucket_with_many_objects_over_v1(tmp_path, serve_fake):
     keys = {f"d{n % 13}/sub{n % 3}/obj-{n:05d}": f"object {n}".encode() for n in range(1200)}
     fake = FakeStorage({"media": keys}, list_v2="feature-not-enabled")
     staging = staging_for(tmp_path)
-    summary = export_bucket(SETTINGS, staging, concurrency=8, page_size=100, transport=fake.transport())
+    summary = export_bucket(serve_fake(fake), staging, concurrency=8, page_size=100)
     assert summary["listing"] == "v1"
     assert summary["objects"] == 1200
     index = read_lines(staging.index_path)
@@ -339,12 +381,12 @@ def test_export_bucket_with_many_objects_over_v1(tmp_path):
     assert len({line["file"] for line in index}) == 1200
 
 
-def test_objects_gone_after_listing_and_wrong_case_v1_paths_are_missing_not_fatal(tmp_path):
+def test_objects_gone_after_listing_and_wrong_case_v1_paths_are_missing_not_fatal(tmp_path, serve_fake):
     keys = {"Case/upper.txt": b"U", "case/lower.txt": b"L", "kept.txt": b"K", "deleted.txt": b"D"}
     fake = FakeStorage({"media": keys}, list_v2="feature-not-enabled")
     fake.vanished.add("deleted.txt")
     staging = staging_for(tmp_path)
-    summary = export_bucket(SETTINGS, staging, transport=fake.transport())
+    summary = export_bucket(serve_fake(fake), staging)
 
     exported = {line["key"] for line in read_lines(staging.index_path)}
     missing = read_lines(staging.folder / "missing.jsonl")
@@ -356,14 +398,14 @@ def test_objects_gone_after_listing_and_wrong_case_v1_paths_are_missing_not_fata
     assert summary["objects"] == len(exported)
 
 
-def test_truncated_bodies_and_server_errors_are_retried_and_overwrite_the_target(tmp_path):
+def test_truncated_bodies_and_server_errors_are_retried_and_overwrite_the_target(tmp_path, serve_fake):
     content = b"0123456789" * 1000
     fake = FakeStorage({"media": {"flaky.txt": content, "broken.txt": b"fine", "chunked.txt": b"no length" * 10}})
     fake.faults["flaky.txt"] = ["truncate", "503", "truncate"]
     fake.faults["broken.txt"] = ["internal"]
     fake.faults["chunked.txt"] = ["chunked"]
     staging = staging_for(tmp_path)
-    summary = export_bucket(SETTINGS, staging, transport=fake.transport())
+    summary = export_bucket(serve_fake(fake), staging)
 
     assert summary["objects"] == 3
     assert fake.downloads == {"flaky.txt": 4, "broken.txt": 2, "chunked.txt": 1}
@@ -373,33 +415,34 @@ def test_truncated_bodies_and_server_errors_are_retried_and_overwrite_the_target
     assert by_key["chunked.txt"]["size"] == 90
 
 
-def test_a_persistent_failure_fails_the_export_naming_the_object(tmp_path):
+def test_a_persistent_failure_fails_the_export_naming_the_object(tmp_path, serve_fake):
     fake = FakeStorage({"media": {f"ok-{n}": b"x" for n in range(50)} | {"always-500.txt": b"y"}})
     fake.faults["always-500.txt"] = ["503"] * 10
     with pytest.raises(ObjectDownloadFailed) as raised:
-        export_bucket(SETTINGS, staging_for(tmp_path), transport=fake.transport())
+        export_bucket(serve_fake(fake), staging_for(tmp_path))
     message = str(raised.value)
     assert "always-500.txt" in message and "media" in message and "503" in message
     assert SECRET not in message
     assert fake.downloads["always-500.txt"] == api_client.RETRY_ATTEMPTS
 
 
-def test_a_client_error_is_not_retried(tmp_path):
+def test_a_client_error_is_not_retried(tmp_path, serve_fake):
     fake = FakeStorage({"media": {"refused.txt": b"y"}})
     fake.faults["refused.txt"] = ["invalid"]
     with pytest.raises(ObjectDownloadFailed, match="InvalidKey"):
-        export_bucket(SETTINGS, staging_for(tmp_path), transport=fake.transport())
+        export_bucket(serve_fake(fake), staging_for(tmp_path))
     assert fake.downloads["refused.txt"] == 1
 
 
-def test_a_refused_key_fails_with_the_fix(tmp_path):
+def test_a_refused_key_fails_with_the_fix(tmp_path, serve_fake):
     fake = FakeStorage({"media": {"x.txt": b"y"}})
     fake.faults["x.txt"] = ["unauthorized"]
-    with pytest.raises(ApiUnauthorized, match="supabase_api connection"):
-        export_bucket(SETTINGS, staging_for(tmp_path), transport=fake.transport())
+    with pytest.raises(ApiUnauthorized, match="supabase_api connection") as raised:
+        export_bucket(serve_fake(fake), staging_for(tmp_path))
+    assert SECRET not in str(raised.value)
 
 
-def test_a_listing_that_fails_part_way_fails_the_export(tmp_path):
+def test_a_listing_that_fails_part_way_fails_the_export(tmp_path, serve_fake):
     fake = FakeStorage({"media": {f"k{n:04d}": b"x" for n in range(30)}})
     answer_page = fake.list_v2_page
 
@@ -410,15 +453,16 @@ def test_a_listing_that_fails_part_way_fails_the_export(tmp_path):
 
     fake.list_v2_page = second_page_always_fails
     with pytest.raises(ApiTransientError, match="list-v2"):
-        export_bucket(SETTINGS, staging_for(tmp_path), page_size=10, transport=fake.transport())
+        export_bucket(serve_fake(fake), staging_for(tmp_path), page_size=10)
 
 
-def test_a_retried_export_starts_over(tmp_path):
+def test_a_retried_export_starts_over(tmp_path, serve_fake):
     fake = FakeStorage({"media": {"a": b"1", "b": b"2"}})
     staging = staging_for(tmp_path)
-    export_bucket(SETTINGS, staging, transport=fake.transport())
+    settings = serve_fake(fake)
+    export_bucket(settings, staging)
     fake.buckets["media"] = {"a": b"1"}
-    summary = export_bucket(SETTINGS, staging, transport=fake.transport())
+    summary = export_bucket(settings, staging)
     assert summary["objects"] == 1
     assert [line["key"] for line in read_lines(staging.index_path)] == ["a"]
     assert sorted(path.name for path in staging.objects_folder.iterdir()) == ["00000001"]
@@ -427,18 +471,19 @@ def test_a_retried_export_starts_over(tmp_path):
 # --- fetch_objects ----------------------------------------------------------------------------------
 
 
-def test_fetch_objects_continues_numbering_and_appends_to_the_index(tmp_path):
+def test_fetch_objects_continues_numbering_and_appends_to_the_index(tmp_path, serve_fake):
     fake = FakeStorage({"media": {"a": b"1", "b": b"2", "case/lower.txt": b"L", "late.txt": b"late"}})
     staging = staging_for(tmp_path)
     fake.buckets["media"].pop("late.txt")
     late = b"late"
-    export_bucket(SETTINGS, staging, transport=fake.transport())
+    settings = serve_fake(fake)
+    export_bucket(settings, staging)
     fake.buckets["media"]["late.txt"] = late
     # A stray file from an interrupted earlier fetch must not be overwritten either.
     (staging.objects_folder / "00000007").write_bytes(b"stray")
 
     records, missing = fetch_objects(
-        SETTINGS, staging, ["late.txt", "case/lower.txt", "never-existed"], concurrency=2, transport=fake.transport()
+        settings, staging, ["late.txt", "case/lower.txt", "never-existed"], concurrency=2
     )
     assert sorted(record["key"] for record in records) == ["case/lower.txt", "late.txt"]
     assert sorted(record["file"] for record in records) == ["objects/00000008", "objects/00000009"]
@@ -454,10 +499,10 @@ def test_fetch_objects_continues_numbering_and_appends_to_the_index(tmp_path):
     assert late_record["sha256"] == hashlib.sha256(late).hexdigest()
 
 
-def test_fetch_objects_into_an_empty_folder_starts_at_one(tmp_path):
+def test_fetch_objects_into_an_empty_folder_starts_at_one(tmp_path, serve_fake):
     fake = FakeStorage({"media": {"x": b"x"}})
     staging = staging_for(tmp_path)
-    records, missing = fetch_objects(SETTINGS, staging, ["x"], transport=fake.transport())
+    records, missing = fetch_objects(serve_fake(fake), staging, ["x"])
     assert [record["file"] for record in records] == ["objects/00000001"]
     assert read_lines(staging.index_path) == records
     assert missing == []
@@ -470,7 +515,7 @@ def test_v1_walk_never_loops_on_empty_or_repeated_folder_names():
 
     def handle(request: httpx.Request) -> httpx.Response:
         if "list-v2" in request.url.path:
-            return storage_error("400", "FeatureNotEnabled", "not enabled")
+            return to_httpx(storage_error("400", "FeatureNotEnabled", "not enabled"))
         prefix = json.loads(request.content)["prefix"]
         prefixes.append(prefix)
         assert len(prefixes) < 50, "the walk is looping"
@@ -484,3 +529,162 @@ def test_v1_walk_never_loops_on_empty_or_repeated_folder_names():
         keys = [item.key for item in list_objects(client, "media")]
     assert keys == ["top.txt"]
     assert prefixes == ["", "a/"]
+
+
+# --- the urllib3 download path on a real socket ---------------------------------------------------
+
+
+DOWNLOADABLE_KEYS = [key for key in TRICKY_KEYS if key] + ["with space/and%25/#hash?x=1&y", "a//b/", "trailing2/"]
+
+
+def test_tricky_keys_reach_the_server_exactly_as_encoded_and_come_back_whole(tmp_path, serve_fake):
+    """urllib3 must neither resolve ``%2E`` segments nor re-encode ``%``, ``?``, ``#``, spaces, unicode,
+    empty segments (``a//b``) or a trailing ``/``: the server must be asked for exactly object_route."""
+    keys = {key: f"content of {key}".encode() for key in DOWNLOADABLE_KEYS}
+    fake = FakeStorage({"my bucket": keys})
+    staging = staging_for(tmp_path, "my bucket")
+    records, missing = fetch_objects(serve_fake(fake), staging, list(keys), concurrency=4)
+    assert missing == []
+    assert sorted(fake.download_targets) == sorted(object_route("my bucket", key) for key in keys)
+    for record in records:
+        assert (staging.folder / record["file"]).read_bytes() == keys[record["key"]]
+        assert record["sha256"] == hashlib.sha256(keys[record["key"]]).hexdigest()
+
+
+@pytest.mark.parametrize("fault", [TRUNCATE, RESET, DROP, STALL])
+def test_broken_connections_and_stalled_bodies_are_retried(tmp_path, serve_fake, monkeypatch, fault):
+    monkeypatch.setattr(api_client, "READ_TIMEOUT_SECONDS", 0.3)  # STALL pauses 1.5 s mid-body
+    content = os.urandom(300_000)
+    fake = FakeStorage({"media": {"object.bin": content, "other.txt": b"fine"}})
+    fake.faults["object.bin"] = [fault, fault]
+    staging = staging_for(tmp_path)
+    summary = export_bucket(serve_fake(fake), staging, concurrency=2)
+    assert summary["objects"] == 2
+    assert fake.downloads["object.bin"] == 3
+    line = next(line for line in read_lines(staging.index_path) if line["key"] == "object.bin")
+    assert (staging.folder / line["file"]).read_bytes() == content
+    assert line["size"] == len(content) and line["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_a_truncated_body_is_a_transient_error_saying_how_much_arrived(tmp_path, serve_fake, monkeypatch):
+    monkeypatch.setattr(api_client, "RETRY_ATTEMPTS", 1)
+    fake = FakeStorage({"media": {"cut.bin": b"x" * 1000}})
+    fake.faults["cut.bin"] = [TRUNCATE]
+    with DownloadPool(serve_fake(fake)) as pool, pytest.raises(ApiTransientError) as raised:
+        download_object(pool, "media", "cut.bin", str(tmp_path / "out"))
+    assert raised.value.args[3] == "TruncatedBody"
+    assert "after 500 of 1000 bytes" in str(raised.value)
+
+
+def test_connection_failures_are_transient_and_never_show_the_key(tmp_path, monkeypatch):
+    monkeypatch.setattr(api_client, "RETRY_ATTEMPTS", 2)
+    with socket_that_refuses() as url, DownloadPool(ApiSettings(url, SECRET)) as pool:
+        with pytest.raises(ApiTransientError) as raised:
+            download_object(pool, "media", "x", str(tmp_path / "out"))
+    assert SECRET not in str(raised.value)
+    assert raised.value.args[3] == "ConnectionError"
+
+
+class socket_that_refuses:
+    def __enter__(self) -> str:
+        import socket
+
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there any more
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def test_error_replies_decode_as_api_client_decodes_them(tmp_path, serve_fake):
+    fake = FakeStorage({"media": {"x": b"1", "gone": b"2", "slow": b"3", "bad": b"4", "no": b"5"}})
+    fake.vanished.add("gone")
+    fake.faults.update(slow=["503"], bad=["invalid"], no=["unauthorized"])
+    target = str(tmp_path / "out")
+    with DownloadPool(serve_fake(fake)) as pool:
+        with pytest.raises(ApiNotFound) as not_found:
+            download_object(pool, "media", "gone", target)
+        assert (not_found.value.status, not_found.value.code) == (404, "NoSuchKey")
+        assert "HTTP 400, body 404" in str(not_found.value)
+        assert download_object(pool, "media", "slow", target)["size"] == 1  # 503, then retried
+        with pytest.raises(api_client.ApiError, match="InvalidKey"):
+            download_object(pool, "media", "bad", target)
+        with pytest.raises(ApiUnauthorized) as refused:
+            download_object(pool, "media", "no", target)
+    assert "Supabase Storage at http://127.0.0.1:" in str(refused.value)
+    assert SECRET not in str(refused.value)
+    assert fake.downloads == {"gone": 1, "slow": 2, "bad": 1, "no": 1}
+
+
+def test_connections_are_kept_alive_across_objects_and_error_replies(tmp_path, serve_fake):
+    fake = FakeStorage({"media": {f"k{n}": bytes([n]) * n for n in range(30)}})
+    fake.vanished.update({"k3", "k7"})
+    records, missing = fetch_objects(serve_fake(fake), staging_for(tmp_path), [f"k{n}" for n in range(30)], concurrency=1)
+    assert len(records) == 28 and sorted(missing) == ["k3", "k7"]
+    assert fake.seen.connections == 1  # every body read to its end, every connection back in the pool
+
+
+def test_a_cancelled_download_closes_its_connection_and_the_pool_stays_usable(tmp_path, serve_fake):
+    big = os.urandom(5 * 2**20)
+    fake = FakeStorage({"media": {"big.bin": big, "small.txt": b"small"}})
+    cancel = threading.Event()
+    cancel.set()
+    with DownloadPool(serve_fake(fake), max_connections=1) as pool:
+        with pytest.raises(_DownloadCancelled):
+            download_object(pool, "media", "big.bin", str(tmp_path / "big"), cancel=cancel)
+        # Had the half-read connection gone back to the pool, this would read the rest of big.bin.
+        result = download_object(pool, "media", "small.txt", str(tmp_path / "small"))
+    assert (tmp_path / "small").read_bytes() == b"small" and result["size"] == 5
+    assert fake.seen.connections == 2
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    """A certificate for 127.0.0.1 that no trust store holds."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return cert, context
+
+
+def test_https_downloads_verify_the_certificate(tmp_path, self_signed, monkeypatch):
+    cert, server_context = self_signed
+    monkeypatch.setattr(api_client, "RETRY_ATTEMPTS", 1)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    fake = FakeStorage({"media": {"x": b"secret bytes"}})
+    with serve(fake.handle, ssl_context=server_context) as (url, _):
+        with DownloadPool(ApiSettings(url, SECRET)) as pool, pytest.raises(ApiTransientError) as raised:
+            download_object(pool, "media", "x", str(tmp_path / "out"))
+        assert "CERTIFICATE_VERIFY_FAILED" in str(raised.value)
+        assert fake.downloads == {}
+        # Trusted the way httpx trusts it (SSL_CERT_FILE), the same server is fine.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        with DownloadPool(ApiSettings(url, SECRET)) as pool:
+            assert download_object(pool, "media", "x", str(tmp_path / "out"))["size"] == len(b"secret bytes")
+
+
+def test_downloads_use_the_proxy_the_environment_names(tmp_path, monkeypatch):
+    fake = FakeStorage({"media": {"via proxy/x?.txt": b"proxied"}})
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with serve(fake.handle) as (proxy_url, seen):
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        # Not resolvable: only a request through the proxy can reach anything.
+        settings = ApiSettings("http://storage.invalid:54321", SECRET)
+        summary = export_bucket(settings, staging_for(tmp_path))
+    assert summary["objects"] == 1
+    assert f"http://storage.invalid:54321{object_route('media', 'via proxy/x?.txt')}" in [
+        target for _, target, _ in seen.requests
+    ]
