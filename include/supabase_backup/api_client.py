@@ -303,6 +303,14 @@ class DownloadPool:
             raise ApiTransientError("GET", path, "-", _transport_code(error), str(error)) from error
         finished = False
         try:
+            if 300 <= response.status < 400 or response.status in (204, 205, 206):
+                # Not the object's bytes (redirects are not followed): saving this body would store
+                # a wrong object under the right name.
+                response.drain_conn()
+                finished = True
+                location = response.headers.get("location", "no Location header")
+                raise ApiError("GET", path, response.status, "-",
+                               f"expected the object's bytes, got HTTP {response.status} ({location})")
             if response.status >= 400:
                 try:
                     body = response.read()

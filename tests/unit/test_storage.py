@@ -688,3 +688,16 @@ def test_downloads_use_the_proxy_the_environment_names(tmp_path, monkeypatch):
     assert f"http://storage.invalid:54321{object_route('media', 'via proxy/x?.txt')}" in [
         target for _, target, _ in seen.requests
     ]
+
+
+@pytest.mark.parametrize("status", [302, 204, 206])
+def test_a_reply_that_is_not_the_object_is_never_saved_as_it(tmp_path, status):
+    def handle(method, target, headers, body):
+        return Reply(status, {"Location": "https://elsewhere.example/x", "Content-Length": "4"}
+                     if status != 204 else {}, b"oops" if status != 204 else b"")
+
+    target = tmp_path / "out"
+    with serve(handle) as (url, _), DownloadPool(ApiSettings(url=url, key=SECRET)) as pool:
+        with pytest.raises(api_client.ApiError, match=f"got HTTP {status}"):
+            download_object(pool, "media", "x", str(target))
+    assert not target.exists()
