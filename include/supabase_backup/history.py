@@ -121,27 +121,24 @@ def record_success(
         raise RuntimeError(f"backup_history has no row for run {run_id}; record_running never ran")
 
 
-def get_by_run_id(connection: psycopg.Connection, run_id: str) -> dict | None:
+def _select(connection: psycopg.Connection, condition: str, parameters: tuple) -> list[dict]:
     _require_table(connection)
     with connection.cursor(row_factory=dict_row) as cursor:
-        return cursor.execute(
-            "SELECT * FROM public.backup_history WHERE run_id = %s", (run_id,)
-        ).fetchone()
+        return cursor.execute(f"SELECT * FROM public.backup_history {condition}",
+                              parameters).fetchall()
+
+
+def get_by_run_id(connection: psycopg.Connection, run_id: str) -> dict | None:
+    rows = _select(connection, "WHERE run_id = %s", (run_id,))
+    return rows[0] if rows else None
 
 
 def get_by_id(connection: psycopg.Connection, history_id: int) -> dict | None:
-    _require_table(connection)
-    with connection.cursor(row_factory=dict_row) as cursor:
-        return cursor.execute(
-            "SELECT * FROM public.backup_history WHERE id = %s", (history_id,)
-        ).fetchone()
+    rows = _select(connection, "WHERE id = %s", (history_id,))
+    return rows[0] if rows else None
 
 
 def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0) -> list[dict]:
-    _require_table(connection)
-    with connection.cursor(row_factory=dict_row) as cursor:
-        return cursor.execute(
-            "SELECT * FROM public.backup_history ORDER BY started_at DESC, id DESC "
-            "LIMIT %s OFFSET %s",
-            (limit, offset),
-        ).fetchall()
+    """Newest first."""
+    return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                   (limit, offset))
