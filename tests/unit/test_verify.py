@@ -1,0 +1,75 @@
+"""verify_archive refuses every way an archive can disagree with its manifest."""
+
+import hashlib
+import io
+import json
+import zipfile
+
+import pytest
+
+from supabase_backup import manifest
+from supabase_backup.__main__ import main as command_line
+from supabase_backup.errors import VerificationFailed
+from supabase_backup.verify import verify_archive
+
+MEMBERS = {"db/backup.sql": b"CREATE TABLE t();\n" * 100, "storage/b/a%2F/b": b"\x00\x01" * 50}
+
+
+def write_zip(path, members, manifest_members=None, format_version=1):
+    listed = manifest_members if manifest_members is not None else [
+        {"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        for name, data in MEMBERS.items()]
+    text = io.StringIO()
+    manifest.write_manifest(text, {"run": {"run_id": "r"}}, listed)
+    manifest_text = text.getvalue().replace('"format_version": 1',
+                                            f'"format_version": {format_version}')
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", manifest_text)
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_an_intact_archive_passes(tmp_path):
+    result = verify_archive(write_zip(tmp_path / "ok.zip", MEMBERS))
+    assert result["members_checked"] == 2 and result["run_id"] == "r"
+    assert result["content_bytes"] == sum(len(data) for data in MEMBERS.values())
+
+
+@pytest.mark.parametrize("case, members, expected", [
+    ("missing", {"db/backup.sql": MEMBERS["db/backup.sql"]}, "listed but missing"),
+    ("stranger", {**MEMBERS, "storage/b/extra": b"x"}, "not in the manifest"),
+    ("changed", {**MEMBERS, "db/backup.sql": b"DROP TABLE t;\n"}, "manifest says"),
+])
+def test_any_disagreement_fails(tmp_path, case, members, expected):
+    with pytest.raises(VerificationFailed, match=expected):
+        verify_archive(write_zip(tmp_path / f"{case}.zip", members))
+
+
+def test_a_corrupted_member_fails(tmp_path):
+    """A flipped byte inside a stored member: the CRC (or the sha256) catches it."""
+    path = write_zip(tmp_path / "corrupt.zip", MEMBERS)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("db/backup.sql")
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + 5] ^= 0xFF  # inside the member's (compressed) bytes
+    path.write_bytes(bytes(data))
+    with pytest.raises(VerificationFailed):
+        verify_archive(path)
+
+
+def test_an_unknown_format_version_and_a_non_zip_are_refused(tmp_path):
+    with pytest.raises(VerificationFailed, match="format_version 2"):
+        verify_archive(write_zip(tmp_path / "v2.zip", MEMBERS, format_version=2))
+    (tmp_path / "not.zip").write_bytes(b"plain text")
+    with pytest.raises(VerificationFailed, match="not a readable zip"):
+        verify_archive(tmp_path / "not.zip")
+
+
+def test_the_verify_command(tmp_path, capsys):
+    assert command_line(["verify", str(write_zip(tmp_path / "ok.zip", MEMBERS))]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"] is True
+    bad = write_zip(tmp_path / "bad.zip", {**MEMBERS, "x": b"1"})
+    assert command_line(["verify", str(bad)]) == 1
+    assert "NOT OK" in capsys.readouterr().err
