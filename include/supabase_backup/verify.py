@@ -18,28 +18,27 @@ log = logging.getLogger(__name__)
 
 
 def verify_archive(path, label: str | None = None) -> dict:
-    """Verify a local zip file; raises VerificationFailed with the first problem found."""
+    """Verify a local zip file; raises VerificationFailed with the first problem found.
+
+    Memory stays close to what zipfile itself holds (its central directory): members are checked
+    one at a time as the manifest streams, and no set of names is built unless the counts disagree.
+    """
     label = label or str(path)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
         raise VerificationFailed(label, f"not a readable zip file ({error})") from None
     with archive:
-        names = set(archive.namelist())
-        if MANIFEST_MEMBER not in names:
+        if not _has_member(archive, MANIFEST_MEMBER):
             raise VerificationFailed(label, "manifest.json is missing")
-        with archive.open(MANIFEST_MEMBER) as raw:
-            try:
+        try:
+            with archive.open(MANIFEST_MEMBER) as raw:
                 header, members = read_manifest(io.TextIOWrapper(raw, encoding="utf-8"))
                 checked = total = 0
-                expected_names = {MANIFEST_MEMBER}
                 for member in members:
                     name = member["path"]
-                    if name not in names:
+                    if name == MANIFEST_MEMBER or not _has_member(archive, name):
                         raise VerificationFailed(label, f"member {name!r} is listed but missing")
-                    if name in expected_names:
-                        raise VerificationFailed(label, f"member {name!r} is listed twice")
-                    expected_names.add(name)
                     size, sha256 = member_digest(archive, name)
                     if size != member["size"] or sha256 != member["sha256"]:
                         raise VerificationFailed(
@@ -49,15 +48,14 @@ def verify_archive(path, label: str | None = None) -> dict:
                         )
                     checked += 1
                     total += size
-            except zipfile.BadZipFile as error:  # a CRC mismatch or a damaged member
-                raise VerificationFailed(label, f"damaged member: {error}") from None
-            except (ManifestFormatError, ValueError, KeyError) as error:
-                raise VerificationFailed(label, f"manifest.json is not valid: {error}") from None
-        strangers = names - expected_names
-        if strangers:
-            raise VerificationFailed(
-                label, f"{len(strangers)} member(s) not in the manifest, e.g. {sorted(strangers)[0]!r}"
-            )
+        except zipfile.BadZipFile as error:  # a CRC mismatch or a damaged member
+            raise VerificationFailed(label, f"damaged member: {error}") from None
+        except (ManifestFormatError, ValueError, KeyError) as error:
+            raise VerificationFailed(label, f"manifest.json is not valid: {error}") from None
+        # Every listed member exists; equal counts then mean nothing is listed twice and nothing
+        # in the zip is unlisted. Only when they differ are the names gathered, to say which.
+        if checked + 1 != len(archive.infolist()):
+            raise VerificationFailed(label, _describe_count_mismatch(archive))
     log.info("Verified %s: %d members, %.1f MiB, all sha256 match", label, checked, total / 2**20)
     return {
         "members_checked": checked,
@@ -65,3 +63,28 @@ def verify_archive(path, label: str | None = None) -> dict:
         "format_version": header["format_version"],
         "run_id": (header.get("run") or {}).get("run_id"),
     }
+
+
+def _has_member(archive: zipfile.ZipFile, name: str) -> bool:
+    try:
+        archive.getinfo(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _describe_count_mismatch(archive: zipfile.ZipFile) -> str:
+    with archive.open(MANIFEST_MEMBER) as raw:
+        _, members = read_manifest(io.TextIOWrapper(raw, encoding="utf-8"))
+        listed: set[str] = set()
+        for member in members:
+            if member["path"] in listed:
+                return f"member {member['path']!r} is listed twice"
+            listed.add(member["path"])
+    seen: set[str] = set()
+    for name in archive.namelist():
+        if name in seen:
+            return f"the zip holds member {name!r} twice"
+        seen.add(name)
+    strangers = sorted(seen - listed - {MANIFEST_MEMBER})
+    return f"{len(strangers)} member(s) not in the manifest, e.g. {strangers[0]!r}"

@@ -73,3 +73,15 @@ def test_the_verify_command(tmp_path, capsys):
     bad = write_zip(tmp_path / "bad.zip", {**MEMBERS, "x": b"1"})
     assert command_line(["verify", str(bad)]) == 1
     assert "NOT OK" in capsys.readouterr().err
+
+
+def test_a_member_listed_twice_or_stored_twice_fails(tmp_path):
+    listed = [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+              for name, data in MEMBERS.items()]
+    with pytest.raises(VerificationFailed, match="listed twice"):
+        verify_archive(write_zip(tmp_path / "twice.zip", MEMBERS, listed + listed[:1]))
+    path = write_zip(tmp_path / "stored-twice.zip", MEMBERS)
+    with zipfile.ZipFile(path, "a") as archive, pytest.warns(UserWarning):
+        archive.writestr("db/backup.sql", MEMBERS["db/backup.sql"])
+    with pytest.raises(VerificationFailed, match="twice"):
+        verify_archive(path)
