@@ -207,8 +207,9 @@ def reconcile(run_id: str, bucket_ids: list[str], database_summary: dict,
     not_exported = sorted(in_inventory - set(bucket_ids))
     if not_exported:
         raise InventoryMismatch(
-            f"bucket(s) {', '.join(map(repr, not_exported))} hold objects in storage.objects but "
-            "the Storage API did not list them; check the service key's access and run again"
+            f"bucket(s) {', '.join(map(repr, not_exported))} hold objects in the snapshot's "
+            "storage.objects but the Storage API did not list them: either they were deleted "
+            "during the run (run again) or the service key cannot see them (check the key)"
         )
 
     def fetch_missing(bucket, keys):
