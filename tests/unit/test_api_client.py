@@ -27,11 +27,6 @@ from supabase_backup.errors import (
 SECRET = "sb_secret_do-not-print-me"
 
 
-@pytest.fixture(autouse=True)
-def no_retry_waits(monkeypatch):
-    monkeypatch.setattr(api_client, "RETRY_INITIAL_WAIT_SECONDS", 0)
-    monkeypatch.setattr(api_client, "RETRY_JITTER_SECONDS", 0)
-
 
 def settings() -> ApiSettings:
     return ApiSettings("http://127.0.0.1:54321/", SECRET)

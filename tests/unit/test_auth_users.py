@@ -11,7 +11,6 @@ import httpx
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from supabase_backup import api_client
 from supabase_backup.api_client import ApiSettings
 from supabase_backup.auth_users import export_auth_users
 from supabase_backup.errors import ApiUnauthorized, IncompleteExport
@@ -19,11 +18,6 @@ from supabase_backup.errors import ApiUnauthorized, IncompleteExport
 SECRET = "eyJhbGciOiJIUzI1NiJ9.service-role.never-shown"
 SETTINGS = ApiSettings("http://127.0.0.1:54321", SECRET)
 
-
-@pytest.fixture(autouse=True)
-def no_retry_waits(monkeypatch):
-    monkeypatch.setattr(api_client, "RETRY_INITIAL_WAIT_SECONDS", 0)
-    monkeypatch.setattr(api_client, "RETRY_JITTER_SECONDS", 0)
 
 
 def make_user(number: int) -> dict:

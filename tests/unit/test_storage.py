@@ -45,11 +45,6 @@ SECRET = "service-role-secret-never-shown"
 SETTINGS = ApiSettings("http://127.0.0.1:54321", SECRET)
 
 
-@pytest.fixture(autouse=True)
-def no_retry_waits(monkeypatch):
-    monkeypatch.setattr(api_client, "RETRY_INITIAL_WAIT_SECONDS", 0)
-    monkeypatch.setattr(api_client, "RETRY_JITTER_SECONDS", 0)
-
 
 def json_reply(status: int, body) -> Reply:
     return Reply(status, {"content-type": "application/json; charset=utf-8"}, json.dumps(body).encode())
