@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS public.backup_history (
     dag_id                         text NOT NULL DEFAULT 'supabase_backup',
     status                         text NOT NULL CHECK (status IN ('running', 'success', 'failed', 'skipped')),
     trigger                        text NOT NULL CHECK (trigger IN ('scheduled', 'manual', 'api', 'asset')),
+    triggered_by                   text,                   -- the Airflow user who started the run, if any
     started_at                     timestamptz NOT NULL DEFAULT now(),
     finished_at                    timestamptz,
     s3_bucket                      text,
@@ -34,8 +35,13 @@ CREATE TABLE IF NOT EXISTS public.backup_history (
     objects_deleted_after_snapshot integer,
     error                          text,
     details                        jsonb,
+    progress                       jsonb,                  -- while running: {"step", "buckets": {id: counts}}
     updated_at                     timestamptz NOT NULL DEFAULT now()
 );
+
+-- Columns added after the first release, for tables created by an earlier version of this file.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS triggered_by text;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS progress jsonb;
 
 CREATE INDEX IF NOT EXISTS backup_history_started_at_idx ON public.backup_history (started_at DESC);
 

@@ -179,8 +179,7 @@ def decode_error_reply(
     message = fields.get("message") or fields.get("msg") or fields.get("error_description") or fields.get("error")
     if not message:
         message = reason or body.decode("utf-8", errors="replace")[:200]
-    shown_status = str(status_code) if status == status_code else f"{status_code}, body {status}"
-    args = (method, path, shown_status, code or "-", message)
+    args = (method, path, status_code, status, code, message)
 
     error: ApiError | ApiUnauthorized
     if status in (401, 403) or code in UNAUTHORIZED_ERROR_CODES:
@@ -193,9 +192,6 @@ def decode_error_reply(
         error = ApiTransientError(*args)
     else:
         error = ApiError(*args)
-    # Kept on the exception so callers can branch on them (a missing route vs a missing bucket).
-    error.status = status
-    error.code = code
     return error
 
 
@@ -300,7 +296,7 @@ class DownloadPool:
                 "GET", self.origin + path, headers=self._headers, preload_content=False, redirect=False, retries=False
             )
         except _URLLIB3_TRANSPORT_ERRORS as error:
-            raise ApiTransientError("GET", path, "-", _transport_code(error), str(error)) from error
+            raise ApiTransientError("GET", path, None, None, _transport_code(error), str(error)) from error
         finished = False
         try:
             if 300 <= response.status < 400 or response.status in (204, 205, 206):
@@ -309,7 +305,7 @@ class DownloadPool:
                 response.drain_conn()
                 finished = True
                 location = response.headers.get("location", "no Location header")
-                raise ApiError("GET", path, response.status, "-",
+                raise ApiError("GET", path, response.status, response.status, None,
                                f"expected the object's bytes, got HTTP {response.status} ({location})")
             if response.status >= 400:
                 try:
@@ -327,8 +323,10 @@ class DownloadPool:
                 if isinstance(error, urllib3.exceptions.ProtocolError) and _is_incomplete_read(error):
                     expected = response.headers.get("content-length", "?")
                     message = f"the body ended after {response.tell()} of {expected} bytes"
-                    raise ApiTransientError("GET", path, response.status, "TruncatedBody", message) from error
-                raise ApiTransientError("GET", path, response.status, _transport_code(error), str(error)) from error
+                    raise ApiTransientError("GET", path, response.status, response.status, "TruncatedBody",
+                                        message) from error
+                raise ApiTransientError("GET", path, response.status, response.status,
+                                        _transport_code(error), str(error)) from error
             finished = True
         finally:
             if not finished:

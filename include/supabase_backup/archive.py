@@ -15,7 +15,6 @@ after ``storage/<bucket>/`` always gives the key back exactly.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import unicodedata
@@ -25,8 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator
 
-from supabase_backup.errors import UnsafeObjectName
-from supabase_backup.hashing import HashingWriter, copy_hashing
+from supabase_backup.errors import StagingCorrupted, UnsafeObjectName
+from supabase_backup.units import format_bytes, format_rate
+from supabase_backup.hashing import HashingWriter, copy_hashing, copy_into
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ def encode_object_key(key: str) -> str:
     is written as %2F, so ``unquote(encode_object_key(key)) == key`` for every key.
     """
     if key == "":
-        raise UnsafeObjectName(key, "?", "an empty name has no path")
+        raise UnsafeObjectName(key, "an empty name has no path")
     if "\x00" in key:
-        raise UnsafeObjectName(key, "?", "NUL is not allowed in a name")
+        raise UnsafeObjectName(key, "NUL is not allowed in a name")
     parts = [_encode_segment(segment) for segment in key.split("/")]
     encoded = parts[0]
     for part in parts[1:]:
@@ -139,27 +139,22 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
                 else:
                     info.compress_type = zipfile.ZIP_DEFLATED  # zlib's default level, 6
                 info.file_size = member.size
-                digest = hashlib.sha256(sample)
-                copied = len(sample)
                 with archive.open(info, "w", force_zip64=member.size >= zipfile.ZIP64_LIMIT) as sink:
-                    sink.write(sample)
-                    while chunk := source.read(COPY_CHUNK):
-                        sink.write(chunk)
-                        digest.update(chunk)
-                        copied += len(chunk)
-            if copied != member.size or digest.hexdigest() != member.sha256:
-                raise ValueError(
-                    f"staged file for {member.name} changed: {copied} bytes, sha256 "
-                    f"{digest.hexdigest()} (expected {member.size}, {member.sha256})"
-                )
+                    copied = HashingWriter(sink)
+                    copied.write(sample)
+                    copy_into(source, copied)
+            if copied.size != member.size or copied.sha256 != member.sha256:
+                raise StagingCorrupted(
+                    member.name, f"{copied.size} bytes, sha256 {copied.sha256} (expected "
+                    f"{member.size}, {member.sha256})")
             count += 1
-            total += copied
+            total += copied.size
             if count % 1000 == 0:
-                log.info("Archive: %d members, %.1f MiB so far", count, total / 2**20)
+                log.info("Archive: %s members, %s so far", f"{count:,}", format_bytes(total))
     seconds = max(time.monotonic() - started, 1e-6)
     log.info(
-        "Archive built: %d members (%d stored uncompressed), %.1f MiB of content in %.1f s",
-        count, stored, total / 2**20, seconds,
+        "Archive built: %s members (%s stored uncompressed), %s of content in %.1f s (%s)",
+        f"{count:,}", f"{stored:,}", format_bytes(total), seconds, format_rate(total, seconds),
     )
     return {"members": count, "stored_members": stored, "content_bytes": total}
 
@@ -241,7 +236,8 @@ def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_
         writer = HashingWriter(raw_output)
         written = write_archive(writer, all_members(), created_at)
     if written["members"] != member_count + 1:
-        raise ValueError(f"wrote {written['members']} members, manifest lists {member_count} + 1")
+        raise StagingCorrupted(
+            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1")
     return {
         "path": str(archive_path),
         "bytes": writer.size,

@@ -22,17 +22,28 @@ import subprocess
 import threading
 import time
 from collections import deque
+from urllib.parse import parse_qs, unquote, urlsplit
 from dataclasses import dataclass, field
 from typing import Iterator
 
 import psycopg
 
-from supabase_backup.errors import DatabaseDumpFailed, PgDumpNotFound, PgDumpTooOld
+from supabase_backup.errors import (
+    ConfigurationError,
+    DatabaseDumpFailed,
+    MigrationMissing,
+    PgDumpNotFound,
+    PgDumpTooOld,
+    PgDumpUnusable,
+)
 from supabase_backup.hashing import copy_hashing
 from supabase_backup.staging import StagingArea, ensure_parent
 
 log = logging.getLogger(__name__)
 
+# What ``pg_dump --version`` prints: "pg_dump (PostgreSQL) 17.6" or "pg_dump (PostgreSQL) 15.18
+# (Debian 15.18-0+deb12u1)"; nothing else is taken for a pg_dump.
+PG_DUMP_VERSION_PATTERN = re.compile(r"pg_dump \(PostgreSQL\) (\d+)(?:\.\d+)?")
 PG_DUMP_FLAGS = ("--no-owner", "--no-privileges", "--format=plain", "--verbose")
 
 
@@ -60,6 +71,30 @@ class DatabaseSettings:
             dbname=connection.schema or "postgres",
             sslmode=extra.get("sslmode"),
             connect_timeout=int(extra.get("connect_timeout", 15)),
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> "DatabaseSettings":
+        """From a plain Postgres URL, ``postgresql://user:password@host:port/dbname?sslmode=require``
+        (what the Supabase dashboard shows). The password is kept for libpq's environment only."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise ConfigurationError(
+                f"the database URL must start with postgresql:// (got {parts.scheme or 'no'} scheme)"
+            )
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise ConfigurationError("the database URL has a port that is not a number") from None
+        return cls(
+            host=unquote(parts.hostname or "localhost"),
+            port=port,
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password) if parts.password is not None else None,
+            dbname=unquote(parts.path.lstrip("/")) or "postgres",
+            sslmode=query.get("sslmode"),
+            connect_timeout=int(query.get("connect_timeout", 15)),
         )
 
     def describe(self) -> str:
@@ -105,6 +140,13 @@ class DatabaseSettings:
 # pg_dump discovery and version check
 
 
+def require_table(connection: psycopg.Connection, table: str) -> None:
+    """Raise MigrationMissing, naming the migration file, when one of our tables is not there."""
+    row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    if not row[0]:
+        raise MigrationMissing(table)
+
+
 def server_major_version(server_version_num: int) -> int:
     return server_version_num // 10000
 
@@ -114,10 +156,10 @@ def pg_dump_version(path: str) -> tuple[int, str]:
     output = subprocess.run(
         [path, "--version"], capture_output=True, text=True, check=True, timeout=30
     ).stdout
-    match = re.search(r"(\d+)(?:\.(\d+))?", output)
+    match = PG_DUMP_VERSION_PATTERN.match(output.strip())
     if not match:
-        raise PgDumpNotFound(f"{path} (unreadable --version: {output.strip()!r})", "?")
-    return int(match.group(1)), match.group(0)
+        raise PgDumpUnusable(path, output.strip()[:200])
+    return int(match.group(1)), match.group(0).rsplit(" ", 1)[-1]
 
 
 def candidate_pg_dumps() -> list[str]:
@@ -149,7 +191,11 @@ def choose_pg_dump(server_major: int, configured_path: str | None = None) -> tup
     for path in candidates:
         try:
             major, text = pg_dump_version(path)
-        except (OSError, subprocess.SubprocessError) as error:
+        except (OSError, subprocess.SubprocessError, PgDumpUnusable) as error:
+            if configured_path and isinstance(error, PgDumpUnusable):
+                raise
+            if configured_path:
+                raise PgDumpNotFound(configured_path, server_major) from None
             log.warning("Ignoring pg_dump at %s: %s", path, error)
             continue
         versions.append((major, text, path))
@@ -157,7 +203,7 @@ def choose_pg_dump(server_major: int, configured_path: str | None = None) -> tup
         raise PgDumpNotFound(", ".join(candidates), server_major)
     major, text, path = max(versions)
     if major < server_major:
-        raise PgDumpTooOld(text, server_major, server_major)
+        raise PgDumpTooOld(text, server_major)
     return path, text
 
 

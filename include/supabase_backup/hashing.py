@@ -50,8 +50,14 @@ def copy_hashing(source: IO[bytes], sink: IO[bytes] | None = None, *,
                  on_chunk: Callable[[int], None] | None = None) -> tuple[int, str]:
     """Copy ``source`` to ``sink`` (or just read it, with no sink); returns (size, sha256)."""
     writer = HashingWriter(sink)
+    copy_into(source, writer, on_chunk=on_chunk)
+    return writer.size, writer.sha256
+
+
+def copy_into(source: IO[bytes], writer: HashingWriter, *,
+              on_chunk: Callable[[int], None] | None = None) -> None:
+    """Copy ``source`` through a HashingWriter that may already hold earlier bytes (a sample)."""
     while chunk := source.read(CHUNK_SIZE):
         writer.write(chunk)
         if on_chunk is not None:
             on_chunk(writer.size)
-    return writer.size, writer.sha256

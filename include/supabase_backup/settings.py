@@ -6,20 +6,16 @@ import json
 
 import psycopg
 
-from supabase_backup.errors import ConfigurationError, MigrationMissing
+from supabase_backup.database import require_table
+from supabase_backup.errors import ConfigurationError
 
 BACKUP_ENABLED_KEY = "backup_enabled"
-
-
-def _require_table(connection: psycopg.Connection, table: str) -> None:
-    row = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-    if not row[0]:
-        raise MigrationMissing(table)
+SETTINGS_TABLE = "public.system_settings_kv"
 
 
 def read_backup_enabled(connection: psycopg.Connection) -> bool:
     """True unless the setting says otherwise; a missing row counts as enabled (the default)."""
-    _require_table(connection, "public.system_settings_kv")
+    require_table(connection, SETTINGS_TABLE)
     row = connection.execute(
         "SELECT value FROM public.system_settings_kv WHERE key = %s", (BACKUP_ENABLED_KEY,)
     ).fetchone()
@@ -38,7 +34,7 @@ def read_backup_enabled(connection: psycopg.Connection) -> bool:
 
 
 def write_backup_enabled(connection: psycopg.Connection, enabled: bool, updated_by: str) -> None:
-    _require_table(connection, "public.system_settings_kv")
+    require_table(connection, SETTINGS_TABLE)
     connection.execute(
         """
         INSERT INTO public.system_settings_kv (key, value, updated_at, updated_by)

@@ -1,8 +1,10 @@
 """Where a run keeps its exports until the archive is built.
 
-Export tasks may run on different workers, so the staging root is an Airflow ObjectStoragePath:
-a local folder by default (``file:///tmp/supabase-backup-staging``), or an object-store URL such as
-``s3://bucket/staging`` for Celery or Kubernetes executors. Every run gets its own folder, removed by
+Export tasks may run on different workers, so the staging root is a universal_pathlib path: a local
+folder by default (``file:///tmp/supabase-backup-staging``), or an object-store URL such as
+``s3://bucket/staging`` for Celery or Kubernetes executors. In the DAG the root is an Airflow
+``StagingPath`` (a UPath that takes its credentials from an Airflow connection), made by
+``airflow_resources``; this module only uses the path interface both share. Every run gets its own folder, removed by
 the DAG's teardown whatever the outcome.
 
 Layout of one run's folder (the contract between the exporters, reconcile and the archive builder)::
@@ -26,9 +28,14 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from airflow.sdk import ObjectStoragePath
+from typing import TYPE_CHECKING, Union
 
-DEFAULT_STAGING_ROOT = "file:///tmp/supabase-backup-staging"
+if TYPE_CHECKING:
+    from upath import UPath
+
+    StagingPath = UPath  # or an Airflow StagingPath, which has the same interface
+else:
+    StagingPath = object
 
 
 def run_folder_name(run_id: str) -> str:
@@ -45,54 +52,62 @@ def bucket_folder_name(bucket_id: str) -> str:
 @dataclass(frozen=True)
 class BucketStaging:
     bucket_id: str
-    folder: ObjectStoragePath
+    folder: StagingPath
 
     @property
-    def index_path(self) -> ObjectStoragePath:
+    def index_path(self) -> StagingPath:
         return self.folder / "index.jsonl"
 
     @property
-    def objects_folder(self) -> ObjectStoragePath:
+    def objects_folder(self) -> StagingPath:
         return self.folder / "objects"
 
-    def object_path(self, sequence_number: int) -> ObjectStoragePath:
+    def object_path(self, sequence_number: int) -> StagingPath:
         return self.objects_folder / f"{sequence_number:08d}"
 
 
 @dataclass(frozen=True)
 class StagingArea:
-    run_folder: ObjectStoragePath
+    run_folder: StagingPath
 
     @classmethod
-    def for_run(cls, root: str, run_id: str) -> "StagingArea":
-        return cls(ObjectStoragePath(root.rstrip("/")) / run_folder_name(run_id))
+    def for_run(cls, root: "Union[str, StagingPath]", run_id: str) -> "StagingArea":
+        """The run's folder under ``root`` (a path object, or a URL opened with universal_pathlib)."""
+        if isinstance(root, str):
+            from upath import UPath
+
+            root = UPath(root.rstrip("/"))
+        return cls(root / run_folder_name(run_id))
 
     @classmethod
     def at(cls, run_folder: str) -> "StagingArea":
-        return cls(ObjectStoragePath(run_folder))
+        """A staging area at an exact folder URL (tests and tools)."""
+        from upath import UPath
+
+        return cls(UPath(run_folder))
 
     @property
     def uri(self) -> str:
         return str(self.run_folder)
 
     @property
-    def database_dump(self) -> ObjectStoragePath:
+    def database_dump(self) -> StagingPath:
         return self.run_folder / "db" / "backup.sql"
 
     @property
-    def storage_inventory(self) -> ObjectStoragePath:
+    def storage_inventory(self) -> StagingPath:
         return self.run_folder / "inventory" / "storage_objects.jsonl"
 
     @property
-    def auth_users(self) -> ObjectStoragePath:
+    def auth_users(self) -> StagingPath:
         return self.run_folder / "auth" / "users.json"
 
     @property
-    def bucket_list(self) -> ObjectStoragePath:
+    def bucket_list(self) -> StagingPath:
         return self.run_folder / "storage" / "buckets.json"
 
     @property
-    def archive(self) -> ObjectStoragePath:
+    def archive(self) -> StagingPath:
         return self.run_folder / "archive" / "backup.zip"
 
     def bucket(self, bucket_id: str) -> BucketStaging:
@@ -106,7 +121,7 @@ class StagingArea:
             self.run_folder.rmdir(recursive=True)
 
 
-def ensure_parent(path: ObjectStoragePath) -> ObjectStoragePath:
+def ensure_parent(path: StagingPath) -> StagingPath:
     """Create the folder a file will be written into (a no-op on object stores)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

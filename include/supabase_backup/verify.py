@@ -1,7 +1,7 @@
 """Check an archive against its own manifest: every member present, no stranger, sizes and sha256.
 
-Used by the DAG's ``verify_upload`` on the copy read back from S3, and by
-``python -m supabase_backup verify``.
+Used by the DAG's ``verify_upload`` on the uploaded archive (read in place by ranged reads, see
+``destination.read_back_and_verify``) and by ``supabase-backup verify``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import zipfile
 
 from supabase_backup.archive import MANIFEST_MEMBER, member_digest
 from supabase_backup.errors import VerificationFailed
-from supabase_backup.manifest import ManifestFormatError, read_manifest
+from supabase_backup.manifest import ManifestInvalid, read_manifest
+from supabase_backup.units import format_bytes
 
 log = logging.getLogger(__name__)
 
 
 def verify_archive(path, label: str | None = None) -> dict:
-    """Verify a local zip file; raises VerificationFailed with the first problem found.
+    """Verify a zip, given as a local path or a seekable binary file; raises VerificationFailed
+    with the first problem found.
 
     Memory stays close to what zipfile itself holds (its central directory): members are checked
     one at a time as the manifest streams, and no set of names is built unless the counts disagree.
@@ -50,13 +52,14 @@ def verify_archive(path, label: str | None = None) -> dict:
                     total += size
         except zipfile.BadZipFile as error:  # a CRC mismatch or a damaged member
             raise VerificationFailed(label, f"damaged member: {error}") from None
-        except (ManifestFormatError, ValueError, KeyError) as error:
+        except (ManifestInvalid, ValueError, KeyError) as error:
             raise VerificationFailed(label, f"manifest.json is not valid: {error}") from None
         # Every listed member exists; equal counts then mean nothing is listed twice and nothing
         # in the zip is unlisted. Only when they differ are the names gathered, to say which.
         if checked + 1 != len(archive.infolist()):
             raise VerificationFailed(label, _describe_count_mismatch(archive))
-    log.info("Verified %s: %d members, %.1f MiB, all sha256 match", label, checked, total / 2**20)
+    log.info("Verified %s: %s members, %s, every size and sha256 matches its manifest", label,
+             f"{checked:,}", format_bytes(total))
     return {
         "members_checked": checked,
         "content_bytes": total,

@@ -284,7 +284,7 @@ def test_a_missing_variable_still_leaves_a_failed_row_saying_what_to_set(
     row = sandbox.history_row(dag_run.run_id)
     assert dag_run.state == "failed"
     assert row["status"] == "failed"
-    assert "check_enabled" in row["error"] and "supabase_backup_s3_bucket" in row["error"]
+    assert "plan_run" in row["error"] and "supabase_backup_s3_bucket" in row["error"]
 
 
 def test_a_database_only_run_holds_just_the_dump(small_sandbox, backup_runner, tmp_path):

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import pytest
 
 from supabase_backup import archive
-from supabase_backup.errors import UnsafeObjectName
+from supabase_backup.errors import StagingCorrupted, UnsafeObjectName
 from supabase_backup.hashing import HashingWriter
 
 NASTY_KEYS = [
@@ -108,5 +108,5 @@ def test_write_archive_streams_members_with_the_right_compression(tmp_path):
 def test_write_archive_refuses_a_staged_file_that_changed(tmp_path):
     member = _planned(tmp_path, "x", b"original")
     Path(member.source).write_bytes(b"tampered")
-    with pytest.raises(ValueError, match="changed"):
+    with pytest.raises(StagingCorrupted, match="changed"):
         archive.write_archive(io.BytesIO(), [member], datetime.now(timezone.utc))

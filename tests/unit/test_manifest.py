@@ -31,7 +31,7 @@ def test_newer_format_version_is_refused():
     output = io.StringIO()
     manifest.write_manifest(output, {}, [])
     text = output.getvalue().replace('"format_version": 1', '"format_version": 2')
-    with pytest.raises(manifest.ManifestFormatError, match="format_version 2"):
+    with pytest.raises(manifest.ManifestInvalid, match="format_version 2"):
         manifest.read_manifest(io.StringIO(text))
 
 
@@ -40,5 +40,5 @@ def test_truncated_manifest_is_refused():
     manifest.write_manifest(output, {}, [{"path": "x", "size": 1, "sha256": "a"}])
     truncated = output.getvalue().rsplit("]}", 1)[0]
     _, streamed = manifest.read_manifest(io.StringIO(truncated))
-    with pytest.raises(manifest.ManifestFormatError):
+    with pytest.raises(manifest.ManifestInvalid):
         list(streamed)

@@ -1,46 +1,75 @@
-import json
+"""steps: the outcome of a run (final history row, failure callback) with history's writes recorded
+by a fake, so only the decision is under test (tests/integration covers the SQL)."""
+
+from contextlib import contextmanager
 
 import pytest
 
-from supabase_backup import steps
-from supabase_backup.config import BackupSettings
-from supabase_backup.errors import ConfigurationError
+from supabase_backup import history, steps
+
+VERIFIED = {"s3_bucket": "b", "s3_key": "k.zip", "bytes": 10, "sha256": "ab" * 32}
 
 
-@pytest.mark.parametrize("run_type, conf, expected", [
-    ("scheduled", {}, "scheduled"),
-    ("manual", None, "manual"),
-    ("manual", {"trigger": "api"}, "api"),
-    ("asset_triggered", {}, "asset"),
-])
-def test_trigger_of(run_type, conf, expected):
-    assert steps.trigger_of(run_type, conf) == expected
+class Recorder:
+    def __init__(self, monkeypatch, existing_error=None):
+        self.calls = []
+        self.existing_error = existing_error
+        for name in ("record_success", "record_failed"):
+            monkeypatch.setattr(history, name, self._record(name))
+        monkeypatch.setattr(history, "get_by_run_id", lambda connection, run_id: {
+            "error": self.existing_error or next(
+                (call[1]["reason"] for call in self.calls if call[0] == "record_failed"), None)})
+
+    def _record(self, name):
+        def record(connection, run_id, *args, **kwargs):
+            if name == "record_failed":
+                kwargs["reason"] = args[0]
+            if name == "record_success":
+                kwargs["summary"] = args[0]
+            self.calls.append((name, {"run_id": run_id, **kwargs}))
+        return record
 
 
-@pytest.mark.parametrize("connection, url", [
-    ({"conn_type": "generic", "host": "http://127.0.0.1:54321/", "password": "k"},
-     "http://127.0.0.1:54321"),
-    ({"conn_type": "https", "host": "abcd.supabase.co", "password": "k"}, "https://abcd.supabase.co"),
-    ({"conn_type": "generic", "host": "abcd.supabase.co",
-      "extra": {"service_role_key": "k"}}, "https://abcd.supabase.co"),
-])
-def test_api_settings_from_the_connection(monkeypatch, connection, url):
-    monkeypatch.setenv("AIRFLOW_CONN_SUPABASE_API", json.dumps(connection))
-    api = steps.api_settings(BackupSettings(s3_bucket="b"))
-    assert (api.url, api.key) == (url, "k")
+class FakeDatabase:
+    @contextmanager
+    def connect(self, **options):
+        yield object()
 
 
-def test_api_connection_without_a_key_says_what_to_set(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SUPABASE_API", json.dumps(
-        {"conn_type": "generic", "host": "https://abcd.supabase.co"}))
-    with pytest.raises(ConfigurationError, match="service role key"):
-        steps.api_settings(BackupSettings(s3_bucket="b"))
+def finish(verified, failed_tasks, summaries=None):
+    return steps.finish_run(FakeDatabase(), run_id="r", trigger="scheduled", triggered_by=None,
+                            verified=verified, summaries=summaries or {"archive": {}},
+                            failed_tasks=failed_tasks)
 
 
-def test_database_settings_from_a_session_pooler_uri(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_SUPABASE_DB",
-                       "postgresql://postgres.abcd:p%40ss@aws-0-eu.pooler.supabase.com:5432/postgres"
-                       "?sslmode=require")
-    database = steps.database_settings()
-    assert (database.host, database.port, database.user, database.password, database.sslmode) == (
-        "aws-0-eu.pooler.supabase.com", 5432, "postgres.abcd", "p@ss", "require")
+def test_a_verified_archive_is_a_success_whatever_ran_after_it(monkeypatch):
+    recorder = Recorder(monkeypatch)
+    summary = finish(VERIFIED, ["apply_retention"])
+    assert [name for name, _ in recorder.calls] == ["record_success"]
+    assert summary["s3_key"] == "k.zip" and summary["size_bytes"] == 10
+
+
+def test_no_verified_archive_is_a_failure_that_keeps_the_first_reason(monkeypatch):
+    recorder = Recorder(monkeypatch, existing_error="export_bucket: Storage answered HTTP 503")
+    with pytest.raises(steps.RunFailed, match="export_bucket: Storage answered HTTP 503"):
+        finish(None, ["export_bucket"])
+    (name, call), = recorder.calls
+    assert name == "record_failed" and call["trigger"] == "scheduled"
+    assert "export_bucket" in call["reason"]
+
+
+def test_no_failed_task_and_no_archive_is_still_a_failure(monkeypatch):
+    Recorder(monkeypatch)
+    with pytest.raises(steps.RunFailed, match="skipped or cleared"):
+        finish(None, [])
+
+
+def test_the_failure_callback_scrubs_secrets_and_records_the_real_trigger(monkeypatch):
+    recorder = Recorder(monkeypatch)
+    message = steps.record_task_failure(
+        FakeDatabase(), run_id="r", task_id="plan_run",
+        error=RuntimeError("password hunter2 refused"), trigger="api", triggered_by="ops",
+        secrets=["hunter2"])
+    assert message == "plan_run: password *** refused"
+    (name, call), = recorder.calls
+    assert call == {"run_id": "r", "reason": message, "trigger": "api", "triggered_by": "ops"}

@@ -8,7 +8,6 @@ import zipfile
 import pytest
 
 from supabase_backup import manifest
-from supabase_backup.__main__ import main as command_line
 from supabase_backup.errors import VerificationFailed
 from supabase_backup.verify import verify_archive
 
@@ -65,14 +64,6 @@ def test_an_unknown_format_version_and_a_non_zip_are_refused(tmp_path):
     (tmp_path / "not.zip").write_bytes(b"plain text")
     with pytest.raises(VerificationFailed, match="not a readable zip"):
         verify_archive(tmp_path / "not.zip")
-
-
-def test_the_verify_command(tmp_path, capsys):
-    assert command_line(["verify", str(write_zip(tmp_path / "ok.zip", MEMBERS))]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ok"] is True
-    bad = write_zip(tmp_path / "bad.zip", {**MEMBERS, "x": b"1"})
-    assert command_line(["verify", str(bad)]) == 1
-    assert "NOT OK" in capsys.readouterr().err
 
 
 def test_a_member_listed_twice_or_stored_twice_fails(tmp_path):

@@ -1,272 +1,54 @@
-"""Storage buckets: list every object of a bucket and download each one, streamed, into staging.
-
-Listing prefers the flat, case-sensitive ``list-v2`` route with a cursor and falls back to a recursive
-walk of the v1 ``object/list`` route (offset paging, folder rows have ``id`` null) where a project
-answers ``FeatureNotEnabled`` or does not have the route. v1 is case-insensitive on the server, so its
-paths can be wrong (folders ``Case/`` and ``case/`` merge); such objects answer NoSuchKey and are
-recorded in ``missing.jsonl`` rather than failing the task. The reconcile step compares the export
-with the database inventory (``storage.objects``) and fetches what the listing missed with
-``fetch_objects``.
+"""Storage downloads: every listed object of a bucket, streamed into staging.
 
 Downloads stream in 1 MiB chunks straight to the staged file while hashing, through a bounded thread
 pool sharing one urllib3 pool (api_client.DownloadPool): memory stays flat whatever the number or size
-of objects. Listing stays on httpx like every other JSON call; the bytes go through urllib3 because a
-bucket of many small objects is one request per object, the export is CPU-bound on its HTTP client, and
-urllib3 costs well under half of httpx's CPU per request (bench/README.md). Objects are
-staged under sequence numbers (``objects/00000001``), never under their names, so no key can reach
-outside the bucket's folder; ``index.jsonl`` maps each number back to its key. Layout and field names
-are the contract with reconcile and the archive builder (see staging.py).
+of objects. Listing stays on httpx like every other JSON call (``storage_listing``); the bytes go
+through urllib3 because a bucket of many small objects is one request per object, the export is
+CPU-bound on its HTTP client, and urllib3 costs well under half of httpx's CPU per request
+(bench/README.md). Objects are staged under sequence numbers (``objects/00000001``), never under their
+names, so no key can reach outside the bucket's folder; ``index.jsonl`` maps each number back to its
+key. Layout and field names are the contract with reconcile and the archive builder (see staging.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import queue
 import threading
 import time
-from contextlib import closing
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterable, Iterator
-from urllib.parse import quote
+from contextlib import closing
+from typing import IO, Any, Callable, Iterable
 
-import httpx
-from airflow.sdk import ObjectStoragePath
-
-from supabase_backup.api_client import (
-    ApiSettings,
-    DownloadPool,
-    call_with_retries,
-    open_client,
-    request_json,
-)
+from supabase_backup.api_client import ApiSettings, DownloadPool, call_with_retries, open_client
 from supabase_backup.errors import (
-    ApiFeatureNotEnabled,
     ApiNotFound,
     ApiTransientError,
     ApiUnauthorized,
-    IncompleteExport,
     ObjectDownloadFailed,
 )
-from supabase_backup.staging import BucketStaging
+from supabase_backup.hashing import HashingWriter
+from supabase_backup.units import format_bytes, format_rate
+from supabase_backup.staging import BucketStaging, StagingPath
+from supabase_backup.storage_listing import ListedObject, list_objects, object_route, read_ahead
 
 log = logging.getLogger(__name__)
 
-LIST_V2_MAX_LIMIT = 1000  # the server's cap for list-v2
-LIST_V1_MAX_LIMIT = 1500  # the server's cap for v1; asking for more would make every page look short
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 PROGRESS_LOG_SECONDS = 5.0
 MISSING_FILE_NAME = "missing.jsonl"
 
-LISTING_LIST_V2 = "list-v2"
-LISTING_V1 = "v1"
+# report_progress(progress) is told a bucket's counts at most every PROGRESS_LOG_SECONDS and at the end:
+# {"bucket", "objects_done", "objects_known", "listing_done", "bytes_done", "missing"}.
+ProgressReport = Callable[[dict[str, Any]], None]
 
 
-# --- buckets and object URLs ------------------------------------------------------------------------
-
-
-def list_buckets(client: httpx.Client) -> list[dict[str, Any]]:
-    """Every bucket of the project (``GET /storage/v1/bucket``), as the API returns them:
-    ``id, name, owner, public, type, file_size_limit, allowed_mime_types, created_at, updated_at``."""
-    return request_json(client, "GET", "/storage/v1/bucket", what="Listing buckets").json()
-
-
-def encode_path_segment(segment: str) -> str:
-    """Percent-encode one segment of a bucket id or object key for a URL path.
-
-    Everything but unreserved characters is encoded, so ``?``, ``#``, ``%``, ``\\``, spaces and unicode
-    arrive as written. ``.`` and ``..`` segments are encoded as ``%2E``/``%2E%2E``: httpx and urllib3
-    (like any URL library) would otherwise resolve them and ask for a different key (``dot/../escape.txt`` →
-    ``escape.txt``). Empty segments stay empty, so ``a//b`` and leading or trailing slashes survive.
-    """
-    if segment in (".", ".."):
-        return "%2E" * len(segment)
-    return quote(segment, safe="")
-
-
-def object_route(bucket_id: str, key: str, *, route: str = "object/authenticated") -> str:
-    """The path of an object route, e.g. ``/storage/v1/object/authenticated/<bucket>/<key>``, with every
-    segment of the bucket id and the key percent-encoded by ``encode_path_segment``."""
-    encoded_key = "/".join(encode_path_segment(segment) for segment in key.split("/"))
-    return f"/storage/v1/{route}/{encode_path_segment(bucket_id)}/{encoded_key}"
-
-
-# --- listing ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ListedObject:
-    """One object as the listing described it; size and etag are None when unknown (fetch_objects)."""
-
-    key: str
-    size: int | None = None
-    etag: str | None = None
-
-
-@dataclass
-class ObjectListing:
-    """Every object of one bucket, streamed page by page; ``method`` is ``list-v2`` or ``v1``."""
-
-    bucket_id: str
-    method: str
-    objects: Iterator[ListedObject]
-
-    def __iter__(self) -> Iterator[ListedObject]:
-        return self.objects
-
-
-def _listed(key: str, row: dict[str, Any]) -> ListedObject:
-    metadata = row.get("metadata") or {}
-    size = metadata.get("size", metadata.get("contentLength"))
-    return ListedObject(key=key, size=size if isinstance(size, int) else None, etag=metadata.get("eTag"))
-
-
-def list_objects(client: httpx.Client, bucket_id: str, *, page_size: int = 1000) -> ObjectListing:
-    """List every object of a bucket, lazily.
-
-    Asks ``list-v2`` for its first page right away, to learn whether the server has it; on
-    ``FeatureNotEnabled`` or a missing route it walks v1 instead. Later pages are fetched as the
-    iterator is consumed, so at most one page is held at a time. A bucket that does not exist raises
-    ApiNotFound; other failures raise after retries.
-    """
-    v2_limit = max(1, min(page_size, LIST_V2_MAX_LIMIT))
-    try:
-        first_page = _list_v2_page(client, bucket_id, v2_limit, cursor=None)
-    except ApiFeatureNotEnabled:
-        log.info("Bucket %r: this project has no list-v2 (FeatureNotEnabled); walking folders with v1 listing", bucket_id)
-    except ApiNotFound as error:
-        if getattr(error, "code", None) == "NoSuchBucket":
-            raise
-        log.info("Bucket %r: the server has no list-v2 route (HTTP 404); walking folders with v1 listing", bucket_id)
-    else:
-        return ObjectListing(bucket_id, LISTING_LIST_V2, _iter_list_v2(client, bucket_id, v2_limit, first_page))
-    v1_limit = max(1, min(page_size, LIST_V1_MAX_LIMIT))
-    return ObjectListing(bucket_id, LISTING_V1, _iter_list_v1(client, bucket_id, v1_limit))
-
-
-def _list_v2_page(client: httpx.Client, bucket_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"prefix": "", "limit": limit, "with_delimiter": False}
-    if cursor is not None:
-        body["cursor"] = cursor
-    route = f"/storage/v1/object/list-v2/{encode_path_segment(bucket_id)}"
-    return request_json(client, "POST", route, json=body, what=f"Listing bucket {bucket_id!r} (list-v2)").json()
-
-
-def _iter_list_v2(client: httpx.Client, bucket_id: str, limit: int, page: dict[str, Any]) -> Iterator[ListedObject]:
-    pages = 1
-    previous_cursor: str | None = None
-    while True:
-        if page.get("folders"):
-            # Without a delimiter the listing is flat; folders here would mean objects we cannot see.
-            log.warning("Bucket %r: list-v2 returned %d folder rows despite with_delimiter=false", bucket_id, len(page["folders"]))
-        for row in page.get("objects") or []:
-            yield _listed(row["name"], row)
-        if not page.get("hasNext"):
-            log.info("Bucket %r: list-v2 listing complete after %d pages", bucket_id, pages)
-            return
-        cursor = page.get("nextCursor")
-        if not cursor or cursor == previous_cursor:
-            raise IncompleteExport(
-                f"list-v2 of bucket {bucket_id!r} said hasNext but gave no new cursor after page {pages}; "
-                "the listing cannot continue"
-            )
-        previous_cursor = cursor
-        page = _list_v2_page(client, bucket_id, limit, cursor=cursor)
-        pages += 1
-
-
-def _iter_list_v1(client: httpx.Client, bucket_id: str, limit: int) -> Iterator[ListedObject]:
-    route = f"/storage/v1/object/list/{encode_path_segment(bucket_id)}"
-    # A stack of folder prefixes still to list: depth-first keeps it as small as the widest folder.
-    pending_prefixes = [""]
-    visited_prefixes = {""}
-    requests = 0
-    while pending_prefixes:
-        prefix = pending_prefixes.pop()
-        offset = 0
-        while True:
-            body = {"prefix": prefix, "limit": limit, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
-            rows = request_json(
-                client, "POST", route, json=body, what=f"Listing bucket {bucket_id!r} (v1, prefix {prefix!r})"
-            ).json()
-            requests += 1
-            for row in rows:
-                name = row["name"]
-                if row.get("id") is None:
-                    folder = f"{prefix}{name}/"
-                    # An empty folder name (from a key like ``a//b``) or a folder seen before would
-                    # make the walk loop; skip it: reconcile fetches what the inventory holds there.
-                    if name and folder not in visited_prefixes:
-                        visited_prefixes.add(folder)
-                        pending_prefixes.append(folder)
-                    else:
-                        log.info("Bucket %r: not descending into v1 folder %r", bucket_id, folder)
-                else:
-                    yield _listed(prefix + name, row)
-            # The server caps limit at 1500; limit was clamped to that, so a short page is the last one.
-            if len(rows) < limit:
-                break
-            offset += len(rows)
-    log.info("Bucket %r: v1 listing complete after %d requests", bucket_id, requests)
-
-
-def _read_ahead(items: Iterator[Any], max_items: int, thread_name: str) -> Iterator[Any]:
-    """Run ``items`` in a background thread, keeping at most ``max_items`` ready: the next listing page
-    is fetched while downloads proceed, and the listing never runs more than that far ahead."""
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=max_items)
-    finished = object()
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-        except BaseException as error:  # handed to the consumer, which raises it in its own thread
-            put(_ListingFailed(error))
-            return
-        put(finished)
-
-    producer = threading.Thread(target=produce, name=thread_name, daemon=True)
-    producer.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is finished:
-                return
-            if isinstance(item, _ListingFailed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        producer.join(timeout=5)
-
-
-@dataclass(frozen=True)
-class _ListingFailed:
-    error: BaseException
-
-
-# --- downloading ------------------------------------------------------------------------------------
-
-
-def _is_local(path: ObjectStoragePath) -> bool:
+def _is_local(path: StagingPath) -> bool:
     return path.protocol in ("file", "local", "")
 
 
-def _open_binary_for_writing(path: ObjectStoragePath | str) -> IO[bytes]:
+def _open_binary_for_writing(path: StagingPath | str) -> IO[bytes]:
     # A str is a local file path: plain open() skips fsspec's layers, measurably faster for thousands
     # of small files.
     if isinstance(path, str):
@@ -291,7 +73,7 @@ def download_object(
     pool: DownloadPool,
     bucket_id: str,
     key: str,
-    target: ObjectStoragePath | str,
+    target: StagingPath | str,
     *,
     on_bytes: Callable[[int], None] | None = None,
     cancel: threading.Event | None = None,
@@ -315,7 +97,7 @@ def download_object(
 def _download_once(
     pool: DownloadPool,
     route: str,
-    target: ObjectStoragePath | str,
+    target: StagingPath | str,
     on_bytes: Callable[[int], None] | None,
     cancel: threading.Event | None,
 ) -> dict[str, Any]:
@@ -324,26 +106,24 @@ def _download_once(
         content_encoding = headers.get("content-encoding", "identity").lower()
         content_length = headers.get("content-length")
         expected_size = int(content_length) if content_length is not None else None
-        digest = hashlib.sha256()
-        size = 0
         with _open_binary_for_writing(target) as output:
+            writer = HashingWriter(output)
             for chunk in response.stream(DOWNLOAD_CHUNK_BYTES):
-                output.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
+                writer.write(chunk)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
                 if cancel is not None and cancel.is_set():
                     raise _DownloadCancelled()
+        size = writer.size
         # urllib3 already raises (TruncatedBody) when the connection closes early; this also catches a
         # server that ends a keep-alive body short some other way.
         if expected_size is not None and content_encoding in ("identity", "") and size != expected_size:
             raise ApiTransientError(
-                "GET", route, response.status, "TruncatedBody", f"the body ended after {size} of {expected_size} bytes"
+                "GET", route, response.status, response.status, "TruncatedBody", f"the body ended after {size} of {expected_size} bytes"
             )
         return {
             "size": size,
-            "sha256": digest.hexdigest(),
+            "sha256": writer.sha256,
             "content_type": headers.get("content-type"),
             "cache_control": headers.get("cache-control"),
             "etag": headers.get("etag"),
@@ -355,7 +135,7 @@ class _LineWriter:
     """JSON lines to a staged file, written by one thread. Append on an object store rewrites the file
     (object stores have no append); index files are small enough for that."""
 
-    def __init__(self, path: ObjectStoragePath, *, append: bool) -> None:
+    def __init__(self, path: StagingPath, *, append: bool) -> None:
         self.path = path
         if _is_local(path):
             self._file: IO[bytes] = open(path.path, "ab" if append else "wb")
@@ -380,8 +160,9 @@ class _LineWriter:
 class _Progress:
     """Counts shared by the download threads (bytes, per chunk) and the collecting thread (objects)."""
 
-    def __init__(self, bucket_id: str) -> None:
+    def __init__(self, bucket_id: str, report: ProgressReport | None = None) -> None:
         self.bucket_id = bucket_id
+        self.report = report
         self.started = time.monotonic()
         self.last_logged = self.started
         self.listed = 0
@@ -399,6 +180,16 @@ class _Progress:
     def seconds(self) -> float:
         return time.monotonic() - self.started
 
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket_id,
+            "objects_done": self.objects + self.missing,
+            "objects_known": self.listed,
+            "listing_done": self.listing_done,
+            "bytes_done": self.bytes_exported,
+            "missing": self.missing,
+        }
+
     def maybe_log(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last_logged < PROGRESS_LOG_SECONDS:
@@ -411,16 +202,21 @@ class _Progress:
         else:
             of_total, remaining = f"{self.listed:,}+", "listing continues"
         log.info(
-            "Bucket %r: %s of %s objects done (%.1f MiB in %.0f s, %.1f MiB/s), %s missing, %s",
+            "Bucket %r: %s of %s objects done (%s in %.1f s, %s), %s missing, %s",
             self.bucket_id,
             f"{finished:,}",
             of_total,
-            self.bytes_exported / 2**20,
+            format_bytes(self.bytes_exported),
             elapsed,
-            self.bytes_written / 2**20 / elapsed,
+            format_rate(self.bytes_written, elapsed),
             f"{self.missing:,}",
             remaining,
         )
+        if self.report is not None:
+            try:
+                self.report(self.snapshot())
+            except Exception:  # noqa: BLE001 - progress is a courtesy; it never fails an export
+                log.warning("Could not report progress of bucket %r", self.bucket_id, exc_info=True)
 
 
 def _download_all(
@@ -479,7 +275,7 @@ def _download_all(
             while len(in_flight) >= max_in_flight:
                 collect(wait(in_flight, timeout=PROGRESS_LOG_SECONDS, return_when=FIRST_COMPLETED).done)
             object_name = _staged_object_name(number)
-            target: ObjectStoragePath | str = (
+            target: StagingPath | str = (
                 os.path.join(local_objects_folder, object_name)
                 if local_objects_folder is not None
                 else objects_folder / object_name
@@ -515,6 +311,7 @@ def export_bucket(
     *,
     concurrency: int = 8,
     page_size: int = 1000,
+    report_progress: ProgressReport | None = None,
 ) -> dict[str, Any]:
     """Export every object of ``staging.bucket_id`` into ``staging.folder``.
 
@@ -529,10 +326,11 @@ def export_bucket(
       answered NoSuchKey (deleted meanwhile, or a wrong-case v1 path).
 
     Returns ``{"bucket", "objects", "bytes", "missing", "listing": "list-v2"|"v1", "seconds"}``.
+    ``report_progress`` is told the bucket's counts every few seconds (see ``ProgressReport``).
     Raises ObjectDownloadFailed (naming the object and the cause) when an object fails for any other
     reason after retries, ApiUnauthorized when the key is refused.
     """
-    progress = _Progress(staging.bucket_id)
+    progress = _Progress(staging.bucket_id, report_progress)
     _reset_folder(staging)
     # httpx for the listing (JSON, and the read-ahead thread), urllib3 for the object bytes: see the
     # module docstring. The listing needs one connection; the downloads one per thread, plus slack.
@@ -541,7 +339,7 @@ def export_bucket(
     ) as pool:
         listing = list_objects(client, staging.bucket_id, page_size=page_size)
         log.info("Bucket %r: listing with %s, downloading with %d threads", staging.bucket_id, listing.method, concurrency)
-        listed_ahead = _read_ahead(listing.objects, max_items=page_size, thread_name=f"list-{staging.bucket_id}")
+        listed_ahead = read_ahead(listing.objects, max_items=page_size, thread_name=f"list-{staging.bucket_id}")
         with closing(listed_ahead), _LineWriter(staging.index_path, append=False) as index, _LineWriter(
             staging.folder / MISSING_FILE_NAME, append=False
         ) as missing:

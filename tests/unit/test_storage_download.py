@@ -1,11 +1,4 @@
-"""storage: object URLs, both listings, streamed downloads, export_bucket and fetch_objects.
-
-The fake below answers like Supabase Storage per SPEC §6 (errors as HTTP 400 with the real status in the
-body, list-v2 with cursors, v1 one level per call with folder rows and case-insensitive prefixes), so
-the exporter is checked against the wire contract rather than against itself. Listing tests reach it
-through httpx's MockTransport; everything that downloads reaches it over a real socket (http_server.py),
-because downloads go through urllib3, which no httpx transport can stand in for.
-"""
+"""storage_download: streamed downloads, export_bucket and fetch_objects (against storage_fake)."""
 
 from __future__ import annotations
 
@@ -17,301 +10,35 @@ import shutil
 import ssl
 import subprocess
 import threading
-from urllib.parse import unquote
-
 from contextlib import ExitStack
+from urllib.parse import unquote
 
 import httpx
 import pytest
-from airflow.sdk import ObjectStoragePath
+from upath import UPath
 
 from supabase_backup import api_client
 from supabase_backup.api_client import ApiSettings, DownloadPool, open_client
 from supabase_backup.errors import ApiNotFound, ApiTransientError, ApiUnauthorized, ObjectDownloadFailed
 from supabase_backup.staging import StagingArea
-from supabase_backup.storage import (
+from supabase_backup.storage_download import (
     _DownloadCancelled,
     download_object,
-    encode_path_segment,
     export_bucket,
     fetch_objects,
+)
+from supabase_backup.storage_listing import (
+    encode_path_segment,
     list_buckets,
     list_objects,
     object_route,
 )
 from tests.unit.http_server import CHUNKED, DROP, RESET, STALL, TRUNCATE, Reply, serve
-
-SECRET = "service-role-secret-never-shown"
-SETTINGS = ApiSettings("http://127.0.0.1:54321", SECRET)
-
-
-
-def json_reply(status: int, body) -> Reply:
-    return Reply(status, {"content-type": "application/json; charset=utf-8"}, json.dumps(body).encode())
-
-
-def storage_error(status: str, code: str, message: str) -> Reply:
-    return json_reply(400, {"statusCode": status, "error": code, "code": code, "message": message})
-
-
-def to_httpx(reply: Reply) -> httpx.Response:
-    assert reply.fault is None, "faults need the real server (serve_fake)"
-    return httpx.Response(reply.status, headers=reply.headers, content=reply.body)
-
-
-class FakeStorage:
-    """Supabase Storage for one process: buckets of {key: bytes}, with switches and fault injection."""
-
-    def __init__(self, buckets: dict[str, dict[str, bytes]], *, list_v2: str = "yes"):
-        self.buckets = buckets
-        self.list_v2 = list_v2  # "yes", "feature-not-enabled" or "no-route"
-        self.faults: dict[str, list[str]] = {}  # key → faults for its next downloads, in order
-        self.vanished: set[str] = set()  # listed, but NoSuchKey on download (deleted in between)
-        self.requests: list[tuple[str, str]] = []
-        self.list_bodies: list[dict] = []
-        self.downloads: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def transport(self) -> httpx.MockTransport:
-        """For listing tests: the fake behind httpx's MockTransport (no downloads, no faults)."""
-
-        def handle(request: httpx.Request) -> httpx.Response:
-            headers = {name.lower(): value for name, value in request.headers.items()}
-            return to_httpx(self.handle(request.method, request.url.raw_path.decode("ascii"), headers, request.content))
-
-        return httpx.MockTransport(handle)
-
-    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
-        assert headers["authorization"] == f"Bearer {SECRET}"
-        assert headers["apikey"] == SECRET
-        if "://" in target:  # absolute-form: the client took us for its proxy
-            target = "/" + target.split("://", 1)[1].split("/", 1)[1]
-        raw_path = target.split("?", 1)[0]
-        with self.lock:
-            self.requests.append((method, raw_path))
-        parts = raw_path.split("/")  # '', 'storage', 'v1', ...
-        route = parts[3:]
-        if method == "GET" and route == ["bucket"]:
-            return json_reply(200, [{"id": name, "name": name, "public": False} for name in self.buckets])
-        if method == "POST" and route[:2] == ["object", "list-v2"]:
-            return self.list_v2_page(unquote(route[2]), json.loads(body))
-        if method == "POST" and route[:2] == ["object", "list"]:
-            return self.list_v1_page(unquote(route[2]), json.loads(body))
-        if method == "GET" and route[:2] == ["object", "authenticated"]:
-            assert headers.get("accept-encoding") == "identity"
-            # Each segment decoded on its own, as the server's router does: empty segments survive.
-            return self.download(unquote(route[2]), "/".join(unquote(segment) for segment in route[3:]))
-        return json_reply(404, {"statusCode": 404, "error": "Not Found", "message": f"Route {raw_path} not found"})
-
-    @staticmethod
-    def metadata(content: bytes) -> dict:
-        return {"size": len(content), "eTag": f'"{hashlib.md5(content).hexdigest()}"', "mimetype": "text/plain"}
-
-    def list_v2_page(self, bucket: str, body: dict) -> httpx.Response:
-        if self.list_v2 == "feature-not-enabled":
-            return storage_error("400", "FeatureNotEnabled", "feature not enabled for this tenant")
-        if self.list_v2 == "no-route":
-            return json_reply(404, {"statusCode": 404, "error": "Not Found", "message": "Route not found"})
-        if bucket not in self.buckets:
-            return storage_error("404", "NoSuchBucket", "Bucket not found")
-        with self.lock:
-            self.list_bodies.append(body)
-        limit = min(body.get("limit", 1000), 1000)
-        after = base64.b64decode(body["cursor"]).decode() if body.get("cursor") else None
-        keys = sorted(key for key in self.buckets[bucket] if after is None or key > after)
-        page = keys[:limit]
-        reply = {
-            "hasNext": len(keys) > limit,
-            "folders": [],
-            "objects": [{"id": f"id-{key}", "name": key, "metadata": self.metadata(self.buckets[bucket][key])} for key in page],
-        }
-        if reply["hasNext"]:
-            reply["nextCursor"] = base64.b64encode(page[-1].encode()).decode()
-            reply["nextCursorKey"] = page[-1]
-        return json_reply(200, reply)
-
-    def list_v1_page(self, bucket: str, body: dict) -> httpx.Response:
-        if bucket not in self.buckets:
-            return json_reply(200, [])
-        with self.lock:
-            self.list_bodies.append(body)
-        prefix = body.get("prefix", "")
-        if prefix and not prefix.endswith("/"):
-            prefix += "/"
-        limit = min(body.get("limit", 100), 1500)
-        offset = body.get("offset", 0)
-        rows: dict[str, dict] = {}
-        for key, content in self.buckets[bucket].items():
-            # Case-insensitive like the real v1: folders "Case/" and "case/" merge into one row.
-            if not key.lower().startswith(prefix.lower()):
-                continue
-            rest = key[len(prefix) :]
-            if "/" in rest:
-                folder = rest.split("/", 1)[0]
-                rows.setdefault(folder.lower() + "/", {"name": folder, "id": None, "metadata": None})
-            else:
-                rows[rest] = {"name": rest, "id": f"id-{key}", "metadata": self.metadata(content)}
-        ordered = sorted(rows.values(), key=lambda row: row["name"])
-        return json_reply(200, ordered[offset : offset + limit])
-
-    def download(self, bucket: str, key: str) -> Reply:
-        with self.lock:
-            self.downloads[key] = self.downloads.get(key, 0) + 1
-            fault = self.faults[key].pop(0) if self.faults.get(key) else None
-        content = self.buckets.get(bucket, {}).get(key)
-        if content is None or key in self.vanished:
-            return storage_error("404", "NoSuchKey", "Object not found")
-        if fault == "503":
-            return Reply(503, {"content-type": "text/plain"}, b"upstream unavailable")
-        if fault == "internal":
-            return storage_error("500", "InternalError", "Internal Server Error")
-        if fault == "invalid":
-            return storage_error("400", "InvalidKey", "Invalid key")
-        if fault == "unauthorized":
-            return storage_error("403", "AccessDenied", "invalid signature")
-        headers = {
-            "content-type": "text/plain; charset=utf-8",
-            "cache-control": "max-age=3600",
-            "etag": self.metadata(content)["eTag"],
-            "last-modified": "Wed, 25 Nov 2026 10:00:00 GMT",
-            "content-length": str(len(content)),
-        }
-        # truncate, reset, drop, stall and chunked are played by the server (http_server.py).
-        return Reply(200, headers, content, fault=fault if fault in (TRUNCATE, RESET, DROP, STALL, CHUNKED) else None)
-
-    @property
-    def download_targets(self) -> list[str]:
-        return [path for method, path in self.requests if "/object/authenticated/" in path]
-
-
-@pytest.fixture
-def serve_fake():
-    """``serve_fake(fake) -> ApiSettings`` pointing at ``fake`` on a real socket; ``.seen`` on the fake."""
-    with ExitStack() as stack:
-
-        def start(fake: FakeStorage) -> ApiSettings:
-            url, fake.seen = stack.enter_context(serve(fake.handle))
-            return ApiSettings(url, SECRET)
-
-        yield start
-
-
-def staging_for(tmp_path, bucket: str = "media"):
-    return StagingArea(ObjectStoragePath(f"file://{tmp_path}") / "run").bucket(bucket)
-
-
-def read_lines(path) -> list[dict]:
-    text = path.read_text() if path.exists() else ""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-# --- object URLs ------------------------------------------------------------------------------------
-
-TRICKY_KEYS = [
-    "plain.txt",
-    "dot/../escape.txt",
-    "./here.txt",
-    "a/./b",
-    "..",
-    ".",
-    "a//b",
-    "/leading",
-    "trailing/",
-    "..hidden",
-    "a..b",
-    "q?/what?.txt",
-    "it's & ok=yes;@:+,$!*",
-    "100%/done#frag",
-    "sp ace/and\ttab",
-    "ünïcødé/日本語.txt",
-    "back\\slash",
-    "~tilde/%2E",
-    "plus+sign",
-    "",
-]
-
-
-@pytest.mark.parametrize("key", TRICKY_KEYS)
-def test_object_keys_round_trip_through_httpx_unchanged(key):
-    route = object_route("my bucket", key)
-    with open_client(SETTINGS, transport=httpx.MockTransport(lambda r: httpx.Response(200))) as client:
-        raw_path = client.build_request("GET", route).url.raw_path.decode("ascii")
-    prefix = "/storage/v1/object/authenticated/my%20bucket/"
-    assert raw_path.startswith(prefix)
-    segments = raw_path[len(prefix) :].split("/")
-    assert "/".join(unquote(segment) for segment in segments) == key
-    # No segment reaches the server as a dot segment it (or a proxy) could resolve.
-    assert not any(segment in (".", "..") for segment in segments)
-
-
-def test_dot_segments_are_encoded_and_other_dots_are_not():
-    assert encode_path_segment(".") == "%2E"
-    assert encode_path_segment("..") == "%2E%2E"
-    assert encode_path_segment("...") == "..."
-    assert encode_path_segment("..hidden") == "..hidden"
-    assert encode_path_segment("a/b") == "a%2Fb"
-    assert encode_path_segment("?#%") == "%3F%23%25"
-    assert object_route("b", "dot/../escape.txt") == "/storage/v1/object/authenticated/b/dot/%2E%2E/escape.txt"
-    assert object_route("..", "x", route="object/info") == "/storage/v1/object/info/%2E%2E/x"
-
-
-# --- listing ----------------------------------------------------------------------------------------
-
-
-def test_list_buckets():
-    fake = FakeStorage({"avatars": {}, "media": {}})
-    with open_client(SETTINGS, transport=fake.transport()) as client:
-        assert [bucket["id"] for bucket in list_buckets(client)] == ["avatars", "media"]
-
-
-def test_list_v2_pages_with_the_cursor():
-    keys = {f"folder{n % 7}/file{n:05d}": b"" for n in range(2345)}
-    fake = FakeStorage({"media": keys})
-    with open_client(SETTINGS, transport=fake.transport()) as client:
-        listing = list_objects(client, "media", page_size=1000)
-        listed = list(listing)
-    assert listing.method == "list-v2"
-    assert sorted(item.key for item in listed) == sorted(keys)
-    assert len(fake.list_bodies) == 3
-    assert fake.list_bodies[0] == {"prefix": "", "limit": 1000, "with_delimiter": False}
-    assert all("cursor" in body for body in fake.list_bodies[1:])
-
-
-@pytest.mark.parametrize("list_v2", ["feature-not-enabled", "no-route"])
-def test_v1_walk_when_list_v2_is_missing(list_v2):
-    keys = {
-        "top.txt": b"1",
-        "a/one.txt": b"22",
-        "a/b/two.txt": b"333",
-        "a/b/c/three.txt": b"4444",
-        "a/b/.emptyFolderPlaceholder": b"",
-        **{f"many/{n:03d}.bin": b"x" * n for n in range(7)},
-    }
-    fake = FakeStorage({"media": keys}, list_v2=list_v2)
-    with open_client(SETTINGS, transport=fake.transport()) as client:
-        listing = list_objects(client, "media", page_size=3)
-        listed = {item.key: item for item in listing}
-    assert listing.method == "v1"
-    assert set(listed) == set(keys)
-    assert listed["a/b/c/three.txt"].size == 4
-    assert listed["a/b/c/three.txt"].etag == f'"{hashlib.md5(b"4444").hexdigest()}"'
-    # Explicit limit on every call, offset paging within a folder, sorted by name.
-    assert all(body["limit"] == 3 and body["sortBy"] == {"column": "name", "order": "asc"} for body in fake.list_bodies)
-    many_offsets = [body["offset"] for body in fake.list_bodies if body["prefix"] == "many/"]
-    assert many_offsets == [0, 3, 6]
-
-
-def test_v1_limit_is_clamped_to_the_server_cap():
-    fake = FakeStorage({"media": {f"k{n:04d}": b"" for n in range(1600)}}, list_v2="feature-not-enabled")
-    with open_client(SETTINGS, transport=fake.transport()) as client:
-        assert len(list(list_objects(client, "media", page_size=5000))) == 1600
-    assert [body["limit"] for body in fake.list_bodies] == [1500, 1500]
-
-
-def test_a_missing_bucket_is_not_mistaken_for_a_missing_route():
-    fake = FakeStorage({})
-    with open_client(SETTINGS, transport=fake.transport()) as client, pytest.raises(ApiNotFound):
-        list_objects(client, "gone")
+from tests.unit.storage_fake import *  # noqa: F401,F403 - the fake, its fixture and helpers
+from tests.unit.storage_fake import (  # noqa: F401 - names used below, and the fixture
+    SECRET, SETTINGS, TRICKY_KEYS, FakeStorage, json_reply, read_lines, serve_fake, staging_for, storage_error,
+    to_httpx,
+)
 
 
 # --- export_bucket ----------------------------------------------------------------------------------
@@ -503,28 +230,6 @@ def test_fetch_objects_into_an_empty_folder_starts_at_one(tmp_path, serve_fake):
     assert missing == []
 
 
-def test_v1_walk_never_loops_on_empty_or_repeated_folder_names():
-    """A real v1 server answers a key like ``a//b`` with a folder row named "" under ``a/``, and
-    the same again under ``a//``: a naive walk recurses forever. Reconcile fetches such keys."""
-    prefixes = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if "list-v2" in request.url.path:
-            return to_httpx(storage_error("400", "FeatureNotEnabled", "not enabled"))
-        prefix = json.loads(request.content)["prefix"]
-        prefixes.append(prefix)
-        assert len(prefixes) < 50, "the walk is looping"
-        rows = [{"name": "", "id": None, "metadata": None}]
-        if prefix == "":
-            rows = [{"name": "a", "id": None, "metadata": None},
-                    {"name": "top.txt", "id": "1", "metadata": {"size": 1, "eTag": '"e"'}}]
-        return httpx.Response(200, json=rows)
-
-    with open_client(SETTINGS, transport=httpx.MockTransport(handle)) as client:
-        keys = [item.key for item in list_objects(client, "media")]
-    assert keys == ["top.txt"]
-    assert prefixes == ["", "a/"]
-
 
 # --- the urllib3 download path on a real socket ---------------------------------------------------
 
@@ -567,7 +272,7 @@ def test_a_truncated_body_is_a_transient_error_saying_how_much_arrived(tmp_path,
     fake.faults["cut.bin"] = [TRUNCATE]
     with DownloadPool(serve_fake(fake)) as pool, pytest.raises(ApiTransientError) as raised:
         download_object(pool, "media", "cut.bin", str(tmp_path / "out"))
-    assert raised.value.args[3] == "TruncatedBody"
+    assert raised.value.code == "TruncatedBody"
     assert "after 500 of 1000 bytes" in str(raised.value)
 
 
@@ -577,7 +282,7 @@ def test_connection_failures_are_transient_and_never_show_the_key(tmp_path, monk
         with pytest.raises(ApiTransientError) as raised:
             download_object(pool, "media", "x", str(tmp_path / "out"))
     assert SECRET not in str(raised.value)
-    assert raised.value.args[3] == "ConnectionError"
+    assert raised.value.code == "ConnectionError"
 
 
 class socket_that_refuses:
@@ -603,7 +308,7 @@ def test_error_replies_decode_as_api_client_decodes_them(tmp_path, serve_fake):
         with pytest.raises(ApiNotFound) as not_found:
             download_object(pool, "media", "gone", target)
         assert (not_found.value.status, not_found.value.code) == (404, "NoSuchKey")
-        assert "HTTP 400, body 404" in str(not_found.value)
+        assert "HTTP 400 (body status 404)" in str(not_found.value)
         assert download_object(pool, "media", "slow", target)["size"] == 1  # 503, then retried
         with pytest.raises(api_client.ApiError, match="InvalidKey"):
             download_object(pool, "media", "bad", target)
@@ -696,3 +401,4 @@ def test_a_reply_that_is_not_the_object_is_never_saved_as_it(tmp_path, status):
         with pytest.raises(api_client.ApiError, match=f"got HTTP {status}"):
             download_object(pool, "media", "x", str(target))
     assert not target.exists()
+

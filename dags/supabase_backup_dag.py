@@ -1,0 +1,160 @@
+"""
+### Supabase backup
+
+A complete, verifiable backup of one Supabase project: the Postgres database (`pg_dump`), every
+Auth user and every object of every Storage bucket, packed into one zip on S3
+(`backup-YYYY-MM-DD-HH-mm-UTC.zip`, layout in `include/supabase_backup/FORMAT.md`) and recorded in
+the `backup_history` table.
+
+- **Run plan**: `plan_run` resolves the Variables and this form's Params once and hands the plan to
+  every later task, so editing a Variable mid-run cannot split the run.
+- **Enabled setting**: `system_settings_kv.backup_enabled`. When it is false the run records a
+  `skipped` row and stops; trigger with `force` to back up anyway.
+- **Parts**: a part left out (`include_database`, `include_auth`, `include_storage`) shows its
+  tasks as skipped.
+- **Consistency**: the dump and the storage inventory come from one database snapshot; `reconcile`
+  fetches what the Storage listing missed and marks objects created, changed or deleted after it.
+- **Success** means the archive was read back from S3 and every member's sha256 matched; tasks
+  after `verify_upload` can never turn a verified backup into a failed one.
+
+Connections: `supabase_db`, `supabase_api`, `aws_default`. Variables: `supabase_backup_s3_bucket`
+(required) and the optional ones in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, dag, task
+from airflow.task.trigger_rule import TriggerRule
+
+from supabase_backup import airflow_resources as resources, config, steps
+from supabase_backup.airflow_resources import run_step
+
+ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_SECONDS", "60")))
+
+
+def part_included(part: str):
+    """A run_if condition: the task runs only when the trigger form includes ``part``."""
+    return lambda context: bool(context["params"][part])
+
+
+@dag(
+    dag_id=config.DAG_ID,
+    schedule=config.schedule_from_environment(),
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["backup", "supabase"],
+    doc_md=__doc__,
+    default_args={
+        "retries": 2,
+        "retry_delay": RETRY_DELAY,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": resources.on_task_failure,
+    },
+    params={
+        "force": Param(False, type="boolean", title="Force",
+                       description="Back up even when backup_enabled is false."),
+        "buckets": Param(None, type=["null", "array"], items={"type": "string"},
+                         title="Buckets",
+                         description="Only these buckets (default: the configured list, or all)."),
+        "include_database": Param(True, type="boolean", title="Database",
+                                  description="Include the pg_dump of the database."),
+        "include_auth": Param(True, type="boolean", title="Auth users",
+                              description="Include auth/users.json."),
+        "include_storage": Param(True, type="boolean", title="Storage",
+                                 description="Include the Storage buckets."),
+    },
+)
+def supabase_backup():
+    @task.short_circuit(execution_timeout=timedelta(minutes=5))
+    def plan_run(params=None, dag_run=None) -> dict | None:
+        return resources.start_run(dag_run, params)
+
+    @task(execution_timeout=timedelta(minutes=10))
+    def prepare_staging(plan: dict) -> None:
+        run_step(steps.prepare_staging, plan)
+
+    @task.run_if(part_included("include_database"), skip_message="include_database is false")
+    @task(execution_timeout=timedelta(hours=6))
+    def dump_database(plan: dict) -> dict:
+        return run_step(steps.dump_database, plan)
+
+    @task.run_if(part_included("include_auth"), skip_message="include_auth is false")
+    @task(execution_timeout=timedelta(hours=2))
+    def export_auth_users(plan: dict) -> dict:
+        return run_step(steps.export_auth_users, plan)
+
+    @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
+    @task(execution_timeout=timedelta(minutes=10))
+    def list_buckets(plan: dict) -> list[str]:
+        return run_step(steps.list_buckets, plan)
+
+    @task(execution_timeout=timedelta(hours=6), max_active_tis_per_dagrun=4,
+          map_index_template="{{ task.op_kwargs['bucket'] }}")
+    def export_bucket(plan: dict, bucket: str) -> dict:
+        return run_step(steps.export_bucket, plan, bucket)
+
+    @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
+    @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=2))
+    def reconcile(plan: dict, bucket_ids: list[str], database_summary: dict | None) -> dict:
+        return run_step(steps.reconcile, plan, list(bucket_ids), database_summary)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=4))
+    def build_archive(plan: dict, database_summary: dict | None, auth_summary: dict | None,
+                      storage_summary: dict | None, bucket_ids: list[str] | None) -> dict:
+        return run_step(steps.build_archive, plan, database_summary, auth_summary,
+                        storage_summary, list(bucket_ids) if bucket_ids else None)
+
+    @task(execution_timeout=timedelta(hours=4))
+    def upload_archive(plan: dict, archive: dict) -> dict:
+        return run_step(steps.upload_archive, plan, archive)
+
+    @task(outlets=[ARCHIVE_ASSET], execution_timeout=timedelta(hours=4))
+    def verify_upload(plan: dict, archive: dict, location: dict, outlet_events=None) -> dict:
+        verified = run_step(steps.verify_upload, plan, archive, location)
+        outlet_events[ARCHIVE_ASSET].extra = {
+            "s3_url": verified["s3_url"], "s3_bucket": verified["s3_bucket"],
+            "s3_key": verified["s3_key"], "sha256": verified["sha256"],
+            "bytes": verified["bytes"], "run_id": plan["run_id"],
+        }
+        return verified
+
+    @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=None, retries=3,
+          execution_timeout=timedelta(minutes=10))
+    def record_history(plan: dict | None, verified: dict | None, archive: dict | None,
+                       database_summary: dict | None, auth_summary: dict | None,
+                       storage_summary: dict | None, ti=None, dag_run=None) -> dict:
+        return resources.record_history(
+            plan, verified, {"archive": archive, "database": database_summary,
+                             "auth": auth_summary, "storage": storage_summary},
+            ti=ti, dag_run=dag_run)
+
+    @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
+    def cleanup_staging(plan: dict | None) -> None:
+        if plan:
+            run_step(steps.cleanup_staging, plan)
+
+    plan = plan_run()
+    staging = prepare_staging(plan)
+    database_summary = dump_database(plan)
+    auth_summary = export_auth_users(plan)
+    bucket_ids = list_buckets(plan)
+    staging >> [database_summary, auth_summary, bucket_ids]
+    exports = export_bucket.partial(plan=plan).expand(bucket=bucket_ids)
+    storage_summary = reconcile(plan, bucket_ids, database_summary)
+    exports >> storage_summary
+    archive = build_archive(plan, database_summary, auth_summary, storage_summary, bucket_ids)
+    location = upload_archive(plan, archive)
+    verified = verify_upload(plan, archive, location)
+    finished = record_history(plan, verified, archive, database_summary, auth_summary,
+                              storage_summary)
+    finished >> cleanup_staging(plan).as_teardown(setups=staging)
+
+
+supabase_backup()
