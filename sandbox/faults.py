@@ -23,6 +23,13 @@ state; unknown keys are refused with 422):
                                closed after half the body
     storage_down        bool   every /storage/v1 request answers 503
     auth_down           bool   every /auth/v1 request answers 503
+    hold_listing        bool   object listings (object/list, object/list-v2) wait, unanswered, until it
+                               is set false again: a test can act at an exact point of a backup
+    hold_downloads_after int   0 = off; N = downloads after the next N (counted from this PUT) wait
+                               until it is set to 0
+
+``GET /_sandbox/faults`` also reports ``held``: how many requests are waiting at each hold right now,
+so a test waits for the backup to reach the hold instead of guessing how long it takes.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "truncate_downloads": False,
     "storage_down": False,
     "auth_down": False,
+    "hold_listing": False,
+    "hold_downloads_after": 0,
 }
 ERROR_KINDS = {"http500", "http503", "body503", "http544"}
 
@@ -60,10 +69,10 @@ def validate(update: Any) -> dict[str, Any]:
         raise FaultError(f"unknown fault keys: {unknown}; known: {sorted(DEFAULTS)}")
     out: dict[str, Any] = {}
     for key, value in update.items():
-        if key in ("list_v2_disabled", "storage_down", "auth_down"):
+        if key in ("list_v2_disabled", "storage_down", "auth_down", "hold_listing"):
             if not isinstance(value, bool):
                 raise FaultError(f"{key} must be a boolean")
-        elif key in ("latency_ms", "seed"):
+        elif key in ("latency_ms", "seed", "hold_downloads_after"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise FaultError(f"{key} must be a non-negative integer")
         elif key == "error_rate":
@@ -96,6 +105,8 @@ class Faults:
         self.lock = threading.Lock()
         self.state = copy.deepcopy(self.baseline)
         self.counters: dict[str, int] = {}
+        self.held: dict[str, int] = {"listing": 0, "download": 0}
+        self.downloads_at_hold = 0
         if path and os.path.exists(path):
             try:
                 with open(path) as fh:
@@ -114,12 +125,15 @@ class Faults:
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return {**copy.deepcopy(self.state), "counters": dict(self.counters)}
+            return {**copy.deepcopy(self.state), "counters": dict(self.counters),
+                    "held": dict(self.held)}
 
     def update(self, update: Any) -> dict[str, Any]:
         clean = validate(update)
         with self.lock:
             self.state.update(clean)
+            if "hold_downloads_after" in clean:
+                self.downloads_at_hold = self.counters.get("downloads", 0)
             self.rng = random.Random(self.state["seed"])
             self._save()
         return self.snapshot()
@@ -144,6 +158,18 @@ class Faults:
     def count(self, name: str) -> None:
         with self.lock:
             self.counters[name] = self.counters.get(name, 0) + 1
+
+    def should_hold(self, point: str) -> bool:
+        """Whether a request at ``point`` ("listing" or "download") must wait now."""
+        with self.lock:
+            if point == "listing":
+                return bool(self.state["hold_listing"])
+            after = self.state["hold_downloads_after"]
+            return bool(after) and self.counters.get("downloads", 0) - self.downloads_at_hold > after
+
+    def waiting(self, point: str, change: int) -> None:
+        with self.lock:
+            self.held[point] += change
 
     def roll_error(self) -> str | None:
         """Return an error kind if error_rate fires for this request, else None."""

@@ -216,6 +216,7 @@ class FaultMiddleware:
         latency = faults.get("latency_ms")
         if latency:
             await asyncio.sleep(latency / 1000)
+            faults.count("delayed_requests")
         resp: Response | None = None
         if area == "storage" and faults.get("storage_down"):
             resp = injected_error("http503", "storage")
@@ -639,6 +640,7 @@ async def get_object(request: Request, bucket_id: str, key: str, role: str, head
     if head:
         return Response(status_code=status, headers=headers)
     APP.faults.count("downloads")
+    await hold_at("download")
     cut = length // 2 if APP.faults.roll_truncate() else None
     if cut is None and length <= CHUNK:
         with open(path, "rb") as fh:
@@ -836,6 +838,7 @@ async def storage_dispatch(request: Request) -> Response:
                                  "message": "This feature is not available for your tenant",
                                  "code": "FeatureNotEnabled"}, status_code=400)
         APP.faults.count("listings")
+        await hold_at("listing")
         if await visible_bucket(bucket_id, role) is None:
             # RLS hides everything: the real server answers an empty list
             return JSONResponse([] if sub == "list" else {"hasNext": False, "folders": [], "objects": []})
@@ -1085,6 +1088,18 @@ async def admin_create_user(request: Request) -> Response:
 def _loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     return host in ("127.0.0.1", "::1", "localhost", "testclient")
+
+
+async def hold_at(point: str) -> None:
+    """Wait while the hold for ``point`` is on (see faults.py); other requests go on meanwhile."""
+    if not APP.faults.should_hold(point):
+        return
+    APP.faults.waiting(point, +1)
+    try:
+        while APP.faults.should_hold(point):
+            await asyncio.sleep(0.01)
+    finally:
+        APP.faults.waiting(point, -1)
 
 
 async def control_faults(request: Request) -> Response:

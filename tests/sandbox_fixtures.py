@@ -58,6 +58,10 @@ class Sandbox:
     def set_faults(self, **faults) -> None:
         httpx.put(f"{self.settings['control_url']}/faults", json=faults).raise_for_status()
 
+    def held(self, point: str) -> int:
+        """How many requests wait at a hold right now ("listing" or "download")."""
+        return httpx.get(f"{self.settings['control_url']}/faults").json()["held"][point]
+
     def clear_faults(self) -> None:
         httpx.delete(f"{self.settings['control_url']}/faults").raise_for_status()
 

@@ -1,6 +1,10 @@
-"""The DAG imports cleanly, has tags, retries and timeouts, and parsing opens no connection."""
+"""The DAG imports cleanly, has tags, retries and timeouts, and parsing reads no Variable and opens
+no connection."""
 
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -30,16 +34,38 @@ def test_shape(dag_bag):
         assert task.retries >= 2, task.task_id
         assert task.execution_timeout is not None, task.task_id
     assert dag.get_task("cleanup_staging").is_teardown
+    assert dag.get_task("prepare_staging").is_setup
     assert [asset.name for asset in dag.get_task("verify_upload").outlets] == [
         "supabase_backup_archive"]
 
 
-def test_parsing_opens_no_connection(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the DAG file opened a network connection while parsing")
+def test_the_dag_file_does_not_shadow_the_package():
+    """With dags/ first on sys.path (as a scheduler may put it) the package still imports: the
+    DAG file's module name differs from the package's."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(PROJECT_ROOT / "dags"), str(PROJECT_ROOT / "include")])}
+    code = ("import supabase_backup_dag, supabase_backup.steps; "
+            "assert supabase_backup_dag.ARCHIVE_ASSET.name == 'supabase_backup_archive'; "
+            "print(supabase_backup.steps.__file__)")
+    result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
+                            text=True, cwd=str(PROJECT_ROOT / "dags"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("include/supabase_backup/steps.py")
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+
+def test_parsing_reads_no_variable_and_opens_no_connection(monkeypatch):
+    """As Airflow's own DAG tests do: Variable and connection lookups fail loudly while parsing."""
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import BaseHook, Variable
 
-    assert DagBag(dag_folder=str(PROJECT_ROOT / "dags")).import_errors == {}
+    def refuse(what):
+        def refused(*args, **kwargs):
+            raise AssertionError(f"the DAG file {what} while parsing")
+        return refused
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection"))
+    monkeypatch.setattr(socket, "create_connection", refuse("opened a network connection"))
+    monkeypatch.setattr(Variable, "get", refuse("read a Variable"))
+    monkeypatch.setattr(BaseHook, "get_connection", refuse("looked up a connection"))
+    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    assert bag.import_errors == {} and "supabase_backup" in bag.dags

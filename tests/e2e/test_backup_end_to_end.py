@@ -137,18 +137,20 @@ def test_force_backs_up_although_disabled(small_sandbox, backup_runner, tmp_path
         sandbox.set_backup_enabled(True)
 
 
-def when_in_staging(staging_root: Path, is_ready, action, timeout: float = 120) -> threading.Thread:
-    """Run ``action`` once ``is_ready(staging_root)`` holds, while the DAG runs."""
+def when_held(sandbox, point: str, action, timeout: float = 300) -> threading.Thread:
+    """Run ``action`` once a request of the running backup waits at the sandbox's ``point`` hold
+    (see sandbox/faults.py); ``action`` must release the hold. Deterministic: the backup cannot
+    pass the hold before the action ran."""
     done = threading.Event()
 
     def wait_then_act():
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # only bounds a broken run; never a timing check
         while time.monotonic() < deadline:
-            if is_ready(staging_root):
+            if sandbox.held(point):
                 action()
                 done.set()
                 return
-            time.sleep(0.005)
+            time.sleep(0.01)
 
     thread = threading.Thread(target=wait_then_act, daemon=True)
     thread.done = done
@@ -157,26 +159,17 @@ def when_in_staging(staging_root: Path, is_ready, action, timeout: float = 120) 
 
 
 def snapshot_taken(staging_root: Path) -> bool:
-    """The run's inventory file exists: the snapshot is taken, no bucket listed yet."""
+    """The run's inventory file exists: the snapshot is taken."""
     return bool(list(staging_root.glob("*/inventory/storage_objects.jsonl")))
-
-
-def objects_downloaded(staging_root: Path, at_least: int = 10) -> bool:
-    for index in staging_root.glob("*/storage/*/index.jsonl"):
-        try:
-            if index.read_bytes().count(b"\n") >= at_least:
-                return True
-        except FileNotFoundError:
-            pass
-    return False
 
 
 def test_storage_dying_halfway_fails_with_a_reason_and_no_success(small_sandbox, backup_runner):
     sandbox = small_sandbox
     keys_before = sandbox.archive_keys()
-    sandbox.set_faults(latency_ms=30)  # so the export is still running when storage dies
-    thread = when_in_staging(backup_runner.staging_root, objects_downloaded,
-                             lambda: sandbox.set_faults(storage_down=True))
+    # Ten objects download, the eleventh waits at the hold; storage then dies and the hold lifts.
+    sandbox.set_faults(hold_downloads_after=10)
+    thread = when_held(sandbox, "download",
+                       lambda: sandbox.set_faults(storage_down=True, hold_downloads_after=0))
     try:
         dag_run = backup_runner.run(sandbox, {"trigger": "api"})
     finally:
@@ -240,14 +233,24 @@ def test_v1_fallback_and_changes_after_the_snapshot_are_reconciled(
                   headers={**headers, "content-type": "text/plain"}).raise_for_status()
         httpx.delete(f"{api}/object/{bucket}/delete.txt", headers=headers).raise_for_status()
 
-    sandbox.set_faults(list_v2_disabled=True)
-    thread = when_in_staging(backup_runner.staging_root, snapshot_taken, mutate)
+    seen = {}
+
+    def mutate_then_release():
+        # The run holds its snapshot (dump_database ran before any bucket task) and waits at
+        # its first listing: change the bucket now, then let the listing go on.
+        seen["snapshot_before_listing"] = snapshot_taken(backup_runner.staging_root)
+        mutate()
+        sandbox.set_faults(hold_listing=False)
+
+    sandbox.set_faults(list_v2_disabled=True, hold_listing=True)
+    thread = when_held(sandbox, "listing", mutate_then_release)
     try:
         dag_run = backup_runner.run(sandbox, {"include_auth": False})
     finally:
         thread.join(timeout=5)
         sandbox.clear_faults()
-    assert thread.done.is_set(), "the mutation thread never saw the snapshot inventory"
+    assert thread.done.is_set(), "the backup never reached the listing hold"
+    assert seen["snapshot_before_listing"]
     row, local = successful_archive(sandbox, dag_run, tmp_path)
     contents = read_archive(local)
     assert contents["objects"] == sandbox.objects()  # exact, case-sensitive keys, latest bytes

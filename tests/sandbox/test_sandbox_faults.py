@@ -57,11 +57,12 @@ def test_fail_routes_and_down_switches(api, faults):
     assert api.get("/storage/v1/bucket").status_code == 200
 
 
-def test_latency(api, faults):
-    faults(latency_ms=300)
-    t0 = time.monotonic()
-    api.get("/storage/v1/bucket")
-    assert time.monotonic() - t0 >= 0.3
+def test_latency_delays_every_api_request(api, faults):
+    # The server counts each request it delayed; how long a delay takes is for bench/, not tests.
+    before = faults(latency_ms=50)["counters"].get("delayed_requests", 0)
+    assert api.get("/storage/v1/bucket").status_code == 200
+    assert api.get("/auth/v1/admin/users").status_code == 200
+    assert faults()["counters"]["delayed_requests"] == before + 2
 
 
 def test_truncated_download(api, faults):
@@ -72,3 +73,41 @@ def test_truncated_download(api, faults):
     faults(truncate_downloads=False)
     r = api.get(path)
     assert len(r.content) == 64 * 1024
+
+
+def wait_for_held(faults, point: str) -> None:
+    deadline = time.monotonic() + 30  # a generous bound on a failure, not a timing assertion
+    while faults()["held"][point] < 1:
+        assert time.monotonic() < deadline, f"no request ever waited at the {point} hold"
+        time.sleep(0.01)
+
+
+def test_a_held_listing_waits_until_released(api, faults):
+    import threading
+
+    faults(hold_listing=True)
+    replies = []
+    request = threading.Thread(target=lambda: replies.append(api.post(
+        "/storage/v1/object/list-v2/documents", json={"prefix": "", "limit": 5})))
+    request.start()
+    wait_for_held(faults, "listing")
+    assert replies == []  # still waiting: nothing answered while the hold is on
+    faults(hold_listing=False)
+    request.join(timeout=30)
+    assert replies[0].status_code == 200 and faults()["held"]["listing"] == 0
+
+
+def test_downloads_after_the_first_n_wait_until_released(api, faults):
+    import threading
+
+    path = "/storage/v1/object/documents/blobs/data.bin"
+    faults(hold_downloads_after=1)
+    assert api.get(path).status_code == 200  # the first one passes
+    replies = []
+    request = threading.Thread(target=lambda: replies.append(api.get(path)))
+    request.start()
+    wait_for_held(faults, "download")
+    assert replies == []
+    faults(hold_downloads_after=0)
+    request.join(timeout=30)
+    assert replies[0].status_code == 200

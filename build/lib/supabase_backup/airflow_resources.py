@@ -1,0 +1,244 @@
+"""The one place where Airflow meets the library.
+
+Only this module (besides ``dags/`` and ``plugins/``) imports ``airflow``; an import-linter contract
+in ``pyproject.toml`` keeps it so. It reads Airflow connections, Variables and hooks and turns them
+into the library's plain settings objects (``BackupSettings``, ``RunPlan``, ``DatabaseSettings``,
+``ApiSettings``, a boto3 S3 client, a staging area), and it turns a DAG run's facts into plain
+values. The DAG's tasks and the Backups plugin both go through it; the library's task bodies
+(``steps``) take what it builds as arguments and know nothing of Airflow.
+
+Everything here runs when a task runs (or a plugin route answers), never while the DAG file is
+parsed: parsing must not read a Variable or open a connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from supabase_backup import steps
+from supabase_backup.api_client import ApiSettings
+from supabase_backup.config import (
+    API_CONN_ID,
+    AWS_CONN_ID,
+    DATABASE_CONN_ID,
+    BackupSettings,
+    RunPlan,
+)
+from supabase_backup.database import DatabaseSettings
+from supabase_backup.errors import BackupError, ConfigurationError
+from supabase_backup.staging import StagingArea
+
+log = logging.getLogger(__name__)
+
+
+# --- connections and Variables --------------------------------------------------------------------
+
+
+def read_backup_settings() -> BackupSettings:
+    """The Variables, validated (a missing or wrong one is a ConfigurationError naming it)."""
+    from airflow.sdk import Variable
+
+    return BackupSettings.from_variables(
+        lambda name, default: Variable.get(name, default=default)
+    )
+
+
+def database_settings(conn_id: str = DATABASE_CONN_ID) -> DatabaseSettings:
+    """libpq parameters from the Postgres connection. Needs no Variable, so a run that fails on a
+    missing Variable can still record why in backup_history."""
+    from airflow.sdk import BaseHook
+
+    return DatabaseSettings.from_connection(BaseHook.get_connection(conn_id))
+
+
+def api_settings(conn_id: str = API_CONN_ID) -> ApiSettings:
+    """The project URL (host) and service key (password) from the ``supabase_api`` connection."""
+    from airflow.sdk import BaseHook
+
+    connection = BaseHook.get_connection(conn_id)
+    host = (connection.host or "").rstrip("/")
+    if not host:
+        raise ConfigurationError(
+            f"connection {conn_id} has no host: set it to the project URL, "
+            "e.g. https://<project-ref>.supabase.co"
+        )
+    if "://" not in host:
+        scheme = connection.conn_type if connection.conn_type in ("http", "https") else "https"
+        host = f"{scheme}://{host}" + (f":{connection.port}" if connection.port else "")
+    key = connection.password or (connection.extra_dejson or {}).get("service_role_key")
+    if not key:
+        raise ConfigurationError(
+            f"connection {conn_id} has no password: set it to the service role key (a "
+            "service_role JWT or an sb_secret_… key)"
+        )
+    return ApiSettings(url=host, key=key)
+
+
+def s3_client(aws_conn_id: str = AWS_CONN_ID):
+    """A boto3 S3 client from the amazon provider's S3Hook: credentials, region and endpoint come
+    from the Airflow connection."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+
+
+def staging_area(plan: RunPlan) -> StagingArea:
+    """The run's staging folder. An Airflow ObjectStoragePath, so an ``s3://`` root reaches the
+    store with the ``aws_default`` connection's credentials on every worker."""
+    from airflow.sdk import ObjectStoragePath
+
+    return StagingArea.for_run(ObjectStoragePath(plan.staging_root.rstrip("/")), plan.run_id)
+
+
+def connection_secrets() -> list[str]:
+    """Passwords and keys of our connections, so a failure message can be scrubbed of them."""
+    secrets = []
+    for read_secret in (lambda: database_settings().password, lambda: api_settings().key):
+        try:
+            secrets.append(read_secret() or "")
+        except Exception:  # noqa: BLE001 - scrubbing must never mask the original failure
+            pass
+    return [secret for secret in secrets if secret]
+
+
+def airflow_version() -> str:
+    import airflow
+
+    return airflow.__version__
+
+
+class TaskResources:
+    """What one task of a run may need, resolved from Airflow on first use (``steps.RunResources``).
+
+    Connections are resolved lazily: a task that needs only the database never reads the API
+    connection, so its failure to resolve cannot fail the wrong task.
+    """
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+
+    @functools.cached_property
+    def database(self) -> DatabaseSettings:
+        return database_settings(self.plan.database_conn_id)
+
+    @functools.cached_property
+    def api(self) -> ApiSettings:
+        return api_settings(self.plan.api_conn_id)
+
+    @functools.cached_property
+    def s3(self):
+        return s3_client(self.plan.aws_conn_id)
+
+    @functools.cached_property
+    def staging(self) -> StagingArea:
+        return staging_area(self.plan)
+
+    def tool_versions(self) -> dict[str, str]:
+        return {"airflow": airflow_version()}
+
+
+# --- the DAG run ----------------------------------------------------------------------------------
+
+
+def trigger_of(dag_run: Any) -> str:
+    """scheduled | manual | api | asset. A run started through the Backups plugin or a REST client
+    that passes ``{"trigger": "api"}`` in its conf counts as api; every other manual run (the UI's
+    Trigger button calls the same REST API) is manual."""
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+    if run_type == "scheduled":
+        return "scheduled"
+    if run_type == "asset_triggered":
+        return "asset"
+    if (dag_run.conf or {}).get("trigger") == "api":
+        return "api"
+    return "manual"
+
+
+def triggered_by(dag_run: Any) -> str | None:
+    """The Airflow user who triggered the run (None for scheduled runs)."""
+    return getattr(dag_run, "triggering_user_name", None) or None
+
+
+def plan_run(dag_run: Any, params: dict) -> RunPlan:
+    """Resolve the Variables and the trigger form's Params once, for the whole run."""
+    started = dag_run.start_date or dag_run.run_after or datetime.now(timezone.utc)
+    return RunPlan.create(
+        read_backup_settings(),
+        run_id=dag_run.run_id,
+        trigger=trigger_of(dag_run),
+        triggered_by=triggered_by(dag_run),
+        started_at=started.astimezone(timezone.utc).isoformat(),
+        logical_date=dag_run.logical_date.isoformat() if dag_run.logical_date else None,
+        params=dict(params),
+    )
+
+
+@contextlib.contextmanager
+def failing_fast():
+    """Permanent errors (a configuration error, a missing migration, a missing or too old pg_dump,
+    a refused key) fail the task at once: retrying them only keeps the run ``running`` for minutes.
+    Other errors are raised as they are, for the task's retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except BackupError as error:
+        if error.permanent:
+            raise AirflowFailException(str(error)) from error
+        raise
+
+
+def run_step(step: Callable[..., Any], plan: dict | RunPlan, *args: Any, **kwargs: Any) -> Any:
+    """Run a library step with this run's plan and resources."""
+    run_plan = RunPlan.from_dict(plan)
+    with failing_fast():
+        return step(run_plan, TaskResources(run_plan), *args, **kwargs)
+
+
+def start_run(dag_run: Any, params: dict) -> dict | None:
+    """The first task: make the plan, record the run; the plan for every later task, or None when
+    backups are disabled (the run is recorded as skipped and stops)."""
+    with failing_fast():
+        plan = plan_run(dag_run, params)
+        return plan.to_dict() if steps.start_run(plan, TaskResources(plan)) else None
+
+
+def failed_task_ids(ti: Any, run_id: str) -> list[str]:
+    """Tasks of the run that failed themselves (not those that only could not run because of them)."""
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+    return sorted(task_id for task_id, state in states.items() if state == "failed")
+
+
+def on_task_failure(context: dict) -> None:
+    """Every task's failure callback: put the reason on the history row as soon as it happens. It
+    never raises: the run's last task writes the row again anyway."""
+    try:
+        dag_run = context["dag_run"]
+        steps.record_task_failure(
+            database_settings(), run_id=context["run_id"], task_id=context["ti"].task_id,
+            error=context.get("exception"), trigger=trigger_of(dag_run),
+            triggered_by=triggered_by(dag_run), secrets=connection_secrets(),
+        )
+    except Exception:  # noqa: BLE001
+        log.exception("Could not record the failure in backup_history")
+
+
+def record_history(plan: dict | None, verified: dict | None, summaries: dict, *, ti: Any,
+                   dag_run: Any) -> dict:
+    """The final history row. Success exactly when the archive was uploaded and verified; otherwise
+    a failed row, and the task fails so the DAG run does."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        return steps.finish_run(
+            database_settings(RunPlan.from_dict(plan).database_conn_id if plan else DATABASE_CONN_ID),
+            run_id=dag_run.run_id, trigger=trigger_of(dag_run), triggered_by=triggered_by(dag_run),
+            verified=verified, summaries=summaries,
+            failed_tasks=failed_task_ids(ti, dag_run.run_id),
+        )
+    except steps.RunFailed as failure:  # the row says why: retrying cannot change the outcome
+        raise AirflowFailException(str(failure)) from None

@@ -1,0 +1,249 @@
+"""The backup zip: member names, compression choice, and building it from staging.
+
+Layout (FORMAT.md is the full description)::
+
+    manifest.json
+    db/backup.sql
+    auth/users.json
+    storage/<bucket>/<object key, encoded>
+
+Object keys are data, not paths: ``a//b``, a leading or trailing ``/``, ``..`` segments and
+backslashes are all legal in a database that old projects or direct SQL wrote to. A member name is
+the key percent-encoded just enough that it is a safe relative path, and percent-decoding the part
+after ``storage/<bucket>/`` always gives the key back exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+import zipfile
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from supabase_backup.errors import StagingCorrupted, UnsafeObjectName
+from supabase_backup.units import format_bytes, format_rate
+from supabase_backup.hashing import HashingWriter, copy_hashing, copy_into
+
+log = logging.getLogger(__name__)
+
+MANIFEST_MEMBER = "manifest.json"
+DATABASE_MEMBER = "db/backup.sql"
+AUTH_USERS_MEMBER = "auth/users.json"
+STORAGE_FOLDER = "storage"
+COPY_CHUNK = 1024 * 1024
+
+# A member name keeps every printable character of the key except '%' (so decoding is unambiguous)
+# and '\\' (a separator on Windows). Those two, control and invisible formatting characters (which
+# could disguise a name, e.g. U+202E) are percent-encoded as UTF-8. Zip stores names as UTF-8.
+_ENCODED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _percent_encode(character: str) -> str:
+    return "".join(f"%{byte:02X}" for byte in character.encode("utf-8", "surrogatepass"))
+
+
+# Already-compressed formats are stored, not deflated again (no gain, a lot of CPU).
+STORED_EXTENSIONS = frozenset(
+    """jpg jpeg png gif webp avif heic heif jxl mp4 m4v mov webm mkv avi mp3 m4a aac ogg oga opus flac
+    zip gz tgz bz2 xz zst 7z rar br lz4 woff woff2 docx xlsx pptx odt ods odp epub jar apk whl
+    pdf""".split()
+)
+STORED_CONTENT_TYPES = ("image/", "video/", "audio/", "font/woff")
+DEFLATED_CONTENT_TYPES = ("image/svg+xml", "image/bmp", "image/x-icon", "image/tiff")
+SAMPLE_SIZE = 64 * 1024
+
+
+def _encode_segment(segment: str) -> str:
+    encoded = "".join(
+        _percent_encode(character)
+        if character in "%\\" or unicodedata.category(character) in _ENCODED_CATEGORIES
+        else character
+        for character in segment
+    )
+    if encoded in (".", ".."):
+        return encoded.replace(".", "%2E")
+    return encoded
+
+
+def encode_object_key(key: str) -> str:
+    """Percent-encode a key into a relative path with no empty, '.' or '..' segment.
+
+    A '/' is kept only between two non-empty segments; any other '/' (leading, trailing, doubled)
+    is written as %2F, so ``unquote(encode_object_key(key)) == key`` for every key.
+    """
+    if key == "":
+        raise UnsafeObjectName(key, "an empty name has no path")
+    if "\x00" in key:
+        raise UnsafeObjectName(key, "NUL is not allowed in a name")
+    parts = [_encode_segment(segment) for segment in key.split("/")]
+    encoded = parts[0]
+    for part in parts[1:]:
+        encoded += "/" + part if encoded and part else "%2F" + part
+    return encoded
+
+
+def object_member_name(bucket_id: str, key: str) -> str:
+    bucket_folder = _encode_segment(bucket_id).replace("/", "%2F")
+    return f"{STORAGE_FOLDER}/{bucket_folder}/{encode_object_key(key)}"
+
+
+def should_store(name: str, content_type: str | None, sample: bytes) -> bool:
+    """True when compressing would waste CPU: media types, archives, or incompressible bytes."""
+    extension = name.rsplit(".", 1)[-1].lower() if "." in name.rsplit("/", 1)[-1] else ""
+    content_type = (content_type or "").lower()
+    if content_type.startswith(DEFLATED_CONTENT_TYPES):
+        return False
+    if extension in STORED_EXTENSIONS or content_type.startswith(STORED_CONTENT_TYPES):
+        return True
+    if len(sample) < 512:
+        return False
+    return len(zlib.compress(sample, 1)) > 0.97 * len(sample)
+
+
+@dataclass(frozen=True)
+class PlannedMember:
+    """One member to write: its name, where its bytes are staged, and what they must hash to."""
+
+    name: str
+    source: object  # an ObjectStoragePath (or pathlib.Path) to read from
+    size: int
+    sha256: str
+    content_type: str | None = None
+
+
+def _zip_date_time(moment: datetime) -> tuple:
+    return (max(moment.year, 1980), moment.month, moment.day, moment.hour, moment.minute,
+            moment.second)
+
+
+def write_archive(output, members: Iterable[PlannedMember], created_at: datetime) -> dict:
+    """Write the zip to a binary file object; every member's bytes are re-hashed as they are copied
+    and must match the staged sha256 (a staging file that changed underneath fails the build)."""
+    started = time.monotonic()
+    count = stored = 0
+    total = 0
+    date_time = _zip_date_time(created_at)
+    with zipfile.ZipFile(output, "w", allowZip64=True) as archive:
+        for member in members:
+            with member.source.open("rb") as source:
+                sample = source.read(SAMPLE_SIZE)
+                info = zipfile.ZipInfo(member.name, date_time=date_time)
+                info.external_attr = 0o644 << 16
+                if should_store(member.name, member.content_type, sample):
+                    info.compress_type = zipfile.ZIP_STORED
+                    stored += 1
+                else:
+                    info.compress_type = zipfile.ZIP_DEFLATED  # zlib's default level, 6
+                info.file_size = member.size
+                with archive.open(info, "w", force_zip64=member.size >= zipfile.ZIP64_LIMIT) as sink:
+                    copied = HashingWriter(sink)
+                    copied.write(sample)
+                    copy_into(source, copied)
+            if copied.size != member.size or copied.sha256 != member.sha256:
+                raise StagingCorrupted(
+                    member.name, f"{copied.size} bytes, sha256 {copied.sha256} (expected "
+                    f"{member.size}, {member.sha256})")
+            count += 1
+            total += copied.size
+            if count % 1000 == 0:
+                log.info("Archive: %s members, %s so far", f"{count:,}", format_bytes(total))
+    seconds = max(time.monotonic() - started, 1e-6)
+    log.info(
+        "Archive built: %s members (%s stored uncompressed), %s of content in %.1f s (%s)",
+        f"{count:,}", f"{stored:,}", format_bytes(total), seconds, format_rate(total, seconds),
+    )
+    return {"members": count, "stored_members": stored, "content_bytes": total}
+
+
+def member_digest(archive: zipfile.ZipFile, name: str) -> tuple[int, str]:
+    """(size, sha256) of a member as read back from a zip, streamed."""
+    with archive.open(name) as source:
+        return copy_hashing(source)
+
+
+def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_ids: list[str]):
+    """Yield (PlannedMember, manifest entry) for everything the archive holds, manifest excluded.
+
+    Read from staging each time it is called, so the manifest and the zip can both be written from
+    it without holding the object list in memory.
+    """
+    from supabase_backup.reconcile import read_json_lines  # one reader of staged JSON lines
+
+    if database and database.get("included"):
+        yield (
+            PlannedMember(DATABASE_MEMBER, staging.database_dump, database["bytes"],
+                          database["sha256"], "application/sql"),
+            {"path": DATABASE_MEMBER, "size": database["bytes"], "sha256": database["sha256"]},
+        )
+    if auth and auth.get("included", True):
+        yield (
+            PlannedMember(AUTH_USERS_MEMBER, staging.auth_users, auth["bytes"], auth["sha256"],
+                          "application/json"),
+            {"path": AUTH_USERS_MEMBER, "size": auth["bytes"], "sha256": auth["sha256"]},
+        )
+    for bucket_id in bucket_ids:
+        bucket = staging.bucket(bucket_id)
+        for record in read_json_lines(bucket.folder / "reconciled.jsonl"):
+            name = object_member_name(bucket_id, record["key"])
+            yield (
+                PlannedMember(name, bucket.folder / record["file"], record["size"],
+                              record["sha256"], record.get("content_type")),
+                {
+                    "path": name,
+                    "size": record["size"],
+                    "sha256": record["sha256"],
+                    "object": {
+                        "bucket": bucket_id,
+                        "key": record["key"],
+                        "content_type": record.get("content_type"),
+                        "cache_control": record.get("cache_control"),
+                        "etag": record.get("etag"),
+                        "last_modified": record.get("last_modified"),
+                        "consistency": record.get("consistency"),
+                    },
+                },
+            )
+
+
+def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_at) -> dict:
+    """Write manifest.json and the zip into staging; returns the archive's size and sha256."""
+    from supabase_backup.manifest import write_manifest
+    from supabase_backup.staging import ensure_parent
+
+    manifest_path = ensure_parent(staging.run_folder / "archive" / MANIFEST_MEMBER)
+    with manifest_path.open("w", encoding="utf-8") as manifest_file:
+        member_count = write_manifest(
+            manifest_file, header,
+            (entry for _, entry in plan_members(
+                staging, database=database, auth=auth, bucket_ids=bucket_ids)),
+        )
+    with manifest_path.open("rb") as manifest_file:
+        manifest_size, manifest_sha256 = copy_hashing(manifest_file)
+
+    def all_members() -> Iterator[PlannedMember]:
+        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest_size, manifest_sha256,
+                            "application/json")
+        for planned, _ in plan_members(staging, database=database, auth=auth,
+                                       bucket_ids=bucket_ids):
+            yield planned
+
+    archive_path = ensure_parent(staging.archive)
+    with archive_path.open("wb") as raw_output:
+        writer = HashingWriter(raw_output)
+        written = write_archive(writer, all_members(), created_at)
+    if written["members"] != member_count + 1:
+        raise StagingCorrupted(
+            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1")
+    return {
+        "path": str(archive_path),
+        "bytes": writer.size,
+        "sha256": writer.sha256,
+        "members": written["members"],
+        "stored_members": written["stored_members"],
+        "content_bytes": written["content_bytes"],
+        "manifest_sha256": manifest_sha256,
+    }

@@ -1,0 +1,64 @@
+"""``supabase-backup verify ARCHIVE``: check an archive against its manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from supabase_backup.errors import EXIT_OK
+from supabase_backup.hashing import copy_hashing
+from supabase_backup.units import format_bytes
+
+HELP = "check an archive against its manifest (a local file or s3://bucket/key)"
+DESCRIPTION = """\
+Check a backup archive: the zip is readable, manifest.json has a format version this tool reads,
+every member listed is present with the size and sha256 the manifest records, and nothing else is
+in the zip. Exits 0 only when all of that holds; exits 1 naming the first member that is missing,
+extra, truncated or altered.
+
+An s3://bucket/key archive is read in place with ranged GETs (the central directory, then the
+members in order): no local copy, memory flat whatever the archive's size."""
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("verify", help=HELP, description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("archive", help="a backup-….zip file, or s3://bucket/key")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object instead of a sentence")
+    parser.set_defaults(run=run)
+
+
+def verify_location(location: str) -> dict:
+    """Verify a local path or an s3:// URL; returns what verify_archive found plus the archive's
+    own size and sha256."""
+    from supabase_backup.verify import verify_archive
+
+    if location.startswith("s3://"):
+        from supabase_backup import destination
+
+        bucket, key = destination.parse_s3_url(location)
+        archive_file, reader = destination.open_s3_archive(
+            destination.s3_client_from_environment(), bucket, key)
+        with archive_file:
+            result = verify_archive(archive_file, label=location)
+            result.update(bytes=reader.size, sha256=reader.finish_sha256(),
+                          bytes_fetched=reader.bytes_fetched)
+        return result
+    result = verify_archive(location)
+    with open(location, "rb") as archive_file:
+        size, sha256 = copy_hashing(archive_file)
+    result.update(bytes=size, sha256=sha256)
+    return result
+
+
+def run(arguments) -> int:
+    result = verify_location(arguments.archive)
+    if arguments.json:
+        print(json.dumps({"ok": True, "archive": arguments.archive, **result}))
+    else:
+        print(f"OK {arguments.archive}: {result['members_checked']:,} members "
+              f"({format_bytes(result['content_bytes'])}) match the manifest "
+              f"(format {result['format_version']}, run {result['run_id']}); archive "
+              f"{format_bytes(result['bytes'])}, sha256 {result['sha256']}")
+    return EXIT_OK

@@ -1,0 +1,230 @@
+"""The settings of a backup and the run plan: plain values, validated once, handed from task to task.
+
+``BackupSettings`` is what the Airflow Variables say (read by ``airflow_resources``, the only module that
+talks to Airflow); ``RunPlan`` is one run's resolved choice of everything (settings plus the trigger
+form's Params), made by the run's first task and passed to every later task as an argument, so a
+Variable edited during a run cannot split it between two staging folders or two prefixes. The plan
+holds no secret: connections are named by id and resolved where they are used. The only parse-time
+knob is the schedule, taken from the environment.
+
+| what                          | where                                         | default                                  |
+|-------------------------------|-----------------------------------------------|------------------------------------------|
+| Supabase database             | connection ``supabase_db`` (postgres)         | required                                 |
+| Supabase project URL + key    | connection ``supabase_api`` (host, password)  | required                                 |
+| S3                            | connection ``aws_default``                    | required                                 |
+| S3 bucket for archives        | Variable ``supabase_backup_s3_bucket``        | required                                 |
+| key prefix in that bucket     | Variable ``supabase_backup_s3_prefix``        | ``supabase-backups/``                    |
+| staging root                  | Variable ``supabase_backup_staging_root``     | ``file:///tmp/supabase-backup-staging``  |
+| buckets to back up            | Variable ``supabase_backup_buckets``          | all buckets                              |
+| download concurrency          | Variable ``supabase_backup_download_concurrency`` | 8                                    |
+| server-side encryption        | Variable ``supabase_backup_sse``              | ``AES256`` (or ``aws:kms``, ``none``)    |
+| KMS key id (with ``aws:kms``) | Variable ``supabase_backup_sse_kms_key_id``   | none                                     |
+| pg_dump to use                | Variable ``supabase_backup_pg_dump_path``     | newest pg_dump found on the worker       |
+| schedule (parse time)         | environment ``SUPABASE_BACKUP_SCHEDULE``      | ``@daily``                               |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from urllib.parse import urlsplit
+
+from supabase_backup.errors import ConfigurationError
+
+DAG_ID = "supabase_backup"
+DATABASE_CONN_ID = "supabase_db"
+API_CONN_ID = "supabase_api"
+AWS_CONN_ID = "aws_default"
+DEFAULT_S3_PREFIX = "supabase-backups/"
+DEFAULT_STAGING_ROOT = "file:///tmp/supabase-backup-staging"
+DEFAULT_SCHEDULE = "@daily"
+DEFAULT_DOWNLOAD_CONCURRENCY = 8
+SSE_CHOICES = ("AES256", "aws:kms", "none")
+# Staging roots Airflow's ObjectStoragePath can reach with the providers this package pins.
+STAGING_SCHEMES = ("file", "s3")
+TRIGGERS = ("scheduled", "manual", "api", "asset")
+
+
+def schedule_from_environment() -> str | None:
+    """The DAG's schedule; ``none`` (any case) turns the schedule off."""
+    value = os.environ.get("SUPABASE_BACKUP_SCHEDULE", DEFAULT_SCHEDULE).strip()
+    return None if value.lower() in ("", "none", "null") else value
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """What the Variables say; every field is checked when it is built."""
+
+    s3_bucket: str
+    s3_prefix: str = DEFAULT_S3_PREFIX
+    staging_root: str = DEFAULT_STAGING_ROOT
+    buckets: tuple[str, ...] | None = None
+    download_concurrency: int = DEFAULT_DOWNLOAD_CONCURRENCY
+    server_side_encryption: str = "AES256"
+    sse_kms_key_id: str | None = None
+    pg_dump_path: str | None = None
+    database_conn_id: str = DATABASE_CONN_ID
+    api_conn_id: str = API_CONN_ID
+    aws_conn_id: str = AWS_CONN_ID
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_variables(cls, get_variable) -> "BackupSettings":
+        """Build from a ``get_variable(name, default)`` callable (Airflow's ``Variable.get``)."""
+        bucket = (get_variable("supabase_backup_s3_bucket", None) or "").strip()
+        if not bucket:
+            raise ConfigurationError(
+                "the Airflow Variable supabase_backup_s3_bucket is not set: set it to the S3 bucket "
+                "that receives the archives (e.g. AIRFLOW_VAR_SUPABASE_BACKUP_S3_BUCKET=my-backups)"
+            )
+        concurrency_text = get_variable(
+            "supabase_backup_download_concurrency", str(DEFAULT_DOWNLOAD_CONCURRENCY)
+        )
+        try:
+            concurrency = int(concurrency_text)
+        except ValueError:
+            concurrency = 0
+        if not 1 <= concurrency <= 64:
+            raise ConfigurationError(
+                f"supabase_backup_download_concurrency must be a whole number from 1 to 64, "
+                f"not {concurrency_text!r}"
+            )
+        sse = get_variable("supabase_backup_sse", "AES256") or "AES256"
+        if sse not in SSE_CHOICES:
+            raise ConfigurationError(
+                f"supabase_backup_sse must be one of {', '.join(SSE_CHOICES)}, not {sse!r}"
+            )
+        return cls(
+            s3_bucket=bucket,
+            s3_prefix=checked_prefix(get_variable("supabase_backup_s3_prefix", DEFAULT_S3_PREFIX)),
+            staging_root=checked_staging_root(
+                get_variable("supabase_backup_staging_root", DEFAULT_STAGING_ROOT)),
+            buckets=parse_bucket_list(get_variable("supabase_backup_buckets", None)),
+            download_concurrency=concurrency,
+            server_side_encryption=sse,
+            sse_kms_key_id=get_variable("supabase_backup_sse_kms_key_id", None) or None,
+            pg_dump_path=get_variable("supabase_backup_pg_dump_path", None) or None,
+        )
+
+
+def checked_prefix(value: str | None) -> str:
+    """The archive key prefix, ending in ``/`` (or empty); no ``..`` segment and no leading ``/``,
+    which S3 would take literally and a person would not find where they look."""
+    prefix = (value or "").strip()
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    if prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ConfigurationError(
+            f"the Airflow Variable supabase_backup_s3_prefix is {value!r}: it must not start with "
+            "'/' or contain a '..' segment (e.g. supabase-backups/)"
+        )
+    return prefix
+
+
+def checked_staging_root(value: str | None) -> str:
+    """An absolute ``file://`` folder or an object-store URL whose scheme we know."""
+    root = (value or "").strip() or DEFAULT_STAGING_ROOT
+    if root.startswith("/"):
+        root = f"file://{root}"
+    parts = urlsplit(root)
+    if parts.scheme not in STAGING_SCHEMES or (parts.scheme == "file" and not parts.path.startswith("/")) \
+            or (parts.scheme != "file" and not parts.netloc):
+        raise ConfigurationError(
+            f"the Airflow Variable supabase_backup_staging_root is {value!r}: use an absolute "
+            f"file:///folder or an object-store URL such as s3://bucket/staging "
+            f"(schemes: {', '.join(STAGING_SCHEMES)})"
+        )
+    return root
+
+
+def parse_bucket_list(value) -> tuple[str, ...] | None:
+    """Accept a JSON list, a comma-separated string, a list, or nothing (= every bucket)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        names = [str(item).strip() for item in value]
+    else:
+        text = str(value).strip()
+        if not text:
+            return None
+        if text.startswith("["):
+            try:
+                names = [str(item).strip() for item in json.loads(text)]
+            except json.JSONDecodeError as error:
+                raise ConfigurationError(f"bucket list {text!r} is not valid JSON: {error}") from None
+        else:
+            names = [part.strip() for part in text.split(",")]
+    names = [name for name in names if name]
+    return tuple(dict.fromkeys(names)) or None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run's settings, resolved once by its first task. Small and JSON-friendly (it travels as
+    an XCom), recorded in the manifest, and free of secrets."""
+
+    run_id: str
+    trigger: str
+    started_at: str  # ISO 8601, UTC: names the archive
+    s3_bucket: str
+    triggered_by: str | None = None
+    logical_date: str | None = None
+    forced: bool = False
+    include_database: bool = True
+    include_auth: bool = True
+    include_storage: bool = True
+    buckets: tuple[str, ...] | None = None  # None: every bucket the project has
+    s3_prefix: str = DEFAULT_S3_PREFIX
+    staging_root: str = DEFAULT_STAGING_ROOT
+    download_concurrency: int = DEFAULT_DOWNLOAD_CONCURRENCY
+    server_side_encryption: str = "AES256"
+    sse_kms_key_id: str | None = None  # a key id, not key material
+    pg_dump_path: str | None = None
+    database_conn_id: str = DATABASE_CONN_ID
+    api_conn_id: str = API_CONN_ID
+    aws_conn_id: str = AWS_CONN_ID
+
+    @classmethod
+    def create(cls, settings: BackupSettings, *, run_id: str, trigger: str, started_at: str,
+               params: dict, triggered_by: str | None = None,
+               logical_date: str | None = None) -> "RunPlan":
+        """Combine the Variables with the trigger form's Params; refuse a run that would back up
+        nothing."""
+        include = {part: bool(params.get(part, True))
+                   for part in ("include_database", "include_auth", "include_storage")}
+        if not any(include.values()):
+            raise ConfigurationError(
+                "include_database, include_auth and include_storage are all false: the run would "
+                "back up nothing; trigger it with at least one of them true"
+            )
+        if trigger not in TRIGGERS:
+            raise ConfigurationError(f"unknown trigger {trigger!r} (expected one of {TRIGGERS})")
+        requested = parse_bucket_list(params.get("buckets"))
+        return cls(
+            run_id=run_id, trigger=trigger, triggered_by=triggered_by, started_at=started_at,
+            logical_date=logical_date, forced=bool(params.get("force", False)), **include,
+            buckets=requested or settings.buckets,
+            s3_bucket=settings.s3_bucket, s3_prefix=settings.s3_prefix,
+            staging_root=settings.staging_root,
+            download_concurrency=settings.download_concurrency,
+            server_side_encryption=settings.server_side_encryption,
+            sse_kms_key_id=settings.sse_kms_key_id, pg_dump_path=settings.pg_dump_path,
+            database_conn_id=settings.database_conn_id, api_conn_id=settings.api_conn_id,
+            aws_conn_id=settings.aws_conn_id,
+        )
+
+    def to_dict(self) -> dict:
+        plan = asdict(self)
+        plan["buckets"] = list(self.buckets) if self.buckets is not None else None
+        return plan
+
+    @classmethod
+    def from_dict(cls, value: "dict | RunPlan") -> "RunPlan":
+        if isinstance(value, RunPlan):
+            return value
+        known = {item.name for item in fields(cls)}
+        plan = {name: item for name, item in value.items() if name in known}
+        if plan.get("buckets") is not None:
+            plan["buckets"] = tuple(plan["buckets"])
+        return cls(**plan)

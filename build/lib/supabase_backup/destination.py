@@ -1,0 +1,234 @@
+"""S3: upload the archive, read it back by ranged reads, presign a download.
+
+Every function takes a boto3 S3 client. In the DAG it comes from the amazon provider's S3Hook (the
+``aws_default`` connection: credentials, region, endpoint), handed over by ``airflow_resources``; on
+the command line it is a plain ``boto3.client("s3")`` with the usual AWS environment.
+
+The archive key is ``<prefix>backup-YYYY-MM-DD-HH-mm-UTC.zip`` from the run's start time. An
+existing key is never overwritten: if it holds this very archive (same sha256 in its metadata — a
+retried upload) it is accepted; if it holds another run's archive the next free name
+``…-UTC-2.zip``, ``…-UTC-3.zip`` is taken.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+
+from supabase_backup.errors import (
+    ArchiveKeyTaken,
+    ArchiveNotFound,
+    ConfigurationError,
+    UploadFailed,
+    VerificationFailed,
+)
+from supabase_backup.hashing import HashingWriter
+from supabase_backup.units import format_bytes, format_rate
+from supabase_backup.verify import verify_archive
+
+log = logging.getLogger(__name__)
+
+SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256
+PRESIGNED_URL_SECONDS = 15 * 60
+MAX_NAME_ATTEMPTS = 50
+# Streaming from an object-store staging file: at most 4 parts of 16 MiB in memory at once.
+BOUNDED_MEMORY_TRANSFER = TransferConfig(multipart_chunksize=16 * 2**20, max_concurrency=4,
+                                         max_io_queue=4)
+# Ranged reads: one GET per this many bytes, and the read buffer of a verify.
+RANGE_READ_BYTES = 8 * 2**20
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, key) of ``s3://bucket/key``."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or not parts.path.lstrip("/"):
+        raise ConfigurationError(f"{url!r} is not an s3://bucket/key URL")
+    return parts.netloc, parts.path.lstrip("/")
+
+
+def s3_client_from_environment():
+    """A boto3 S3 client from the standard AWS environment (keys, profile, region and
+    AWS_ENDPOINT_URL), for the command line."""
+    import boto3
+
+    return boto3.client("s3")
+
+
+def head_object(client, bucket: str, key: str) -> dict | None:
+    """``HeadObject``; None when the key does not exist, any other error raised."""
+    try:
+        return client.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def archive_file_name(started_at: datetime, attempt: int = 1) -> str:
+    base = started_at.strftime("backup-%Y-%m-%d-%H-%M-UTC")
+    return f"{base}.zip" if attempt == 1 else f"{base}-{attempt}.zip"
+
+
+def archive_key(prefix: str, started_at: datetime, attempt: int = 1) -> str:
+    return f"{prefix}{archive_file_name(started_at, attempt)}"
+
+
+def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str):
+    """(key, already_uploaded): the first free key, or the key already holding this archive."""
+    for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+        key = archive_key(prefix, started_at, attempt)
+        head = head_object(client, bucket, key)
+        if head is None:
+            return key, False
+        if (head.get("Metadata") or {}).get(SHA256_METADATA_KEY) == sha256:
+            return key, True
+        log.info("s3://%s/%s holds another archive; trying the next name", bucket, key)
+    raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS))
+
+
+def upload_archive(
+    client, source_path, bucket: str, key: str, *, sha256: str, size: int,
+    server_side_encryption: str = "AES256", kms_key_id: str | None = None,
+    transfer_config: TransferConfig | None = None,
+) -> dict:
+    """Upload with boto3's managed transfer (multipart above its threshold), SSE on."""
+    extra_args = {"Metadata": {SHA256_METADATA_KEY: sha256}, "ContentType": "application/zip"}
+    if server_side_encryption != "none":
+        extra_args["ServerSideEncryption"] = server_side_encryption
+        if server_side_encryption == "aws:kms" and kms_key_id:
+            extra_args["SSEKMSKeyId"] = kms_key_id
+    started = time.monotonic()
+    if getattr(source_path, "protocol", "file") in ("file", "local", ""):
+        # From a file name boto3 reads each part lazily from disk; from a file object it buffers
+        # every in-flight part in memory (about 130 MiB more for a 200 MiB archive, measured).
+        client.upload_file(str(source_path.path), bucket, key, ExtraArgs=extra_args,
+                           Config=transfer_config or TransferConfig())
+    else:
+        with source_path.open("rb") as source:
+            client.upload_fileobj(source, bucket, key, ExtraArgs=extra_args,
+                                  Config=BOUNDED_MEMORY_TRANSFER)
+    seconds = max(time.monotonic() - started, 1e-6)
+    head = head_object(client, bucket, key)
+    if head is None or head["ContentLength"] != size:
+        raise UploadFailed(bucket, key, f"it holds {head and head['ContentLength']} bytes after the "
+                                        f"upload, expected {size}")
+    log.info("Uploaded s3://%s/%s: %s in %.1f s (%s)", bucket, key, format_bytes(size), seconds,
+             format_rate(size, seconds))
+    return {
+        "s3_bucket": bucket,
+        "s3_key": key,
+        "etag": head.get("ETag"),
+        "server_side_encryption": head.get("ServerSideEncryption"),
+        "seconds": round(seconds, 3),
+    }
+
+
+class S3RangeReader(io.RawIOBase):
+    """A seekable, read-only file over one S3 object, each read a ranged GET: zipfile can read the
+    central directory and then each member with no local copy of the archive.
+
+    It also hashes the object in order as a side effect: a read that starts at (or a little past)
+    the first byte not yet hashed extends the hash, fetching the small gap too (zipfile skips each
+    member's data descriptor). ``finish_sha256`` hashes whatever was never read in order — the
+    central directory, mostly — so verifying the members and the whole object costs one pass.
+    """
+
+    SMALL_GAP = 64 * 1024
+
+    def __init__(self, client, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self._client, self._bucket, self._key, self._size = client, bucket, key, size
+        self._position = 0
+        self._hash = HashingWriter(None)
+        self.bytes_fetched = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object."""
+        body = self._client.get_object(Bucket=self._bucket, Key=self._key,
+                                       Range=f"bytes={start}-{end - 1}")["Body"]
+        with body:
+            data = body.read()
+        self.bytes_fetched += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        if self._position >= self._size:
+            return 0
+        end = min(self._size, self._position + len(buffer))
+        hashed = self._hash.size
+        start = hashed if hashed <= self._position <= hashed + self.SMALL_GAP else self._position
+        data = self._fetch(start, end)
+        if start == hashed:
+            self._hash.write(data)
+        wanted = data[self._position - start:]
+        buffer[:len(wanted)] = wanted
+        self._position += len(wanted)
+        return len(wanted)
+
+    def finish_sha256(self) -> str:
+        """The whole object's sha256, reading only what was not yet hashed in order."""
+        while self._hash.size < self._size:
+            start = self._hash.size
+            self._hash.write(self._fetch(start, min(self._size, start + RANGE_READ_BYTES)))
+        return self._hash.sha256
+
+
+def open_s3_archive(client, bucket: str, key: str) -> tuple[io.BufferedReader, S3RangeReader]:
+    """(buffered file, its range reader) over s3://bucket/key; ArchiveNotFound when absent."""
+    head = head_object(client, bucket, key)
+    if head is None:
+        raise ArchiveNotFound(f"s3://{bucket}/{key}", "the key does not exist")
+    reader = S3RangeReader(client, bucket, key, head["ContentLength"])
+    return io.BufferedReader(reader, buffer_size=RANGE_READ_BYTES), reader
+
+
+def read_back_and_verify(client, bucket: str, key: str, *, size: int, sha256: str) -> dict:
+    """Check the uploaded archive in place: every member against the manifest by ranged reads,
+    then the whole object's size and sha256 against what was uploaded. No local copy."""
+    label = f"s3://{bucket}/{key}"
+    started = time.monotonic()
+    archive_file, reader = open_s3_archive(client, bucket, key)
+    with archive_file:
+        result = verify_archive(archive_file, label=label)
+        read_sha256 = reader.finish_sha256()
+    if (reader.size, read_sha256) != (size, sha256):
+        raise VerificationFailed(label, f"it reads back as {reader.size} bytes / sha256 "
+                                        f"{read_sha256}, the upload was {size} / {sha256}")
+    seconds = time.monotonic() - started
+    log.info("Read back %s: %s fetched in %.1f s (%s), whole-archive sha256 matches", label,
+             format_bytes(reader.bytes_fetched), seconds, format_rate(reader.bytes_fetched, seconds))
+    result.update({"bytes": size, "sha256": sha256, "bytes_fetched": reader.bytes_fetched,
+                   "seconds": round(seconds, 3)})
+    return result
+
+
+def presigned_download_url(client, bucket: str, key: str,
+                           expires_in: int = PRESIGNED_URL_SECONDS) -> str:
+    """A GET URL for the archive that works for ``expires_in`` seconds (SigV4)."""
+    return client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+    )

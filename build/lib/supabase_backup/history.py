@@ -1,0 +1,184 @@
+"""``backup_history``: one row per DAG run, keyed by run id so retries update rather than duplicate.
+
+Status moves ``running → success | failed | skipped``. A ``success`` row is written only by the
+run's finish step, after ``verify_upload`` read the archive back; a failed run always ends with a
+``failed`` row holding the first reason a person can act on: a later, vaguer reason never replaces
+an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from psycopg.rows import dict_row
+
+from supabase_backup.config import DAG_ID
+from supabase_backup.database import require_table
+from supabase_backup.errors import HistoryRowMissing
+
+HISTORY_TABLE = "public.backup_history"
+MAX_ERROR_LENGTH = 4000
+
+SUCCESS_COLUMNS = (
+    "s3_bucket",
+    "s3_key",
+    "size_bytes",
+    "sha256",
+    "database_bytes",
+    "auth_users",
+    "storage_buckets",
+    "storage_objects",
+    "storage_bytes",
+    "objects_created_after_snapshot",
+    "objects_changed_after_snapshot",
+    "objects_deleted_after_snapshot",
+)
+
+
+def record_running(
+    connection: psycopg.Connection, run_id: str, trigger: str, triggered_by: str | None = None,
+    dag_id: str = DAG_ID,
+) -> None:
+    """Start (or restart, on a cleared run) the row for ``run_id``."""
+    require_table(connection, HISTORY_TABLE)
+    connection.execute(
+        """
+        INSERT INTO public.backup_history
+            (run_id, dag_id, status, trigger, triggered_by, started_at, updated_at)
+        VALUES (%s, %s, 'running', %s, %s, now(), now())
+        ON CONFLICT (run_id) DO UPDATE
+        SET status = 'running', trigger = EXCLUDED.trigger, triggered_by = EXCLUDED.triggered_by,
+            started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
+        """,
+        (run_id, dag_id, trigger, triggered_by),
+    )
+
+
+def record_skipped(
+    connection: psycopg.Connection, run_id: str, trigger: str, reason: str,
+    triggered_by: str | None = None, dag_id: str = DAG_ID,
+) -> None:
+    require_table(connection, HISTORY_TABLE)
+    connection.execute(
+        """
+        INSERT INTO public.backup_history
+            (run_id, dag_id, status, trigger, triggered_by, started_at, finished_at, error,
+             updated_at)
+        VALUES (%s, %s, 'skipped', %s, %s, now(), now(), %s, now())
+        ON CONFLICT (run_id) DO UPDATE
+        SET status = 'skipped', finished_at = now(), error = EXCLUDED.error, updated_at = now()
+        """,
+        (run_id, dag_id, trigger, triggered_by, reason),
+    )
+
+
+def record_failed(
+    connection: psycopg.Connection, run_id: str, reason: str, *, trigger: str,
+    triggered_by: str | None = None, dag_id: str = DAG_ID,
+) -> None:
+    """Mark the run failed. An earlier reason stays: the first failure is the one to act on, and
+    the finish step's summary ("failed task(s): …") would otherwise bury it. ``trigger`` is used
+    only when the run has no row yet (it failed before recording itself)."""
+    require_table(connection, HISTORY_TABLE)
+    connection.execute(
+        """
+        INSERT INTO public.backup_history
+            (run_id, dag_id, status, trigger, triggered_by, started_at, finished_at, error,
+             updated_at)
+        VALUES (%s, %s, 'failed', %s, %s, now(), now(), %s, now())
+        ON CONFLICT (run_id) DO UPDATE
+        SET status = 'failed', finished_at = now(), updated_at = now(),
+            error = COALESCE(backup_history.error, EXCLUDED.error)
+        """,
+        (run_id, dag_id, trigger, triggered_by, reason[:MAX_ERROR_LENGTH]),
+    )
+
+
+def record_success(
+    connection: psycopg.Connection, run_id: str, summary: dict, details: dict | None = None
+) -> None:
+    """Mark the run successful with its archive location and counts (after verification)."""
+    require_table(connection, HISTORY_TABLE)
+    assignments = ", ".join(f"{column} = %({column})s" for column in SUCCESS_COLUMNS)
+    values = {column: summary.get(column) for column in SUCCESS_COLUMNS}
+    values["run_id"] = run_id
+    values["details"] = json.dumps(details or {})
+    updated = connection.execute(
+        f"""
+        UPDATE public.backup_history
+        SET status = 'success', finished_at = now(), updated_at = now(), error = NULL,
+            details = %(details)s::jsonb, {assignments}
+        WHERE run_id = %(run_id)s
+        """,
+        values,
+    ).rowcount
+    if updated != 1:
+        raise HistoryRowMissing(run_id)
+
+
+def record_progress(connection: psycopg.Connection, run_id: str, *, step: str | None = None,
+                    bucket: str | None = None, counts: dict | None = None) -> None:
+    """Merge a running run's progress into its row: ``progress.step`` (the step now running) and
+    ``progress.buckets.<bucket>`` (objects and bytes done of those known). Only a running row is
+    touched, so a late report can never change a finished one."""
+    connection.execute(
+        """
+        UPDATE public.backup_history
+        SET progress = COALESCE(progress, '{}'::jsonb)
+                || CASE WHEN %(bucket)s::text IS NULL THEN '{}'::jsonb
+                        ELSE jsonb_build_object('buckets',
+                             COALESCE(progress->'buckets', '{}'::jsonb)
+                             || jsonb_build_object(%(bucket)s::text, %(counts)s::jsonb)) END
+                || CASE WHEN %(step)s::text IS NULL THEN '{}'::jsonb
+                        ELSE jsonb_build_object('step', %(step)s::text) END
+                || jsonb_build_object('updated_at', now()),
+            updated_at = now()
+        WHERE run_id = %(run_id)s AND status = 'running'
+        """,
+        {"run_id": run_id, "step": step, "bucket": bucket,
+         "counts": json.dumps(counts) if counts is not None else None},
+    )
+
+
+def _select(connection: psycopg.Connection, condition: str, parameters: tuple) -> list[dict]:
+    require_table(connection, HISTORY_TABLE)
+    with connection.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(f"SELECT * FROM public.backup_history {condition}",
+                              parameters).fetchall()
+
+
+def get_by_run_id(connection: psycopg.Connection, run_id: str) -> dict | None:
+    rows = _select(connection, "WHERE run_id = %s", (run_id,))
+    return rows[0] if rows else None
+
+
+def get_by_id(connection: psycopg.Connection, history_id: int) -> dict | None:
+    rows = _select(connection, "WHERE id = %s", (history_id,))
+    return rows[0] if rows else None
+
+
+def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0) -> list[dict]:
+    """Newest first."""
+    return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                   (limit, offset))
+
+
+def summarise_success(verified: dict, archive_summary: dict, database_summary: dict | None,
+                      auth_summary: dict | None, storage_summary: dict | None) -> dict:
+    """The columns of a success row, from the verified location and the tasks' summaries."""
+    storage_summary = storage_summary or {}
+    return {
+        "s3_bucket": verified["s3_bucket"],
+        "s3_key": verified["s3_key"],
+        "size_bytes": verified["bytes"],
+        "sha256": verified["sha256"],
+        "database_bytes": (database_summary or {}).get("bytes"),
+        "auth_users": (auth_summary or {}).get("users"),
+        "storage_buckets": archive_summary.get("storage_buckets"),
+        "storage_objects": storage_summary.get("objects"),
+        "storage_bytes": storage_summary.get("bytes"),
+        "objects_created_after_snapshot": storage_summary.get("created_after_snapshot"),
+        "objects_changed_after_snapshot": storage_summary.get("changed_after_snapshot"),
+        "objects_deleted_after_snapshot": storage_summary.get("deleted_after_snapshot"),
+    }

@@ -1,0 +1,238 @@
+"""Make the storage export agree with the database snapshot.
+
+The bucket exports list objects through the Storage API while the database task reads
+``storage.objects`` inside the dump's snapshot (the exact, case-sensitive inventory). Here the two
+meet, per bucket:
+
+- in the inventory and exported, same size and etag        → ``in_snapshot``
+- in the inventory and exported, size or etag differ       → ``changed_after_snapshot``
+- exported but not in the inventory                        → ``created_after_snapshot``
+- in the inventory but not exported (the listing missed it,
+  e.g. v1's case-insensitive paths)                        → fetched now; if it is gone from the
+                                                             database too → ``deleted_after_snapshot``
+- in the inventory, not downloadable, still in the database → the run fails
+
+The comparison runs in a temporary SQLite file so 100k objects do not grow memory. The result is
+``reconciled.jsonl`` (one line per object that goes into the archive, each key once) and
+``deleted.jsonl`` beside each bucket's index: the archive builder reads only those.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import tempfile
+from contextlib import closing
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from supabase_backup.errors import InventoryMismatch
+from supabase_backup.staging import BucketStaging, StagingArea
+
+log = logging.getLogger(__name__)
+
+IN_SNAPSHOT = "in_snapshot"
+CREATED_AFTER_SNAPSHOT = "created_after_snapshot"
+CHANGED_AFTER_SNAPSHOT = "changed_after_snapshot"
+DELETED_AFTER_SNAPSHOT = "deleted_after_snapshot"
+
+# fetch_missing(bucket_staging, keys) -> (records, missing_keys): downloads keys into staging.
+FetchMissing = Callable[[BucketStaging, list[str]], tuple[list[dict], list[str]]]
+# keys_still_present(bucket_id, keys) -> the subset still in storage.objects now.
+KeysStillPresent = Callable[[str, list[str]], set[str]]
+
+
+def normalise_etag(etag: str | None) -> str | None:
+    if etag is None:
+        return None
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"').lower()
+
+
+def read_json_lines(path) -> Iterator[dict]:
+    if not path.exists():
+        return
+    with path.open("r", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
+
+
+def inventory_for_bucket(staging: StagingArea, bucket_id: str) -> Iterator[dict]:
+    # The inventory is sorted by bucket, so a bucket's rows are contiguous; reading the whole file
+    # per bucket is linear and keeps nothing in memory.
+    for row in read_json_lines(staging.storage_inventory):
+        if row["bucket"] == bucket_id:
+            yield row
+
+
+def _open_scratch_database(folder: str) -> sqlite3.Connection:
+    database = sqlite3.connect(str(Path(folder) / "reconcile.sqlite"))
+    database.executescript(
+        """
+        CREATE TABLE inventory (key TEXT PRIMARY KEY, size INTEGER, etag TEXT);
+        CREATE TABLE exported (key TEXT PRIMARY KEY, record TEXT NOT NULL);
+        """
+    )
+    return database
+
+
+def _load(database: sqlite3.Connection, staging: StagingArea, bucket: BucketStaging,
+          have_inventory: bool) -> None:
+    if have_inventory:
+        database.executemany(
+            "INSERT OR REPLACE INTO inventory VALUES (?, ?, ?)",
+            ((row["key"], row["size"], normalise_etag(row["etag"]))
+             for row in inventory_for_bucket(staging, bucket.bucket_id)),
+        )
+    # A key listed twice (v1's merged folders can do that) is kept once: the last download wins.
+    database.executemany(
+        "INSERT OR REPLACE INTO exported VALUES (?, ?)",
+        ((record["key"], json.dumps(record)) for record in read_json_lines(bucket.index_path)),
+    )
+    database.commit()
+
+
+def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
+                      fetch_missing: FetchMissing, keys_still_present: KeysStillPresent,
+                      batch_size: int) -> tuple[int, list[dict]]:
+    """Download what the inventory holds but the export lacks; returns (fetched, deleted rows).
+
+    A key that cannot be downloaded is deleted after the snapshot if the database no longer has it;
+    if the database still has it, the Storage API is failing to serve it and the run fails.
+    """
+    unexported = database.execute(
+        "SELECT key, size, etag FROM inventory WHERE key NOT IN (SELECT key FROM exported) "
+        "ORDER BY key"
+    ).fetchall()
+    fetched = 0
+    deleted_rows: list[dict] = []
+    for start in range(0, len(unexported), batch_size):
+        batch = unexported[start:start + batch_size]
+        keys = [key for key, _, _ in batch]
+        log.info("Bucket %s: fetching %d objects the listing missed (%d of %d)",
+                 bucket.bucket_id, len(keys), start + len(keys), len(unexported))
+        records, missing_keys = fetch_missing(bucket, keys)
+        database.executemany(
+            "INSERT OR REPLACE INTO exported VALUES (?, ?)",
+            ((record["key"], json.dumps(record)) for record in records),
+        )
+        fetched += len(records)
+        if not missing_keys:
+            continue
+        still_present = keys_still_present(bucket.bucket_id, missing_keys)
+        if still_present:
+            raise InventoryMismatch(
+                f"bucket {bucket.bucket_id!r}: {len(still_present)} object(s) are in the database "
+                f"but the Storage API cannot serve them (first: {sorted(still_present)[0]!r}); "
+                "check the storage backend"
+            )
+        by_key = {key: (size, etag) for key, size, etag in batch}
+        deleted_rows.extend({"key": key, "size": by_key[key][0], "etag": by_key[key][1]}
+                            for key in missing_keys)
+    database.commit()
+    return fetched, deleted_rows
+
+
+def _consistency(record: dict, have_inventory: bool, in_inventory: bool,
+                 snapshot_size: int | None, snapshot_etag: str | None) -> str:
+    if not have_inventory:
+        return IN_SNAPSHOT
+    if not in_inventory:
+        return CREATED_AFTER_SNAPSHOT
+    etag = normalise_etag(record.get("etag"))
+    if snapshot_size != record["size"] or (snapshot_etag is not None
+                                           and etag not in (None, snapshot_etag)):
+        return CHANGED_AFTER_SNAPSHOT
+    return IN_SNAPSHOT
+
+
+def _write_reconciled(database: sqlite3.Connection, bucket: BucketStaging,
+                      have_inventory: bool) -> dict:
+    """reconciled.jsonl, in key order, each object with its consistency state; returns counts."""
+    counts = {IN_SNAPSHOT: 0, CREATED_AFTER_SNAPSHOT: 0, CHANGED_AFTER_SNAPSHOT: 0,
+              "objects": 0, "bytes": 0}
+    rows = database.execute(
+        "SELECT e.record, i.key IS NOT NULL, i.size, i.etag FROM exported e "
+        "LEFT JOIN inventory i ON i.key = e.key ORDER BY e.key"
+    )
+    with bucket.folder.joinpath("reconciled.jsonl").open("w", encoding="utf-8") as output:
+        for record_json, in_inventory, snapshot_size, snapshot_etag in rows:
+            record = json.loads(record_json)
+            state = _consistency(record, have_inventory, bool(in_inventory), snapshot_size,
+                                 snapshot_etag)
+            record["consistency"] = state
+            counts[state] += 1
+            counts["objects"] += 1
+            counts["bytes"] += record["size"]
+            output.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return counts
+
+
+def _write_deleted(bucket: BucketStaging, deleted_rows: list[dict]) -> None:
+    with bucket.folder.joinpath("deleted.jsonl").open("w", encoding="utf-8") as output:
+        for row in deleted_rows:
+            output.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def reconcile_bucket(
+    staging: StagingArea,
+    bucket_id: str,
+    *,
+    have_inventory: bool,
+    fetch_missing: FetchMissing,
+    keys_still_present: KeysStillPresent,
+    batch_size: int = 500,
+) -> dict:
+    """Reconcile one bucket; writes reconciled.jsonl and deleted.jsonl; returns its counts."""
+    bucket = staging.bucket(bucket_id)
+    with tempfile.TemporaryDirectory(prefix="supabase-backup-reconcile-") as scratch, \
+            closing(_open_scratch_database(scratch)) as database:
+        _load(database, staging, bucket, have_inventory)
+        fetched, deleted_rows = (0, [])
+        if have_inventory:
+            fetched, deleted_rows = _fetch_unexported(
+                database, bucket, fetch_missing=fetch_missing,
+                keys_still_present=keys_still_present, batch_size=batch_size)
+        counts = _write_reconciled(database, bucket, have_inventory)
+        _write_deleted(bucket, deleted_rows)
+    summary = {
+        "bucket": bucket_id,
+        "objects": counts["objects"],
+        "bytes": counts["bytes"],
+        "fetched_after_listing": fetched,
+        "created_after_snapshot": counts[CREATED_AFTER_SNAPSHOT],
+        "changed_after_snapshot": counts[CHANGED_AFTER_SNAPSHOT],
+        "deleted_after_snapshot": len(deleted_rows),
+    }
+    log.info("Bucket %s reconciled: %s", bucket_id, summary)
+    return summary
+
+
+def reconcile_buckets(
+    staging: StagingArea,
+    bucket_ids: Iterable[str],
+    *,
+    have_inventory: bool,
+    fetch_missing: FetchMissing,
+    keys_still_present: KeysStillPresent,
+) -> dict:
+    buckets = [
+        reconcile_bucket(
+            staging, bucket_id, have_inventory=have_inventory,
+            fetch_missing=fetch_missing, keys_still_present=keys_still_present,
+        )
+        for bucket_id in bucket_ids
+    ]
+    return {
+        "buckets": buckets,
+        "objects": sum(bucket["objects"] for bucket in buckets),
+        "bytes": sum(bucket["bytes"] for bucket in buckets),
+        "created_after_snapshot": sum(bucket["created_after_snapshot"] for bucket in buckets),
+        "changed_after_snapshot": sum(bucket["changed_after_snapshot"] for bucket in buckets),
+        "deleted_after_snapshot": sum(bucket["deleted_after_snapshot"] for bucket in buckets),
+        "fetched_after_listing": sum(bucket["fetched_after_listing"] for bucket in buckets),
+    }

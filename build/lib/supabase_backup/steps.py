@@ -1,0 +1,318 @@
+"""The body of every task of the ``supabase_backup`` DAG, one function per task, and the run's outcome.
+
+Each task body takes the run plan (``config.RunPlan``, made once by the run's first task) and the
+run's resources (``RunResources``: database and API settings, an S3 client, the staging area), plus
+the results of earlier tasks as plain arguments. In the DAG ``airflow_resources`` builds the
+resources from Airflow connections; nothing here knows Airflow, task ids or XCom. Results that
+travel between tasks are small dicts; bulk data stays in the run's staging folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from supabase_backup import archive, database, history, manifest, settings as enabled_setting
+from supabase_backup.api_client import ApiSettings, open_client
+from supabase_backup.auth_users import export_auth_users as export_users
+from supabase_backup.database import DatabaseSettings
+from supabase_backup.errors import BackupError, ConfigurationError, InventoryMismatch
+from supabase_backup.reconcile import read_json_lines, reconcile_buckets
+from supabase_backup.staging import StagingArea, ensure_parent
+from supabase_backup.storage_download import export_bucket as export_one_bucket, fetch_objects
+from supabase_backup.storage_listing import list_buckets as list_all_buckets
+from supabase_backup.config import RunPlan
+
+log = logging.getLogger(__name__)
+
+
+class RunResources(Protocol):
+    """What a task body may use; ``airflow_resources.TaskResources`` builds it from Airflow."""
+
+    database: DatabaseSettings
+    api: ApiSettings
+    s3: Any  # a boto3 S3 client
+    staging: StagingArea
+
+    def tool_versions(self) -> dict[str, str]: ...
+
+
+class RunFailed(BackupError):
+    """Backup failed: {reason}"""
+
+
+# --- the first task ---------------------------------------------------------------------------------
+
+
+def start_run(plan: RunPlan, resources: RunResources) -> bool:
+    """Record the run as running and go on (True), or record it skipped and stop (False)."""
+    with resources.database.connect(autocommit=True) as connection:
+        enabled = enabled_setting.read_backup_enabled(connection)
+        if not enabled and not plan.forced:
+            reason = (
+                "backups are disabled (system_settings_kv.backup_enabled = false); "
+                "trigger with force=true to back up anyway"
+            )
+            history.record_skipped(connection, plan.run_id, plan.trigger, reason,
+                                   triggered_by=plan.triggered_by)
+            log.warning("Skipping: %s", reason)
+            return False
+        history.record_running(connection, plan.run_id, plan.trigger, plan.triggered_by)
+        history.record_progress(connection, plan.run_id, step="starting")
+    if not enabled:
+        log.warning("Backups are disabled, but force=true: backing up anyway")
+    log.info("Run plan: %s", json.dumps(plan.to_dict(), sort_keys=True))
+    return True
+
+
+def prepare_staging(plan: RunPlan, resources: RunResources) -> None:
+    """Create the run's staging folder (the teardown removes it whatever happens)."""
+    resources.staging.create()
+    log.info("Staging this run's exports in %s", resources.staging.uri)
+
+
+# --- exports ----------------------------------------------------------------------------------------
+
+
+def _report_step(plan: RunPlan, resources: RunResources, step: str) -> None:
+    """Tell the history row which step is running (for the Backups page); never fails a task."""
+    try:
+        with resources.database.connect(autocommit=True) as connection:
+            history.record_progress(connection, plan.run_id, step=step)
+    except Exception:  # noqa: BLE001 - progress is a courtesy
+        log.warning("Could not record step %r in backup_history", step, exc_info=True)
+
+
+def dump_database(plan: RunPlan, resources: RunResources) -> dict:
+    """pg_dump and, when storage is included, the storage inventory from the same snapshot."""
+    _report_step(plan, resources, "dumping the database")
+    return database.dump_database(
+        resources.database,
+        resources.staging,
+        include_dump=True,
+        include_inventory=plan.include_storage,
+        inventory_buckets=list(plan.buckets) if plan.buckets else None,
+        pg_dump_path=plan.pg_dump_path,
+    )
+
+
+def export_auth_users(plan: RunPlan, resources: RunResources) -> dict:
+    _report_step(plan, resources, "exporting Auth users")
+    summary = export_users(resources.api, ensure_parent(resources.staging.auth_users))
+    return {"included": True, "member": archive.AUTH_USERS_MEMBER, **summary}
+
+
+def list_buckets(plan: RunPlan, resources: RunResources) -> list[str]:
+    """The bucket ids to export: the plan's selection, else every bucket. Their settings (public,
+    size limit, MIME types) are staged for the manifest, so a restore can recreate them."""
+    with open_client(resources.api) as client:
+        records = list_all_buckets(client)
+    existing = [bucket["id"] for bucket in records]
+    wanted = list(plan.buckets or existing)
+    unknown = [bucket for bucket in wanted if bucket not in existing]
+    if unknown:
+        raise ConfigurationError(
+            f"bucket(s) {', '.join(map(repr, unknown))} do not exist in the project "
+            f"(it has {', '.join(map(repr, existing)) or 'no buckets'})"
+        )
+    bucket_list = ensure_parent(resources.staging.bucket_list)
+    bucket_list.write_text(json.dumps([bucket for bucket in records if bucket["id"] in wanted]))
+    log.info("Backing up %d bucket(s): %s", len(wanted), ", ".join(wanted) or "none")
+    return wanted
+
+
+def export_bucket(plan: RunPlan, resources: RunResources, bucket_id: str) -> dict:
+    """Every object of one bucket into staging; progress goes to the history row as it runs."""
+    bucket = resources.staging.bucket(bucket_id)
+    with resources.database.connect(autocommit=True) as connection:
+        history.record_progress(connection, plan.run_id, step="exporting storage")
+
+        def report(progress: dict) -> None:
+            history.record_progress(connection, plan.run_id, bucket=bucket_id, counts=progress)
+
+        summary = export_one_bucket(  # a retry starts the bucket again from nothing
+            resources.api, bucket, concurrency=plan.download_concurrency,
+            report_progress=report,
+        )
+    with (bucket.folder / "summary.json").open("w", encoding="utf-8") as output:
+        json.dump(summary, output)
+    return summary
+
+
+def reconcile(plan: RunPlan, resources: RunResources, bucket_ids: list[str],
+              database_summary: dict | None) -> dict:
+    """Make the exports agree with the database's storage.objects (see reconcile.py).
+
+    When the database dump was left out, the inventory is read now instead of in the dump's
+    snapshot: it still finds what the listing missed, and the manifest records no snapshot.
+    """
+    _report_step(plan, resources, "reconciling storage with the database")
+    staging = resources.staging
+    if database_summary is None:
+        database_summary = database.dump_database(
+            resources.database, staging, include_dump=False, include_inventory=True,
+            inventory_buckets=list(plan.buckets) if plan.buckets else None)
+        database_summary["snapshot"] = None  # the transaction that held it has ended
+    # The inventory covers the same selection as list_buckets, so a bucket only the database
+    # knows would silently go missing from the archive: refuse that.
+    not_exported = sorted(set(database_summary.get("inventory_by_bucket", {})) - set(bucket_ids))
+    if not_exported:
+        raise InventoryMismatch(
+            f"bucket(s) {', '.join(map(repr, not_exported))} hold objects in the snapshot's "
+            "storage.objects but the Storage API did not list them: either they were deleted "
+            "during the run (run again) or the service key cannot see them (check the key)"
+        )
+
+    def fetch_missing(bucket, keys):
+        return fetch_objects(resources.api, bucket, keys, concurrency=plan.download_concurrency)
+
+    def keys_still_present(bucket_id, keys):
+        return database.current_object_keys(resources.database, bucket_id, keys)
+
+    result = reconcile_buckets(
+        staging, bucket_ids, have_inventory="inventory_objects" in database_summary,
+        fetch_missing=fetch_missing, keys_still_present=keys_still_present,
+    )
+    result["snapshot"] = database_summary.get("snapshot")
+    return result
+
+
+# --- archive, upload, verification ------------------------------------------------------------------
+
+
+def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summary: dict) -> dict:
+    bucket_settings = {}
+    if staging.bucket_list.exists():
+        bucket_settings = {bucket.pop("id"): bucket
+                           for bucket in json.loads(staging.bucket_list.read_text())}
+    reconciled = {item["bucket"]: item for item in storage_summary.get("buckets", [])}
+    buckets, deleted = [], []
+    for bucket_id in bucket_ids:
+        bucket = staging.bucket(bucket_id)
+        export_summary = json.loads((bucket.folder / "summary.json").read_text())
+        buckets.append({**export_summary, **reconciled.get(bucket_id, {}),
+                        "settings": bucket_settings.get(bucket_id, {})})
+        deleted.extend({"bucket": bucket_id, **row}
+                       for row in read_json_lines(bucket.folder / "deleted.jsonl"))
+    return manifest.storage_section(buckets, storage_summary, storage_summary.get("snapshot"),
+                                    deleted)
+
+
+def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict | None,
+                  auth_summary: dict | None, storage_summary: dict | None,
+                  bucket_ids: list[str] | None) -> dict:
+    """manifest.json and the zip, from what the included parts staged."""
+    _report_step(plan, resources, "building the archive")
+    staging = resources.staging
+    bucket_ids = list(bucket_ids or []) if plan.include_storage else []
+    created_at = datetime.now(timezone.utc)
+    header = manifest.build_header(
+        plan=plan.to_dict(),
+        created_at=created_at,
+        project={"api_url": resources.api.url, "database": resources.database.describe()},
+        tool_versions=resources.tool_versions(),
+        database=database_summary,
+        auth=auth_summary,
+        storage=_storage_section(staging, bucket_ids, storage_summary or {})
+        if plan.include_storage else None,
+    )
+    result = archive.build_archive(
+        staging, header, database=database_summary, auth=auth_summary, bucket_ids=bucket_ids,
+        created_at=created_at,
+    )
+    result["storage_buckets"] = len(bucket_ids) if plan.include_storage else None
+    return result
+
+
+def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict) -> dict:
+    from supabase_backup import destination
+
+    _report_step(plan, resources, "uploading the archive")
+    started = datetime.fromisoformat(plan.started_at).astimezone(timezone.utc)
+    key, already_there = destination.choose_archive_key(
+        resources.s3, plan.s3_bucket, plan.s3_prefix, started, archive_summary["sha256"],
+    )
+    if already_there:
+        log.info("s3://%s/%s already holds this archive (a retried upload)", plan.s3_bucket, key)
+        return {"s3_bucket": plan.s3_bucket, "s3_key": key}
+    return destination.upload_archive(
+        resources.s3, resources.staging.archive, plan.s3_bucket, key,
+        sha256=archive_summary["sha256"], size=archive_summary["bytes"],
+        server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id,
+    )
+
+
+def verify_upload(plan: RunPlan, resources: RunResources, archive_summary: dict,
+                  location: dict) -> dict:
+    from supabase_backup import destination
+
+    _report_step(plan, resources, "verifying the uploaded archive")
+    result = destination.read_back_and_verify(
+        resources.s3, location["s3_bucket"], location["s3_key"],
+        size=archive_summary["bytes"], sha256=archive_summary["sha256"],
+    )
+    return {**location, **result, "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
+
+
+def cleanup_staging(plan: RunPlan, resources: RunResources) -> None:
+    staging = resources.staging
+    staging.remove()
+    log.info("Removed staging folder %s", staging.uri)
+
+
+# --- the outcome ------------------------------------------------------------------------------------
+
+
+def scrub(message: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+def record_task_failure(database_settings: DatabaseSettings, *, run_id: str, task_id: str,
+                        error: BaseException | None, trigger: str, triggered_by: str | None,
+                        secrets: list[str]) -> str:
+    """A task's failure callback: put its reason on the history row (the first reason stays).
+    Returns the message recorded."""
+    message = f"{task_id}: {error}" if error is not None and str(error) else \
+        f"{task_id}: {type(error).__name__ if error else 'failed'}"
+    message = scrub(message, secrets)
+    with database_settings.connect(autocommit=True) as connection:
+        history.record_failed(connection, run_id, message, trigger=trigger,
+                              triggered_by=triggered_by)
+    return message
+
+
+def finish_run(database_settings: DatabaseSettings, *, run_id: str, trigger: str,
+               triggered_by: str | None, verified: dict | None, summaries: dict,
+               failed_tasks: list[str]) -> dict:
+    """Write the final history row and return the success summary.
+
+    A run is a success exactly when its archive was uploaded and verified (``verified`` is
+    verify_upload's result); tasks after verification cannot change that. Otherwise the row is
+    ``failed`` with the first reason recorded (a task's failure callback wrote it), and RunFailed
+    carries that reason so the run's last log line names the outcome and the cause.
+    """
+    with database_settings.connect(autocommit=True) as connection:
+        if verified:
+            summary = history.summarise_success(
+                verified, summaries.get("archive") or {}, summaries.get("database"),
+                summaries.get("auth"), summaries.get("storage"))
+            history.record_success(connection, run_id, summary, details={"verified": verified})
+            log.info("Backup succeeded and was verified: s3://%s/%s (%d bytes, sha256 %s)",
+                     summary["s3_bucket"], summary["s3_key"], summary["size_bytes"],
+                     summary["sha256"])
+            return summary
+        if failed_tasks:
+            reason = (f"no verified archive: task(s) {', '.join(failed_tasks)} failed "
+                      "(see their logs)")
+        else:
+            reason = ("no verified archive, although no task failed: a required task was "
+                      "skipped or cleared; run the backup again")
+        history.record_failed(connection, run_id, reason, trigger=trigger,
+                              triggered_by=triggered_by)
+        row = history.get_by_run_id(connection, run_id) or {}
+    raise RunFailed(row.get("error") or reason)
