@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -85,30 +87,48 @@ def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
-def _check_traversable(state_dir: Path) -> None:
-    """The postgres OS user must be able to reach state_dir/pg."""
+def _postgres_can_reach(folder: Path) -> bool:
     if os.geteuid() != 0:
-        return
-    res = subprocess.run(["runuser", "-u", PG_USER_OS, "--", "test", "-x", str(state_dir)],
+        return True  # not root: Postgres runs as this user
+    res = subprocess.run(["runuser", "-u", PG_USER_OS, "--", "test", "-x", str(folder)],
                          capture_output=True)
-    if res.returncode != 0:
-        raise SandboxError(
-            f"the '{PG_USER_OS}' OS user cannot reach {state_dir}: a parent directory is not "
-            f"searchable (mode o+x). Use a state dir under a world-searchable path, e.g. "
-            f"tempfile.mkdtemp() under /tmp, or chmod o+x the parents.")
+    return res.returncode == 0
+
+
+def _place_cluster(state_dir: Path) -> None:
+    """Choose where the Postgres cluster lives, once per state dir.
+
+    The cluster runs as the postgres OS user, which cannot enter a checkout under a private folder
+    (a home folder, or mktemp -d: mode 0700). Rather than loosen the user's folders, the cluster
+    then lives in a folder of its own under /tmp, named after the state dir and recorded in
+    ``STATE/pg_location``, so down, status and a restart find it; ``down --purge`` removes it.
+    """
+    marker = state_dir / "pg_location"
+    if marker.exists() or _postgres_can_reach(state_dir):
+        return
+    digest = hashlib.sha1(str(state_dir).encode()).hexdigest()[:12]
+    outside = Path(tempfile.gettempdir()) / f"supabase-backup-sandbox-pg-{digest}"
+    outside.mkdir(mode=0o700, exist_ok=True)
+    marker.write_text(str(outside))
 
 
 # ------------------------------------------------------------------------------------------------
 # settings
 # ------------------------------------------------------------------------------------------------
+def _cluster_folder(state_dir: Path) -> Path:
+    marker = state_dir / "pg_location"
+    return Path(marker.read_text().strip()) if marker.exists() else state_dir / "pg"
+
+
 def _paths(state_dir: Path) -> dict[str, Path]:
+    pg = _cluster_folder(state_dir)
     return {
         "settings": state_dir / "settings.json",
         "env": state_dir / "env.sh",
-        "pg": state_dir / "pg",
-        "pgdata": state_dir / "pg" / "data",
-        "pgrun": state_dir / "pg" / "run",
-        "pglog": state_dir / "pg" / "postgres.log",
+        "pg": pg,
+        "pgdata": pg / "data",
+        "pgrun": pg / "run",
+        "pglog": pg / "postgres.log",
         "blobs": state_dir / "blobs",
         "logs": state_dir / "logs",
         "api_pid": state_dir / "api.pid",
@@ -358,7 +378,7 @@ def up(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, size: str = "small",
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(state_dir, 0o711)
-    _check_traversable(state_dir)
+    _place_cluster(state_dir)
     p = _paths(state_dir)
 
     def say(msg: str) -> None:
@@ -435,6 +455,8 @@ def down(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, purge: bool = False) 
         _kill_group(p["api_pid"], "sandbox.server")
         _kill_group(p["s3_pid"], "moto")
         _pg_stop(s)
+    if purge and p["pg"].exists() and p["pg"].parent != state_dir:
+        shutil.rmtree(p["pg"])
     if purge and state_dir.exists():
         shutil.rmtree(state_dir)
 

@@ -22,16 +22,25 @@ MIGRATION = PROJECT_ROOT / "include" / "sql" / "001_backup_system.sql"
 
 def sandbox_exports(sandbox_dir: Path, size: str) -> dict[str, str]:
     """Start the sandbox (idempotent) and return the variables it prints as `export` lines."""
-    output = subprocess.run(
+    started = subprocess.run(
         [sys.executable, "-m", "sandbox", "up", "--size", size, "--state-dir", str(sandbox_dir)],
-        cwd=PROJECT_ROOT, check=True, capture_output=True, text=True,
-    ).stdout
+        cwd=PROJECT_ROOT, capture_output=True, text=True,
+    )
+    if started.returncode != 0:
+        # The sandbox says why it could not start; show that, not a Python traceback.
+        raise DemoError("the sandbox could not start:\n" +
+                        (started.stderr.strip() or started.stdout.strip() or "(no message)"))
+    output = started.stdout
     exports = {}
     for line in output.splitlines():
         if line.startswith("export "):
             name, _, value = line[len("export "):].partition("=")
             exports[name] = shlex.split(value)[0] if value else ""
     return exports
+
+
+class DemoError(Exception):
+    pass
 
 
 def libpq_environment(database_url: str) -> dict[str, str]:
@@ -79,6 +88,14 @@ def download(exports: dict[str, str], bucket: str, key: str, target: Path) -> No
 
 
 def main() -> int:
+    try:
+        return run_demo()
+    except DemoError as error:
+        print(f"make demo: {error}", file=sys.stderr)
+        return 1
+
+
+def run_demo() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="small", choices=["small", "medium"])
     parser.add_argument("--sandbox-dir", default=".sandbox")
@@ -128,6 +145,9 @@ def main() -> int:
     print(f"archive:  {row['size_bytes']:,} bytes, sha256 {row['sha256']} (verified after upload)")
     local_copy = PROJECT_ROOT / ".demo" / Path(row["s3_key"]).name
     download(exports, row["s3_bucket"], row["s3_key"], local_copy)
+    checked = subprocess.run([sys.executable, "-m", "supabase_backup", "verify", str(local_copy)],
+                             env=environment, capture_output=True, text=True)
+    print(f"verify:   {(checked.stdout or checked.stderr).strip()}")
     print(f"total:    {time.monotonic() - started:.1f} s")
     print(f"archive: s3://{row['s3_bucket']}/{row['s3_key']}")
     print(f"local copy: {local_copy}")

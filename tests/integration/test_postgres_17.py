@@ -5,6 +5,7 @@ pg_dump 17 must produce a dump that psql 17 restores."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,9 +41,13 @@ def as_postgres(*command: str) -> None:
 
 @pytest.fixture(scope="module")
 def postgres_17():
-    binaries = postgres_17_bin()
     folder = Path(tempfile.mkdtemp(prefix="supabase-backup-pg17-", dir="/tmp"))
     os.chmod(folder, 0o755)
+    # The server runs as the postgres OS user, which cannot enter a checkout under a private
+    # (0700) folder: run a copy of the binaries from here (12 MB).
+    installed = postgres_17_bin().parent
+    shutil.copytree(installed, folder / "postgresql", symlinks=True)
+    binaries = folder / "postgresql" / postgres_17_bin().relative_to(installed)
     subprocess.run(["chown", "postgres", str(folder)], check=True)
     data, port = folder / "data", free_port()
     as_postgres(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
