@@ -10,7 +10,7 @@ stand-in in bench/storage_export.py, then runs, each in a fresh process, ``--rep
 (interleaved, so drift of this noisy machine hits every variant alike) after one unrecorded warm-up.
 ``floor`` is the minimal concurrent downloader (httpx, same concurrency, bytes discarded); ``careful``
 also writes and hashes every object; ``floor-http.client`` uses the standard library instead of httpx;
-``exporter`` is ``supabase_backup.storage.export_bucket``. See bench/baseline.py and bench/README.md.
+``exporter`` is ``supabase_backup.storage_download.export_bucket``. See bench/baseline.py and bench/README.md.
 
 Prints a table of medians and the ratio of each variant's median seconds to ``floor``'s, writes the
 run to bench/results/latest.json (overwritten) and appends it as one line to bench/results/history.jsonl.

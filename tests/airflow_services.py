@@ -133,6 +133,10 @@ class AirflowServices:
             time.sleep(1)
         raise RuntimeError(f"run {run_id} did not finish in {timeout} s")
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                        params={"limit": 100}).json()["task_instances"]
+
     def task_states(self, dag_id: str, run_id: str) -> dict:
         reply = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
                          params={"limit": 100}).json()

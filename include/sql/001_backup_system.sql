@@ -1,6 +1,9 @@
 -- supabase-backup: the settings and history tables. Idempotent: safe to run again.
 -- Apply with:  psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f include/sql/001_backup_system.sql
 
+-- Quiet: a re-run reports "already exists, skipping" for every column otherwise.
+SET client_min_messages TO warning;
+
 CREATE TABLE IF NOT EXISTS public.system_settings_kv (
     key        text PRIMARY KEY,
     value      jsonb NOT NULL,

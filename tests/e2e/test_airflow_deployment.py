@@ -33,9 +33,18 @@ def test_a_rest_triggered_run_backs_up_everything(small_sandbox, airflow_service
     assert run["state"] == "success", states
     assert all(state == "success" for state in states.values()), states
     assert len([key for key in states if key[0] == "export_bucket"]) >= 4
+    # The grid names each mapped export after its bucket, not only by map index.
+    exports = {item["rendered_map_index"] for item in
+               airflow_services.task_instances("supabase_backup", run_id)
+               if item["task_id"] == "export_bucket"}
+    with small_sandbox.connect() as connection:
+        buckets = {row[0] for row in connection.execute("SELECT id FROM storage.buckets")}
+    assert exports == buckets
 
     row = small_sandbox.history_row(run_id)
-    assert (row["status"], row["trigger"]) == ("success", "api")
+    assert (row["status"], row["trigger"], row["triggered_by"]) == ("success", "api", "admin")
+    assert row["progress"]["step"] == "verifying the uploaded archive"
+    assert set(row["progress"]["buckets"]) == buckets
     local = small_sandbox.download_archive(row["s3_key"], tmp_path / "archive.zip")
     assert read_archive(local)["objects"] == small_sandbox.objects()
     assert not any((airflow_services.home / "staging").iterdir())
