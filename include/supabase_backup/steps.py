@@ -230,15 +230,9 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
     from supabase_backup import destination
 
     _report_step(plan, resources, "uploading the archive")
-    started = datetime.fromisoformat(plan.started_at).astimezone(timezone.utc)
-    key, already_there = destination.choose_archive_key(
-        resources.s3, plan.s3_bucket, plan.s3_prefix, started, archive_summary["sha256"],
-    )
-    if already_there:
-        log.info("s3://%s/%s already holds this archive (a retried upload)", plan.s3_bucket, key)
-        return {"s3_bucket": plan.s3_bucket, "s3_key": key}
     return destination.upload_archive(
-        resources.s3, resources.staging.archive, plan.s3_bucket, key,
+        resources.s3, resources.staging.archive, plan.s3_bucket, plan.s3_prefix,
+        datetime.fromisoformat(plan.started_at).astimezone(timezone.utc),
         sha256=archive_summary["sha256"], size=archive_summary["bytes"],
         server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id,
     )

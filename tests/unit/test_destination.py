@@ -41,13 +41,13 @@ def test_archive_name_format():
 def test_a_taken_key_is_never_reused_for_another_archive():
     s3 = FakeS3({"backup-2026-11-25-03-04-UTC.zip": {"Metadata": {"sha256": "other"}}})
     assert destination.choose_archive_key(s3, "b", "", STARTED, "mine") == (
-        "backup-2026-11-25-03-04-UTC-2.zip", False)
+        "backup-2026-11-25-03-04-UTC-2.zip", False, 2)
 
 
 def test_a_retried_upload_recognises_its_own_archive():
     s3 = FakeS3({"backup-2026-11-25-03-04-UTC.zip": {"Metadata": {"sha256": "mine"}}})
     assert destination.choose_archive_key(s3, "b", "", STARTED, "mine") == (
-        "backup-2026-11-25-03-04-UTC.zip", True)
+        "backup-2026-11-25-03-04-UTC.zip", True, 1)
 
 
 def test_other_head_errors_are_raised_not_taken_for_absence():
