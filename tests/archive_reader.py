@@ -24,6 +24,8 @@ def read_archive(path):
     for name, (size, sha256) in members.items():
         if name.startswith("storage/"):
             _, bucket, encoded_key = name.split("/", 2)
+            if encoded_key.endswith("/%00"):  # format 2: a name that is also a folder
+                encoded_key = encoded_key[:-len("/%00")]
             objects[(unquote(bucket), unquote(encoded_key))] = (size, sha256)
     return {"manifest": manifest, "members": members, "objects": objects}
 

@@ -31,6 +31,10 @@ from supabase_backup.hashing import HashingWriter, copy_hashing, copy_into
 log = logging.getLogger(__name__)
 
 MANIFEST_MEMBER = "manifest.json"
+# Format 2: an object whose member name is also the folder of another member is stored inside that
+# folder under this name instead ("x" beside "x/y" becomes "x/%00"). Keys never hold NUL, so the
+# name is unambiguous; strip it before percent-decoding (FORMAT.md).
+FOLDER_FILE_SUFFIX = "/%00"
 DATABASE_MEMBER = "db/backup.sql"
 AUTH_USERS_MEMBER = "auth/users.json"
 STORAGE_FOLDER = "storage"
@@ -84,6 +88,16 @@ def encode_object_key(key: str) -> str:
     for part in parts[1:]:
         encoded += "/" + part if encoded and part else "%2F" + part
     return encoded
+
+
+def key_of_member(member_path: str) -> tuple[str, str]:
+    """(bucket id, key) of a ``storage/<bucket>/<…>`` member name: the inverse of the mapping."""
+    from urllib.parse import unquote
+
+    _, bucket_folder, encoded = member_path.split("/", 2)
+    if encoded.endswith(FOLDER_FILE_SUFFIX):
+        encoded = encoded[:-len(FOLDER_FILE_SUFFIX)]
+    return unquote(bucket_folder), unquote(encoded)
 
 
 def object_member_name(bucket_id: str, key: str) -> str:
@@ -188,7 +202,7 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
     for bucket_id in bucket_ids:
         bucket = staging.bucket(bucket_id)
         for record in read_json_lines(bucket.folder / "reconciled.jsonl"):
-            name = object_member_name(bucket_id, record["key"])
+            name = record["member"]  # chosen by reconcile, which sees every name of the bucket
             yield (
                 PlannedMember(name, bucket.folder / record["file"], record["size"],
                               record["sha256"], record.get("content_type")),

@@ -17,7 +17,8 @@ from supabase_backup import __version__
 from supabase_backup.errors import ManifestInvalid
 
 FORMAT_NAME = "supabase-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this tool writes (FORMAT.md, "Changes")
+READABLE_FORMAT_VERSIONS = (1, 2)
 MEMBERS_OPENING = '"members": ['
 MEMBERS_CLOSING = "]}"
 
@@ -112,10 +113,10 @@ def read_manifest_header(lines: Iterable[str]) -> tuple[dict, Iterator[str]]:
     header = json.loads(text[:-1] + "}")
     if header.get("format") != FORMAT_NAME:
         raise ManifestInvalid(f"not a {FORMAT_NAME} manifest (format={header.get('format')!r})")
-    if header.get("format_version") != FORMAT_VERSION:
+    if header.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise ManifestInvalid(
             f"manifest format_version {header.get('format_version')!r} is not supported "
-            f"(this tool reads {FORMAT_VERSION})"
+            f"(this tool reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))})"
         )
     return header, iterator
 

@@ -12,6 +12,12 @@ meet, per bucket:
                                                              database too → ``deleted_after_snapshot``
 - in the inventory, not downloadable, still in the database → the run fails
 
+Each object's metadata (content type, cache control, etag) is the stored one: the snapshot's
+``storage.objects.metadata``, else the listing row's, never the download's headers (the real server
+serves stored ``text/html`` as ``text/plain``). Each object also gets its archive member name here
+(``archive.object_member_name``), because whether a name must step aside for a folder of the same
+name (FORMAT.md, "Object member names") depends on the other names of the bucket.
+
 The comparison runs in a temporary SQLite file so 100k objects do not grow memory. The result is
 ``reconciled.jsonl`` (one line per object that goes into the archive, each key once) and
 ``deleted.jsonl`` beside each bucket's index: the archive builder reads only those.
@@ -27,6 +33,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from supabase_backup.archive import FOLDER_FILE_SUFFIX, object_member_name
 from supabase_backup.errors import InventoryMismatch
 from supabase_backup.staging import BucketStaging, StagingArea
 
@@ -73,8 +80,10 @@ def _open_scratch_database(folder: str) -> sqlite3.Connection:
     database = sqlite3.connect(str(Path(folder) / "reconcile.sqlite"))
     database.executescript(
         """
-        CREATE TABLE inventory (key TEXT PRIMARY KEY, size INTEGER, etag TEXT);
-        CREATE TABLE exported (key TEXT PRIMARY KEY, record TEXT NOT NULL);
+        CREATE TABLE inventory (key TEXT PRIMARY KEY, size INTEGER, etag TEXT,
+                                content_type TEXT, cache_control TEXT, stored_etag TEXT);
+        CREATE TABLE exported (key TEXT PRIMARY KEY, member TEXT NOT NULL, record TEXT NOT NULL);
+        CREATE INDEX exported_member ON exported (member);
         """
     )
     return database
@@ -84,16 +93,22 @@ def _load(database: sqlite3.Connection, staging: StagingArea, bucket: BucketStag
           have_inventory: bool) -> None:
     if have_inventory:
         database.executemany(
-            "INSERT OR REPLACE INTO inventory VALUES (?, ?, ?)",
-            ((row["key"], row["size"], normalise_etag(row["etag"]))
+            "INSERT OR REPLACE INTO inventory VALUES (?, ?, ?, ?, ?, ?)",
+            ((row["key"], row["size"], normalise_etag(row["etag"]), row.get("content_type"),
+              row.get("cache_control"), row["etag"])
              for row in inventory_for_bucket(staging, bucket.bucket_id)),
         )
     # A key listed twice (v1's merged folders can do that) is kept once: the last download wins.
-    database.executemany(
-        "INSERT OR REPLACE INTO exported VALUES (?, ?)",
-        ((record["key"], json.dumps(record)) for record in read_json_lines(bucket.index_path)),
-    )
+    _add_exported(database, bucket.bucket_id, read_json_lines(bucket.index_path))
     database.commit()
+
+
+def _add_exported(database: sqlite3.Connection, bucket_id: str, records: Iterable[dict]) -> None:
+    database.executemany(
+        "INSERT OR REPLACE INTO exported VALUES (?, ?, ?)",
+        ((record["key"], object_member_name(bucket_id, record["key"]), json.dumps(record))
+         for record in records),
+    )
 
 
 def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
@@ -116,10 +131,7 @@ def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
         log.info("Bucket %s: fetching %d objects the listing missed (%d of %d)",
                  bucket.bucket_id, len(keys), start + len(keys), len(unexported))
         records, missing_keys = fetch_missing(bucket, keys)
-        database.executemany(
-            "INSERT OR REPLACE INTO exported VALUES (?, ?)",
-            ((record["key"], json.dumps(record)) for record in records),
-        )
+        _add_exported(database, bucket.bucket_id, records)
         fetched += len(records)
         if not missing_keys:
             continue
@@ -150,21 +162,46 @@ def _consistency(record: dict, have_inventory: bool, in_inventory: bool,
     return IN_SNAPSHOT
 
 
+def _stored_metadata(record: dict, snapshot_row: list, prefer_snapshot: bool) -> dict:
+    """The object's metadata as stored: the snapshot's row for an object the snapshot knew as it
+    is; the listing row (newer than the snapshot) for one created or changed since, or the
+    snapshot's when the listing said nothing. Never the download's headers, except an etag nothing
+    else gave."""
+    listed = {"content_type": record.get("listed_content_type"),
+              "cache_control": record.get("listed_cache_control"),
+              "etag": record.get("listed_etag")}
+    snapshot = None
+    if any(value is not None for value in snapshot_row):
+        snapshot = dict(zip(("content_type", "cache_control", "etag"), snapshot_row))
+    if snapshot and (prefer_snapshot or not any(listed.values())):
+        return snapshot
+    return {**listed, "etag": listed["etag"] or record.get("etag")}
+
+
 def _write_reconciled(database: sqlite3.Connection, bucket: BucketStaging,
                       have_inventory: bool) -> dict:
     """reconciled.jsonl, in key order, each object with its consistency state; returns counts."""
     counts = {IN_SNAPSHOT: 0, CREATED_AFTER_SNAPSHOT: 0, CHANGED_AFTER_SNAPSHOT: 0,
               "objects": 0, "bytes": 0}
+    # A member that is also the folder of another member (keys "x" and "x/y"; or "a/" and "a//b",
+    # whose encoded names are "a%2F" and "a%2F/b") steps aside into that folder (FORMAT.md).
+    # Names in the folder sort between "<name>/" and "<name>0" ('0' follows '/').
     rows = database.execute(
-        "SELECT e.record, i.key IS NOT NULL, i.size, i.etag FROM exported e "
-        "LEFT JOIN inventory i ON i.key = e.key ORDER BY e.key"
+        "SELECT e.record, e.member, EXISTS (SELECT 1 FROM exported f WHERE f.member >= e.member "
+        "|| '/' AND f.member < e.member || '0'), i.key IS NOT NULL, i.size, i.etag, "
+        "i.content_type, i.cache_control, i.stored_etag FROM exported e "
+        "LEFT JOIN inventory i ON i.key = e.key "
+        "ORDER BY e.key"
     )
     with bucket.folder.joinpath("reconciled.jsonl").open("w", encoding="utf-8") as output:
-        for record_json, in_inventory, snapshot_size, snapshot_etag in rows:
+        for (record_json, member, is_folder, in_inventory, snapshot_size, snapshot_etag,
+             *stored) in rows:
             record = json.loads(record_json)
             state = _consistency(record, have_inventory, bool(in_inventory), snapshot_size,
                                  snapshot_etag)
             record["consistency"] = state
+            record["member"] = member + FOLDER_FILE_SUFFIX if is_folder else member
+            record.update(_stored_metadata(record, stored, prefer_snapshot=state == IN_SNAPSHOT))
             counts[state] += 1
             counts["objects"] += 1
             counts["bytes"] += record["size"]

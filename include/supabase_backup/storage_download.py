@@ -264,6 +264,8 @@ def _download_all(
                     **result,
                     "listed_size": listed.size,
                     "listed_etag": listed.etag,
+                    "listed_content_type": listed.content_type,
+                    "listed_cache_control": listed.cache_control,
                 }
             )
         progress.maybe_log()
@@ -320,8 +322,11 @@ def export_bucket(
 
     - ``objects/<n>``: the object's bytes, n = 1, 2, 3... in listing order;
     - ``index.jsonl``: one line per downloaded object, ``{"key", "file", "size", "sha256",
-      "content_type", "cache_control", "etag", "last_modified", "listed_size", "listed_etag"}``
-      (``file`` relative to the bucket folder, e.g. ``objects/00000001``; ``listed_*`` from the listing);
+      "content_type", "cache_control", "etag", "last_modified", "listed_size", "listed_etag",
+      "listed_content_type", "listed_cache_control"}`` (``file`` relative to the bucket folder, e.g.
+      ``objects/00000001``; ``listed_*`` from the listing row's stored metadata; the unprefixed
+      metadata fields are the download's headers, which reconcile replaces with the stored metadata:
+      the real server serves stored ``text/html`` as ``text/plain``);
     - ``missing.jsonl``: one line ``{"key", "listed_size", "listed_etag"}`` per listed object that then
       answered NoSuchKey (deleted meanwhile, or a wrong-case v1 path).
 

@@ -69,7 +69,7 @@ def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_run
 
     contents = read_archive(local)
     manifest = contents["manifest"]
-    assert manifest["format"] == "supabase-backup" and manifest["format_version"] == 1
+    assert manifest["format"] == "supabase-backup" and manifest["format_version"] == 2
     assert manifest["run"]["run_id"] == dag_run.run_id
     # Every member is listed with its true size and sha256, and nothing else is in the zip.
     listed = {member["path"]: (member["size"], member["sha256"]) for member in manifest["members"]}

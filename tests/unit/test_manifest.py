@@ -12,7 +12,7 @@ def test_manifest_is_plain_json_and_streams_back():
     count = manifest.write_manifest(output, {"run": {"run_id": "r1"}, "note": "a\nb"}, iter(members))
     assert count == 5
     document = json.loads(output.getvalue())
-    assert document["format"] == "supabase-backup" and document["format_version"] == 1
+    assert document["format"] == "supabase-backup" and document["format_version"] == 2
     assert document["members"] == members and document["note"] == "a\nb"
     header, streamed = manifest.read_manifest(io.StringIO(output.getvalue()))
     assert header["run"] == {"run_id": "r1"} and "members" not in header
@@ -30,8 +30,8 @@ def test_empty_member_list():
 def test_newer_format_version_is_refused():
     output = io.StringIO()
     manifest.write_manifest(output, {}, [])
-    text = output.getvalue().replace('"format_version": 1', '"format_version": 2')
-    with pytest.raises(manifest.ManifestInvalid, match="format_version 2"):
+    text = output.getvalue().replace('"format_version": 2', '"format_version": 3')
+    with pytest.raises(manifest.ManifestInvalid, match="format_version 3"):
         manifest.read_manifest(io.StringIO(text))
 
 

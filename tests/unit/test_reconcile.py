@@ -81,3 +81,55 @@ def test_without_an_inventory_everything_exported_is_kept(staging):
         keys_still_present=lambda *args: pytest.fail("nothing to check"),
     )
     assert summary["objects"] == 1 and summary["created_after_snapshot"] == 0
+
+
+def test_metadata_is_the_stored_one_never_the_download_headers(staging):
+    """The real server serves stored text/html as text/plain: the download's header must not
+    reach the manifest. In the snapshot as it is → the snapshot's metadata; created or changed
+    since → the listing row's."""
+    write_lines(staging.storage_inventory, [
+        {"bucket": "b", "key": "page.html", "size": 1, "etag": '"e1"', "content_type": "text/html",
+         "cache_control": "max-age=60"},
+        {"bucket": "b", "key": "changed.css", "size": 1, "etag": '"old"',
+         "content_type": "text/css", "cache_control": "no-cache"},
+    ])
+    bucket = staging.bucket("b")
+    served = {"content_type": "text/plain", "cache_control": "max-age=0"}
+    write_lines(bucket.index_path, [
+        {**record("page.html", b"a", '"e1"'), **served},
+        {**record("changed.css", b"bb", '"new"'), **served, "listed_content_type": "text/css",
+         "listed_cache_control": "max-age=5", "listed_etag": '"new"'},
+        {**record("fresh.html", b"c", '"e6"'), **served, "listed_content_type": "text/html",
+         "listed_cache_control": None},
+    ])
+    reconcile.reconcile_bucket(staging, "b", have_inventory=True,
+                               fetch_missing=lambda bucket, keys: ([], []),
+                               keys_still_present=lambda bucket_id, keys: set())
+    rows = {row["key"]: row for row in reconcile.read_json_lines(bucket.folder / "reconciled.jsonl")}
+    assert (rows["page.html"]["content_type"], rows["page.html"]["cache_control"],
+            rows["page.html"]["etag"]) == ("text/html", "max-age=60", '"e1"')
+    assert (rows["changed.css"]["content_type"], rows["changed.css"]["cache_control"]) == (
+        "text/css", "max-age=5")
+    assert rows["fresh.html"]["content_type"] == "text/html"
+
+
+def test_a_name_that_is_also_a_folder_steps_into_it(staging):
+    """Keys x and x/y, .. and ../z, a/ and a//b: every member name is a file, none a folder of
+    another, and each decodes back to its key."""
+    from supabase_backup.archive import key_of_member
+
+    keys = ["x", "x/y", "..", "../z", "a/", "a//b", "plain.txt", "x!"]
+    bucket = staging.bucket("b")
+    write_lines(bucket.index_path, [record(key, key.encode(), None) for key in keys])
+    reconcile.reconcile_bucket(staging, "b", have_inventory=False,
+                               fetch_missing=lambda bucket, keys: ([], []),
+                               keys_still_present=lambda bucket_id, keys: set())
+    members = {row["key"]: row["member"]
+               for row in reconcile.read_json_lines(bucket.folder / "reconciled.jsonl")}
+    assert members["x"] == "storage/b/x/%00" and members["x/y"] == "storage/b/x/y"
+    assert members["x!"] == "storage/b/x!" and members["plain.txt"] == "storage/b/plain.txt"
+    assert members[".."] == "storage/b/%2E%2E/%00"
+    assert members["a/"] == "storage/b/a%2F/%00" and members["a//b"] == "storage/b/a%2F/b"
+    names = sorted(members.values())
+    assert not [name for name in names if any(other.startswith(name + "/") for other in names)]
+    assert {key_of_member(member) for member in members.values()} == {("b", key) for key in keys}

@@ -72,7 +72,7 @@ def test_export_bucket_writes_objects_index_and_summary(tmp_path, serve_fake):
         content = keys[line["key"]]
         assert set(line) == {
             "key", "file", "size", "sha256", "content_type", "cache_control", "etag", "last_modified",
-            "listed_size", "listed_etag",
+            "listed_size", "listed_etag", "listed_content_type", "listed_cache_control",
         }  # fmt: skip
         assert line["file"].startswith("objects/")
         assert (staging.folder / line["file"]).read_bytes() == content

@@ -14,13 +14,13 @@ from supabase_backup.verify import verify_archive
 MEMBERS = {"db/backup.sql": b"CREATE TABLE t();\n" * 100, "storage/b/a%2F/b": b"\x00\x01" * 50}
 
 
-def write_zip(path, members, manifest_members=None, format_version=1):
+def write_zip(path, members, manifest_members=None, format_version=2):
     listed = manifest_members if manifest_members is not None else [
         {"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         for name, data in MEMBERS.items()]
     text = io.StringIO()
     manifest.write_manifest(text, {"run": {"run_id": "r"}}, listed)
-    manifest_text = text.getvalue().replace('"format_version": 1',
+    manifest_text = text.getvalue().replace('"format_version": 2',
                                             f'"format_version": {format_version}')
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("manifest.json", manifest_text)
@@ -59,8 +59,8 @@ def test_a_corrupted_member_fails(tmp_path):
 
 
 def test_an_unknown_format_version_and_a_non_zip_are_refused(tmp_path):
-    with pytest.raises(VerificationFailed, match="format_version 2"):
-        verify_archive(write_zip(tmp_path / "v2.zip", MEMBERS, format_version=2))
+    with pytest.raises(VerificationFailed, match="format_version 3"):
+        verify_archive(write_zip(tmp_path / "v3.zip", MEMBERS, format_version=3))
     (tmp_path / "not.zip").write_bytes(b"plain text")
     with pytest.raises(VerificationFailed, match="not a readable zip"):
         verify_archive(tmp_path / "not.zip")
@@ -76,3 +76,22 @@ def test_a_member_listed_twice_or_stored_twice_fails(tmp_path):
         archive.writestr("db/backup.sql", MEMBERS["db/backup.sql"])
     with pytest.raises(VerificationFailed, match="twice"):
         verify_archive(path)
+
+
+def test_version_1_archives_still_verify(tmp_path):
+    assert verify_archive(write_zip(tmp_path / "v1.zip", MEMBERS, format_version=1))[
+        "format_version"] == 1
+
+
+def test_a_member_that_is_also_a_folder_fails_version_2(tmp_path):
+    members = {"storage/b/x": b"file", "storage/b/x/y": b"inside"}
+    with pytest.raises(VerificationFailed, match="also the folder of member 'storage/b/x/y'"):
+        verify_archive(write_zip(tmp_path / "clash.zip", members, manifest_of(members)))
+    members = {"storage/b/x/%00": b"file", "storage/b/x/y": b"inside"}
+    assert verify_archive(write_zip(tmp_path / "ok.zip", members, manifest_of(members)))[
+        "members_checked"] == 2
+
+
+def manifest_of(members):
+    return [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            for name, data in members.items()]
