@@ -136,7 +136,8 @@ class RestorePlan:
                 estimated = sum(max(int(t.get("row_estimate") or 0), 0) for t in self.tables)
                 lines.append(
                     f"Database: would stream {DATABASE_MEMBER} ({format_bytes(self.database_bytes)}) "
-                    f"into psql --single-transaction on {database}: {len(self.tables)} tables, "
+                    f"into psql --single-transaction{f' on {database}' if database else ''}: "
+                    f"{len(self.tables)} tables, "
                     f"about {estimated:,} rows (estimates at dump time).")
                 for table in self.tables:
                     lines.append(f"  {table['schema']}.{table['table']}: "
@@ -147,7 +148,8 @@ class RestorePlan:
             else:
                 lines.append(f"Storage: would upload up to {self.objects:,} objects "
                              f"({format_bytes(self.object_bytes)}) in {len(self.buckets)} buckets "
-                             f"to {storage} (objects already there with the same bytes are skipped):")
+                             f"{f'to {storage} ' if storage else ''}(objects already there with "
+                             f"the same bytes are skipped):")
                 for bucket in self.buckets.values():
                     settings = bucket.settings
                     lines.append(

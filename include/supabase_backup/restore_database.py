@@ -140,6 +140,10 @@ class DumpFilter:
     skip_extensions: frozenset[str]
     skipped_entries: list[str] = field(default_factory=list)
     skipped_lines: int = 0
+    # pg_dump wraps its large-object data in BEGIN; … COMMIT; (seen with pg_dump 15.18). Under
+    # psql --single-transaction that COMMIT would end the one transaction halfway, and everything
+    # after it would run in autocommit: those two lines are left out.
+    transaction_lines: int = 0
 
     def _skips(self, name: str, entry_type: str, schema: str) -> bool:
         if entry_type == "EXTENSION" and name in self.skip_extensions:
@@ -163,6 +167,9 @@ class DumpFilter:
                 if skipping:
                     where = "" if header["schema"] == "-" else f" in schema {header['schema']}"
                     self.skipped_entries.append(f"{header['type']} {header['name']}{where}")
+            elif text in ("BEGIN;", "COMMIT;"):
+                self.transaction_lines += 1
+                continue
             elif self.skip_extensions and text.startswith("CREATE EXTENSION"):
                 # An extension created outside pg_dump's layout (hand-written SQL) is skipped too.
                 match = _CREATE_EXTENSION.match(text)
@@ -249,8 +256,9 @@ def _role_preamble(roles: list[str]) -> list[str]:
     return [f"CREATE ROLE {quote_identifier(role)} NOLOGIN;\n" for role in roles]
 
 
-def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> int:
-    """Feed ``lines`` to psql in one transaction; return how many statements it reported.
+def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> tuple[int, list[str]]:
+    """Feed ``lines`` to psql in one transaction; return how many statements it reported and the
+    messages it wrote to stderr (warnings and notices; an error raises RestoreFailed).
 
     stdin is written by a thread while this one reads stdout (command tags, counted) and another
     drains stderr, so no pipe fills up. argv holds no credentials."""
@@ -260,6 +268,7 @@ def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> int
     process = subprocess.Popen(arguments, env=environment, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     messages: deque[str] = deque(maxlen=20)
+    notices: list[str] = []
     writer_error: list[BaseException] = []
 
     def write() -> None:
@@ -281,6 +290,8 @@ def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> int
             message = raw.decode("utf-8", "replace").rstrip()
             if message:
                 messages.append(message)
+                if len(notices) < 100:
+                    notices.append(message)
                 log.warning("psql: %s", message)
 
     threads = [threading.Thread(target=write, name="psql-stdin", daemon=True),
@@ -299,7 +310,7 @@ def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> int
     if return_code != 0:
         errors = [message for message in messages if "ERROR" in message or "FATAL" in message]
         raise RestoreFailed(return_code, " | ".join(errors or list(messages)[-5:]) or "no message")
-    return statements
+    return statements, notices
 
 
 @dataclass
@@ -310,12 +321,16 @@ class DatabaseRestoreResult:
     extensions_skipped: list[str]
     skipped_entries: list[str]
     row_counts: dict[str, int]
+    psql_messages: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         lines = [f"Database restored into {self.target}: {self.statements:,} statements run in one "
                  f"transaction; {len(self.row_counts)} tables, "
                  f"{sum(self.row_counts.values()):,} rows."]
         lines.append("Roles created (NOLOGIN): " + (", ".join(self.roles_created) or "none"))
+        if self.psql_messages:
+            lines.append(f"psql said ({len(self.psql_messages)} messages): "
+                         + " | ".join(self.psql_messages[:10]))
         if self.extensions_skipped:
             lines.append(f"Extensions skipped: {', '.join(self.extensions_skipped)}; left out of the "
                          f"dump: " + ("; ".join(self.skipped_entries) or "nothing else"))
@@ -342,11 +357,11 @@ def restore_database(open_dump, settings: DatabaseSettings, *, skip_extensions: 
         with open_dump() as dump:
             yield from dump_filter.filter(dump)
 
-    statements = run_psql(psql_path, settings, lines())
+    statements, messages = run_psql(psql_path, settings, lines())
     with settings.connect(autocommit=True) as connection:
         counts = count_rows(connection)
     return DatabaseRestoreResult(target, statements, check.missing_roles, check.skipped_extensions,
-                                 dump_filter.skipped_entries, counts)
+                                 dump_filter.skipped_entries, counts, messages)
 
 
 def open_text(binary: IO[bytes]) -> IO[str]:

@@ -219,7 +219,7 @@ def restore_storage(archive: zipfile.ZipFile, header: dict, settings: ApiSetting
             client.close()
     problems = result.problems()
     if problems:
-        error = RestoreIncomplete(result.describe() + " " + problems)
+        error = RestoreIncomplete(problems)
         error.result = result  # what was done, for callers that report it
         raise error
     return result

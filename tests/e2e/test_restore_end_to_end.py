@@ -95,6 +95,7 @@ def test_database_restore_matches_every_table(small_sandbox, archive, monkeypatc
     assert large_objects >= 1
     assert f"Database restored into {settings['pg_user']}@" in out and "statements run in one transaction" in out
     assert "Roles created (NOLOGIN): none" in out  # the cluster has the sandbox's roles already
+    assert "psql said" not in out  # no warning: e.g. no COMMIT ending the one transaction early
     assert f"  auth.users: {source_counts[('auth', 'users')]:,}" in out
     assert settings["pg_password"] not in out
     # A second run into the same (now not empty) database is refused and changes nothing.
@@ -166,12 +167,18 @@ def test_a_failing_statement_rolls_everything_back(small_sandbox):
                               password=settings["pg_password"], dbname=name)
     import io
 
-    dump = "CREATE TABLE public.kept (id int);\nINSERT INTO public.kept VALUES (1);\nSELECT 1/0;\n"
+    # Shaped like pg_dump 15's large-object section, whose COMMIT must not end the transaction.
+    dump = ("CREATE TABLE public.kept (id int);\nINSERT INTO public.kept VALUES (1);\n"
+            "SELECT pg_catalog.lo_create('424242');\n\n"
+            "--\n-- Data for Name: BLOBS; Type: BLOBS; Schema: -; Owner: -\n--\n\nBEGIN;\n\n"
+            "SELECT pg_catalog.lo_open('424242', 131072);\nSELECT pg_catalog.lowrite(0, '\\x41');\n"
+            "SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n\nSELECT 1/0;\n")
     with pytest.raises(RestoreFailed, match="division by zero") as failed:
         restore_database(lambda: io.StringIO(dump), target)
     assert failed.value.exit_code == 12
     with small_sandbox.connect(name) as connection:
         assert connection.execute("SELECT to_regclass('public.kept')").fetchone() == (None,)
+        assert connection.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone() == (0,)
 
 
 def test_storage_restore_into_another_project_then_resume_and_conflicts(

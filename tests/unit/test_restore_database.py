@@ -141,3 +141,15 @@ def test_skipping_an_extension_in_a_shared_schema_leaves_only_its_own_entry_out(
     kept = "".join(dump_filter.filter(lines()))
     assert dump_filter.skipped_entries == [f"EXTENSION {extension}"]
     assert f"EXISTS {extension}" not in kept.replace('"', "") and "COPY cron.job" in kept
+
+
+def test_the_large_object_section_does_not_end_the_one_transaction():
+    """pg_dump 15 writes BEGIN; … COMMIT; around large-object data: under --single-transaction that
+    COMMIT would commit everything before it and leave the rest in autocommit."""
+    blobs = ("--\n-- Data for Name: BLOBS; Type: BLOBS; Schema: -; Owner: -\n--\n\nBEGIN;\n\n"
+             "SELECT pg_catalog.lo_open('16867', 131072);\nSELECT pg_catalog.lowrite(0, '\\x41');\n"
+             "SELECT pg_catalog.lo_close(0);\n\nCOMMIT;\n\n")
+    dump_filter = DumpFilter(frozenset())
+    kept = "".join(dump_filter.filter(io.StringIO(blobs + "COPY public.t (a) FROM stdin;\nCOMMIT;\n\\.\n")))
+    assert "BEGIN;" not in kept and kept.count("COMMIT;") == 1  # the one left is COPY data
+    assert "lowrite(0, '\\x41')" in kept and dump_filter.transaction_lines == 2
