@@ -95,3 +95,74 @@ def test_a_member_that_is_also_a_folder_fails_version_2(tmp_path):
 def manifest_of(members):
     return [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             for name, data in members.items()]
+
+
+def _flip_byte_inside(path, member):
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("member", ["db/backup.sql", "storage/b/a%2F/b"])
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_one_flipped_bit_in_the_dump_or_an_object_fails(tmp_path, member, compression):
+    path = tmp_path / "flipped.zip"
+    with zipfile.ZipFile(write_zip(tmp_path / "source.zip", MEMBERS)) as source, \
+            zipfile.ZipFile(path, "w", compression) as target:
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+    verify_archive(path)
+    _flip_byte_inside(path, member)
+    with pytest.raises(VerificationFailed, match="damaged member|manifest says|invalid"):
+        verify_archive(path)
+
+
+def test_a_truncated_zip_fails(tmp_path):
+    path = write_zip(tmp_path / "whole.zip", MEMBERS)
+    data = path.read_bytes()
+    for keep in (len(data) - 10, len(data) // 2, 100):
+        cut = tmp_path / f"cut-{keep}.zip"
+        cut.write_bytes(data[:keep])
+        with pytest.raises(VerificationFailed, match="not a readable zip"):
+            verify_archive(cut)
+
+
+def test_an_edited_manifest_fails(tmp_path):
+    """Someone 'fixes' the manifest by hand: a size, or a sha256, no longer what the member holds."""
+    listed = [{"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+              for name, data in MEMBERS.items()]
+    edited_size = [dict(listed[0], size=listed[0]["size"] + 1), listed[1]]
+    with pytest.raises(VerificationFailed, match="manifest says"):
+        verify_archive(write_zip(tmp_path / "size.zip", MEMBERS, edited_size))
+    edited_sha = [listed[0], dict(listed[1], sha256="0" * 64)]
+    with pytest.raises(VerificationFailed, match="manifest says"):
+        verify_archive(write_zip(tmp_path / "sha.zip", MEMBERS, edited_sha))
+    path = write_zip(tmp_path / "garbled.zip", MEMBERS)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["manifest.json"] = members["manifest.json"].replace(b'"members": [', b'"members": {')
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(VerificationFailed, match="manifest.json is not valid"):
+        verify_archive(path)
+
+
+def test_the_manifest_of_another_archive_fails(tmp_path):
+    """Same member names, other run, other bytes: the manifest does not describe these members."""
+    other_members = {name: data + b"!" for name, data in MEMBERS.items()}
+    other = write_zip(tmp_path / "other.zip", other_members, [
+        {"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        for name, data in other_members.items()])
+    with zipfile.ZipFile(other) as archive:
+        other_manifest = archive.read("manifest.json")
+    path = tmp_path / "swapped.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("manifest.json", other_manifest)
+        for name, data in MEMBERS.items():
+            archive.writestr(name, data)
+    with pytest.raises(VerificationFailed, match="manifest says"):
+        verify_archive(path)
