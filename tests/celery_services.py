@@ -62,15 +62,14 @@ class RedisServer:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited; see {self.folder / 'redis.log'}")
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if client.ping():
                     return self
             except redis.exceptions.ConnectionError:
                 time.sleep(0.2)
-        raise RuntimeError(f"redis-server did not answer; see {self.folder / 'redis.log'}")
+        self.stop()
+        raise RuntimeError(f"redis-server did not start; see {self.folder / 'redis.log'}")
 
     def stop(self) -> None:
         if self.process is not None:
