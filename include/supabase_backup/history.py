@@ -1,6 +1,6 @@
 """``backup_history``: one row per DAG run, keyed by run id so retries update rather than duplicate.
 
-Status moves ``running → success | failed | skipped``. A ``success`` row is written only by the
+Status moves ``running → success | incomplete | failed | skipped``. A ``success`` row is written only by the
 run's finish step, after ``verify_upload`` read the archive back; a failed run always ends with a
 ``failed`` row holding the first reason a person can act on: a later, vaguer reason never replaces
 an earlier one.
@@ -9,6 +9,7 @@ an earlier one.
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import psycopg
 from psycopg.rows import dict_row
@@ -33,6 +34,7 @@ SUCCESS_COLUMNS = (
     "objects_created_after_snapshot",
     "objects_changed_after_snapshot",
     "objects_deleted_after_snapshot",
+    "objects_unreadable",
 )
 
 
@@ -96,18 +98,21 @@ def record_failed(
 
 
 def record_success(
-    connection: psycopg.Connection, run_id: str, summary: dict, details: dict | None = None
+    connection: psycopg.Connection, run_id: str, summary: dict, details: dict | None = None, *,
+    status: Literal["success", "incomplete"] = "success", error: str | None = None,
 ) -> None:
-    """Mark the run successful with its archive location and counts (after verification)."""
+    """Mark the run's verified archive with its location and counts: ``success``, or
+    ``incomplete`` (a verified archive lacking objects the API could not serve; ``error`` says
+    which)."""
     require_table(connection, HISTORY_TABLE)
     assignments = ", ".join(f"{column} = %({column})s" for column in SUCCESS_COLUMNS)
     values = {column: summary.get(column) for column in SUCCESS_COLUMNS}
-    values["run_id"] = run_id
-    values["details"] = json.dumps(details or {})
+    values.update(run_id=run_id, status=status, error=error and error[:MAX_ERROR_LENGTH],
+                  details=json.dumps(details or {}))
     updated = connection.execute(
         f"""
         UPDATE public.backup_history
-        SET status = 'success', finished_at = now(), updated_at = now(), error = NULL,
+        SET status = %(status)s, finished_at = now(), updated_at = now(), error = %(error)s,
             details = %(details)s::jsonb, {assignments}
         WHERE run_id = %(run_id)s
         """,
@@ -181,4 +186,5 @@ def summarise_success(verified: dict, archive_summary: dict, database_summary: d
         "objects_created_after_snapshot": storage_summary.get("created_after_snapshot"),
         "objects_changed_after_snapshot": storage_summary.get("changed_after_snapshot"),
         "objects_deleted_after_snapshot": storage_summary.get("deleted_after_snapshot"),
+        "objects_unreadable": storage_summary.get("unreadable"),
     }

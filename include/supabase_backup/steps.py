@@ -19,7 +19,11 @@ from supabase_backup.api_client import ApiSettings, open_client
 from supabase_backup.auth_users import export_auth_users as export_users
 from supabase_backup.database import DatabaseSettings
 from supabase_backup.errors import BackupError, ConfigurationError, InventoryMismatch
-from supabase_backup.reconcile import read_json_lines, reconcile_buckets
+from supabase_backup.reconcile import (
+    UNREADABLE_FINAL_FILE_NAME,
+    read_json_lines,
+    reconcile_buckets,
+)
 from supabase_backup.staging import StagingArea, ensure_parent
 from supabase_backup.storage_download import export_bucket as export_one_bucket, fetch_objects
 from supabase_backup.storage_listing import list_buckets as list_all_buckets
@@ -188,7 +192,7 @@ def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summar
         bucket_settings = {bucket.pop("id"): bucket
                            for bucket in json.loads(staging.bucket_list.read_text())}
     reconciled = {item["bucket"]: item for item in storage_summary.get("buckets", [])}
-    buckets, deleted = [], []
+    buckets, deleted, unreadable = [], [], []
     for bucket_id in bucket_ids:
         bucket = staging.bucket(bucket_id)
         export_summary = json.loads((bucket.folder / "summary.json").read_text())
@@ -196,8 +200,10 @@ def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summar
                         "settings": bucket_settings.get(bucket_id, {})})
         deleted.extend({"bucket": bucket_id, **row}
                        for row in read_json_lines(bucket.folder / "deleted.jsonl"))
+        unreadable.extend({"bucket": bucket_id, **row}
+                          for row in read_json_lines(bucket.folder / UNREADABLE_FINAL_FILE_NAME))
     return manifest.storage_section(buckets, storage_summary, storage_summary.get("snapshot"),
-                                    deleted)
+                                    deleted, unreadable)
 
 
 def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict | None,
@@ -280,6 +286,12 @@ def record_task_failure(database_settings: DatabaseSettings, *, run_id: str, tas
     return message
 
 
+def incomplete_reason(count: int, examples: list[dict]) -> str:
+    first = "; ".join(f"{item['bucket']}/{item['key']}: {item['reason']}" for item in examples[:3])
+    return (f"{count} object(s) could not be read and are not in the verified archive (each is "
+            f"listed with its reason in manifest.json, storage.unreadable); first: {first}")
+
+
 def finish_run(database_settings: DatabaseSettings, *, run_id: str, trigger: str,
                triggered_by: str | None, verified: dict | None, summaries: dict,
                failed_tasks: list[str]) -> dict:
@@ -295,10 +307,18 @@ def finish_run(database_settings: DatabaseSettings, *, run_id: str, trigger: str
             summary = history.summarise_success(
                 verified, summaries.get("archive") or {}, summaries.get("database"),
                 summaries.get("auth"), summaries.get("storage"))
+            unreadable = summary.get("objects_unreadable") or 0
+            if unreadable:
+                reason = incomplete_reason(
+                    unreadable, (summaries.get("storage") or {}).get("unreadable_examples") or [])
+                history.record_success(connection, run_id, summary, status="incomplete",
+                                       error=reason, details={"verified": verified})
+                log.error("Backup incomplete (archive verified, objects missing): %s", reason)
+                raise RunFailed(f"incomplete: {reason}")
             history.record_success(connection, run_id, summary, details={"verified": verified})
-            log.info("Backup succeeded and was verified: s3://%s/%s (%d bytes, sha256 %s)",
-                     summary["s3_bucket"], summary["s3_key"], summary["size_bytes"],
-                     summary["sha256"])
+            log.info("Backup succeeded and was verified: %s (%d bytes, sha256 %s)",
+                     verified.get("s3_url") or f"s3://{summary['s3_bucket']}/{summary['s3_key']}",
+                     summary["size_bytes"], summary["sha256"])
             return summary
         if failed_tasks:
             reason = (f"no verified archive: task(s) {', '.join(failed_tasks)} failed "

@@ -301,3 +301,36 @@ def test_a_database_only_run_holds_just_the_dump(small_sandbox, backup_runner, t
     assert "inventory_objects" not in manifest["database"]  # no storage, no inventory to take
     assert (row["auth_users"], row["storage_objects"], row["storage_buckets"]) == (None, None, None)
     assert row["database_bytes"] == contents["members"]["db/backup.sql"][0]
+
+
+def test_an_object_the_api_cannot_serve_leaves_an_incomplete_verified_archive(
+        small_sandbox, backup_runner, tmp_path):
+    """restic's "incomplete snapshot": the archive holds everything else and is verified, the
+    manifest lists the unreadable object with its reason, the row says incomplete, the run fails."""
+    import sandbox as sandbox_package
+
+    sandbox = small_sandbox
+    bucket = "incomplete-check"
+    sandbox_package.add_objects(sandbox.settings, bucket, [
+        ("fine-1.txt", b"one", "text/plain"), ("lost.bin", b"gone from disk", "application/octet-stream"),
+        ("fine-2.txt", b"two", "text/plain")])
+    with sandbox.connect() as connection:
+        lost_id = connection.execute("SELECT id FROM storage.objects WHERE bucket_id = %s AND name = "
+                                     "'lost.bin'", (bucket,)).fetchone()[0]
+    Path(sandbox.settings["blobs_dir"], str(lost_id)).unlink()
+    try:
+        dag_run = backup_runner.run(sandbox, {"buckets": [bucket], "include_auth": False})
+        row = sandbox.history_row(dag_run.run_id)
+        assert dag_run.state == "failed"
+        assert (row["status"], row["objects_unreadable"], row["storage_objects"]) == (
+            "incomplete", 1, 2)
+        assert "incomplete-check/lost.bin" in row["error"] and "NoSuchKey" in row["error"]
+        local = sandbox.download_archive(row["s3_key"], tmp_path / "incomplete.zip")
+        contents = read_archive(local)
+        assert set(contents["objects"]) == {(bucket, "fine-1.txt"), (bucket, "fine-2.txt")}
+        (unreadable,) = contents["manifest"]["storage"]["unreadable"]
+        assert (unreadable["bucket"], unreadable["key"]) == (bucket, "lost.bin")
+    finally:
+        with sandbox.connect() as connection:
+            connection.execute("DELETE FROM storage.objects WHERE bucket_id = %s", (bucket,))
+            connection.execute("DELETE FROM storage.buckets WHERE id = %s", (bucket,))
