@@ -100,6 +100,17 @@ def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_run
     assert source_counts == target_counts
     assert ("auth", "users") in target_counts and ("storage", "objects") in target_counts
     assert large_objects >= 1
+    # Every object's metadata is the stored one, never the download's headers: the server serves
+    # the stored text/html of public-assets/index.html as text/plain.
+    with sandbox.connect() as connection:
+        stored = {(bucket, key): (metadata.get("mimetype"), metadata.get("cacheControl"))
+                  for bucket, key, metadata in connection.execute(
+                      "SELECT bucket_id, name, metadata FROM storage.objects")}
+    recorded = {(member["object"]["bucket"], member["object"]["key"]):
+                (member["object"]["content_type"], member["object"]["cache_control"])
+                for member in manifest["members"] if "object" in member}
+    assert recorded == stored
+    assert recorded[("public-assets", "index.html")][0] == "text/html"
     # No secret reached the history row, the manifest or the logs.
     secrets = [sandbox.settings["pg_password"], sandbox.settings["service_key"]]
     captured = capfd.readouterr()
