@@ -65,6 +65,13 @@ def start_run(plan: RunPlan, resources: RunResources) -> bool:
             return False
         history.record_running(connection, plan.run_id, plan.trigger, plan.triggered_by)
         history.record_progress(connection, plan.run_id, step="starting")
+    # Everything checkable before data moves: a missing or read-only bucket is found now, not
+    # after an hour of export.
+    from supabase_backup import destination
+
+    destination.check_writable(resources.s3, plan.s3_bucket, plan.s3_prefix,
+                               server_side_encryption=plan.server_side_encryption,
+                               kms_key_id=plan.sse_kms_key_id)
     if not enabled:
         log.warning("Backups are disabled, but force=true: backing up anyway")
     log.info("Run plan: %s", json.dumps(plan.to_dict(), sort_keys=True))

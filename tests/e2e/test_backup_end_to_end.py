@@ -345,3 +345,16 @@ def test_an_object_the_api_cannot_serve_leaves_an_incomplete_verified_archive(
         with sandbox.connect() as connection:
             connection.execute("DELETE FROM storage.objects WHERE bucket_id = %s", (bucket,))
             connection.execute("DELETE FROM storage.buckets WHERE id = %s", (bucket,))
+
+
+def test_a_missing_s3_bucket_fails_at_once_before_any_export(small_sandbox, backup_runner):
+    sandbox = small_sandbox
+    dag_run = backup_runner.run(sandbox, {}, supabase_backup_s3_bucket="no-such-bucket-here")
+    row = sandbox.history_row(dag_run.run_id)
+    assert dag_run.state == "failed" and row["status"] == "failed"
+    assert "plan_run" in row["error"] and "no-such-bucket-here" in row["error"]
+    assert "does not exist" in row["error"]
+    # Failed at once, on its first try: a permanent error is not retried.
+    task_states = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert task_states["plan_run"] == ("failed", 1)
+    assert task_states["dump_database"][0] in ("upstream_failed", None)
