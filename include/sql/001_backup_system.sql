@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS public.backup_history (
     status                         text NOT NULL,          -- running | success | incomplete | failed | skipped (constraint below)
     trigger                        text NOT NULL CHECK (trigger IN ('scheduled', 'manual', 'api', 'asset')),
     triggered_by                   text,                   -- the Airflow user who started the run, if any
+    run_attempt                    integer NOT NULL DEFAULT 0, -- times the DAG run was cleared and re-run
     started_at                     timestamptz NOT NULL DEFAULT now(),
     finished_at                    timestamptz,
     s3_bucket                      text,
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS public.backup_history (
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS triggered_by text;
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS progress jsonb;
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS objects_unreadable integer;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS run_attempt integer NOT NULL DEFAULT 0;
 -- The status list grew ('incomplete'): replace the check whatever an earlier version named it.
 ALTER TABLE public.backup_history DROP CONSTRAINT IF EXISTS backup_history_status_check;
 ALTER TABLE public.backup_history ADD CONSTRAINT backup_history_status_check

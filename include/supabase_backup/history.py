@@ -40,20 +40,22 @@ SUCCESS_COLUMNS = (
 
 def record_running(
     connection: psycopg.Connection, run_id: str, trigger: str, triggered_by: str | None = None,
-    dag_id: str = DAG_ID,
+    dag_id: str = DAG_ID, *, attempt: int = 0,
 ) -> None:
-    """Start (or restart, on a cleared run) the row for ``run_id``."""
+    """Start (or restart, on a cleared run) the row for ``run_id``. ``attempt`` is the DAG run's
+    clear count: 0 for the first attempt, one more each time the run was cleared."""
     require_table(connection, HISTORY_TABLE)
     connection.execute(
         """
         INSERT INTO public.backup_history
-            (run_id, dag_id, status, trigger, triggered_by, started_at, updated_at)
-        VALUES (%s, %s, 'running', %s, %s, now(), now())
+            (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at, updated_at)
+        VALUES (%s, %s, 'running', %s, %s, %s, now(), now())
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'running', trigger = EXCLUDED.trigger, triggered_by = EXCLUDED.triggered_by,
-            started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
+            run_attempt = EXCLUDED.run_attempt, started_at = now(), finished_at = NULL,
+            error = NULL, updated_at = now()
         """,
-        (run_id, dag_id, trigger, triggered_by),
+        (run_id, dag_id, trigger, triggered_by, attempt),
     )
 
 
@@ -77,29 +79,33 @@ def record_skipped(
 
 def record_failed(
     connection: psycopg.Connection, run_id: str, reason: str, *, trigger: str,
-    triggered_by: str | None = None, dag_id: str = DAG_ID,
+    triggered_by: str | None = None, dag_id: str = DAG_ID, attempt: int = 0,
 ) -> None:
-    """Mark the run failed. An earlier reason stays: the first failure is the one to act on, and
-    the finish step's summary ("failed task(s): …") would otherwise bury it. ``trigger`` is used
-    only when the run has no row yet (it failed before recording itself)."""
+    """Mark the run failed. Within one attempt the first reason stays: the first failure is the one
+    to act on, and the finish step's summary ("task(s) … failed") would otherwise bury it. A later
+    attempt (the run was cleared: a higher ``attempt``) replaces an earlier attempt's reason.
+    ``trigger`` is used only when the run has no row yet (it failed before recording itself)."""
     require_table(connection, HISTORY_TABLE)
     connection.execute(
         """
         INSERT INTO public.backup_history
-            (run_id, dag_id, status, trigger, triggered_by, started_at, finished_at, error,
-             updated_at)
-        VALUES (%s, %s, 'failed', %s, %s, now(), now(), %s, now())
+            (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at, finished_at,
+             error, updated_at)
+        VALUES (%s, %s, 'failed', %s, %s, %s, now(), now(), %s, now())
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'failed', finished_at = now(), updated_at = now(),
-            error = COALESCE(backup_history.error, EXCLUDED.error)
+            error = CASE WHEN backup_history.run_attempt < EXCLUDED.run_attempt THEN EXCLUDED.error
+                         ELSE COALESCE(backup_history.error, EXCLUDED.error) END,
+            run_attempt = GREATEST(backup_history.run_attempt, EXCLUDED.run_attempt)
         """,
-        (run_id, dag_id, trigger, triggered_by, reason[:MAX_ERROR_LENGTH]),
+        (run_id, dag_id, trigger, triggered_by, attempt, reason[:MAX_ERROR_LENGTH]),
     )
 
 
 def record_success(
     connection: psycopg.Connection, run_id: str, summary: dict, details: dict | None = None, *,
     status: Literal["success", "incomplete"] = "success", error: str | None = None,
+    attempt: int = 0,
 ) -> None:
     """Mark the run's verified archive with its location and counts: ``success``, or
     ``incomplete`` (a verified archive lacking objects the API could not serve; ``error`` says
@@ -108,12 +114,13 @@ def record_success(
     assignments = ", ".join(f"{column} = %({column})s" for column in SUCCESS_COLUMNS)
     values = {column: summary.get(column) for column in SUCCESS_COLUMNS}
     values.update(run_id=run_id, status=status, error=error and error[:MAX_ERROR_LENGTH],
-                  details=json.dumps(details or {}))
+                  details=json.dumps(details or {}), attempt=attempt)
     updated = connection.execute(
         f"""
         UPDATE public.backup_history
         SET status = %(status)s, finished_at = now(), updated_at = now(), error = %(error)s,
-            details = %(details)s::jsonb, {assignments}
+            run_attempt = GREATEST(run_attempt, %(attempt)s), details = %(details)s::jsonb,
+            {assignments}
         WHERE run_id = %(run_id)s
         """,
         values,

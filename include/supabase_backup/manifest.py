@@ -58,7 +58,7 @@ def build_header(*, plan: dict, created_at: datetime, project: dict, tool_versio
     recorded under ``plan`` so a reader knows what the run was asked to back up. ``database``,
     ``auth`` and ``storage`` are the sections of the parts included, None for parts left out.
     """
-    run_keys = ("run_id", "trigger", "triggered_by", "logical_date", "started_at")
+    run_keys = ("run_id", "trigger", "triggered_by", "logical_date", "started_at", "attempt")
     database_section = None
     if database:
         database_section = {name: value for name, value in database.items()

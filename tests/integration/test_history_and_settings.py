@@ -96,3 +96,15 @@ def test_missing_tables_name_the_migration(small_sandbox):
             settings.read_backup_enabled(connection)
         with pytest.raises(MigrationMissing, match="public.backup_history"):
             history.record_running(connection, "r", "manual")
+
+
+def test_a_cleared_runs_reason_replaces_the_earlier_attempts(connection):
+    run_id = f"test__{uuid.uuid4()}"
+    history.record_running(connection, run_id, "manual")
+    history.record_failed(connection, run_id, "list_buckets: 503", trigger="manual")
+    history.record_failed(connection, run_id, "build_archive: staged dump gone", trigger="manual",
+                          attempt=1)
+    history.record_failed(connection, run_id, "record_history: summary", trigger="manual",
+                          attempt=1)
+    row = history.get_by_run_id(connection, run_id)
+    assert (row["error"], row["run_attempt"]) == ("build_archive: staged dump gone", 1)

@@ -72,7 +72,8 @@ def test_the_failure_callback_scrubs_secrets_and_records_the_real_trigger(monkey
         secrets=["hunter2"])
     assert message == "plan_run: password *** refused"
     (name, call), = recorder.calls
-    assert call == {"run_id": "r", "reason": message, "trigger": "api", "triggered_by": "ops"}
+    assert call == {"run_id": "r", "reason": message, "trigger": "api", "triggered_by": "ops",
+                    "attempt": 0}
 
 
 def test_a_verified_archive_lacking_unreadable_objects_is_incomplete_and_fails(monkeypatch):
