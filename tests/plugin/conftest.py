@@ -3,12 +3,19 @@ tests, with three SimpleAuthManager users, against the session's small sandbox."
 
 from __future__ import annotations
 
+import sys
 import time
 
 import httpx
 import pytest
 
 from tests.airflow_services import AirflowServices
+from tests.conftest import PROJECT_ROOT
+
+# Airflow puts the plugins folder on sys.path when it is imported; the in-process tests import the
+# plugin package before that may have happened.
+if str(PROJECT_ROOT / "plugins") not in sys.path:
+    sys.path.append(str(PROJECT_ROOT / "plugins"))
 
 USERS = {"admin": "admin", "operator": "op", "viewer": "viewer"}
 DAG_ID = "supabase_backup"
