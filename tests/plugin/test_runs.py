@@ -143,3 +143,20 @@ def test_errors_are_json_without_a_trace(plugin):
         "detail": "no run no-such-run of the supabase_backup DAG"}
     reply = plugin.call("GET", "/api/v1/history", user="viewer", params={"status": "bogus"})
     assert reply.status_code == 422
+
+
+def test_a_run_started_with_the_official_airflow_client(plugin, plugin_airflow):
+    from airflow_client.client import ApiClient, Configuration
+    from airflow_client.client.api.dag_run_api import DagRunApi
+    from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
+
+    configuration = Configuration(host=plugin_airflow.url,
+                                  access_token=plugin_airflow.token("operator"))
+    with ApiClient(configuration) as api_client:
+        run = DagRunApi(api_client).trigger_dag_run(DAG_ID, TriggerDAGRunPostBody(
+            logical_date=None, conf={"trigger": "api", "include_storage": False}))
+    final = plugin.wait_for_run(run.dag_run_id)[-1]
+    assert final["state"] == "success", final
+    row = final["history"]
+    assert (row["status"], row["trigger"], row["triggered_by"]) == ("success", "api", "operator")
+    assert row["storage_objects"] in (None, 0)
