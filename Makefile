@@ -40,6 +40,9 @@ up: install ## Start the sandbox and a real Airflow with the Backups page on 127
 down: ## Stop what `make up` started (by its pid files); data kept
 	$(PYTHON) -m tools.up down --sandbox-dir $(SANDBOX_DIR) --state-dir $(UP_DIR)
 
+ui: ## Rebuild the Backups page's bundle (plugins/supabase_backup_plugin/ui/dist, committed) with npm
+	cd plugins/supabase_backup_plugin/ui && npm ci --no-audit --no-fund && npm run build
+
 test: install ## Run every test (starts its own sandbox, Postgres and S3 on loopback)
 	$(PYTHON) -m pytest tests
 

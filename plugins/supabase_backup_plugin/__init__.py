@@ -12,7 +12,7 @@ from airflow.plugins_manager import AirflowPlugin
 from supabase_backup_plugin.app import URL_PREFIX, create_app
 
 # The page is a React component the Airflow UI loads from this URL (built by `make ui`).
-BUNDLE_URL = f"{URL_PREFIX}/ui/static/main.umd.cjs"
+BUNDLE_URL = f"{URL_PREFIX}/ui/static/backups.js"
 
 
 class SupabaseBackupPlugin(AirflowPlugin):

@@ -74,3 +74,15 @@ def test_me_tells_the_page_what_to_offer(plugin):
         "name": "viewer", "can_read": True, "can_trigger": False, "can_edit_settings": False}
     assert plugin.call("GET", "/api/v1/me", user="operator").json() == {
         "name": "operator", "can_read": True, "can_trigger": True, "can_edit_settings": True}
+
+
+def test_the_page_is_registered_and_its_committed_bundle_served(plugin, plugin_airflow):
+    plugins = plugin_airflow.api("GET", "/api/v2/plugins", user="viewer").json()["plugins"]
+    ours = next(item for item in plugins if item["name"] == "supabase_backup")
+    assert {(app["destination"], app["url_route"]) for app in ours["react_apps"]} == {
+        ("nav", "backups"), ("dag", "supabase-backups")}
+    bundle = httpx.get(f"{plugin_airflow.url}{ours['react_apps'][0]['bundle_url']}", timeout=30)
+    assert bundle.status_code == 200
+    assert "javascript" in bundle.headers["content-type"]  # the UI import()s it as a module
+    assert "AirflowPlugin" in bundle.text
+    assert request(plugin, "GET", "/ui", user="viewer").headers["location"] == "../plugin/backups"
