@@ -264,7 +264,7 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
         {active && <Spinner size="sm" />}
       </HStack>
       <Text fontSize="sm">
-        {step ? `Step: ${step}. ` : ""}Tasks done: {finished} of {tasks.length}.
+        {active && step ? `Step: ${step}. ` : ""}Tasks done: {finished} of {tasks.length}.
         {Object.keys(buckets).length > 0 &&
           ` Storage: ${total.objects_done} of ${total.objects_known}${total.listing_done ? "" : "+"} objects, ${formatBytes(total.bytes_done)}.`}
       </Text>
