@@ -179,8 +179,7 @@ def up(arguments) -> int:
     print(f"Airflow:       {url}  (the DAG {DAG_ID} is unpaused)")
     print(f"Backups page:  {url}/plugin/backups   API docs: {url}/backup/docs")
     if new_passwords:
-        print("Logins (printed this once; kept in "
-              f"{passwords_file.relative_to(PROJECT_ROOT) if passwords_file.is_relative_to(PROJECT_ROOT) else passwords_file}):")
+        print(f"Logins (printed this once; kept in {passwords_file}):")
         for user, role in USERS.items():
             print(f"  {user:<9} {new_passwords[user]:<18} ({role})")
     else:

@@ -3,6 +3,7 @@ DAG's id (the plugin never imports the DAG file)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +16,11 @@ from airflow.utils.types import DagRunTriggeredByType
 from supabase_backup.config import DAG_ID
 
 ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
+
+# The check for an active run and the trigger are one step for the requests this api-server process
+# serves at once (FastAPI runs them on a thread pool). Requests reaching other api-server processes
+# can still both pass the check; the DAG's max_active_runs=1 then queues the second run.
+_TRIGGER_LOCK = threading.Lock()
 
 
 class DagUnavailable(Exception):
@@ -49,19 +55,20 @@ def start_run(conf: dict, user_name: str) -> str:
     """Trigger the DAG as the REST API does (triggered by REST_API, the user recorded as the
     triggering user). Refuses while another run is queued or running: ``max_active_runs=1`` would
     queue it behind, and two backups of one project at once help nobody."""
-    with create_session() as session:
-        dag = session.scalar(select(DagModel).where(DagModel.dag_id == DAG_ID))
-        if dag is None:
-            raise DagUnavailable(f"Airflow does not know the DAG {DAG_ID}: is its file in the DAGs "
-                                 "folder, and has the dag-processor parsed it?")
-        if dag.is_paused:
-            raise DagUnavailable(f"the DAG {DAG_ID} is paused, so a run would never start; "
-                                 "unpause it in Airflow first")
-        if active := active_runs(session):
-            raise RunActive(*active[0])
-    dag_run = trigger_dag(DAG_ID, conf=conf, triggered_by=DagRunTriggeredByType.REST_API,
-                          triggering_user_name=user_name)
-    return dag_run.run_id
+    with _TRIGGER_LOCK:
+        with create_session() as session:
+            dag = session.scalar(select(DagModel).where(DagModel.dag_id == DAG_ID))
+            if dag is None:
+                raise DagUnavailable(f"Airflow does not know the DAG {DAG_ID}: is its file in the "
+                                     "DAGs folder, and has the dag-processor parsed it?")
+            if dag.is_paused:
+                raise DagUnavailable(f"the DAG {DAG_ID} is paused, so a run would never start; "
+                                     "unpause it in Airflow first")
+            if active := active_runs(session):
+                raise RunActive(*active[0])
+        dag_run = trigger_dag(DAG_ID, conf=conf, triggered_by=DagRunTriggeredByType.REST_API,
+                              triggering_user_name=user_name)
+        return dag_run.run_id
 
 
 def run_with_tasks(run_id: str) -> dict[str, Any] | None:

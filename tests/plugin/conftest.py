@@ -28,11 +28,13 @@ class PluginClient:
         self.services = services
         self.url = f"{services.url}/backup"
 
-    def call(self, method: str, path: str, *, user: str | None = "admin", **kwargs) -> httpx.Response:
+    def call(self, method: str, path: str, *, user: str | None = "admin",
+             **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.services.token(user)}"} if user else {}
         return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
 
-    def wait_for_run(self, run_id: str, *, user: str = "viewer", timeout: float = 600) -> list[dict]:
+    def wait_for_run(self, run_id: str, *, user: str = "viewer",
+                     timeout: float = 600) -> list[dict]:
         """Poll the run until Airflow says it ended; every status seen, last one last."""
         seen = []
         deadline = time.monotonic() + timeout

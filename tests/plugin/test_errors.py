@@ -18,7 +18,8 @@ PASSWORD = "Pl41n-Password-Never-Shown"
 @pytest.fixture
 def client():
     app = create_app()
-    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="admin", role="admin")
+    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="admin",
+                                                                       role="admin")
     for check in (dependencies.CanRead, dependencies.CanTrigger, dependencies.CanEditDag):
         app.dependency_overrides[check.dependency] = lambda: None
     return TestClient(app, raise_server_exceptions=False)
@@ -36,9 +37,9 @@ def test_an_unreachable_database_is_503_without_the_password(client, monkeypatch
 
 
 def test_a_refused_password_is_503_without_the_password(client, monkeypatch, small_sandbox):
-    settings = small_sandbox.settings
-    use_database(monkeypatch, f"postgresql://{settings['pg_user']}:{PASSWORD}@{settings['pg_host']}:"
-                              f"{settings['pg_port']}/{settings['pg_dbname']}")
+    sandbox = small_sandbox.settings
+    use_database(monkeypatch, f"postgresql://{sandbox['pg_user']}:{PASSWORD}@{sandbox['pg_host']}"
+                              f":{sandbox['pg_port']}/{sandbox['pg_dbname']}")
     reply = client.get("/api/v1/history")
     assert reply.status_code == 503 and PASSWORD not in reply.text
     assert "password authentication failed" in reply.json()["detail"]
@@ -51,7 +52,8 @@ def test_an_unexpected_error_is_500_naming_only_its_type(client, monkeypatch):
     client.app.dependency_overrides[dependencies.open_database] = broken
     reply = client.get("/api/v1/settings")
     assert reply.status_code == 500
-    assert reply.json() == {"detail": "internal error (RuntimeError); see the Airflow api-server log"}
+    assert reply.json() == {
+        "detail": "internal error (RuntimeError); see the Airflow api-server log"}
 
 
 def test_an_undefined_connection_is_503(client, monkeypatch):

@@ -63,7 +63,8 @@ def test_an_operator_backs_up_from_the_page_and_watches_it_end(browser, plugin_a
 
 
 def test_the_page_is_a_tab_on_the_dags_page(browser, plugin_airflow):
-    page, errors = open_page(browser, plugin_airflow, "viewer", "/dags/supabase_backup/plugin/supabase-backups")
+    page, errors = open_page(browser, plugin_airflow, "viewer",
+                             "/dags/supabase_backup/plugin/supabase-backups")
     page.get_by_test_id("history").wait_for()
     assert errors == []
     page.context.close()

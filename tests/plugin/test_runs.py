@@ -110,8 +110,9 @@ def test_switched_off_the_next_run_is_skipped(plugin, small_sandbox):
         assert plugin.call("GET", "/api/v1/settings", user="viewer").json() == {
             "backup_enabled": False}
         with small_sandbox.connect() as connection:
-            assert connection.execute("SELECT value, updated_by FROM public.system_settings_kv "
-                                      "WHERE key = 'backup_enabled'").fetchone() == (False, "operator")
+            assert connection.execute(
+                "SELECT value, updated_by FROM public.system_settings_kv "
+                "WHERE key = 'backup_enabled'").fetchone() == (False, "operator")
         run_id = plugin.call("POST", "/api/v1/runs", user="operator", json={}).json()["run_id"]
         final = plugin.wait_for_run(run_id)[-1]
         assert final["history"]["status"] == "skipped", final

@@ -8,7 +8,9 @@ from supabase_backup import history
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, Database
 from supabase_backup_plugin.routes.history import settle_stale_rows
-from supabase_backup_plugin.schemas import Counts, Progress, RunStatus, TriggerRequest, TriggerResponse
+from supabase_backup_plugin.schemas import (
+    Counts, Progress, RunStatus, TriggerRequest, TriggerResponse,
+)
 
 router = APIRouter(tags=["runs"])
 

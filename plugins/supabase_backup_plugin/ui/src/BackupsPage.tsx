@@ -106,7 +106,8 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
     setBusy(true);
     setError(null);
     try {
-      const { run_id } = await api.trigger();
+      // With backups switched off a plain run would only record "skipped": the button forces.
+      const { run_id } = await api.trigger(enabled === false);
       setRun(null);
       setActiveRunId(run_id);
     } catch (reason) {
@@ -152,7 +153,7 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
               disabled={activeRunId !== null}
               data-testid="back-up-now"
             >
-              Back up now
+              {enabled === false ? "Back up now (forced)" : "Back up now"}
             </Button>
           )}
         </HStack>

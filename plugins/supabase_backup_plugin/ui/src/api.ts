@@ -99,7 +99,7 @@ export const api = {
     call<{ backup_enabled: boolean }>("PUT", "settings", { backup_enabled: enabled }),
   history: (limit: number, offset: number) =>
     call<HistoryPage>("GET", `history?limit=${limit}&offset=${offset}`),
-  trigger: () => call<{ run_id: string }>("POST", "runs", {}),
+  trigger: (force: boolean) => call<{ run_id: string }>("POST", "runs", { force }),
   run: (runId: string) => call<RunStatus>("GET", `runs/${encodeURIComponent(runId)}`),
   downloadUrl: (historyId: number) =>
     call<{ url: string }>("POST", `history/${historyId}/download-url`),
