@@ -7,11 +7,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-
-import psycopg
 
 from supabase_backup.errors import BackupError
 from supabase_backup_plugin.dependencies import ServiceUnavailable, safe_message
@@ -19,7 +18,6 @@ from supabase_backup_plugin.routes import history, page, runs, settings, user
 
 log = logging.getLogger(__name__)
 
-URL_PREFIX = "/backup"
 API_PREFIX = "/api/v1"
 BUNDLE_FOLDER = Path(__file__).parent / "ui" / "dist"
 
