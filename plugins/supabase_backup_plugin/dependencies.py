@@ -1,8 +1,9 @@
 """Named dependencies of the routes: who is asking, may they, and the Supabase database.
 
 Permissions are Airflow's own, on the ``supabase_backup`` DAG, asked of the configured auth manager
-through ``airflow.api_fastapi.core_api.security``: reading the DAG's runs, triggering one (POST on
-its runs) and editing the DAG (PUT). No token is a 401, a token without the permission a 403.
+through ``airflow.api_fastapi.core_api.security``: reading the DAG (GET) or its runs (GET on runs:
+runs and history), triggering a run (POST on its runs: also minting a download URL) and editing the
+DAG (PUT: the enabled switch). No token is a 401, a token without the permission a 403.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from supabase_backup.steps import scrub
 CurrentUser = GetUserDep
 
 CanRead = Depends(requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=DAG_ID))
+CanReadDag = Depends(requires_access_dag("GET", param_dag_id=DAG_ID))
 CanTrigger = Depends(requires_access_dag("POST", DagAccessEntity.RUN, param_dag_id=DAG_ID))
 CanEditDag = Depends(requires_access_dag("PUT", param_dag_id=DAG_ID))
 
@@ -57,5 +59,6 @@ def open_database() -> Iterator[psycopg.Connection]:
         yield connection
     finally:
         connection.close()
+
 
 Database = Annotated[psycopg.Connection, Depends(open_database)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
-from supabase_backup_plugin.dependencies import CanRead
+from supabase_backup_plugin.dependencies import CanReadDag
 
 router = APIRouter(tags=["page"])
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["page"])
 PAGE_IN_AIRFLOW_UI = "../plugin/backups"
 
 
-@router.get("/ui", dependencies=[CanRead], response_class=RedirectResponse, status_code=307,
+@router.get("/ui", dependencies=[CanReadDag], response_class=RedirectResponse, status_code=307,
             responses={401: {"description": "No Airflow user"},
                        403: {"description": "Not permitted"}})
 def backups_page() -> RedirectResponse:

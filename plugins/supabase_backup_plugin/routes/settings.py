@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from supabase_backup import settings
-from supabase_backup_plugin.dependencies import CanEditDag, CanRead, CurrentUser, Database
+from supabase_backup_plugin.dependencies import CanEditDag, CanReadDag, CurrentUser, Database
 from supabase_backup_plugin.schemas import Settings, SettingsUpdate
 
 router = APIRouter(tags=["settings"])
@@ -13,7 +13,7 @@ router = APIRouter(tags=["settings"])
 ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
 
 
-@router.get("/settings", response_model=Settings, dependencies=[CanRead], responses=ERRORS)
+@router.get("/settings", response_model=Settings, dependencies=[CanReadDag], responses=ERRORS)
 def get_settings(connection: Database) -> Settings:
     return Settings(backup_enabled=settings.read_backup_enabled(connection))
 
