@@ -170,10 +170,71 @@ def get_by_id(connection: psycopg.Connection, history_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
-def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0) -> list[dict]:
-    """Newest first."""
-    return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
-                   (limit, offset))
+def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0,
+                 status: str | None = None) -> list[dict]:
+    """Newest first; only rows with ``status`` when it is given."""
+    if status is None:
+        return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                       (limit, offset))
+    return _select(connection,
+                   "WHERE status = %s ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                   (status, limit, offset))
+
+
+def count_history(connection: psycopg.Connection, status: str | None = None) -> int:
+    require_table(connection, HISTORY_TABLE)
+    if status is None:
+        return connection.execute("SELECT count(*) FROM public.backup_history").fetchone()[0]
+    return connection.execute("SELECT count(*) FROM public.backup_history WHERE status = %s",
+                              (status,)).fetchone()[0]
+
+
+def running_run_ids(connection: psycopg.Connection, dag_id: str = DAG_ID) -> list[str]:
+    """Run ids of the rows still marked ``running`` (candidates for ``settle_ended_runs``)."""
+    require_table(connection, HISTORY_TABLE)
+    return [row[0] for row in connection.execute(
+        "SELECT run_id FROM public.backup_history WHERE status = 'running' AND dag_id = %s",
+        (dag_id,))]
+
+
+def settle_ended_runs(connection: psycopg.Connection, ended_run_ids: list[str]) -> list[str]:
+    """Mark ``failed`` the rows still ``running`` whose DAG run has ended (a worker killed before
+    the finish step, a run marked failed by hand). The caller reads ``running_run_ids`` first and
+    asks Airflow which of those ended, so a row recorded meanwhile is never settled by mistake.
+    Returns the run ids settled."""
+    if not ended_run_ids:
+        return []
+    return [row[0] for row in connection.execute(
+        """
+        UPDATE public.backup_history
+        SET status = 'failed', finished_at = COALESCE(finished_at, now()), updated_at = now(),
+            error = COALESCE(error, 'the run ended without recording its outcome; see Airflow run '
+                                    || run_id)
+        WHERE status = 'running' AND run_id = ANY(%s)
+        RETURNING run_id
+        """,
+        (list(ended_run_ids),),
+    )]
+
+
+DOWNLOADS_TABLE = "public.backup_downloads"
+
+
+def record_download(connection: psycopg.Connection, row: dict, *, requested_by: str,
+                    expires_in_seconds: int) -> int:
+    """Record one download URL minted for a history row (who, when, which archive): an archive
+    holds the whole database, so every URL handed out is accounted for. Returns the record's id."""
+    require_table(connection, DOWNLOADS_TABLE)
+    return connection.execute(
+        """
+        INSERT INTO public.backup_downloads
+            (history_id, run_id, s3_bucket, s3_key, requested_by, requested_at, expires_at)
+        VALUES (%s, %s, %s, %s, %s, now(), now() + make_interval(secs => %s))
+        RETURNING id
+        """,
+        (row["id"], row["run_id"], row["s3_bucket"], row["s3_key"], requested_by,
+         expires_in_seconds),
+    ).fetchone()[0]
 
 
 def summarise_success(verified: dict, archive_summary: dict, database_summary: dict | None,
