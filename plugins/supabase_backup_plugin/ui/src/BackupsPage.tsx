@@ -342,7 +342,8 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
         </Progress.Root>
       )}
       {run.history?.error && (
-        <Text fontSize="sm" color="fg.error" mt={2} whiteSpace="pre-wrap" wordBreak="break-word">
+        <Text fontSize="sm" mt={2} whiteSpace="pre-wrap" wordBreak="break-word"
+          color={run.history.status === "incomplete" ? "fg.warning" : "fg.error"}>
           {run.history.error}
         </Text>
       )}
