@@ -27,6 +27,7 @@ from typing import Iterable, Iterator
 from supabase_backup.errors import StagingCorrupted, UnsafeObjectName
 from supabase_backup.units import format_bytes, format_rate
 from supabase_backup.hashing import HashingWriter, copy_hashing, copy_into
+from supabase_backup.zip_stream import StreamingZipWriter
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ STORED_EXTENSIONS = frozenset(
 STORED_CONTENT_TYPES = ("image/", "video/", "audio/", "font/woff")
 DEFLATED_CONTENT_TYPES = ("image/svg+xml", "image/bmp", "image/x-icon", "image/tiff")
 SAMPLE_SIZE = 64 * 1024
+# A member this large or larger gets ZIP64 local header and data descriptor (as zipfile's force_zip64).
+ZIP64_LIMIT = (1 << 31) - 1
 
 
 def _encode_segment(segment: str) -> str:
@@ -134,29 +137,32 @@ def _zip_date_time(moment: datetime) -> tuple:
             moment.second)
 
 
-def write_archive(output, members: Iterable[PlannedMember], created_at: datetime) -> dict:
-    """Write the zip to a binary file object; every member's bytes are re-hashed as they are copied
-    and must match the staged sha256 (a staging file that changed underneath fails the build)."""
+def write_archive(output, members: Iterable[PlannedMember], created_at: datetime, *,
+                  spill_folder=None, compressor_factory=None) -> dict:
+    """Write the zip to a binary file object (only ``write`` is used); every member's bytes are
+    re-hashed as they are copied and must match the staged sha256 (a staging file that changed
+    underneath fails the build).
+
+    Memory does not grow with the member count: the central directory is spilled to a temporary
+    file in ``spill_folder`` (zip_stream.StreamingZipWriter) until the end.
+    """
     started = time.monotonic()
     count = stored = 0
     total = 0
     date_time = _zip_date_time(created_at)
-    with zipfile.ZipFile(output, "w", allowZip64=True) as archive:
+    with StreamingZipWriter(output, spill_folder=spill_folder,
+                            compressor_factory=compressor_factory) as archive:
         for member in members:
             with member.source.open("rb") as source:
                 sample = source.read(SAMPLE_SIZE)
-                info = zipfile.ZipInfo(member.name, date_time=date_time)
-                info.external_attr = 0o644 << 16
-                if should_store(member.name, member.content_type, sample):
-                    info.compress_type = zipfile.ZIP_STORED
-                    stored += 1
-                else:
-                    info.compress_type = zipfile.ZIP_DEFLATED  # zlib's default level, 6
-                info.file_size = member.size
-                with archive.open(info, "w", force_zip64=member.size >= zipfile.ZIP64_LIMIT) as sink:
-                    copied = HashingWriter(sink)
-                    copied.write(sample)
-                    copy_into(source, copied)
+                store = should_store(member.name, member.content_type, sample)
+                stored += store
+                sink = archive.begin(member.name, date_time=date_time, deflate=not store,
+                                     large=member.size >= ZIP64_LIMIT)
+                copied = HashingWriter(sink)
+                copied.write(sample)
+                copy_into(source, copied)
+                archive.end(sink)
             if copied.size != member.size or copied.sha256 != member.sha256:
                 raise StagingCorrupted(
                     member.name, f"it changed after it was written: {copied.size} bytes, sha256 "
