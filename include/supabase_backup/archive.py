@@ -229,8 +229,9 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
             )
 
 
-def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_at) -> dict:
-    """Write manifest.json and the zip into staging; returns the archive's size and sha256."""
+def write_manifest_file(staging, header: dict, *, database, auth, bucket_ids) -> dict:
+    """Write manifest.json into staging from what is staged; returns where, its size, sha256 and
+    member count (the manifest itself not counted)."""
     from supabase_backup.manifest import write_manifest
     from supabase_backup.staging import ensure_parent
 
@@ -243,28 +244,48 @@ def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_
         )
     with manifest_path.open("rb") as manifest_file:
         manifest_size, manifest_sha256 = copy_hashing(manifest_file)
+    return {"manifest_path": str(manifest_path), "manifest_bytes": manifest_size,
+            "manifest_sha256": manifest_sha256, "manifest_members": member_count}
+
+
+def write_zip(output, staging, manifest: dict, *, database, auth, bucket_ids, created_at,
+              spill_folder=None, compressor_factory=None) -> dict:
+    """Write the zip (manifest.json first, then every staged member) to ``output``, a file-like
+    with ``write``: a local file or a multipart upload (destination.stream_archive)."""
+    manifest_path = staging.run_folder / "archive" / MANIFEST_MEMBER
 
     def all_members() -> Iterator[PlannedMember]:
-        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest_size, manifest_sha256,
-                            "application/json")
+        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest["manifest_bytes"],
+                            manifest["manifest_sha256"], "application/json")
         for planned, _ in plan_members(staging, database=database, auth=auth,
                                        bucket_ids=bucket_ids):
             yield planned
 
+    written = write_archive(output, all_members(), created_at, spill_folder=spill_folder,
+                            compressor_factory=compressor_factory)
+    if written["members"] != manifest["manifest_members"] + 1:
+        raise StagingCorrupted(
+            "the archive", f"wrote {written['members']} members, the manifest lists "
+            f"{manifest['manifest_members']} + 1; run the backup again")
+    return {**written, "manifest_sha256": manifest["manifest_sha256"]}
+
+
+def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_at,
+                  compressor_factory=None) -> dict:
+    """Write manifest.json and the zip into staging; returns the archive's size and sha256."""
+    from supabase_backup.staging import ensure_parent
+
+    manifest = write_manifest_file(staging, header, database=database, auth=auth,
+                                   bucket_ids=bucket_ids)
     archive_path = ensure_parent(staging.archive)
     with archive_path.open("wb") as raw_output:
         writer = HashingWriter(raw_output)
-        written = write_archive(writer, all_members(), created_at)
-    if written["members"] != member_count + 1:
-        raise StagingCorrupted(
-            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1;"
-            " run the backup again")
+        written = write_zip(writer, staging, manifest, database=database, auth=auth,
+                            bucket_ids=bucket_ids, created_at=created_at,
+                            compressor_factory=compressor_factory)
     return {
         "path": str(archive_path),
         "bytes": writer.size,
         "sha256": writer.sha256,
-        "members": written["members"],
-        "stored_members": written["stored_members"],
-        "content_bytes": written["content_bytes"],
-        "manifest_sha256": manifest_sha256,
+        **written,
     }
