@@ -41,8 +41,8 @@ MAX_NAME_ATTEMPTS = 50
 # Multipart uploads: 16 MiB parts, 4 in flight, so at most 64 MiB of the archive is in memory.
 MULTIPART_PART_BYTES = 16 * 2**20
 UPLOAD_THREADS = 4
-# A streamed archive: 8 MiB parts (S3's minimum is 5 MiB), at most UPLOAD_THREADS + 1 parts queued or
-# in flight plus the one being filled, so about 48 MiB of the archive is in memory; larger parts only
+# A streamed archive: 8 MiB parts (S3's minimum is 5 MiB), at most UPLOAD_THREADS parts in flight
+# plus the one being filled, so about 40 MiB of the archive is in memory; larger parts only
 # when the expected size needs them to stay under 10,000 parts. Each part is retried on its own.
 STREAM_PART_BYTES = 8 * 2**20
 PART_ATTEMPTS = 4
@@ -208,7 +208,7 @@ class MultipartUploadSink:
     """A write-only file whose bytes become one S3 object through a multipart upload, written
     while they are produced: full parts go up from a small thread pool, each retried on its own,
     and ``complete`` finishes the upload with ``If-None-Match: *`` (S3 refuses it atomically when
-    the key exists meanwhile: _KeyTakenMeanwhile). Memory: (threads + 2) parts at most."""
+    the key exists meanwhile: _KeyTakenMeanwhile). Memory: (threads + 1) parts at most."""
 
     def __init__(self, client, bucket: str, key: str, extra: dict, *,
                  part_bytes: int = STREAM_PART_BYTES, threads: int = UPLOAD_THREADS) -> None:
@@ -216,7 +216,7 @@ class MultipartUploadSink:
         self._part_bytes = part_bytes
         self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="archive-part")
-        self._slots = threading.BoundedSemaphore(threads + 1)
+        self._slots = threading.BoundedSemaphore(threads)
         self._buffer = bytearray()
         self._futures = []
         self.size = 0
@@ -225,7 +225,7 @@ class MultipartUploadSink:
         self._buffer += data
         self.size += len(data)
         while len(self._buffer) >= self._part_bytes:
-            self._submit(bytes(self._buffer[:self._part_bytes]))
+            self._submit(bytes(memoryview(self._buffer)[:self._part_bytes]))
             del self._buffer[:self._part_bytes]
         return len(data)
 

@@ -57,9 +57,28 @@ def _dos_date_time(date_time: tuple) -> tuple[int, int]:
     return (hour << 11) | (minute << 5) | (second // 2), ((year - 1980) << 9) | (month << 5) | day
 
 
-def _default_compressor():
-    # Same stream as zipfile's ZIP_DEFLATED: raw deflate, zlib's default level (6).
+try:  # ISA-L's deflate: a standard deflate stream, measured 8-20x faster than zlib level 6 here
+    from isal import isal_zlib
+except ImportError:  # pragma: no cover - isal is pinned in requirements.txt
+    isal_zlib = None
+
+# isal level 2 (of 0-3). bench/README.md: on a medium tree the archive is 1% larger than zip -r's
+# and built 7x faster; a pg_dump-like text alone deflates 12% larger than zlib's level 6 at 20x
+# the speed (the dump is the member that costs most CPU).
+ISAL_LEVEL = 2
+
+
+def zlib_compressor():
+    """zipfile's ZIP_DEFLATED stream: raw deflate at zlib's default level (6)."""
     return zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+
+
+def isal_compressor():
+    return isal_zlib.compressobj(ISAL_LEVEL, isal_zlib.DEFLATED, -15)
+
+
+def _default_compressor():
+    return isal_compressor() if isal_zlib is not None else zlib_compressor()
 
 
 class _MemberSink:
@@ -93,8 +112,8 @@ class StreamingZipWriter:
     """Write a zip to ``output`` (only ``write`` is used) with the central directory spilled to a
     temporary file in ``spill_folder`` (the system's temporary folder by default).
 
-    ``compressor_factory`` returns a raw-deflate compressor (``compress``/``flush``), zlib's by
-    default; any deflate encoder gives a standard zip.
+    ``compressor_factory`` returns a raw-deflate compressor (``compress``/``flush``): ISA-L's when
+    installed, else zlib's; any deflate encoder gives a standard zip.
     """
 
     def __init__(self, output: IO[bytes], *, spill_folder=None, compressor_factory=None) -> None:
