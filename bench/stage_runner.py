@@ -203,6 +203,24 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
                     hashlib.sha256(member.read()).hexdigest()
                 checked += 1
         extra.update(members_checked=checked, names=len(names))
+    elif variant == "pg_dump-f":
+        output = scratch / "bare.sql"
+        subprocess.run([spec["pg_dump"], "-h", "127.0.0.1", "-p", str(spec["pg_port"]), "-U", "postgres",
+                        "-d", "postgres", "--format=plain", "-f", str(output)], check=True)
+        extra["dump_bytes"] = output.stat().st_size
+        output.unlink()
+    elif variant == "ours-dump_database":
+        import shutil
+
+        from supabase_backup.database import DatabaseSettings, dump_database
+        from supabase_backup.staging import StagingArea
+
+        staging = StagingArea.at(f"file://{scratch}/ours-staging")
+        summary = dump_database(
+            DatabaseSettings.from_url(f"postgresql://postgres@127.0.0.1:{spec['pg_port']}/postgres"),
+            staging, pg_dump_path=spec["pg_dump"])
+        extra["dump_bytes"] = summary["bytes"]
+        shutil.rmtree(scratch / "ours-staging")
     else:
         raise SystemExit(f"unknown variant {variant}")
     return extra

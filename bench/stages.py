@@ -139,8 +139,9 @@ def summarise(runs: list[dict]) -> dict:
     if "server_cpu_seconds" in runs[0]:
         summary["median_server_cpu_seconds"] = round(
             statistics.median(run["server_cpu_seconds"] for run in runs), 2)
-    if "archive_bytes" in runs[0]:
-        summary["archive_bytes"] = runs[0]["archive_bytes"]
+    for name in ("archive_bytes", "dump_bytes"):
+        if name in runs[0]:
+            summary[name] = runs[0][name]
     return summary
 
 
@@ -250,6 +251,8 @@ def run_stages(repeat: int, million: int, scratch: Path, only: set[str]) -> dict
         medium_stage(stages, settings, scratch, repeat)
     if only & {"build_upload", "verify_s3"}:
         large_stages(stages, settings, scratch, repeat, only)
+    if "database" in only:
+        database_stage(stages, settings, scratch, repeat)
     if million:
         million_stages(stages, settings, scratch, million)
     return {"settings": settings, "stages": stages}
@@ -310,6 +313,42 @@ def large_stages(stages: dict, settings: dict, scratch: Path, repeat: int, only:
     shutil.rmtree(large)
 
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def database_stage(stages: dict, settings: dict, scratch: Path, repeat: int) -> None:
+    """pgbench scale 20 in a throwaway Postgres 15 cluster (run as the postgres OS user)."""
+    import shutil as shell
+
+    if not (PG_BIN / "pgbench").exists():
+        print("database stage skipped: no Postgres 15 binaries", flush=True)
+        return
+    cluster = Path(tempfile.mkdtemp(prefix="bench-pg-", dir="/tmp"))
+    os.chmod(cluster, 0o755)
+    data, port = cluster / "data", free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shell.chown(cluster, "postgres", "postgres")
+    subprocess.run(as_postgres + [str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                                  "--auth=trust", "--no-sync"], check=True, capture_output=True)
+    subprocess.run(as_postgres + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(cluster / "log"),
+                                  "-o", f"-p {port} -k {cluster} -c listen_addresses=127.0.0.1 -c fsync=off",
+                                  "start"], check=True, capture_output=True)
+    try:
+        print("database stage: pgbench -i -s 20 …", flush=True)
+        subprocess.run([str(PG_BIN / "pgbench"), "-i", "-s", "20", "-q", "-h", "127.0.0.1", "-p", str(port),
+                        "-U", "postgres", "postgres"], check=True, capture_output=True)
+        settings["database"] = {"pgbench_scale": 20, "server": "PostgreSQL 15"}
+        stages["database"] = measure(
+            "database", ["pg_dump-f", "ours-dump_database"], "pg_dump-f",
+            {"pg_dump": str(PG_BIN / "pg_dump"), "pg_port": port, "scratch": str(scratch)},
+            scratch, repeat)
+    finally:
+        subprocess.run(as_postgres + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shell.rmtree(cluster, ignore_errors=True)
+
+
 def million_stages(stages: dict, settings: dict, scratch: Path, million: int) -> None:
     if True:
         print(f"{million:,} objects: manifest …", flush=True)
@@ -347,7 +386,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--million", type=int, default=0,
                         help="also write and verify an archive of this many 1 KB objects (e.g. 1000000)")
-    parser.add_argument("--only", default="archive_build,build_upload,verify_s3",
+    parser.add_argument("--only", default="archive_build,build_upload,verify_s3,database",
                         help="comma-separated stages to run (default: all but the million case)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args(argv)
