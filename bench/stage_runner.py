@@ -55,11 +55,10 @@ def planned_members(spec: dict):
 
 
 def compressor(spec: dict, variant: str):
-    if variant.endswith("-zlib"):
-        return None
-    from isal import isal_zlib
+    """zlib level 6 for the ``-zlib`` variants, else the library's default (isal level 2)."""
+    from supabase_backup import zip_stream
 
-    return lambda: isal_zlib.compressobj(spec.get("isal_level", 2), isal_zlib.DEFLATED, -15)
+    return zip_stream.zlib_compressor if variant.endswith("-zlib") else zip_stream.isal_compressor
 
 
 def s3_client(spec: dict):
