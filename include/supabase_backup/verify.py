@@ -132,8 +132,8 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
                        f"manifest says {listed_size} / {listed_sha256}")
         checked += 1
         total += digest.size
-    log.info("Verified %s: %s members, %s, every size and sha256 matches its manifest", label,
-             f"{checked:,}", format_bytes(total))
+    log.info("Verified %s: all %s members manifest.json lists (%s of member content) match their "
+             "size and sha256", label, f"{checked:,}", format_bytes(total))
     return {
         "members_checked": checked,
         "content_bytes": total,
