@@ -136,7 +136,29 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="download threads, every variant (default 8)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
     parser.add_argument("--no-record", action="store_true", help="print only; leave bench/results/ alone")
+    parser.add_argument("--skip-export", action="store_true", help="leave out the storage export suite")
+    parser.add_argument("--skip-stages", action="store_true",
+                        help="leave out the archive stages (bench/stages.py)")
+    parser.add_argument("--million", type=int, default=0,
+                        help="stages: also write and verify an archive of this many 1 KB objects "
+                             "(e.g. 1000000; minutes, memory figures)")
     args = parser.parse_args()
+    if not args.skip_export:
+        run_export_suite(args)
+    if not args.skip_stages or args.million:
+        from bench import stages
+
+        stage_arguments = ["--repeat", str(args.repeat)]
+        if args.skip_stages:
+            stage_arguments += ["--only", ""]
+        if args.million:
+            stage_arguments += ["--million", str(args.million)]
+        if args.no_record:
+            stage_arguments.append("--no-record")
+        stages.main(stage_arguments)
+
+
+def run_export_suite(args) -> None:
 
     started = time.perf_counter()
     expected_objects = args.small + (1 if args.big_mib else 0)

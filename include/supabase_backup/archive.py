@@ -27,6 +27,7 @@ from typing import Iterable, Iterator
 from supabase_backup.errors import StagingCorrupted, UnsafeObjectName
 from supabase_backup.units import format_bytes, format_rate
 from supabase_backup.hashing import HashingWriter, copy_hashing, copy_into
+from supabase_backup.zip_stream import StreamingZipWriter
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ STORED_EXTENSIONS = frozenset(
 STORED_CONTENT_TYPES = ("image/", "video/", "audio/", "font/woff")
 DEFLATED_CONTENT_TYPES = ("image/svg+xml", "image/bmp", "image/x-icon", "image/tiff")
 SAMPLE_SIZE = 64 * 1024
+# A member this large or larger gets ZIP64 local header and data descriptor (as zipfile's force_zip64).
+ZIP64_LIMIT = (1 << 31) - 1
 
 
 def _encode_segment(segment: str) -> str:
@@ -134,29 +137,32 @@ def _zip_date_time(moment: datetime) -> tuple:
             moment.second)
 
 
-def write_archive(output, members: Iterable[PlannedMember], created_at: datetime) -> dict:
-    """Write the zip to a binary file object; every member's bytes are re-hashed as they are copied
-    and must match the staged sha256 (a staging file that changed underneath fails the build)."""
+def write_archive(output, members: Iterable[PlannedMember], created_at: datetime, *,
+                  spill_folder=None, compressor_factory=None) -> dict:
+    """Write the zip to a binary file object (only ``write`` is used); every member's bytes are
+    re-hashed as they are copied and must match the staged sha256 (a staging file that changed
+    underneath fails the build).
+
+    Memory does not grow with the member count: the central directory is spilled to a temporary
+    file in ``spill_folder`` (zip_stream.StreamingZipWriter) until the end.
+    """
     started = time.monotonic()
     count = stored = 0
     total = 0
     date_time = _zip_date_time(created_at)
-    with zipfile.ZipFile(output, "w", allowZip64=True) as archive:
+    with StreamingZipWriter(output, spill_folder=spill_folder,
+                            compressor_factory=compressor_factory) as archive:
         for member in members:
             with member.source.open("rb") as source:
                 sample = source.read(SAMPLE_SIZE)
-                info = zipfile.ZipInfo(member.name, date_time=date_time)
-                info.external_attr = 0o644 << 16
-                if should_store(member.name, member.content_type, sample):
-                    info.compress_type = zipfile.ZIP_STORED
-                    stored += 1
-                else:
-                    info.compress_type = zipfile.ZIP_DEFLATED  # zlib's default level, 6
-                info.file_size = member.size
-                with archive.open(info, "w", force_zip64=member.size >= zipfile.ZIP64_LIMIT) as sink:
-                    copied = HashingWriter(sink)
-                    copied.write(sample)
-                    copy_into(source, copied)
+                store = should_store(member.name, member.content_type, sample)
+                stored += store
+                sink = archive.begin(member.name, date_time=date_time, deflate=not store,
+                                     large=member.size >= ZIP64_LIMIT)
+                copied = HashingWriter(sink)
+                copied.write(sample)
+                copy_into(source, copied)
+                archive.end(sink)
             if copied.size != member.size or copied.sha256 != member.sha256:
                 raise StagingCorrupted(
                     member.name, f"it changed after it was written: {copied.size} bytes, sha256 "
@@ -224,8 +230,9 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
             )
 
 
-def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_at) -> dict:
-    """Write manifest.json and the zip into staging; returns the archive's size and sha256."""
+def write_manifest_file(staging, header: dict, *, database, auth, bucket_ids) -> dict:
+    """Write manifest.json into staging from what is staged; returns where, its size, sha256 and
+    member count (the manifest itself not counted)."""
     from supabase_backup.manifest import write_manifest
     from supabase_backup.staging import ensure_parent
 
@@ -238,28 +245,48 @@ def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_
         )
     with manifest_path.open("rb") as manifest_file:
         manifest_size, manifest_sha256 = copy_hashing(manifest_file)
+    return {"manifest_path": str(manifest_path), "manifest_bytes": manifest_size,
+            "manifest_sha256": manifest_sha256, "manifest_members": member_count}
+
+
+def write_zip(output, staging, manifest: dict, *, database, auth, bucket_ids, created_at,
+              spill_folder=None, compressor_factory=None) -> dict:
+    """Write the zip (manifest.json first, then every staged member) to ``output``, a file-like
+    with ``write``: a local file or a multipart upload (destination.stream_archive)."""
+    manifest_path = staging.run_folder / "archive" / MANIFEST_MEMBER
 
     def all_members() -> Iterator[PlannedMember]:
-        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest_size, manifest_sha256,
-                            "application/json")
+        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest["manifest_bytes"],
+                            manifest["manifest_sha256"], "application/json")
         for planned, _ in plan_members(staging, database=database, auth=auth,
                                        bucket_ids=bucket_ids):
             yield planned
 
+    written = write_archive(output, all_members(), created_at, spill_folder=spill_folder,
+                            compressor_factory=compressor_factory)
+    if written["members"] != manifest["manifest_members"] + 1:
+        raise StagingCorrupted(
+            "the archive", f"wrote {written['members']} members, the manifest lists "
+            f"{manifest['manifest_members']} + 1; run the backup again")
+    return {**written, "manifest_sha256": manifest["manifest_sha256"]}
+
+
+def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_at,
+                  compressor_factory=None) -> dict:
+    """Write manifest.json and the zip into staging; returns the archive's size and sha256."""
+    from supabase_backup.staging import ensure_parent
+
+    manifest = write_manifest_file(staging, header, database=database, auth=auth,
+                                   bucket_ids=bucket_ids)
     archive_path = ensure_parent(staging.archive)
     with archive_path.open("wb") as raw_output:
         writer = HashingWriter(raw_output)
-        written = write_archive(writer, all_members(), created_at)
-    if written["members"] != member_count + 1:
-        raise StagingCorrupted(
-            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1;"
-            " run the backup again")
+        written = write_zip(writer, staging, manifest, database=database, auth=auth,
+                            bucket_ids=bucket_ids, created_at=created_at,
+                            compressor_factory=compressor_factory)
     return {
         "path": str(archive_path),
         "bytes": writer.size,
         "sha256": writer.sha256,
-        "members": written["members"],
-        "stored_members": written["stored_members"],
-        "content_bytes": written["content_bytes"],
-        "manifest_sha256": manifest_sha256,
+        **written,
     }

@@ -185,6 +185,9 @@ class RunPlan:
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
+    # True: upload_archive writes the zip straight into a multipart upload (no local archive);
+    # False: build_archive writes it to staging and upload_archive uploads the file.
+    stream_archive: bool = True
 
     @classmethod
     def create(cls, settings: BackupSettings, *, run_id: str, trigger: str, started_at: str,

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from supabase_backup.errors import (
     ArchiveKeyTaken,
@@ -40,6 +41,12 @@ MAX_NAME_ATTEMPTS = 50
 # Multipart uploads: 16 MiB parts, 4 in flight, so at most 64 MiB of the archive is in memory.
 MULTIPART_PART_BYTES = 16 * 2**20
 UPLOAD_THREADS = 4
+# A streamed archive: 8 MiB parts (S3's minimum is 5 MiB), at most UPLOAD_THREADS parts in flight
+# plus the one being filled, so about 40 MiB of the archive is in memory; larger parts only
+# when the expected size needs them to stay under 10,000 parts. Each part is retried on its own.
+STREAM_PART_BYTES = 8 * 2**20
+PART_ATTEMPTS = 4
+PART_RETRY_SECONDS = 0.5
 # Ranged reads: one GET per this many bytes, and the read buffer of a verify.
 RANGE_READ_BYTES = 8 * 2**20
 
@@ -114,16 +121,17 @@ def archive_key(prefix: str, started_at: datetime, attempt: int = 1) -> str:
     return f"{prefix}{archive_file_name(started_at, attempt)}"
 
 
-def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str,
+def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str | None,
                        first_attempt: int = 1) -> tuple[str, bool, int]:
     """(key, already_uploaded, attempt): the first free key from ``first_attempt`` on, or the key
-    already holding this archive."""
+    already holding this archive (never, with ``sha256`` None: a streamed archive's hash is known
+    only once it is written)."""
     for attempt in range(first_attempt, MAX_NAME_ATTEMPTS + 1):
         key = archive_key(prefix, started_at, attempt)
         head = head_object(client, bucket, key)
         if head is None:
             return key, False, attempt
-        if (head.get("Metadata") or {}).get(SHA256_METADATA_KEY) == sha256:
+        if sha256 is not None and (head.get("Metadata") or {}).get(SHA256_METADATA_KEY) == sha256:
             return key, True, attempt
         log.info("s3://%s/%s holds another archive; trying the next name", bucket, key)
     raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS))
@@ -183,6 +191,152 @@ def _multipart_if_absent(client, source_path, bucket: str, key: str, size: int,
         except ClientError:
             log.warning("Could not abort multipart upload %s of s3://%s/%s", upload_id, bucket, key)
         raise
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, BotoCoreError):  # connection refused or reset, timeouts
+        return True
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = error.response.get("Error", {}).get("Code")
+        return status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError",
+                                         "ServiceUnavailable", "Throttling")
+    return False
+
+
+class MultipartUploadSink:
+    """A write-only file whose bytes become one S3 object through a multipart upload, written
+    while they are produced: full parts go up from a small thread pool, each retried on its own,
+    and ``complete`` finishes the upload with ``If-None-Match: *`` (S3 refuses it atomically when
+    the key exists meanwhile: _KeyTakenMeanwhile). Memory: (threads + 1) parts at most."""
+
+    def __init__(self, client, bucket: str, key: str, extra: dict, *,
+                 part_bytes: int = STREAM_PART_BYTES, threads: int = UPLOAD_THREADS) -> None:
+        self._client, self._bucket, self._key = client, bucket, key
+        self._part_bytes = part_bytes
+        self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="archive-part")
+        self._slots = threading.BoundedSemaphore(threads)
+        self._buffer = bytearray()
+        self._futures = []
+        self.size = 0
+
+    def write(self, data) -> int:
+        self._buffer += data
+        self.size += len(data)
+        while len(self._buffer) >= self._part_bytes:
+            self._submit(bytes(memoryview(self._buffer)[:self._part_bytes]))
+            del self._buffer[:self._part_bytes]
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def _submit(self, body: bytes) -> None:
+        for future in self._futures:  # fail fast: a part that gave up stops the archive early
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+        self._slots.acquire()
+        number = len(self._futures) + 1
+        try:
+            future = self._pool.submit(self._upload_part, number, body)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        self._futures.append(future)
+
+    def _upload_part(self, number: int, body: bytes) -> dict:
+        for attempt in range(1, PART_ATTEMPTS + 1):
+            try:
+                reply = self._client.upload_part(Bucket=self._bucket, Key=self._key,
+                                                 UploadId=self.upload_id, PartNumber=number,
+                                                 Body=body)
+                return {"PartNumber": number, "ETag": reply["ETag"]}
+            except (BotoCoreError, ClientError) as error:
+                if attempt == PART_ATTEMPTS or not _is_transient(error):
+                    raise
+                log.warning("Part %d of s3://%s/%s failed (%s); retrying it", number,
+                            self._bucket, self._key, error)
+                time.sleep(PART_RETRY_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def complete(self) -> None:
+        if self._buffer or not self._futures:
+            self._submit(bytes(self._buffer))
+            self._buffer = bytearray()
+        parts = [future.result() for future in self._futures]
+        self._pool.shutdown()
+        try:
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+        except ClientError as error:
+            if _is_precondition_failed(error):
+                self.abort()
+                raise _KeyTakenMeanwhile(self._key) from None
+            raise
+
+    def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key,
+                                                UploadId=self.upload_id)
+        except (BotoCoreError, ClientError):
+            log.warning("Could not abort multipart upload %s of s3://%s/%s", self.upload_id,
+                        self._bucket, self._key)
+
+
+def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: datetime, *,
+                   expected_bytes: int = 0, server_side_encryption: str = "AES256",
+                   kms_key_id: str | None = None) -> dict:
+    """Write the archive straight into S3 under the first free name: ``write_archive(output)``
+    writes the zip to ``output`` (a file-like with ``write``) and returns its summary. No local
+    copy: the bytes go up as multipart parts while the zip is written.
+
+    The conditional CompleteMultipartUpload keeps "never overwrite": a race lost at the end writes
+    the archive again under the next name. A retried task never recognises its earlier archive (no
+    sha256 can be set before the bytes exist), so it writes under the next free name.
+    """
+    extra = {"ContentType": "application/zip",
+             **encryption_arguments(server_side_encryption, kms_key_id)}
+    part_bytes = max(STREAM_PART_BYTES, -(-expected_bytes // 9_000))
+    started = time.monotonic()
+    attempt = 1
+    while True:
+        key, _, attempt = choose_archive_key(client, bucket, prefix, started_at, None, attempt)
+        sink = MultipartUploadSink(client, bucket, key, extra, part_bytes=part_bytes)
+        output = HashingWriter(sink)
+        try:
+            written = write_archive(output)
+            sink.complete()
+            break
+        except _KeyTakenMeanwhile:
+            log.warning("s3://%s/%s was taken by another upload while this one ran; writing the "
+                        "archive again under the next name", bucket, key)
+            attempt += 1
+        except BaseException:
+            sink.abort()
+            raise
+    seconds = max(time.monotonic() - started, 1e-6)
+    head = head_object(client, bucket, key)
+    if head is None or head["ContentLength"] != output.size:
+        raise UploadFailed(bucket, key, f"it holds {head and head['ContentLength']} bytes after the "
+                                        f"upload, expected {output.size}")
+    log.info("Streamed the archive to s3://%s/%s: %s in %.1f s (%s), %d parts", bucket, key,
+             format_bytes(output.size), seconds, format_rate(output.size, seconds),
+             -(-output.size // part_bytes))
+    return {
+        **written,
+        "s3_bucket": bucket,
+        "s3_key": key,
+        "bytes": output.size,
+        "sha256": output.sha256,
+        "etag": head.get("ETag"),
+        "server_side_encryption": head.get("ServerSideEncryption"),
+        "seconds": round(seconds, 3),
+        "streamed": True,
+    }
 
 
 def upload_archive(

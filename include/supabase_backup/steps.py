@@ -277,21 +277,55 @@ def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict
         storage=_storage_section(staging, bucket_ids, storage_summary or {})
         if plan.include_storage else None,
     )
-    result = archive.build_archive(
-        staging, header, database=database_summary, auth=auth_summary, bucket_ids=bucket_ids,
-        created_at=created_at,
-    )
+    if plan.stream_archive:
+        # The zip itself is written by upload_archive, straight into S3: only the manifest (and
+        # what is needed to list the members again) is kept here.
+        members = {"database": _member_source(database_summary),
+                   "auth": _member_source(auth_summary), "bucket_ids": bucket_ids}
+        result = archive.write_manifest_file(staging, header, database=members["database"],
+                                             auth=members["auth"], bucket_ids=bucket_ids)
+        expected = (sum((part or {}).get("bytes") or 0 for part in (database_summary, auth_summary))
+                    + ((storage_summary or {}).get("bytes") or 0) + result["manifest_bytes"]
+                    + 200 * (result["manifest_members"] + 1))
+        result.update(streamed=True, created_at=created_at.isoformat(), members_source=members,
+                      expected_bytes=expected)
+    else:
+        result = archive.build_archive(
+            staging, header, database=database_summary, auth=auth_summary, bucket_ids=bucket_ids,
+            created_at=created_at,
+        )
     result["storage_buckets"] = len(bucket_ids) if plan.include_storage else None
     return result
+
+
+def _member_source(summary: dict | None) -> dict | None:
+    """What plan_members needs of an export's summary."""
+    if not summary:
+        return None
+    return {name: summary.get(name) for name in ("included", "bytes", "sha256") if name in summary}
 
 
 def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict) -> dict:
     from supabase_backup import destination
 
     _report_step(plan, resources, "uploading the archive")
+    started_at = datetime.fromisoformat(plan.started_at).astimezone(timezone.utc)
+    if archive_summary.get("streamed"):
+        members = archive_summary["members_source"]
+        staging = resources.staging
+
+        def write(output) -> dict:
+            return archive.write_zip(
+                output, staging, archive_summary, database=members["database"],
+                auth=members["auth"], bucket_ids=members["bucket_ids"],
+                created_at=datetime.fromisoformat(archive_summary["created_at"]))
+
+        return destination.stream_archive(
+            resources.s3, write, plan.s3_bucket, plan.s3_prefix, started_at,
+            expected_bytes=archive_summary.get("expected_bytes") or 0,
+            server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id)
     return destination.upload_archive(
-        resources.s3, resources.staging.archive, plan.s3_bucket, plan.s3_prefix,
-        datetime.fromisoformat(plan.started_at).astimezone(timezone.utc),
+        resources.s3, resources.staging.archive, plan.s3_bucket, plan.s3_prefix, started_at,
         sha256=archive_summary["sha256"], size=archive_summary["bytes"],
         server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id,
     )
@@ -302,9 +336,10 @@ def verify_upload(plan: RunPlan, resources: RunResources, archive_summary: dict,
     from supabase_backup import destination
 
     _report_step(plan, resources, "verifying the uploaded archive")
+    written = location if location.get("streamed") else archive_summary  # who knows the bytes
     result = destination.read_back_and_verify(
         resources.s3, location["s3_bucket"], location["s3_key"],
-        size=archive_summary["bytes"], sha256=archive_summary["sha256"],
+        size=written["bytes"], sha256=written["sha256"],
     )
     return {**location, **result, "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
 
