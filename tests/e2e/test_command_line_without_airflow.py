@@ -4,6 +4,7 @@ working `supabase-backup` command: verify on a local file and on an s3:// URL (r
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,17 @@ pytestmark = pytest.mark.slow
 def core_venv(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("core-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # Built from a copy of what the package is made of: an in-tree build would leave build/ in
+    # the checkout and could reuse stale files from it.
+    source = tmp_path_factory.mktemp("package-source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, source / name)
+    shutil.copytree(PROJECT_ROOT / "include" / "supabase_backup",
+                    source / "include" / "supabase_backup",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     # The pinned versions as constraints: the same wheels as the project's venv (pip's cache).
     subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    "-c", str(PROJECT_ROOT / "requirements.txt"), str(PROJECT_ROOT)],
+                    "-c", str(PROJECT_ROOT / "requirements.txt"), str(source)],
                    check=True, capture_output=True, text=True)
     return venv
 
