@@ -148,7 +148,7 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
             client, lambda out: write_archive(out, planned_members(spec), CREATED,
                                               compressor_factory=compressor(spec, variant)),
             spec["s3_bucket"], f"bench/streamed-{os.getpid()}/", CREATED,
-            server_side_encryption="none")
+            manifest_sha256="0" * 64, server_side_encryption="none")
         extra["archive_bytes"] = result["bytes"]
         client.delete_object(Bucket=spec["s3_bucket"], Key=result["s3_key"])
     elif variant == "download-unzip-t":

@@ -36,6 +36,7 @@ from supabase_backup.verify import verify_archive
 log = logging.getLogger(__name__)
 
 SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256
+MANIFEST_SHA256_METADATA_KEY = "manifest-sha256"  # x-amz-meta-manifest-sha256 (streamed archives)
 PRESIGNED_URL_SECONDS = 15 * 60
 MAX_NAME_ATTEMPTS = 50
 # Multipart uploads: 16 MiB parts, 4 in flight, so at most 64 MiB of the archive is in memory.
@@ -122,16 +123,21 @@ def archive_key(prefix: str, started_at: datetime, attempt: int = 1) -> str:
 
 
 def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str | None,
-                       first_attempt: int = 1) -> tuple[str, bool, int]:
+                       first_attempt: int = 1, *,
+                       manifest_sha256: str | None = None) -> tuple[str, bool, int]:
     """(key, already_uploaded, attempt): the first free key from ``first_attempt`` on, or the key
-    already holding this archive (never, with ``sha256`` None: a streamed archive's hash is known
-    only once it is written)."""
+    already holding this archive: the same sha256 in its metadata, or, for a streamed archive (whose
+    hash is known only once written), the same manifest's sha256 — the manifest names every
+    member's size and hash, so the same manifest is the same archive."""
     for attempt in range(first_attempt, MAX_NAME_ATTEMPTS + 1):
         key = archive_key(prefix, started_at, attempt)
         head = head_object(client, bucket, key)
         if head is None:
             return key, False, attempt
-        if sha256 is not None and (head.get("Metadata") or {}).get(SHA256_METADATA_KEY) == sha256:
+        metadata = head.get("Metadata") or {}
+        if (sha256 is not None and metadata.get(SHA256_METADATA_KEY) == sha256) or (
+                manifest_sha256 is not None
+                and metadata.get(MANIFEST_SHA256_METADATA_KEY) == manifest_sha256):
             return key, True, attempt
         log.info("s3://%s/%s holds another archive; trying the next name", bucket, key)
     raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS))
@@ -288,23 +294,32 @@ class MultipartUploadSink:
 
 
 def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: datetime, *,
-                   expected_bytes: int = 0, server_side_encryption: str = "AES256",
-                   kms_key_id: str | None = None) -> dict:
+                   manifest_sha256: str, expected_bytes: int = 0,
+                   server_side_encryption: str = "AES256", kms_key_id: str | None = None) -> dict:
     """Write the archive straight into S3 under the first free name: ``write_archive(output)``
     writes the zip to ``output`` (a file-like with ``write``) and returns its summary. No local
     copy: the bytes go up as multipart parts while the zip is written.
 
     The conditional CompleteMultipartUpload keeps "never overwrite": a race lost at the end writes
-    the archive again under the next name. A retried task never recognises its earlier archive (no
-    sha256 can be set before the bytes exist), so it writes under the next free name.
+    the archive again under the next name. No sha256 can be set before the bytes exist, so the
+    object carries its manifest's sha256 instead: a retried task recognises its own archive by it
+    and adopts it (``already_uploaded``, sha256 None: the read-back computes it).
     """
     extra = {"ContentType": "application/zip",
+             "Metadata": {MANIFEST_SHA256_METADATA_KEY: manifest_sha256},
              **encryption_arguments(server_side_encryption, kms_key_id)}
     part_bytes = max(STREAM_PART_BYTES, -(-expected_bytes // 9_000))
     started = time.monotonic()
     attempt = 1
     while True:
-        key, _, attempt = choose_archive_key(client, bucket, prefix, started_at, None, attempt)
+        key, already_there, attempt = choose_archive_key(
+            client, bucket, prefix, started_at, None, attempt, manifest_sha256=manifest_sha256)
+        if already_there:
+            head = head_object(client, bucket, key)
+            log.info("s3://%s/%s already holds this archive (a retried upload); verifying it",
+                     bucket, key)
+            return {"s3_bucket": bucket, "s3_key": key, "bytes": head["ContentLength"],
+                    "sha256": None, "streamed": True, "already_uploaded": True}
         sink = MultipartUploadSink(client, bucket, key, extra, part_bytes=part_bytes)
         output = HashingWriter(sink)
         try:
@@ -459,15 +474,18 @@ def open_s3_archive(client, bucket: str, key: str) -> tuple[io.BufferedReader, S
     return io.BufferedReader(reader, buffer_size=RANGE_READ_BYTES), reader
 
 
-def read_back_and_verify(client, bucket: str, key: str, *, size: int, sha256: str) -> dict:
+def read_back_and_verify(client, bucket: str, key: str, *, size: int, sha256: str | None) -> dict:
     """Check the uploaded archive in place: every member against the manifest by ranged reads,
-    then the whole object's size and sha256 against what was uploaded. No local copy."""
+    then the whole object's size and sha256 against what was uploaded (``sha256`` None: an archive
+    adopted from an earlier try, whose members were just checked; its hash is what was read). No
+    local copy."""
     label = f"s3://{bucket}/{key}"
     started = time.monotonic()
     archive_file, reader = open_s3_archive(client, bucket, key)
     with archive_file:
         result = verify_archive(archive_file, label=label)
         read_sha256 = reader.finish_sha256()
+    sha256 = sha256 or read_sha256
     if (reader.size, read_sha256) != (size, sha256):
         raise VerificationFailed(label, f"it reads back as {reader.size} bytes / sha256 "
                                         f"{read_sha256}, the upload was {size} / {sha256}")

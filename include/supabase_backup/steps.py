@@ -322,6 +322,7 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
 
         return destination.stream_archive(
             resources.s3, write, plan.s3_bucket, plan.s3_prefix, started_at,
+            manifest_sha256=archive_summary["manifest_sha256"],
             expected_bytes=archive_summary.get("expected_bytes") or 0,
             server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id)
     return destination.upload_archive(

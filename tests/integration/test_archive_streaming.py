@@ -61,7 +61,7 @@ def test_a_streamed_archive_holds_what_a_local_one_holds(s3, members, monkeypatc
     archive.write_archive(local, planned, STARTED)
     result = destination.stream_archive(
         client, lambda output: archive.write_archive(output, planned, STARTED), bucket,
-        f"stream-{os.getpid()}/", STARTED)
+        f"stream-{os.getpid()}/", STARTED, manifest_sha256="m" * 64)
     body = client.get_object(Bucket=bucket, Key=result["s3_key"])["Body"].read()
     assert (len(body), hashlib.sha256(body).hexdigest()) == (result["bytes"], result["sha256"])
     assert content_of(body) == content_of(local.getvalue())
@@ -104,10 +104,34 @@ def test_a_failed_part_is_retried_alone_and_a_taken_key_is_never_overwritten(s3,
                         lambda c, b, k: real_head(client, b, k) if k.endswith("-2.zip") else None)
     result = destination.stream_archive(
         flaky, lambda output: archive.write_archive(output, planned, STARTED), bucket, prefix,
-        STARTED)
+        STARTED, manifest_sha256="m" * 64)
     assert flaky.failures == 1
     assert result["s3_key"] == taken.replace(".zip", "-2.zip")
     assert client.get_object(Bucket=bucket, Key=taken)["Body"].read() == b"another run's archive"
     body = client.get_object(Bucket=bucket, Key=result["s3_key"])["Body"].read()
     assert hashlib.sha256(body).hexdigest() == result["sha256"]
     assert not client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads")
+
+
+def test_a_retried_streamed_upload_adopts_its_own_archive_and_verify_hashes_it(s3, members,
+                                                                                monkeypatch):
+    """The first try completed its upload and then died: the retry finds the object by its
+    manifest's sha256, writes nothing more, and the read-back supplies the hash."""
+    client, bucket = s3
+    _, planned = members
+    prefix = f"stream-retry-{os.getpid()}/"
+    first = destination.stream_archive(
+        client, lambda output: archive.write_archive(output, planned, STARTED), bucket, prefix,
+        STARTED, manifest_sha256="a" * 64)
+    retried = destination.stream_archive(
+        client, lambda output: pytest.fail("the retry wrote the archive again"), bucket, prefix,
+        STARTED, manifest_sha256="a" * 64)
+    assert (retried["s3_key"], retried["already_uploaded"], retried["sha256"]) == (
+        first["s3_key"], True, None)
+    verified = destination.read_back_and_verify(client, bucket, retried["s3_key"],
+                                                size=retried["bytes"], sha256=None)
+    assert verified["sha256"] == first["sha256"]
+    other = destination.stream_archive(
+        client, lambda output: archive.write_archive(output, planned, STARTED), bucket, prefix,
+        STARTED, manifest_sha256="b" * 64)
+    assert other["s3_key"] == first["s3_key"].replace(".zip", "-2.zip")  # another archive
