@@ -37,6 +37,7 @@ from supabase_backup.errors import (
     PgDumpUnusable,
 )
 from supabase_backup.hashing import copy_hashing
+from supabase_backup.table_figures import CHECKSUM_METHOD, DEFAULT_MAX_BYTES, compute_figures
 from supabase_backup.staging import StagingArea, ensure_parent
 
 log = logging.getLogger(__name__)
@@ -288,18 +289,22 @@ def dump_database(
     include_inventory: bool = True,
     inventory_buckets: list[str] | None = None,
     pg_dump_path: str | None = None,
+    exact_figures_max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> dict:
     """Export a snapshot, write the storage inventory and (optionally) pg_dump it to staging.
 
-    Returns a summary for the manifest: versions, snapshot id, row estimates, inventory counts,
-    dump size and sha256.
+    Returns a summary for the manifest: versions, snapshot id and time, every table's row estimate
+    and (with the dump) exact row count and content checksum in the snapshot (``table_figures``;
+    a checksum only for tables up to ``exact_figures_max_bytes``), inventory counts, dump size and
+    sha256.
     """
     started = time.monotonic()
     log.info("Connecting to %s", settings.describe())
     with settings.connect(autocommit=False) as connection:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         connection.read_only = True
-        snapshot = connection.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot, snapshot_time = connection.execute(
+            "SELECT pg_export_snapshot(), statement_timestamp()").fetchone()
         server_version_num = int(connection.execute("SHOW server_version_num").fetchone()[0])
         server_version = connection.execute("SHOW server_version").fetchone()[0].split()[0]
         row_estimates = [
@@ -309,9 +314,25 @@ def dump_database(
         summary: dict = {
             "included": include_dump,
             "snapshot": snapshot,
+            "snapshot_time": snapshot_time.isoformat(),
             "server_version": server_version,
             "tables": row_estimates,
         }
+        if include_dump and exact_figures_max_bytes is not None:
+            # In the dump's own snapshot: the figures describe exactly the rows pg_dump writes.
+            figures_started = time.monotonic()
+            figures = {(item.schema, item.table): item
+                       for item in compute_figures(connection, exact_figures_max_bytes)}
+            for entry in row_estimates:
+                item = figures.get((entry["schema"], entry["table"]))
+                if item is not None:
+                    entry.update(item.to_manifest())
+            summary["exact_figures"] = {
+                "method": CHECKSUM_METHOD, "max_bytes": exact_figures_max_bytes,
+                "tables": len(figures),
+                "checksums": sum(1 for item in figures.values() if item.checksum is not None),
+                "seconds": round(time.monotonic() - figures_started, 3),
+            }
         if include_inventory:
             counts = write_storage_inventory(connection, staging, inventory_buckets)
             summary["inventory_objects"] = sum(counts.values())

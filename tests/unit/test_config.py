@@ -46,3 +46,16 @@ def test_prefix_gets_a_trailing_slash(monkeypatch):
     assert config.schedule_from_environment() is None
     monkeypatch.setenv("SUPABASE_BACKUP_SCHEDULE", "0 3 * * *")
     assert config.schedule_from_environment() == "0 3 * * *"
+
+
+def test_exact_figures_limit_is_a_number_of_bytes_carried_into_the_plan():
+    default = config.BackupSettings.from_variables(variables({"supabase_backup_s3_bucket": "b"}))
+    assert default.exact_figures_max_bytes == 2**30
+    settings = config.BackupSettings.from_variables(variables(
+        {"supabase_backup_s3_bucket": "b", "supabase_backup_exact_figures_max_bytes": "0"}))
+    plan = config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="x", params={})
+    assert config.RunPlan.from_dict(plan.to_dict()).exact_figures_max_bytes == 0
+    for bad in ("-1", "1GiB"):
+        with pytest.raises(ConfigurationError, match="supabase_backup_exact_figures_max_bytes"):
+            config.BackupSettings.from_variables(variables(
+                {"supabase_backup_s3_bucket": "b", "supabase_backup_exact_figures_max_bytes": bad}))
