@@ -45,8 +45,22 @@ CREATE TABLE IF NOT EXISTS public.backup_history (
 -- Columns added after the first release, for tables created by an earlier version of this file.
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS triggered_by text;
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS progress jsonb;
+-- 'backup' (a run of the supabase_backup DAG) or 'drill' (a restore drill of a backup); rows from
+-- before the column existed are backups.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'backup';
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'backup_history_kind_check'
+                   AND conrelid = 'public.backup_history'::regclass) THEN
+        ALTER TABLE public.backup_history
+            ADD CONSTRAINT backup_history_kind_check CHECK (kind IN ('backup', 'drill'));
+    END IF;
+END
+$$;
 
 CREATE INDEX IF NOT EXISTS backup_history_started_at_idx ON public.backup_history (started_at DESC);
+CREATE INDEX IF NOT EXISTS backup_history_kind_started_at_idx
+    ON public.backup_history (kind, started_at DESC);
 
 -- Only the service role and postgres may read or write these tables: RLS on, no policies, and no
 -- grants for the API roles. (service_role bypasses RLS on Supabase.)

@@ -1,5 +1,10 @@
 """``backup_history``: one row per DAG run, keyed by run id so retries update rather than duplicate.
 
+Every row has a ``kind``: ``backup`` (a run of the backup DAG) or ``drill`` (a restore drill of a
+backup, ``drill.py``). A drill row's ``run_id`` is its DAG run id prefixed with the drill DAG's id
+and a colon, so a drill and a backup scheduled at the same instant never share a key; its
+``s3_bucket``/``s3_key``/``sha256`` name the archive it restored, its ``details`` the comparison.
+
 Status moves ``running → success | failed | skipped``. A ``success`` row is written only by the
 run's finish step, after ``verify_upload`` read the archive back; a failed run always ends with a
 ``failed`` row holding the first reason a person can act on: a later, vaguer reason never replaces
@@ -15,9 +20,12 @@ from psycopg.rows import dict_row
 
 from supabase_backup.config import DAG_ID
 from supabase_backup.database import require_table
-from supabase_backup.errors import HistoryRowMissing
+from supabase_backup.errors import HistoryRowMissing, MigrationMissing
 
 HISTORY_TABLE = "public.backup_history"
+BACKUP = "backup"
+DRILL = "drill"
+KINDS = (BACKUP, DRILL)
 MAX_ERROR_LENGTH = 4000
 
 SUCCESS_COLUMNS = (
@@ -38,21 +46,45 @@ SUCCESS_COLUMNS = (
 
 def record_running(
     connection: psycopg.Connection, run_id: str, trigger: str, triggered_by: str | None = None,
-    dag_id: str = DAG_ID,
+    dag_id: str = DAG_ID, kind: str = BACKUP,
 ) -> None:
-    """Start (or restart, on a cleared run) the row for ``run_id``."""
-    require_table(connection, HISTORY_TABLE)
+    """Start (or restart, on a cleared run) the row for ``run_id``. A backup row does not need
+    the ``kind`` column (its default is backup), so backups keep working on a table migrated
+    before it existed; a drill row does."""
+    columns, kind_value = _kind_columns(connection, kind)
     connection.execute(
-        """
+        f"""
         INSERT INTO public.backup_history
-            (run_id, dag_id, status, trigger, triggered_by, started_at, updated_at)
-        VALUES (%s, %s, 'running', %s, %s, now(), now())
+            (run_id, dag_id, status, trigger, triggered_by, started_at, updated_at{columns})
+        VALUES (%(run_id)s, %(dag_id)s, 'running', %(trigger)s, %(triggered_by)s, now(),
+                now(){kind_value})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'running', trigger = EXCLUDED.trigger, triggered_by = EXCLUDED.triggered_by,
             started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
         """,
-        (run_id, dag_id, trigger, triggered_by),
+        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
+         "kind": kind},
     )
+
+
+def _kind_columns(connection: psycopg.Connection, kind: str) -> tuple[str, str]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}")
+    if kind == BACKUP:
+        require_table(connection, HISTORY_TABLE)
+        return "", ""
+    require_kind_column(connection)
+    return ", kind", ", %(kind)s"
+
+
+def require_kind_column(connection: psycopg.Connection) -> None:
+    """The history table, with the ``kind`` column a later version of the migration added."""
+    require_table(connection, HISTORY_TABLE)
+    row = connection.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'public.backup_history'::regclass "
+        "AND attname = 'kind' AND NOT attisdropped").fetchone()
+    if not row:
+        raise MigrationMissing("public.backup_history (with its column kind)")
 
 
 def record_skipped(
@@ -75,24 +107,53 @@ def record_skipped(
 
 def record_failed(
     connection: psycopg.Connection, run_id: str, reason: str, *, trigger: str,
-    triggered_by: str | None = None, dag_id: str = DAG_ID,
+    triggered_by: str | None = None, dag_id: str = DAG_ID, kind: str = BACKUP,
 ) -> None:
     """Mark the run failed. An earlier reason stays: the first failure is the one to act on, and
     the finish step's summary ("failed task(s): …") would otherwise bury it. ``trigger`` is used
     only when the run has no row yet (it failed before recording itself)."""
-    require_table(connection, HISTORY_TABLE)
+    columns, kind_value = _kind_columns(connection, kind)
     connection.execute(
-        """
+        f"""
         INSERT INTO public.backup_history
             (run_id, dag_id, status, trigger, triggered_by, started_at, finished_at, error,
-             updated_at)
-        VALUES (%s, %s, 'failed', %s, %s, now(), now(), %s, now())
+             updated_at{columns})
+        VALUES (%(run_id)s, %(dag_id)s, 'failed', %(trigger)s, %(triggered_by)s, now(), now(),
+                %(error)s, now(){kind_value})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'failed', finished_at = now(), updated_at = now(),
             error = COALESCE(backup_history.error, EXCLUDED.error)
         """,
-        (run_id, dag_id, trigger, triggered_by, reason[:MAX_ERROR_LENGTH]),
+        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
+         "error": reason[:MAX_ERROR_LENGTH], "kind": kind},
     )
+
+
+def record_details(connection: psycopg.Connection, run_id: str, details: dict) -> None:
+    """Merge ``details`` into a row's details (a drill's comparison, before its outcome)."""
+    connection.execute(
+        "UPDATE public.backup_history SET details = COALESCE(details, '{}'::jsonb) || %s::jsonb, "
+        "updated_at = now() WHERE run_id = %s", (json.dumps(details), run_id))
+
+
+def record_drill_success(connection: psycopg.Connection, run_id: str, archive: dict,
+                         details: dict) -> None:
+    """A drill restored ``archive`` (s3_bucket, s3_key, size_bytes, sha256) and every figure
+    matched."""
+    require_kind_column(connection)
+    updated = connection.execute(
+        """
+        UPDATE public.backup_history
+        SET status = 'success', finished_at = now(), updated_at = now(), error = NULL,
+            s3_bucket = %(s3_bucket)s, s3_key = %(s3_key)s, size_bytes = %(size_bytes)s,
+            sha256 = %(sha256)s, details = COALESCE(details, '{}'::jsonb) || %(details)s::jsonb
+        WHERE run_id = %(run_id)s AND kind = 'drill'
+        """,
+        {**{name: archive.get(name) for name in ("s3_bucket", "s3_key", "size_bytes", "sha256")},
+         "details": json.dumps(details), "run_id": run_id},
+    ).rowcount
+    if updated != 1:
+        raise HistoryRowMissing(run_id)
 
 
 def record_success(
@@ -158,10 +219,23 @@ def get_by_id(connection: psycopg.Connection, history_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
-def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0) -> list[dict]:
-    """Newest first."""
-    return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
-                   (limit, offset))
+def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0,
+                 kind: str | None = None) -> list[dict]:
+    """Newest first; only rows of ``kind`` when given."""
+    if kind is None:
+        return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                       (limit, offset))
+    require_kind_column(connection)
+    return _select(connection, "WHERE kind = %s ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                   (kind, limit, offset))
+
+
+def latest_success(connection: psycopg.Connection, kind: str = BACKUP) -> dict | None:
+    """The newest successful row of ``kind`` (by when it finished), or None."""
+    require_kind_column(connection)
+    rows = _select(connection, "WHERE kind = %s AND status = 'success' "
+                   "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1", (kind,))
+    return rows[0] if rows else None
 
 
 def summarise_success(verified: dict, archive_summary: dict, database_summary: dict | None,
