@@ -22,6 +22,8 @@ knob is the schedule, taken from the environment.
 | pg_dump to use                | Variable ``supabase_backup_pg_dump_path``     | newest pg_dump found on the worker       |
 | checksum tables up to (bytes) | Variable ``supabase_backup_exact_figures_max_bytes`` | 1073741824 (1 GiB); larger: count only |
 | schedule (parse time)         | environment ``SUPABASE_BACKUP_SCHEDULE``      | ``@daily``                               |
+| restore drill's scratch server| connection ``supabase_backup_drill_db``       | required by the drill DAG only           |
+| drill schedule (parse time)   | environment ``SUPABASE_BACKUP_DRILL_SCHEDULE``| ``@weekly``                              |
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from urllib.parse import urlsplit
 from supabase_backup.errors import ConfigurationError
 
 DAG_ID = "supabase_backup"
+DRILL_DAG_ID = "supabase_backup_restore_drill"
+DRILL_CONN_ID = "supabase_backup_drill_db"
+DEFAULT_DRILL_SCHEDULE = "@weekly"
 DATABASE_CONN_ID = "supabase_db"
 API_CONN_ID = "supabase_api"
 AWS_CONN_ID = "aws_default"
@@ -48,10 +53,16 @@ STAGING_SCHEMES = ("file", "s3")
 TRIGGERS = ("scheduled", "manual", "api", "asset")
 
 
-def schedule_from_environment() -> str | None:
-    """The DAG's schedule; ``none`` (any case) turns the schedule off."""
-    value = os.environ.get("SUPABASE_BACKUP_SCHEDULE", DEFAULT_SCHEDULE).strip()
+def schedule_from_environment(variable: str = "SUPABASE_BACKUP_SCHEDULE",
+                              default: str = DEFAULT_SCHEDULE) -> str | None:
+    """A DAG's schedule; ``none`` (any case) turns the schedule off."""
+    value = os.environ.get(variable, default).strip()
     return None if value.lower() in ("", "none", "null") else value
+
+
+def drill_schedule_from_environment() -> str | None:
+    """The restore drill's schedule (``SUPABASE_BACKUP_DRILL_SCHEDULE``, default weekly)."""
+    return schedule_from_environment("SUPABASE_BACKUP_DRILL_SCHEDULE", DEFAULT_DRILL_SCHEDULE)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import sql
 
@@ -84,9 +84,12 @@ def pin_session_settings(connection) -> None:
             sql.Literal(name), sql.Literal(value)))
 
 
-def table_figures(connection, schema: str, table: str, size: int, max_bytes: int) -> TableFigures:
+def table_figures(connection, schema: str, table: str, size: int, max_bytes: int,
+                  checksum: bool | None = None) -> TableFigures:
+    """One table's figures; ``checksum`` True/False overrides the size rule (a restore computes a
+    checksum exactly where the backup recorded one)."""
     relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-    if size > max_bytes:
+    if checksum is False or (checksum is None and size > max_bytes):
         rows = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(relation)).fetchone()[0]
         return TableFigures(schema, table, rows, None, size,
                             f"larger than {format_bytes(max_bytes)} ({format_bytes(size)}): "
@@ -97,15 +100,19 @@ def table_figures(connection, schema: str, table: str, size: int, max_bytes: int
     return TableFigures(schema, table, rows, checksum, size)
 
 
-def compute_figures(connection, max_bytes: int = DEFAULT_MAX_BYTES) -> list[TableFigures]:
+def compute_figures(connection, max_bytes: int = DEFAULT_MAX_BYTES,
+                    checksum_tables: set[str] | None = None) -> list[TableFigures]:
     """Figures of every table, in the connection's current transaction (the caller's snapshot).
 
-    Pins the session settings with SET LOCAL, so the caller's transaction must be open
-    (``autocommit=False``)."""
+    ``checksum_tables`` (``schema.table`` names), when given, replaces the size rule: exactly those
+    tables get a checksum. Pins the session settings with SET LOCAL, so the caller's transaction
+    must be open (``autocommit=False``)."""
     started = time.monotonic()
     pin_session_settings(connection)
     tables = connection.execute(TABLES_SQL).fetchall()
-    figures = [table_figures(connection, schema, table, size, max_bytes)
+    figures = [table_figures(connection, schema, table, size, max_bytes,
+                             None if checksum_tables is None
+                             else f"{schema}.{table}" in checksum_tables)
                for schema, table, size in tables]
     log.info("Exact figures of %d tables (%s rows, %d count only) in %.1f s", len(figures),
              f"{sum(item.rows for item in figures):,}",
@@ -113,7 +120,8 @@ def compute_figures(connection, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Tabl
     return figures
 
 
-def compute_figures_of(settings, max_bytes: int = DEFAULT_MAX_BYTES) -> list[TableFigures]:
+def compute_figures_of(settings, max_bytes: int = DEFAULT_MAX_BYTES,
+                       checksum_tables: set[str] | None = None) -> list[TableFigures]:
     """Figures of every table of the database ``settings`` (a DatabaseSettings) points at, in one
     repeatable-read transaction of their own."""
     import psycopg
@@ -121,7 +129,7 @@ def compute_figures_of(settings, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Tab
     with settings.connect(autocommit=False) as connection:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         connection.read_only = True
-        figures = compute_figures(connection, max_bytes)
+        figures = compute_figures(connection, max_bytes, checksum_tables)
         connection.rollback()
     return figures
 
@@ -133,12 +141,8 @@ class Comparison:
     compared: int = 0
     rows: int = 0
     checksums_compared: int = 0
-    differences: list[str] = None  # one line per table that differs
-    not_compared: list[str] = None  # tables left out on purpose, with why
-
-    def __post_init__(self) -> None:
-        self.differences = self.differences or []
-        self.not_compared = self.not_compared or []
+    differences: list[str] = field(default_factory=list)  # one line per table that differs
+    not_compared: list[str] = field(default_factory=list)  # tables left out on purpose, with why
 
     @property
     def ok(self) -> bool:

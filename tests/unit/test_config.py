@@ -59,3 +59,10 @@ def test_exact_figures_limit_is_a_number_of_bytes_carried_into_the_plan():
         with pytest.raises(ConfigurationError, match="supabase_backup_exact_figures_max_bytes"):
             config.BackupSettings.from_variables(variables(
                 {"supabase_backup_s3_bucket": "b", "supabase_backup_exact_figures_max_bytes": bad}))
+
+
+def test_the_drill_schedule_is_weekly_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv("SUPABASE_BACKUP_DRILL_SCHEDULE", raising=False)
+    assert config.drill_schedule_from_environment() == "@weekly"
+    monkeypatch.setenv("SUPABASE_BACKUP_DRILL_SCHEDULE", "None")
+    assert config.drill_schedule_from_environment() is None
