@@ -33,7 +33,7 @@ from supabase_backup import destination, history, table_figures
 from supabase_backup.archive import DATABASE_MEMBER
 from supabase_backup.config import DATABASE_CONN_ID, AWS_CONN_ID, DRILL_CONN_ID, DRILL_DAG_ID
 from supabase_backup.database import DatabaseSettings
-from supabase_backup.errors import DrillFailed, DrillMismatch, NothingToDrill
+from supabase_backup.errors import DrillFailed, FiguresDiffer, NothingToDrill
 from supabase_backup.restore import check_member_names, read_header_and_members
 from supabase_backup.restore_database import EXTENSION_SCHEMAS, open_text, restore_database
 
@@ -196,7 +196,7 @@ def restore_backup(plan: DrillPlan, resources: DrillResources) -> dict:
 def compare_with_manifest(plan: DrillPlan, resources: DrillResources, restored: dict) -> dict:
     """Every table's exact count and checksum in the scratch database against the manifest's.
     The comparison goes into the drill's history row first, so a failed drill's row names the
-    tables that differ; then a difference raises DrillMismatch."""
+    tables that differ; then a difference raises FiguresDiffer."""
     started = time.monotonic()
     section, recorded = read_recorded_tables(plan, resources)
     if not any(entry.get("rows") is not None for entry in recorded):
@@ -221,7 +221,7 @@ def compare_with_manifest(plan: DrillPlan, resources: DrillResources, restored: 
     if not comparison.ok:
         shown = comparison.differences[:DIFFERENCES_IN_MESSAGE]
         more = len(comparison.differences) - len(shown)
-        raise DrillMismatch(plan.archive_url, len(comparison.differences),
+        raise FiguresDiffer(plan.archive_url, len(comparison.differences),
                             "; ".join(shown) + (f"; and {more} more" if more else ""))
     log.info("Drill comparison: %d tables (%s rows, %d checksums) equal to the figures recorded at "
              "%s; not compared: %s", comparison.compared, f"{comparison.rows:,}",

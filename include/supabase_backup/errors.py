@@ -30,7 +30,7 @@ EXIT_RESTORE_REFUSED = 10
 EXIT_EXTENSIONS_MISSING = 11
 EXIT_RESTORE_FAILED = 12
 EXIT_RESTORE_INCOMPLETE = 13
-EXIT_DRILL_FAILED = 14
+EXIT_FIGURES_DIFFER = 14
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -47,7 +47,7 @@ EXIT_CODES_HELP = """exit codes:
  11  restore refused: the target lacks extensions the dump creates (see --skip-extension)
  12  restore failed: psql stopped on an error (nothing was committed)
  13  restore finished but the target refused some objects (they are listed)
- 14  restore drill: the restored database differs from the backup's recorded figures"""
+ 14  the restored database differs from the figures the backup recorded (tables named)"""
 
 
 class BackupError(Exception):
@@ -291,7 +291,7 @@ class RestoreIncomplete(BackupError):
 class DrillFailed(BackupError):
     """Restore drill failed: {reason}"""
 
-    exit_code = EXIT_DRILL_FAILED
+    exit_code = EXIT_ERROR
     permanent = True
 
 
@@ -301,9 +301,9 @@ class NothingToDrill(BackupError):
     permanent = True
 
 
-class DrillMismatch(BackupError):
+class FiguresDiffer(BackupError):
     """The restored backup {archive} differs from the figures recorded at dump time in {count} table(s): {differences}"""
 
     fields = ("archive", "count", "differences")
-    exit_code = EXIT_DRILL_FAILED
+    exit_code = EXIT_FIGURES_DIFFER
     permanent = True

@@ -96,6 +96,9 @@ def test_database_restore_matches_every_table(small_sandbox, archive, monkeypatc
     assert f"Database restored into {settings['pg_user']}@" in out and "statements run in one transaction" in out
     assert "Roles created (NOLOGIN): none" in out  # the cluster has the sandbox's roles already
     assert "psql said" not in out  # no warning: e.g. no COMMIT ending the one transaction early
+    # Every table's exact count and checksum, recorded in the dump's snapshot, found again.
+    assert f"Figures: {len(target_counts) + 1} tables" in out and "checksums compared" in out
+    assert "all equal" in out
     assert f"  auth.users: {source_counts[('auth', 'users')]:,}" in out
     assert settings["pg_password"] not in out
     # A second run into the same (now not empty) database is refused and changes nothing.

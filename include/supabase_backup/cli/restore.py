@@ -113,7 +113,7 @@ def run(arguments) -> int:
                         raise RestoreRefused("the archive holds no database dump")
                     print("Database: not in this archive; skipped.")
                 else:
-                    _restore_database(arguments, archive, DATABASE_MEMBER)
+                    _restore_database(arguments, archive, DATABASE_MEMBER, plan.tables, label)
             if restore_objects:
                 _restore_storage(arguments, archive, header, plan)
     return EXIT_OK
@@ -127,14 +127,36 @@ def _safe_url(url: str | None) -> str | None:
     return DatabaseSettings.from_url(url).describe()
 
 
-def _restore_database(arguments, archive: zipfile.ZipFile, member: str) -> None:
+def _restore_database(arguments, archive: zipfile.ZipFile, member: str, tables: list[dict],
+                      label: str) -> None:
     from supabase_backup.database import DatabaseSettings
-    from supabase_backup.restore_database import open_text, restore_database
+    from supabase_backup.errors import FiguresDiffer
+    from supabase_backup.restore_database import EXTENSION_SCHEMAS, open_text, restore_database
+    from supabase_backup.table_figures import compare_figures, compute_figures_of
 
-    result = restore_database(lambda: open_text(archive.open(member)),
-                              DatabaseSettings.from_url(arguments.database_url),
+    target = DatabaseSettings.from_url(arguments.database_url)
+    result = restore_database(lambda: open_text(archive.open(member)), target,
                               skip_extensions=arguments.skip_extension, psql=arguments.psql)
     print(result.describe())
+    if not any(entry.get("rows") is not None for entry in tables):
+        print("Figures: this archive records no exact row counts or checksums (made before they "
+              "existed); compare the row counts above by hand.")
+        return
+    # The same figures the backup recorded in the dump's snapshot, on the restored database.
+    skipped = {EXTENSION_SCHEMAS[name]: f"extension {name} skipped"
+               for name in result.extensions_skipped if name in EXTENSION_SCHEMAS}
+    comparison = compare_figures(
+        tables, compute_figures_of(target, checksum_tables={
+            f"{entry['schema']}.{entry['table']}" for entry in tables
+            if entry.get("checksum") is not None}),
+        not_compared_schemas=skipped)
+    print(f"Figures: {comparison.compared} tables, {comparison.rows:,} rows and "
+          f"{comparison.checksums_compared} content checksums compared with those recorded at "
+          f"dump time: {'all equal' if comparison.ok else f'{len(comparison.differences)} differ'}.")
+    for line in comparison.not_compared:
+        print(f"  not compared: {line}")
+    if not comparison.ok:
+        raise FiguresDiffer(label, len(comparison.differences), "; ".join(comparison.differences))
 
 
 def _restore_storage(arguments, archive: zipfile.ZipFile, header: dict, plan) -> None:
