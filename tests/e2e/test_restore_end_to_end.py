@@ -103,6 +103,11 @@ def test_database_restore_matches_every_table(small_sandbox, archive, monkeypatc
     assert settings["pg_password"] not in out
     # A second run into the same (now not empty) database is refused and changes nothing.
     assert main(["restore", "--only", "db", "--database-url", url, str(archive["path"])]) == 10
+    # (It now has auth.schema_migrations, so --target auto takes it for a Supabase project, which
+    # is refused as well: it holds user tables.)
+    assert "already holds user tables" in capsys.readouterr().err
+    assert main(["restore", "--only", "db", "--target", "postgres", "--database-url", url,
+                 str(archive["path"])]) == 10
     assert "is not empty" in capsys.readouterr().err
 
 
