@@ -54,8 +54,7 @@ def projects():
         source = up("app", "pg_cron")
         # On a hosted project the restore's CREATE EXTENSION pg_cron works as postgres (supautils);
         # this stand-in lacks supautils, so the fresh project gets it "from the dashboard".
-        target = up("none", "pg_cron")
-        yield source, target
+        yield source, lambda: up("none", "pg_cron")
     finally:
         for state in states:
             subprocess.run([str(KIT / "down.sh"), str(state), "--purge"], capture_output=True)
@@ -114,9 +113,9 @@ def app_objects(url: str) -> dict:
         }
 
 
-def test_backup_of_a_project_restores_into_a_fresh_project(projects, small_sandbox, backup_runner,
-                                                           tmp_path, monkeypatch, capsys):
-    source, target = projects
+@pytest.fixture(scope="module")
+def archive(projects, small_sandbox, backup_runner, tmp_path_factory):
+    source, _ = projects
     prepare_source(source)
     # The DAG's supabase_db connection points at the project, as postgres; S3 is the sandbox's.
     runner_target = SimpleNamespace(env={**small_sandbox.env,
@@ -127,12 +126,22 @@ def test_backup_of_a_project_restores_into_a_fresh_project(projects, small_sandb
             "SELECT status, s3_key, error FROM public.backup_history WHERE run_id = %s",
             (dag_run.run_id,)).fetchone()
     assert status == "success", error
-    archive = small_sandbox.download_archive(key, tmp_path / "archive.zip")
+    return small_sandbox.download_archive(key, tmp_path_factory.mktemp("supabase") / "archive.zip")
 
+
+def restore_command(target: dict, archive: Path, monkeypatch) -> list[str]:
+    """The command, with the password in PGPASSWORD only."""
     parts = urlsplit(target["REALDB_URL"])
     monkeypatch.setenv("PGPASSWORD", parts.password)
     url = f"postgresql://postgres@{parts.hostname}:{parts.port}/postgres"
-    code = main(["restore", "--only", "db", "--database-url", url, str(archive)])
+    return ["restore", "--only", "db", "--database-url", url, str(archive)]
+
+
+def test_backup_of_a_project_restores_into_a_fresh_project(projects, archive, monkeypatch, capsys):
+    source, fresh_project = projects
+    target = fresh_project()
+    command = restore_command(target, archive, monkeypatch)
+    code = main(command)
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Restored into the Supabase project database" in out
@@ -160,5 +169,20 @@ def test_backup_of_a_project_restores_into_a_fresh_project(projects, small_sandb
         assert connection.execute("SELECT count(*) FROM auth.schema_migrations").fetchone()[0] == 77
 
     # Run again: the project is no longer fresh, so nothing is changed.
-    assert main(["restore", "--only", "db", "--database-url", url, str(archive)]) == 10
+    assert main(command) == 10
     assert "already holds user tables" in capsys.readouterr().err
+
+
+def test_a_project_older_than_the_source_is_refused_before_anything_runs(projects, archive,
+                                                                         monkeypatch, capsys):
+    _, fresh_project = projects
+    target = fresh_project()
+    with connect(target["REALDB_ADMIN_URL"]) as admin:  # as if its auth were one release behind
+        newest = admin.execute("DELETE FROM auth.schema_migrations WHERE version = "
+                               "(SELECT max(version) FROM auth.schema_migrations) "
+                               "RETURNING version").fetchone()[0]
+    assert main(restore_command(target, archive, monkeypatch)) == 10
+    error = capsys.readouterr().err
+    assert f"lacks 1 auth migration(s) the source had ({newest})" in error
+    with connect(target["REALDB_URL"]) as connection:
+        assert connection.execute("SELECT count(*) FROM auth.users").fetchone()[0] == 0
