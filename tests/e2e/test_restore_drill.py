@@ -8,40 +8,20 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import tempfile
 import uuid
 import zipfile
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from supabase_backup import history
-from tests.airflow_services import free_port
-
-PG15 = Path("/usr/lib/postgresql/15/bin")
-
-
-def as_postgres(*command: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True)
-
+from tests.postgres_servers import DEBIAN_POSTGRES_15, bare_server
 
 @pytest.fixture(scope="module")
 def drill_server():
     """A bare Postgres 15 cluster: none of the sandbox's roles, schemas or extensions."""
-    folder = Path(tempfile.mkdtemp(prefix="supabase-backup-drill-", dir="/tmp"))
-    os.chmod(folder, 0o755)
-    subprocess.run(["chown", "postgres", str(folder)], check=True)
-    data, port = folder / "data", free_port()
-    as_postgres(str(PG15 / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
-    as_postgres(str(PG15 / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
-                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        yield {"host": "127.0.0.1", "port": port}
-    finally:
-        as_postgres(str(PG15 / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        subprocess.run(["rm", "-rf", str(folder)], check=True)
+    with bare_server(DEBIAN_POSTGRES_15) as server:
+        yield server
 
 
 def connect(server: dict, dbname: str = "postgres") -> psycopg.Connection:
