@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import psycopg
+import psycopg.sql
 
 from supabase_backup.errors import (
     ConfigurationError,
@@ -318,11 +319,40 @@ def dump_database(
             "server_version": server_version,
             "tables": row_estimates,
         }
+        # The exact figures run beside the inventory and pg_dump, on a second connection that
+        # imports this snapshot: they describe exactly the rows pg_dump writes, and the wait is
+        # the longer of the two rather than their sum. The snapshot lives until this
+        # transaction ends, which is after both are done.
+        figures_job = None
         if include_dump and exact_figures_max_bytes is not None:
-            # In the dump's own snapshot: the figures describe exactly the rows pg_dump writes.
-            figures_started = time.monotonic()
-            figures = {(item.schema, item.table): item
-                       for item in compute_figures(connection, exact_figures_max_bytes)}
+            figures_job = FiguresInSnapshot(settings, snapshot, exact_figures_max_bytes)
+            figures_job.start()
+        try:
+            if include_inventory:
+                counts = write_storage_inventory(connection, staging, inventory_buckets)
+                summary["inventory_objects"] = sum(counts.values())
+                summary["inventory_by_bucket"] = counts
+                log.info("Storage inventory in snapshot %s: %d objects", snapshot,
+                         sum(counts.values()))
+            if include_dump:
+                server_major = server_major_version(server_version_num)
+                path, client_version = choose_pg_dump(server_major, pg_dump_path)
+                client_major = int(client_version.split(".")[0])
+                summary["client_version"] = client_version
+                summary["pg_dump"] = path
+                summary.update(
+                    run_pg_dump(
+                        pg_dump_arguments(path, client_major, snapshot),
+                        settings.libpq_environment(),
+                        staging,
+                    )
+                )
+                summary["member"] = "db/backup.sql"
+        finally:
+            if figures_job is not None:
+                figures_job.join()
+        if figures_job is not None:
+            figures = {(item.schema, item.table): item for item in figures_job.result()}
             for entry in row_estimates:
                 item = figures.get((entry["schema"], entry["table"]))
                 if item is not None:
@@ -331,30 +361,41 @@ def dump_database(
                 "method": CHECKSUM_METHOD, "max_bytes": exact_figures_max_bytes,
                 "tables": len(figures),
                 "checksums": sum(1 for item in figures.values() if item.checksum is not None),
-                "seconds": round(time.monotonic() - figures_started, 3),
+                "seconds": figures_job.seconds,
             }
-        if include_inventory:
-            counts = write_storage_inventory(connection, staging, inventory_buckets)
-            summary["inventory_objects"] = sum(counts.values())
-            summary["inventory_by_bucket"] = counts
-            log.info("Storage inventory in snapshot %s: %d objects", snapshot, sum(counts.values()))
-        if include_dump:
-            server_major = server_major_version(server_version_num)
-            path, client_version = choose_pg_dump(server_major, pg_dump_path)
-            client_major = int(client_version.split(".")[0])
-            summary["client_version"] = client_version
-            summary["pg_dump"] = path
-            summary.update(
-                run_pg_dump(
-                    pg_dump_arguments(path, client_major, snapshot),
-                    settings.libpq_environment(),
-                    staging,
-                )
-            )
-            summary["member"] = "db/backup.sql"
         connection.rollback()  # read only: nothing to commit; ends the snapshot's lifetime
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
+
+
+class FiguresInSnapshot(threading.Thread):
+    """``table_figures.compute_figures`` on its own connection, inside an exported snapshot."""
+
+    def __init__(self, settings: DatabaseSettings, snapshot: str, max_bytes: int) -> None:
+        super().__init__(name="exact-figures", daemon=True)
+        self.settings, self.snapshot, self.max_bytes = settings, snapshot, max_bytes
+        self.figures: list = []
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            with self.settings.connect(autocommit=False) as connection:
+                connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                connection.read_only = True
+                connection.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                    psycopg.sql.Literal(self.snapshot)))
+                self.figures = compute_figures(connection, self.max_bytes)
+                connection.rollback()
+        except BaseException as error:  # noqa: BLE001 - raised in the caller's thread by result()
+            self.error = error
+        self.seconds = round(time.monotonic() - started, 3)
+
+    def result(self) -> list:
+        if self.error is not None:
+            raise self.error
+        return self.figures
 
 
 def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingArea) -> dict:
