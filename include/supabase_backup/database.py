@@ -348,6 +348,7 @@ def dump_database(
                     )
                 )
                 summary["member"] = "db/backup.sql"
+                summary["roles"] = dump_roles(path, settings, staging)
         finally:
             if figures_job is not None:
                 figures_job.join()
@@ -398,10 +399,32 @@ class FiguresInSnapshot(threading.Thread):
         return self.figures
 
 
-def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingArea) -> dict:
-    """Run pg_dump, streaming its output to staging while hashing it; stderr goes to the log."""
+def dump_roles(pg_dump_path: str, settings: DatabaseSettings, staging: StagingArea) -> dict:
+    """``pg_dumpall --roles-only --no-role-passwords`` (the pg_dumpall beside ``pg_dump_path``)
+    into staging as ``db/roles.sql``, so a restore can recreate the project's own roles with their
+    attributes, settings and memberships. Without passwords it reads pg_roles, which a
+    non-superuser may. Roles live outside any snapshot; a failure here is logged and recorded in
+    the manifest, never fatal: the dump itself is what the backup must have."""
+    pg_dumpall = os.path.join(os.path.dirname(pg_dump_path), "pg_dumpall")
+    if not os.access(pg_dumpall, os.X_OK):
+        log.warning("No pg_dumpall beside %s: roles are not in this backup", pg_dump_path)
+        return {"included": False, "reason": f"no pg_dumpall beside {pg_dump_path}"}
+    arguments = [pg_dumpall, "--roles-only", "--no-role-passwords", f"--database={settings.dbname}"]
+    try:
+        result = run_pg_dump(arguments, settings.libpq_environment(), staging,
+                             target=staging.database_roles)
+    except (DatabaseDumpFailed, OSError) as error:
+        log.warning("Roles are not in this backup: %s", error)
+        return {"included": False, "reason": str(error)[:500]}
+    return {"included": True, "member": "db/roles.sql", **result}
+
+
+def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingArea,
+                target=None) -> dict:
+    """Run pg_dump (or pg_dumpall), streaming its output to staging (``target``, default the
+    dump's path) while hashing it; stderr goes to the log."""
     environment = {**os.environ, **libpq_environment}
-    target = ensure_parent(staging.database_dump)
+    target = ensure_parent(target if target is not None else staging.database_dump)
     last_messages: deque[str] = deque(maxlen=20)
     log.info("Running %s", " ".join(arguments))  # argv holds no credentials
     process = subprocess.Popen(

@@ -21,8 +21,11 @@ entry, by the header pg_dump writes before every object
 - ``cron.job`` rows become ``cron.schedule(…)`` calls (the job table is pg_cron's, not ours);
   run history is not carried;
 - large objects are carried as pg_dump wrote them;
-- roles the dump's policies name that the target lacks are created NOLOGIN, never a role name
-  Supabase reserves.
+- the project's own roles (``db/roles.sql``, ``pg_dumpall --roles-only --no-role-passwords``) that
+  the target lacks are created with their LOGIN/INHERIT/CREATEDB/CREATEROLE attributes, settings
+  and memberships (SUPERUSER, REPLICATION and BYPASSRLS are dropped: postgres may not grant them;
+  no passwords: set them by hand); roles the dump's policies name that are still missing are
+  created NOLOGIN; never a role name Supabase reserves.
 
 Everything runs in one transaction (``psql --single-transaction -v ON_ERROR_STOP=1``) with
 ``SET session_replication_role = replica``, so no trigger (``on_auth_user_created``) or foreign key
@@ -69,8 +72,71 @@ RESERVED_ROLES = frozenset({
     "supabase_realtime_admin", "supabase_etl_admin", "pgsodium_keyholder", "pgsodium_keyiduser",
     "pgsodium_keymaker", "pgtle_admin",
 })
+_ROLE_CREATE = re.compile(r'^CREATE ROLE (?P<name>"(?:[^"]|"")+"|\S+);$')
+_ROLE_ATTRIBUTES = re.compile(r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|\S+) WITH (?P<attributes>.*);$')
+_ROLE_SETTING = re.compile(r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|\S+) (?:IN DATABASE \S+ )?(?:SET|RESET) ')
+_ROLE_GRANT = re.compile(r'^GRANT (?P<role>"(?:[^"]|"")+"|\S+) TO (?P<member>"(?:[^"]|"")+"|\S+)'
+                         r'(?P<options>(?: WITH [A-Z ]+?(?: TRUE| FALSE| OPTION)?)*)'
+                         r'(?: GRANTED BY (?:"(?:[^"]|"")+"|\S+))?;$')
+# Attributes postgres may not give on Supabase (superuser only): left out, and said so.
+DROPPED_ROLE_ATTRIBUTES = ("SUPERUSER", "REPLICATION", "BYPASSRLS")
 _COPY_HEADER = re.compile(r"^COPY (?P<table>\S+) \((?P<columns>.*)\) FROM stdin;$")
 _IDENT = r'(?:"(?:[^"]|"")+"|[^\s,;."()]+)'
+
+
+def is_reserved_role(name: str) -> bool:
+    return name in RESERVED_ROLES or name.startswith(("supabase_", "pgsodium_", "pg_"))
+
+
+@dataclass
+class RolesPlan:
+    """The project's own roles from ``db/roles.sql`` that the target lacks, as statements."""
+
+    statements: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
+    dropped_attributes: list[str] = field(default_factory=list)  # "role: BYPASSRLS"
+    left_out: list[str] = field(default_factory=list)  # memberships not carried, with why
+
+
+def plan_roles(lines: Iterable[str], existing: set[str]) -> RolesPlan:
+    """Read pg_dumpall --roles-only output; plan the custom roles the target lacks."""
+    plan = RolesPlan()
+    attributes: dict[str, str] = {}
+    settings: list[tuple[str, str]] = []
+    grants: list[tuple[str, str, str]] = []
+    for line in lines:
+        text = line.rstrip("\n")
+        if match := _ROLE_CREATE.match(text):
+            name = _unquote(match["name"])
+            if not is_reserved_role(name) and name not in existing:
+                plan.created.append(name)
+        elif match := _ROLE_ATTRIBUTES.match(text):
+            attributes[_unquote(match["name"])] = match["attributes"]
+        elif match := _ROLE_SETTING.match(text):
+            settings.append((_unquote(match["name"]), text))
+        elif match := _ROLE_GRANT.match(text):
+            grants.append((_unquote(match["role"]), _unquote(match["member"]), match["options"]))
+        elif text.startswith("GRANT "):
+            plan.left_out.append(f"not understood: {text}")
+    created = set(plan.created)
+    for name in plan.created:
+        kept = []
+        for word in (attributes.get(name) or "NOLOGIN").split():
+            if word in DROPPED_ROLE_ATTRIBUTES:
+                plan.dropped_attributes.append(f"{name}: {word}")
+            else:
+                kept.append(word)
+        plan.statements.append(f"CREATE ROLE {quote_identifier(name)} WITH {' '.join(kept)};\n")
+    plan.statements.extend(text + "\n" for name, text in settings if name in created)
+    for role, member, options in grants:
+        if member not in created and role not in created:
+            continue
+        if is_reserved_role(member):
+            plan.left_out.append(f"{role} to {member} (a role Supabase reserves)")
+            continue
+        plan.statements.append(f"GRANT {quote_identifier(role)} TO {quote_identifier(member)}"
+                               f"{options};\n")
+    return plan
 
 
 def is_managed(schema: str) -> bool:
@@ -161,14 +227,16 @@ class SupabaseTarget:
     """What the target has, read before anything runs."""
 
     extensions_to_create: list[tuple[str, str | None]]
-    roles_to_create: list[str]
+    roles_to_create: list[str]  # named by policies, not in db/roles.sql: NOLOGIN
     triggers: set[tuple[str, str, str]]  # (schema, table, trigger)
     policies: set[tuple[str, str, str]]  # (schema, table, policy)
     database: str
+    roles: RolesPlan = field(default_factory=RolesPlan)
 
 
 def check_supabase_target(connection, scan: SupabaseDumpScan, target: str,
-                          skip_extensions: Iterable[str] = ()) -> SupabaseTarget:
+                          skip_extensions: Iterable[str] = (),
+                          roles_lines: Iterable[str] | None = None) -> SupabaseTarget:
     """Refuse a target that is not a fresh Supabase project able to take this dump."""
     if not connection.execute("SELECT to_regclass('auth.schema_migrations') IS NOT NULL").fetchone()[0]:
         raise RestoreRefused(f"{target} is not a Supabase project (it has no auth.schema_migrations): "
@@ -222,7 +290,8 @@ def check_supabase_target(connection, scan: SupabaseDumpScan, target: str,
     if unavailable:
         raise ExtensionsMissing(", ".join(unavailable), target)
     roles = {row[0] for row in connection.execute("SELECT rolname FROM pg_roles")}
-    missing_roles = sorted(scan.roles - roles)
+    roles_plan = plan_roles(roles_lines, roles) if roles_lines is not None else RolesPlan()
+    missing_roles = sorted(scan.roles - roles - set(roles_plan.created))
     reserved = [role for role in missing_roles if role in RESERVED_ROLES or role.startswith("supabase_")]
     if reserved:
         raise RestoreRefused(f"the dump's policies name role(s) {', '.join(reserved)}, which Supabase "
@@ -233,7 +302,8 @@ def check_supabase_target(connection, scan: SupabaseDumpScan, target: str,
     policies = {tuple(row) for row in connection.execute(
         "SELECT schemaname, tablename, policyname FROM pg_policies")}
     database = connection.execute("SELECT current_database()").fetchone()[0]
-    return SupabaseTarget(sorted(wanted.items()), missing_roles, triggers, policies, database)
+    return SupabaseTarget(sorted(wanted.items()), missing_roles, triggers, policies, database,
+                          roles_plan)
 
 
 @dataclass
@@ -303,6 +373,7 @@ class SupabaseFilter:
         for name, schema in self.target.extensions_to_create:
             clause = f" WITH SCHEMA {quote_identifier(schema)}" if schema else ""
             yield f"CREATE EXTENSION IF NOT EXISTS {quote_identifier(name)}{clause};\n"
+        yield from self.target.roles.statements
         for role in self.target.roles_to_create:
             yield f"CREATE ROLE {quote_identifier(role)} NOLOGIN;\n"
 
@@ -372,6 +443,7 @@ class SupabaseRestoreResult:
     statements: int
     extensions_created: list[str]
     roles_created: list[str]
+    roles_from_backup: RolesPlan
     applied: dict[str, int]
     skipped: dict[str, int]
     added: list[str]
@@ -389,6 +461,13 @@ class SupabaseRestoreResult:
         lines = [f"Restored into the Supabase project database {self.target}: {self.statements:,} "
                  "statements in one transaction, with session_replication_role = replica."]
         lines.append("Extensions created first: " + (", ".join(self.extensions_created) or "none needed"))
+        roles = self.roles_from_backup
+        lines.append("Roles created from db/roles.sql (no passwords: set them by hand): "
+                     + (", ".join(roles.created) or "none"))
+        if roles.dropped_attributes:
+            lines.append("  attributes left out (superuser only): " + ", ".join(roles.dropped_attributes))
+        if roles.left_out:
+            lines.append("  memberships left out: " + "; ".join(roles.left_out))
         lines.append("Roles created (NOLOGIN): " + (", ".join(self.roles_created) or "none"))
         lines.append(f"Rows loaded into {len(self.loaded_tables)} auth/storage tables: "
                      + ", ".join(self.loaded_tables))
@@ -406,16 +485,21 @@ class SupabaseRestoreResult:
 
 
 def restore_into_supabase(open_dump, settings: DatabaseSettings, *, skip_extensions: Iterable[str] = (),
-                          psql: str | None = None) -> SupabaseRestoreResult:
-    """Restore the dump ``open_dump()`` opens (twice: scan, then run) into a fresh Supabase project."""
+                          psql: str | None = None, open_roles=None) -> SupabaseRestoreResult:
+    """Restore the dump ``open_dump()`` opens (twice: scan, then run) into a fresh Supabase project;
+    ``open_roles()``, when given, opens the backup's ``db/roles.sql``."""
     psql_path = find_psql(psql)
     target_label = settings.describe()
     with open_dump() as dump:
         scan = scan_supabase_dump(dump)
     log.info("Scanned the dump: %d entries, extensions %s, roles named %s", scan.entries,
              sorted(scan.extensions), sorted(scan.roles))
+    roles_lines = None
+    if open_roles is not None:
+        with open_roles() as roles_file:
+            roles_lines = list(roles_file)
     with settings.connect(autocommit=True) as connection:
-        target = check_supabase_target(connection, scan, target_label, skip_extensions)
+        target = check_supabase_target(connection, scan, target_label, skip_extensions, roles_lines)
     dump_filter = SupabaseFilter(target, frozenset(skip_extensions))
 
     def lines() -> Iterator[str]:
@@ -425,7 +509,7 @@ def restore_into_supabase(open_dump, settings: DatabaseSettings, *, skip_extensi
     statements, messages = run_psql(psql_path, settings, lines())
     return SupabaseRestoreResult(
         target_label, statements, [name for name, _ in target.extensions_to_create],
-        target.roles_to_create, dump_filter.applied, dump_filter.skipped, dump_filter.added,
+        target.roles_to_create, target.roles, dump_filter.applied, dump_filter.skipped, dump_filter.added,
         dump_filter.kept_existing, dump_filter.loaded_tables, dump_filter.cron_jobs,
         dump_filter.large_objects, messages)
 

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from supabase_backup.cli import main
+from tests.archive_reader import read_member
 from tests.conftest import PROJECT_ROOT
 from tests.sandbox_fixtures import MIGRATION
 
@@ -76,6 +77,9 @@ def prepare_source(source: dict) -> None:
         admin.execute("CREATE EXTENSION IF NOT EXISTS citext WITH SCHEMA extensions")
     with connect(source["REALDB_URL"]) as connection:
         connection.execute("CREATE ROLE reporting NOLOGIN")
+        # A login role no policy names: only db/roles.sql can carry it (without its password).
+        connection.execute("CREATE ROLE analyst LOGIN PASSWORD 'analyst-secret-42' IN ROLE reporting")
+        connection.execute("ALTER ROLE analyst SET statement_timeout TO '30s'")
         connection.execute("CREATE TABLE public.tags (name extensions.citext PRIMARY KEY, uses int)")
         connection.execute("INSERT INTO public.tags SELECT 'Tag' || i, i FROM generate_series(1, 30) i")
         connection.execute("CREATE POLICY reporting_reads ON public.todos FOR SELECT TO reporting "
@@ -107,7 +111,11 @@ def app_objects(url: str) -> dict:
             "large objects": values("SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata"),
             "cron jobs": values("SELECT jobname, schedule, command, active FROM cron.job"),
             "extensions": values("SELECT extname, extnamespace::regnamespace::text FROM pg_extension"),
-            "reporting role": values("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'reporting'"),
+            "custom roles": values("SELECT rolname, rolcanlogin, rolconfig::text FROM pg_roles "
+                                   "WHERE rolname IN ('reporting', 'analyst')"),
+            "memberships": values("SELECT m.rolname, r.rolname FROM pg_auth_members a "
+                                  "JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member "
+                                  "WHERE m.rolname = 'analyst'"),
             "profiles": values("SELECT id::text, username FROM public.profiles"),
             "identities": values("SELECT user_id::text, provider FROM auth.identities"),
         }
@@ -146,7 +154,11 @@ def test_backup_of_a_project_restores_into_a_fresh_project(projects, archive, mo
     assert code == 0, out
     assert "Restored into the Supabase project database" in out
     assert "Extensions created first: citext" in out
-    assert "Roles created (NOLOGIN): reporting" in out
+    assert "Roles created from db/roles.sql (no passwords: set them by hand): analyst, reporting" in out
+    assert "Roles created (NOLOGIN): none" in out
+    roles_sql = read_member(archive, "db/roles.sql").decode()
+    assert "CREATE ROLE analyst;" in roles_sql and "analyst-secret-42" not in roles_sql
+    assert "PASSWORD" not in roles_sql
     assert "trigger on_auth_user_created on auth.users" in out
     assert "cron jobs scheduled: nightly-audit-trim" in out
     assert "all equal" in out and "psql said" not in out

@@ -6,6 +6,7 @@ from supabase_backup.restore_supabase import (
     SupabaseTarget,
     comparable_figures,
     decode_copy_field,
+    plan_roles,
     scan_supabase_dump,
 )
 
@@ -107,3 +108,33 @@ def test_comparable_figures_count_managed_tables_and_leave_out_migration_histori
     entries, not_compared = comparable_figures(recorded)
     assert entries == [recorded[0], {**recorded[1], "checksum": None}]
     assert set(not_compared) == {"auth.schema_migrations", "realtime.subscription"}
+
+
+ROLES = """\\restrict KEY
+CREATE ROLE anon;
+ALTER ROLE anon WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS;
+CREATE ROLE analyst;
+ALTER ROLE analyst WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION BYPASSRLS;
+CREATE ROLE "Old Reader";
+ALTER ROLE "Old Reader" WITH NOSUPERUSER NOINHERIT NOCREATEROLE NOCREATEDB NOLOGIN NOREPLICATION NOBYPASSRLS;
+CREATE ROLE supabase_admin;
+ALTER ROLE analyst SET statement_timeout TO '30s';
+ALTER ROLE anon SET statement_timeout TO '3s';
+GRANT "Old Reader" TO analyst GRANTED BY postgres;
+GRANT authenticated TO analyst WITH INHERIT TRUE GRANTED BY postgres;
+GRANT analyst TO authenticator GRANTED BY postgres;
+GRANT anon TO authenticator GRANTED BY postgres;
+""".splitlines(keepends=True)
+
+
+def test_roles_plan_creates_only_missing_custom_roles_without_superuser_attributes():
+    plan = plan_roles(ROLES, existing={"anon", "authenticated", "authenticator", "Old Reader"})
+    assert plan.created == ["analyst"]
+    assert plan.statements == [
+        'CREATE ROLE "analyst" WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION;\n',
+        "ALTER ROLE analyst SET statement_timeout TO '30s';\n",
+        'GRANT "Old Reader" TO "analyst";\n',
+        'GRANT "authenticated" TO "analyst" WITH INHERIT TRUE;\n',
+    ]
+    assert plan.dropped_attributes == ["analyst: BYPASSRLS"]
+    assert plan.left_out == ["analyst to authenticator (a role Supabase reserves)"]

@@ -154,9 +154,13 @@ def _restore_database(arguments, archive: zipfile.ZipFile, member: str, tables: 
         arguments.target == "auto" and restore_supabase.is_supabase_project(target))
     not_compared_tables: dict[str, str] = {}
     if into_supabase:
+        from supabase_backup.archive import ROLES_MEMBER
+
+        has_roles = ROLES_MEMBER in archive.namelist()
         result = restore_supabase.restore_into_supabase(
             lambda: open_text(archive.open(member)), target,
-            skip_extensions=arguments.skip_extension, psql=arguments.psql)
+            skip_extensions=arguments.skip_extension, psql=arguments.psql,
+            open_roles=(lambda: open_text(archive.open(ROLES_MEMBER))) if has_roles else None)
         tables, not_compared_tables = restore_supabase.comparable_figures(tables)
     else:
         result = restore_database(lambda: open_text(archive.open(member)), target,
