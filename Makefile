@@ -7,9 +7,11 @@ INSTALLED := $(VENV)/.installed
 POSTGRES_17_DIR := $(VENV)/postgresql-17
 SIZE ?= small
 SANDBOX_DIR ?= .sandbox
+PORT ?= 8080
+UP_DIR ?= .airflow-up
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 
-.PHONY: help install demo test test-fast sandbox sandbox-down sandbox-env bench clean
+.PHONY: help install demo up down ui test test-fast sandbox sandbox-down sandbox-env bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,6 +34,15 @@ install: $(INSTALLED) ## Create .venv with the pinned requirements
 demo: install ## Start the sandbox and run one complete backup through Airflow (SIZE=small|medium)
 	$(PYTHON) -m tools.demo --size $(SIZE) --sandbox-dir $(SANDBOX_DIR)
 
+up: install ## Start the sandbox and a real Airflow with the Backups page on 127.0.0.1:$(PORT); prints the logins
+	$(PYTHON) -m tools.up up --size $(SIZE) --port $(PORT) --sandbox-dir $(SANDBOX_DIR) --state-dir $(UP_DIR)
+
+down: ## Stop what `make up` started (by its pid files); data kept
+	$(PYTHON) -m tools.up down --sandbox-dir $(SANDBOX_DIR) --state-dir $(UP_DIR)
+
+ui: ## Rebuild the Backups page's bundle (plugins/supabase_backup_plugin/ui/dist, committed) with npm
+	cd plugins/supabase_backup_plugin/ui && npm ci --no-audit --no-fund && npm run build
+
 test: install ## Run every test (starts its own sandbox, Postgres and S3 on loopback)
 	$(PYTHON) -m pytest tests
 
@@ -51,5 +62,6 @@ bench: install ## Run the benchmarks and record their results in bench/results/
 	$(PYTHON) -m bench
 
 clean: ## Stop the sandbox and remove local state (venv kept)
+	-$(PYTHON) -m tools.up down --sandbox-dir $(SANDBOX_DIR) --state-dir $(UP_DIR)
 	-$(PYTHON) -m sandbox down --state-dir $(SANDBOX_DIR) --purge
-	rm -rf .airflow .demo
+	rm -rf .airflow .demo $(UP_DIR)

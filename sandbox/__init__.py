@@ -7,9 +7,9 @@
 See sandbox/README.md. Shares no code with include/supabase_backup on purpose.
 """
 
-from .runtime import (DEFAULT_STATE_DIR, SandboxError, connect, down, env_lines, env_vars, load_settings,
+from .runtime import (DEFAULT_STATE_DIR, SandboxError, connect, down, env_lines, env_vars, load_settings, stop_part,
                       status, up)
 from .seed import add_objects, load_objects_dir, load_users_file
 
 __all__ = ["DEFAULT_STATE_DIR", "SandboxError", "add_objects", "connect", "down", "env_lines", "env_vars",
-           "load_objects_dir", "load_settings", "load_users_file", "status", "up"]
+           "load_objects_dir", "load_settings", "stop_part", "load_users_file", "status", "up"]

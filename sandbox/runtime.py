@@ -461,6 +461,23 @@ def down(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, purge: bool = False) 
         shutil.rmtree(state_dir)
 
 
+def stop_part(state_dir: str | os.PathLike, part: str) -> None:
+    """Stop one process of a running sandbox, for fault tests: "s3" (moto, whose objects are then
+    gone), "api", or "postgres" (immediate shutdown, as a crash). ``up`` starts it again."""
+    state_dir = Path(state_dir).resolve()
+    p = _paths(state_dir)
+    if part == "s3":
+        _kill_group(p["s3_pid"], "moto")
+    elif part == "api":
+        _kill_group(p["api_pid"], "sandbox.server")
+    elif part == "postgres":
+        s = json.loads(p["settings"].read_text())
+        if _pg_running(s):
+            _as_postgres([f"{PG_BIN}/pg_ctl", "-D", s["pg_data_dir"], "-m", "immediate", "-w", "stop"])
+    else:
+        raise SandboxError(f"unknown part {part!r}: s3, api or postgres")
+
+
 def status(state_dir: str | os.PathLike = DEFAULT_STATE_DIR) -> dict[str, Any]:
     state_dir = Path(state_dir).resolve()
     p = _paths(state_dir)

@@ -256,17 +256,17 @@ def storage_role(request: Request) -> tuple[str | None, Response | None]:
     if apikey is not None and apikey not in APP.service_tokens | APP.anon_tokens:
         return None, JSONResponse({"statusCode": "401", "code": "InvalidJWT", "error": "Unauthorized",
                                    "message": "Invalid API key"}, status_code=401)
+    # Past the gateway, the Storage server (1.11) answers HTTP 400 with the real status in the body.
     token = _bearer(request)
     if not token:
-        return None, JSONResponse({"statusCode": "401", "code": "InvalidJWT", "error": "Unauthorized",
-                                   "message": "headers must have required property 'authorization'"},
-                                  status_code=401)
+        return None, storage_error("400", "InvalidRequest",
+                                   "headers must have required property 'authorization'")
     if token in APP.service_tokens:
         return "service_role", None
     if token in APP.anon_tokens:
         return "anon", None
-    return None, JSONResponse({"statusCode": "401", "code": "InvalidJWT", "error": "Unauthorized",
-                               "message": "invalid signature"}, status_code=401)
+    message = "Invalid Compact JWS" if token.count(".") != 2 else "signature verification failed"
+    return None, storage_error("403", "AccessDenied", message)
 
 
 def auth_admin_check(request: Request) -> Response | None:
@@ -545,11 +545,14 @@ async def list_v2(bucket_id: str, body: dict) -> dict | Response:
             folders.append({"id": None, "key": item["folder"], "name": item["folder"], "bucket_id": bucket_id})
         else:
             r = item["_row"]
-            objects.append({
-                "id": str(r["id"]), "key": r["name"], "name": r["name"], "metadata": r["metadata"],
+            row = {
+                "id": str(r["id"]), "name": r["name"], "metadata": r["metadata"],
                 "updated_at": storage_ts(r["updated_at"]), "created_at": storage_ts(r["created_at"]),
                 "last_accessed_at": storage_ts(r["last_accessed_at"]),
-            })
+            }
+            if with_delimiter:  # the real server (1.11) adds "key" only to delimited listings
+                row["key"] = r["name"]
+            objects.append(row)
     out: dict[str, Any] = {"hasNext": truncated, "folders": folders, "objects": objects}
     if truncated:
         last = page[-1]
@@ -617,8 +620,13 @@ async def get_object(request: Request, bucket_id: str, key: str, role: str, head
     except OSError:
         return no_such_key(head)
     md = row["metadata"] or {}
+    content_type = md.get("mimetype") or "application/octet-stream"
+    if content_type.split(";")[0].strip().lower() == "text/html":
+        # The real server never serves stored HTML as HTML (stored XSS): the stored type stays in
+        # storage.objects.metadata and the listings, the download says text/plain.
+        content_type = "text/plain"
     headers = {
-        "content-type": md.get("mimetype") or "application/octet-stream",
+        "content-type": content_type,
         "cache-control": md.get("cacheControl") or "no-cache",
         "etag": md.get("eTag") or "",
         "last-modified": http_date(row["updated_at"]),

@@ -1,5 +1,5 @@
 """A real Airflow on loopback for tests: api-server, scheduler and dag-processor with the
-LocalExecutor and SQLite, a SimpleAuthManager admin, and a small REST client.
+LocalExecutor and SQLite, SimpleAuthManager users (an admin by default), and a small REST client.
 
 Runs the DAG the way a deployment does (a process per task, the Execution API between them),
 which `dag.test()` does not."""
@@ -28,14 +28,19 @@ def free_port() -> int:
 
 
 class AirflowServices:
-    def __init__(self, home: Path, extra_environment: dict[str, str]):
+    def __init__(self, home: Path, extra_environment: dict[str, str],
+                 users: dict[str, str] | None = None):
+        """``users``: name → SimpleAuthManager role (viewer, user, op, admin); each gets a random
+        password, written to a file only the api-server reads."""
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.password = secrets.token_urlsafe(16)
+        self.users = users or {"admin": "admin"}
+        self.passwords = {name: secrets.token_urlsafe(16) for name in self.users}
+        self.password = self.passwords.get("admin")
         passwords = home / "passwords.json"
         home.mkdir(parents=True, exist_ok=True)
-        passwords.write_text(json.dumps({"admin": self.password}))
+        passwords.write_text(json.dumps(self.passwords))
         self.environment = {
             **os.environ,
             **extra_environment,
@@ -51,14 +56,15 @@ class AirflowServices:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                f"{name}:{role}" for name, role in self.users.items()),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT)]),
         }
         self.processes: list[subprocess.Popen] = []
-        self._token: str | None = None
+        self._tokens: dict[str, str] = {}
 
     def airflow(self, *arguments: str) -> None:
         subprocess.run([str(Path(sys.executable).parent / "airflow"), *arguments],
@@ -96,17 +102,17 @@ class AirflowServices:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
 
-    def token(self) -> str:
-        if self._token is None:
+    def token(self, user: str = "admin") -> str:
+        if user not in self._tokens:
             reply = httpx.post(f"{self.url}/auth/token",
-                               json={"username": "admin", "password": self.password})
+                               json={"username": user, "password": self.passwords[user]})
             reply.raise_for_status()
-            self._token = reply.json()["access_token"]
-        return self._token
+            self._tokens[user] = reply.json()["access_token"]
+        return self._tokens[user]
 
-    def api(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def api(self, method: str, path: str, *, user: str = "admin", **kwargs) -> httpx.Response:
         return httpx.request(method, f"{self.url}{path}", timeout=30,
-                             headers={"Authorization": f"Bearer {self.token()}"}, **kwargs)
+                             headers={"Authorization": f"Bearer {self.token(user)}"}, **kwargs)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

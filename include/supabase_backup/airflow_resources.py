@@ -193,7 +193,13 @@ def plan_run(dag_run: Any, params: dict) -> RunPlan:
         started_at=started.astimezone(timezone.utc).isoformat(),
         logical_date=dag_run.logical_date.isoformat() if dag_run.logical_date else None,
         params=dict(params),
+        attempt=attempt_of(dag_run),
     )
+
+
+def attempt_of(dag_run: Any) -> int:
+    """How many times the run was cleared: a cleared run's outcome replaces the earlier one's."""
+    return int(getattr(dag_run, "clear_number", 0) or 0)
 
 
 @contextlib.contextmanager
@@ -241,6 +247,7 @@ def on_task_failure(context: dict) -> None:
             database_settings(), run_id=context["run_id"], task_id=context["ti"].task_id,
             error=context.get("exception"), trigger=trigger_of(dag_run),
             triggered_by=triggered_by(dag_run), secrets=connection_secrets(),
+            attempt=attempt_of(dag_run),
         )
     except Exception:  # noqa: BLE001
         log.exception("Could not record the failure in backup_history")
@@ -257,7 +264,7 @@ def record_history(plan: dict | None, verified: dict | None, summaries: dict, *,
             database_settings(RunPlan.from_dict(plan).database_conn_id if plan else DATABASE_CONN_ID),
             run_id=dag_run.run_id, trigger=trigger_of(dag_run), triggered_by=triggered_by(dag_run),
             verified=verified, summaries=summaries,
-            failed_tasks=failed_task_ids(ti, dag_run.run_id),
+            failed_tasks=failed_task_ids(ti, dag_run.run_id), attempt=attempt_of(dag_run),
         )
     except steps.RunFailed as failure:  # the row says why: retrying cannot change the outcome
         raise AirflowFailException(str(failure)) from None

@@ -160,8 +160,8 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
                     copy_into(source, copied)
             if copied.size != member.size or copied.sha256 != member.sha256:
                 raise StagingCorrupted(
-                    member.name, f"{copied.size} bytes, sha256 {copied.sha256} (expected "
-                    f"{member.size}, {member.sha256})")
+                    member.name, f"it changed after it was written: {copied.size} bytes, sha256 "
+                    f"{copied.sha256} (expected {member.size}, {member.sha256}); run the backup again")
             count += 1
             total += copied.size
             if count % 1000 == 0:
@@ -259,7 +259,8 @@ def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_
         written = write_archive(writer, all_members(), created_at)
     if written["members"] != member_count + 1:
         raise StagingCorrupted(
-            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1")
+            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1;"
+            " run the backup again")
     return {
         "path": str(archive_path),
         "bytes": writer.size,

@@ -196,6 +196,7 @@ class RunPlan:
     s3_bucket: str
     triggered_by: str | None = None
     logical_date: str | None = None
+    attempt: int = 0  # the DAG run's clear count when planned (0: its first attempt)
     forced: bool = False
     include_database: bool = True
     include_auth: bool = True
@@ -215,7 +216,7 @@ class RunPlan:
     @classmethod
     def create(cls, settings: BackupSettings, *, run_id: str, trigger: str, started_at: str,
                params: dict, triggered_by: str | None = None,
-               logical_date: str | None = None) -> "RunPlan":
+               logical_date: str | None = None, attempt: int = 0) -> "RunPlan":
         """Combine the Variables with the trigger form's Params; refuse a run that would back up
         nothing."""
         include = {part: bool(params.get(part, True))
@@ -230,7 +231,7 @@ class RunPlan:
         requested = parse_bucket_list(params.get("buckets"))
         return cls(
             run_id=run_id, trigger=trigger, triggered_by=triggered_by, started_at=started_at,
-            logical_date=logical_date, forced=bool(params.get("force", False)), **include,
+            logical_date=logical_date, attempt=attempt, forced=bool(params.get("force", False)), **include,
             buckets=requested or settings.buckets,
             s3_bucket=settings.s3_bucket, s3_prefix=settings.s3_prefix,
             staging_root=settings.staging_root,

@@ -70,6 +70,41 @@ def head_object(client, bucket: str, key: str) -> dict | None:
         raise
 
 
+def encryption_arguments(server_side_encryption: str, kms_key_id: str | None) -> dict:
+    if server_side_encryption == "none":
+        return {}
+    extra = {"ServerSideEncryption": server_side_encryption}
+    if server_side_encryption == "aws:kms" and kms_key_id:
+        extra["SSEKMSKeyId"] = kms_key_id
+    return extra
+
+
+def check_writable(client, bucket: str, prefix: str, *, server_side_encryption: str = "AES256",
+                   kms_key_id: str | None = None) -> None:
+    """Fail before any data moves if the archive could not be written: start a multipart upload
+    under the prefix (with the run's encryption, so a KMS key is checked too) and abort it. No
+    object is created."""
+    key = f"{prefix}.supabase-backup-write-check"
+    try:
+        upload_id = client.create_multipart_upload(
+            Bucket=bucket, Key=key, **encryption_arguments(server_side_encryption, kms_key_id)
+        )["UploadId"]
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code == "NoSuchBucket":
+            raise ConfigurationError(
+                f"the S3 bucket {bucket!r} does not exist: create it, or set the Airflow Variable "
+                "supabase_backup_s3_bucket to the bucket that receives the archives") from None
+        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch", "KMS.AccessDeniedException", "KMS.NotFoundException"):
+            raise ConfigurationError(
+                f"the aws_default connection may not write to s3://{bucket}/{prefix} ({code}): "
+                "allow s3:PutObject and s3:AbortMultipartUpload on the prefix (and the KMS key "
+                "with aws:kms); docs/DEPLOY.md has the policy") from None
+        raise
+
+
 def archive_file_name(started_at: datetime, attempt: int = 1) -> str:
     base = started_at.strftime("backup-%Y-%m-%d-%H-%M-UTC")
     return f"{base}.zip" if attempt == 1 else f"{base}-{attempt}.zip"
@@ -160,11 +195,8 @@ def upload_archive(
     itself is conditional, so a second deployment or a re-run racing for the same minute gets 412
     and moves on to the next name instead of replacing an archive.
     """
-    extra = {"Metadata": {SHA256_METADATA_KEY: sha256}, "ContentType": "application/zip"}
-    if server_side_encryption != "none":
-        extra["ServerSideEncryption"] = server_side_encryption
-        if server_side_encryption == "aws:kms" and kms_key_id:
-            extra["SSEKMSKeyId"] = kms_key_id
+    extra = {"Metadata": {SHA256_METADATA_KEY: sha256}, "ContentType": "application/zip",
+             **encryption_arguments(server_side_encryption, kms_key_id)}
     started = time.monotonic()
     attempt = 1
     while True:

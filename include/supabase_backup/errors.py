@@ -207,9 +207,10 @@ class ObjectDownloadFailed(BackupError):
 
 
 class StagingCorrupted(BackupError):
-    """Staged export {name} changed after it was written: {reason}; run the backup again."""
+    """Staged export of {name} cannot be used: {reason}."""
 
     fields = ("name", "reason")
+    permanent = True  # the same staged files would be read again
 
 
 class ArchiveKeyTaken(BackupError):

@@ -10,7 +10,10 @@ meet, per bucket:
 - in the inventory but not exported (the listing missed it,
   e.g. v1's case-insensitive paths)                        → fetched now; if it is gone from the
                                                              database too → ``deleted_after_snapshot``
-- in the inventory, not downloadable, still in the database → the run fails
+- in the inventory, not downloadable, still in the database → unreadable: listed with its reason,
+                                                             and the run ends ``incomplete``
+- downloads that failed after their retries (``unreadable.jsonl``) and are still not exported after
+  the second try here                                      → unreadable likewise
 
 Each object's metadata (content type, cache control, etag) is the stored one: the snapshot's
 ``storage.objects.metadata``, else the listing row's, never the download's headers (the real server
@@ -19,8 +22,9 @@ serves stored ``text/html`` as ``text/plain``). Each object also gets its archiv
 name (FORMAT.md, "Object member names") depends on the other names of the bucket.
 
 The comparison runs in a temporary SQLite file so 100k objects do not grow memory. The result is
-``reconciled.jsonl`` (one line per object that goes into the archive, each key once) and
-``deleted.jsonl`` beside each bucket's index: the archive builder reads only those.
+``reconciled.jsonl`` (one line per object that goes into the archive, each key once),
+``deleted.jsonl`` and ``unreadable_final.jsonl`` beside each bucket's index: the archive builder
+reads only those.
 """
 
 from __future__ import annotations
@@ -34,15 +38,19 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from supabase_backup.archive import FOLDER_FILE_SUFFIX, object_member_name
-from supabase_backup.errors import InventoryMismatch
+from supabase_backup.storage_download import UNREADABLE_FILE_NAME
 from supabase_backup.staging import BucketStaging, StagingArea
 
 log = logging.getLogger(__name__)
 
+UNREADABLE_FINAL_FILE_NAME = "unreadable_final.jsonl"
+MAX_UNREADABLE_EXAMPLES = 3  # in the task's result and the history row; the manifest lists them all
 IN_SNAPSHOT = "in_snapshot"
 CREATED_AFTER_SNAPSHOT = "created_after_snapshot"
 CHANGED_AFTER_SNAPSHOT = "changed_after_snapshot"
 DELETED_AFTER_SNAPSHOT = "deleted_after_snapshot"
+NOT_SERVED_REASON = ("the Storage API answers NoSuchKey, but storage.objects still holds it: the "
+                     "object's bytes are missing from the storage backend")
 
 # fetch_missing(bucket_staging, keys) -> (records, missing_keys): downloads keys into staging.
 FetchMissing = Callable[[BucketStaging, list[str]], tuple[list[dict], list[str]]]
@@ -84,6 +92,7 @@ def _open_scratch_database(folder: str) -> sqlite3.Connection:
                                 content_type TEXT, cache_control TEXT, stored_etag TEXT);
         CREATE TABLE exported (key TEXT PRIMARY KEY, member TEXT NOT NULL, record TEXT NOT NULL);
         CREATE INDEX exported_member ON exported (member);
+        CREATE TABLE unreadable (key TEXT PRIMARY KEY, reason TEXT NOT NULL);
         """
     )
     return database
@@ -136,15 +145,12 @@ def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
         if not missing_keys:
             continue
         still_present = keys_still_present(bucket.bucket_id, missing_keys)
-        if still_present:
-            raise InventoryMismatch(
-                f"bucket {bucket.bucket_id!r}: {len(still_present)} object(s) are in the database "
-                f"but the Storage API cannot serve them (first: {sorted(still_present)[0]!r}); "
-                "check the storage backend"
-            )
+        database.executemany(
+            "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
+            ((key, NOT_SERVED_REASON) for key in still_present))
         by_key = {key: (size, etag) for key, size, etag in batch}
         deleted_rows.extend({"key": key, "size": by_key[key][0], "etag": by_key[key][1]}
-                            for key in missing_keys)
+                            for key in missing_keys if key not in still_present)
     database.commit()
     return fetched, deleted_rows
 
@@ -215,6 +221,24 @@ def _write_deleted(bucket: BucketStaging, deleted_rows: list[dict]) -> None:
             output.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _write_unreadable(database: sqlite3.Connection, bucket: BucketStaging) -> tuple[int, list[dict]]:
+    """``unreadable_final.jsonl``: every object that failed its downloads (the export's, then this
+    step's second try) and never made it into the export, each once with its last reason."""
+    database.executemany(
+        "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
+        ((row["key"], row["reason"]) for row in read_json_lines(bucket.folder / UNREADABLE_FILE_NAME)))
+    rows = database.execute(
+        "SELECT key, reason FROM unreadable WHERE key NOT IN (SELECT key FROM exported) ORDER BY key")
+    count, examples = 0, []
+    with bucket.folder.joinpath(UNREADABLE_FINAL_FILE_NAME).open("w", encoding="utf-8") as output:
+        for key, reason in rows:
+            output.write(json.dumps({"key": key, "reason": reason}, ensure_ascii=False) + "\n")
+            count += 1
+            if len(examples) < MAX_UNREADABLE_EXAMPLES:
+                examples.append({"bucket": bucket.bucket_id, "key": key, "reason": reason})
+    return count, examples
+
+
 def reconcile_bucket(
     staging: StagingArea,
     bucket_id: str,
@@ -236,6 +260,7 @@ def reconcile_bucket(
                 keys_still_present=keys_still_present, batch_size=batch_size)
         counts = _write_reconciled(database, bucket, have_inventory)
         _write_deleted(bucket, deleted_rows)
+        unreadable, unreadable_examples = _write_unreadable(database, bucket)
     summary = {
         "bucket": bucket_id,
         "objects": counts["objects"],
@@ -244,6 +269,8 @@ def reconcile_bucket(
         "created_after_snapshot": counts[CREATED_AFTER_SNAPSHOT],
         "changed_after_snapshot": counts[CHANGED_AFTER_SNAPSHOT],
         "deleted_after_snapshot": len(deleted_rows),
+        "unreadable": unreadable,
+        "unreadable_examples": unreadable_examples,
     }
     log.info("Bucket %s reconciled: %s", bucket_id, summary)
     return summary
@@ -272,4 +299,7 @@ def reconcile_buckets(
         "changed_after_snapshot": sum(bucket["changed_after_snapshot"] for bucket in buckets),
         "deleted_after_snapshot": sum(bucket["deleted_after_snapshot"] for bucket in buckets),
         "fetched_after_listing": sum(bucket["fetched_after_listing"] for bucket in buckets),
+        "unreadable": sum(bucket["unreadable"] for bucket in buckets),
+        "unreadable_examples": [example for bucket in buckets
+                                for example in bucket["unreadable_examples"]][:MAX_UNREADABLE_EXAMPLES],
     }

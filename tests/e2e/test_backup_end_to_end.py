@@ -100,6 +100,17 @@ def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_run
     assert source_counts == target_counts
     assert ("auth", "users") in target_counts and ("storage", "objects") in target_counts
     assert large_objects >= 1
+    # Every object's metadata is the stored one, never the download's headers: the server serves
+    # the stored text/html of public-assets/index.html as text/plain.
+    with sandbox.connect() as connection:
+        stored = {(bucket, key): (metadata.get("mimetype"), metadata.get("cacheControl"))
+                  for bucket, key, metadata in connection.execute(
+                      "SELECT bucket_id, name, metadata FROM storage.objects")}
+    recorded = {(member["object"]["bucket"], member["object"]["key"]):
+                (member["object"]["content_type"], member["object"]["cache_control"])
+                for member in manifest["members"] if "object" in member}
+    assert recorded == stored
+    assert recorded[("public-assets", "index.html")][0] == "text/html"
     # No secret reached the history row, the manifest or the logs.
     secrets = [sandbox.settings["pg_password"], sandbox.settings["service_key"]]
     captured = capfd.readouterr()
@@ -304,3 +315,49 @@ def test_a_database_only_run_holds_just_the_dump(small_sandbox, backup_runner, t
     assert "inventory_objects" not in manifest["database"]  # no storage, no inventory to take
     assert (row["auth_users"], row["storage_objects"], row["storage_buckets"]) == (None, None, None)
     assert row["database_bytes"] == contents["members"]["db/backup.sql"][0]
+
+
+def test_an_object_the_api_cannot_serve_leaves_an_incomplete_verified_archive(
+        small_sandbox, backup_runner, tmp_path):
+    """restic's "incomplete snapshot": the archive holds everything else and is verified, the
+    manifest lists the unreadable object with its reason, the row says incomplete, the run fails."""
+    import sandbox as sandbox_package
+
+    sandbox = small_sandbox
+    bucket = "incomplete-check"
+    sandbox_package.add_objects(sandbox.settings, bucket, [
+        ("fine-1.txt", b"one", "text/plain"), ("lost.bin", b"gone from disk", "application/octet-stream"),
+        ("fine-2.txt", b"two", "text/plain")])
+    with sandbox.connect() as connection:
+        lost_id = connection.execute("SELECT id FROM storage.objects WHERE bucket_id = %s AND name = "
+                                     "'lost.bin'", (bucket,)).fetchone()[0]
+    Path(sandbox.settings["blobs_dir"], str(lost_id)).unlink()
+    try:
+        dag_run = backup_runner.run(sandbox, {"buckets": [bucket], "include_auth": False})
+        row = sandbox.history_row(dag_run.run_id)
+        assert dag_run.state == "failed"
+        assert (row["status"], row["objects_unreadable"], row["storage_objects"]) == (
+            "incomplete", 1, 2)
+        assert "incomplete-check/lost.bin" in row["error"] and "NoSuchKey" in row["error"]
+        local = sandbox.download_archive(row["s3_key"], tmp_path / "incomplete.zip")
+        contents = read_archive(local)
+        assert set(contents["objects"]) == {(bucket, "fine-1.txt"), (bucket, "fine-2.txt")}
+        (unreadable,) = contents["manifest"]["storage"]["unreadable"]
+        assert (unreadable["bucket"], unreadable["key"]) == (bucket, "lost.bin")
+    finally:
+        with sandbox.connect() as connection:
+            connection.execute("DELETE FROM storage.objects WHERE bucket_id = %s", (bucket,))
+            connection.execute("DELETE FROM storage.buckets WHERE id = %s", (bucket,))
+
+
+def test_a_missing_s3_bucket_fails_at_once_before_any_export(small_sandbox, backup_runner):
+    sandbox = small_sandbox
+    dag_run = backup_runner.run(sandbox, {}, supabase_backup_s3_bucket="no-such-bucket-here")
+    row = sandbox.history_row(dag_run.run_id)
+    assert dag_run.state == "failed" and row["status"] == "failed"
+    assert "plan_run" in row["error"] and "no-such-bucket-here" in row["error"]
+    assert "does not exist" in row["error"]
+    # Failed at once, on its first try: a permanent error is not retried.
+    task_states = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert task_states["plan_run"] == ("failed", 1)
+    assert task_states["dump_database"][0] in ("upstream_failed", None)

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from supabase_backup import history, settings
-from supabase_backup.errors import MigrationMissing
+from supabase_backup.errors import HistoryRowMissing, MigrationMissing
 from tests.sandbox_fixtures import MIGRATION
 
 
@@ -35,11 +35,20 @@ def test_migration_is_idempotent_and_locks_out_the_api_roles(small_sandbox, conn
 
 def test_run_row_lifecycle_is_keyed_by_run_id(connection):
     run_id = f"test__{uuid.uuid4()}"
-    history.record_running(connection, run_id, "scheduled")
-    history.record_failed(connection, run_id, "dump_database: pg_dump exited with status 1")
-    history.record_failed(connection, run_id, "generic: the run ended", keep_first_reason=True)
+    history.record_running(connection, run_id, "scheduled", triggered_by=None)
+    history.record_progress(connection, run_id, step="exporting storage")
+    history.record_progress(connection, run_id, bucket="media",
+                            counts={"objects_done": 3, "objects_known": 10, "bytes_done": 99})
+    row = history.get_by_run_id(connection, run_id)
+    assert row["progress"]["step"] == "exporting storage"
+    assert row["progress"]["buckets"]["media"]["objects_done"] == 3
+    history.record_failed(connection, run_id, "dump_database: pg_dump exited with status 1",
+                          trigger="scheduled")
+    history.record_failed(connection, run_id, "generic: the run ended", trigger="scheduled")
     row = history.get_by_run_id(connection, run_id)
     assert row["status"] == "failed" and row["error"].startswith("dump_database")
+    history.record_progress(connection, run_id, step="late report")  # a finished row stays as it is
+    assert history.get_by_run_id(connection, run_id)["progress"]["step"] == "exporting storage"
     history.record_running(connection, run_id, "scheduled")  # the run was cleared and retried
     history.record_success(connection, run_id, {"s3_bucket": "b", "s3_key": "k", "size_bytes": 5,
                                                 "sha256": "f" * 64, "storage_objects": 3})
@@ -53,8 +62,16 @@ def test_run_row_lifecycle_is_keyed_by_run_id(connection):
     assert run_id in [item["run_id"] for item in history.list_history(connection, limit=500)]
 
 
+def test_a_run_that_fails_before_its_first_row_keeps_its_trigger(connection):
+    run_id = f"test__{uuid.uuid4()}"
+    history.record_failed(connection, run_id, "plan_run: no bucket Variable", trigger="api",
+                          triggered_by="ops")
+    row = history.get_by_run_id(connection, run_id)
+    assert (row["status"], row["trigger"], row["triggered_by"]) == ("failed", "api", "ops")
+
+
 def test_success_needs_a_started_row(connection):
-    with pytest.raises(RuntimeError, match="record_running never ran"):
+    with pytest.raises(HistoryRowMissing, match="never recorded it"):
         history.record_success(connection, f"never-started-{uuid.uuid4()}", {})
 
 
@@ -79,6 +96,18 @@ def test_missing_tables_name_the_migration(small_sandbox):
             settings.read_backup_enabled(connection)
         with pytest.raises(MigrationMissing, match="public.backup_history"):
             history.record_running(connection, "r", "manual")
+
+
+def test_a_cleared_runs_reason_replaces_the_earlier_attempts(connection):
+    run_id = f"test__{uuid.uuid4()}"
+    history.record_running(connection, run_id, "manual")
+    history.record_failed(connection, run_id, "list_buckets: 503", trigger="manual")
+    history.record_failed(connection, run_id, "build_archive: staged dump gone", trigger="manual",
+                          attempt=1)
+    history.record_failed(connection, run_id, "record_history: summary", trigger="manual",
+                          attempt=1)
+    row = history.get_by_run_id(connection, run_id)
+    assert (row["error"], row["run_attempt"]) == ("build_archive: staged dump gone", 1)
 
 
 def test_kind_column_is_added_to_an_older_table_and_keeps_rows_backups(small_sandbox):

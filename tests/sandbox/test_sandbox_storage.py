@@ -300,13 +300,20 @@ def test_update_and_delete_single(api):
 
 
 # ---------------------------------------------------------------------------------------------- auth/errors
-def test_wrong_or_missing_key_is_401(sbx):
+def test_wrong_or_missing_key_answers_like_the_real_server(sbx):
+    """supabase/storage 1.11: no Authorization → HTTP 400, statusCode "400" (InvalidRequest); a bad
+    JWT → HTTP 400, statusCode "403" (AccessDenied). The hosted gateway's own refusal of a wrong
+    apikey is a real 401."""
     url = f"{sbx['api_url']}/storage/v1/bucket"
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Bearer {sbx['service_key']}x"},
-                    {"Authorization": f"Bearer {sbx['service_key']}", "apikey": "wrong"}):
-        r = httpx.get(url, headers=headers)
-        assert r.status_code == 401, headers
-        assert r.json()["statusCode"] == "401"
+    r = httpx.get(url)
+    assert (r.status_code, r.json()["statusCode"], r.json()["code"]) == (400, "400", "InvalidRequest")
+    for token, message in (("nope", "Invalid Compact JWS"),
+                           (f"{sbx['service_role_jwt']}x", "signature verification failed")):
+        r = httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+        assert (r.status_code, r.json()["statusCode"], r.json()["code"]) == (400, "403", "AccessDenied")
+        assert r.json()["message"] == message
+    r = httpx.get(url, headers={"Authorization": f"Bearer {sbx['service_key']}", "apikey": "wrong"})
+    assert (r.status_code, r.json()["statusCode"]) == (401, "401")
     # the legacy service_role JWT works too; the anon key only sees public buckets
     r = httpx.get(url, headers={"Authorization": f"Bearer {sbx['service_role_jwt']}"})
     assert r.status_code == 200 and len(r.json()) >= 4

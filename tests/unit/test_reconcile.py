@@ -53,7 +53,7 @@ def test_every_state_is_told_apart(staging):
     assert fetched_keys == ["Missed/x", "gone"]
     assert summary == {"bucket": "b", "objects": 4, "bytes": 6, "fetched_after_listing": 1,
                        "created_after_snapshot": 1, "changed_after_snapshot": 1,
-                       "deleted_after_snapshot": 1}
+                       "deleted_after_snapshot": 1, "unreadable": 0, "unreadable_examples": []}
     rows = [json.loads(line) for line in (bucket.folder / "reconciled.jsonl").read_text().splitlines()]
     assert {row["key"]: row["consistency"] for row in rows} == {
         "Missed/x": "in_snapshot", "changed": "changed_after_snapshot",
@@ -62,15 +62,35 @@ def test_every_state_is_told_apart(staging):
     assert deleted == [{"key": "gone", "size": 3, "etag": "e4"}]
 
 
-def test_an_object_that_exists_but_cannot_be_downloaded_fails_the_run(staging):
-    write_lines(staging.storage_inventory, [{"bucket": "b", "key": "stuck", "size": 1, "etag": "e"}])
-    write_lines(staging.bucket("b").index_path, [])
-    with pytest.raises(InventoryMismatch, match="stuck"):
-        reconcile.reconcile_bucket(
-            staging, "b", have_inventory=True,
-            fetch_missing=lambda bucket_staging, keys: ([], keys),
-            keys_still_present=lambda bucket_id, keys: set(keys),
-        )
+def test_objects_the_api_cannot_serve_are_listed_unreadable_not_fatal(staging):
+    """In the database but NoSuchKey from the API, or failing every download: listed once each with
+    a reason; an object that failed in the export but came on the second try is not."""
+    write_lines(staging.storage_inventory, [
+        {"bucket": "b", "key": "stuck", "size": 1, "etag": "e"},
+        {"bucket": "b", "key": "flaky", "size": 1, "etag": "f"},
+        {"bucket": "b", "key": "broken", "size": 1, "etag": "g"},
+    ])
+    bucket = staging.bucket("b")
+    write_lines(bucket.index_path, [])
+    write_lines(bucket.folder / "unreadable.jsonl", [
+        {"key": "flaky", "reason": "ApiTransientError: 503"},
+        {"key": "broken", "reason": "ApiTransientError: 500 first"},
+    ])
+
+    def fetch_missing(bucket_staging, keys):
+        with (bucket_staging.folder / "unreadable.jsonl").open("a") as output:
+            output.write(json.dumps({"key": "broken", "reason": "ApiTransientError: 500 again"}) + "\n")
+        return [record("flaky", b"1", "f")], ["stuck"]
+
+    summary = reconcile.reconcile_bucket(
+        staging, "b", have_inventory=True, fetch_missing=fetch_missing,
+        keys_still_present=lambda bucket_id, keys: set(keys),
+    )
+    assert (summary["objects"], summary["unreadable"], summary["deleted_after_snapshot"]) == (1, 2, 0)
+    unreadable = {row["key"]: row["reason"] for row in
+                  reconcile.read_json_lines(bucket.folder / "unreadable_final.jsonl")}
+    assert unreadable == {"broken": "ApiTransientError: 500 again",
+                          "stuck": reconcile.NOT_SERVED_REASON}
 
 
 def test_without_an_inventory_everything_exported_is_kept(staging):

@@ -72,4 +72,16 @@ def test_the_failure_callback_scrubs_secrets_and_records_the_real_trigger(monkey
         secrets=["hunter2"])
     assert message == "plan_run: password *** refused"
     (name, call), = recorder.calls
-    assert call == {"run_id": "r", "reason": message, "trigger": "api", "triggered_by": "ops"}
+    assert call == {"run_id": "r", "reason": message, "trigger": "api", "triggered_by": "ops",
+                    "attempt": 0}
+
+
+def test_a_verified_archive_lacking_unreadable_objects_is_incomplete_and_fails(monkeypatch):
+    recorder = Recorder(monkeypatch)
+    storage = {"objects": 9, "unreadable": 2, "unreadable_examples": [
+        {"bucket": "media", "key": "a.png", "reason": "NoSuchKey but in storage.objects"}]}
+    with pytest.raises(steps.RunFailed, match="incomplete: 2 object.*media/a.png"):
+        finish(VERIFIED, [], {"archive": {}, "storage": storage})
+    (name, call), = recorder.calls
+    assert name == "record_success" and call["status"] == "incomplete"
+    assert call["summary"]["objects_unreadable"] == 2 and "media/a.png" in call["error"]

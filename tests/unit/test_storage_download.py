@@ -88,7 +88,7 @@ def test_export_bucket_writes_objects_index_and_summary(tmp_path, serve_fake):
     assert read_lines(staging.folder / "missing.jsonl") == []
     # Nothing was written anywhere but the bucket folder's objects/ and its two index files.
     written = {str(path.relative_to(staging.folder)) for path in staging.folder.rglob("*") if path.is_file()}
-    assert written == {"index.jsonl", "missing.jsonl", *(line["file"] for line in index)}
+    assert written == {"index.jsonl", "missing.jsonl", "unreadable.jsonl", *(line["file"] for line in index)}
 
 
 def test_export_bucket_with_many_objects_over_v1(tmp_path, serve_fake):
@@ -137,23 +137,37 @@ def test_truncated_bodies_and_server_errors_are_retried_and_overwrite_the_target
     assert by_key["chunked.txt"]["size"] == 90
 
 
-def test_a_persistent_failure_fails_the_export_naming_the_object(tmp_path, serve_fake):
+def test_one_object_failing_every_retry_is_unreadable_and_the_rest_are_exported(tmp_path, serve_fake):
     fake = FakeStorage({"media": {f"ok-{n}": b"x" for n in range(50)} | {"always-500.txt": b"y"}})
     fake.faults["always-500.txt"] = ["503"] * 10
-    with pytest.raises(ObjectDownloadFailed) as raised:
-        export_bucket(serve_fake(fake), staging_for(tmp_path))
-    message = str(raised.value)
-    assert "always-500.txt" in message and "media" in message and "503" in message
-    assert SECRET not in message
+    staging = staging_for(tmp_path)
+    summary = export_bucket(serve_fake(fake), staging)
+    assert (summary["objects"], summary["unreadable"]) == (50, 1)
+    (unreadable,) = read_lines(staging.folder / "unreadable.jsonl")
+    assert unreadable["key"] == "always-500.txt" and "503" in unreadable["reason"]
+    assert SECRET not in unreadable["reason"]
     assert fake.downloads["always-500.txt"] == api_client.RETRY_ATTEMPTS
 
 
 def test_a_client_error_is_not_retried(tmp_path, serve_fake):
     fake = FakeStorage({"media": {"refused.txt": b"y"}})
     fake.faults["refused.txt"] = ["invalid"]
-    with pytest.raises(ObjectDownloadFailed, match="InvalidKey"):
-        export_bucket(serve_fake(fake), staging_for(tmp_path))
+    staging = staging_for(tmp_path)
+    assert export_bucket(serve_fake(fake), staging)["unreadable"] == 1
+    assert "InvalidKey" in read_lines(staging.folder / "unreadable.jsonl")[0]["reason"]
     assert fake.downloads["refused.txt"] == 1
+
+
+def test_many_failures_in_a_row_mean_the_service_is_failing(tmp_path, serve_fake, monkeypatch):
+    from supabase_backup import storage_download
+
+    monkeypatch.setattr(storage_download, "MAX_FAILURES_IN_A_ROW", 3)
+    fake = FakeStorage({"media": {f"bad-{n}": b"x" for n in range(5)}})
+    for n in range(5):
+        fake.faults[f"bad-{n}"] = ["invalid"]
+    with pytest.raises(ObjectDownloadFailed, match="3 objects in a row failed") as raised:
+        export_bucket(serve_fake(fake), staging_for(tmp_path), concurrency=1)
+    assert "media" in str(raised.value) and SECRET not in str(raised.value)
 
 
 def test_a_refused_key_fails_with_the_fix(tmp_path, serve_fake):

@@ -1,0 +1,10 @@
+"""Airflow's entry to the Backups plugin.
+
+Airflow loads each ``.py`` file of the plugins folder as a module named after the file and
+registers the ``AirflowPlugin`` classes it finds in it. The plugin itself is the package
+``supabase_backup_plugin`` (kept out of that scan by ``.airflowignore``) and is imported here the
+ordinary way, since Airflow puts the plugins folder on ``sys.path``. This file must not be named
+``supabase_backup_plugin.py``: Airflow would register it under the package's name and hide it.
+"""
+
+from supabase_backup_plugin import SupabaseBackupPlugin  # noqa: F401 (found by Airflow)

@@ -1,0 +1,110 @@
+"""The ``supabase_backup`` DAG's runs, read from and started in Airflow's metadata database by the
+DAG's id (the plugin never imports the DAG file)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sqlalchemy import select
+
+from airflow.api.common.trigger_dag import trigger_dag
+from airflow.models import DagModel, DagRun, TaskInstance
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
+from airflow.utils.types import DagRunTriggeredByType
+from supabase_backup.config import DAG_ID
+
+ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
+
+# The check for an active run and the trigger are one step for the requests this api-server process
+# serves at once (FastAPI runs them on a thread pool). Requests reaching other api-server processes
+# can still both pass the check; the DAG's max_active_runs=1 then queues the second run.
+_TRIGGER_LOCK = threading.Lock()
+
+
+class DagUnavailable(Exception):
+    """The DAG cannot take a run now (unknown to Airflow, or paused); the message says why."""
+
+
+class RunActive(Exception):
+    """A run of the DAG is already queued or running."""
+
+    def __init__(self, run_id: str, state: str):
+        super().__init__(f"a backup is already {state}: run {run_id}; wait for it to finish")
+        self.run_id = run_id
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _state(value) -> str | None:
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def active_runs(session) -> list[tuple[str, str]]:
+    return [(run_id, _state(state)) for run_id, state in session.execute(
+        select(DagRun.run_id, DagRun.state)
+        .where(DagRun.dag_id == DAG_ID, DagRun.state.in_(ACTIVE_STATES))
+        .order_by(DagRun.run_after)
+    )]
+
+
+def start_run(conf: dict, user_name: str) -> str:
+    """Trigger the DAG as the REST API does (triggered by REST_API, the user recorded as the
+    triggering user). Refuses while another run is queued or running: ``max_active_runs=1`` would
+    queue it behind, and two backups of one project at once help nobody."""
+    with _TRIGGER_LOCK:
+        with create_session() as session:
+            dag = session.scalar(select(DagModel).where(DagModel.dag_id == DAG_ID))
+            if dag is None:
+                raise DagUnavailable(f"Airflow does not know the DAG {DAG_ID}: is its file in the "
+                                     "DAGs folder, and has the dag-processor parsed it?")
+            if dag.is_paused:
+                raise DagUnavailable(f"the DAG {DAG_ID} is paused, so a run would never start; "
+                                     "unpause it in Airflow first")
+            if active := active_runs(session):
+                raise RunActive(*active[0])
+        dag_run = trigger_dag(DAG_ID, conf=conf, triggered_by=DagRunTriggeredByType.REST_API,
+                              triggering_user_name=user_name)
+        return dag_run.run_id
+
+
+def run_with_tasks(run_id: str) -> dict[str, Any] | None:
+    """The run's state and each task instance's state (mapped ones by map index)."""
+    with create_session() as session:
+        run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id))
+        if run is None:
+            return None
+        instances = session.scalars(
+            select(TaskInstance)
+            .where(TaskInstance.dag_id == DAG_ID, TaskInstance.run_id == run_id)
+            .order_by(TaskInstance.task_id, TaskInstance.map_index)
+        ).all()
+        return {
+            "run_id": run.run_id,
+            "state": _state(run.state),
+            "run_type": _state(run.run_type),
+            "triggering_user_name": run.triggering_user_name,
+            "queued_at": _iso(run.queued_at),
+            "start_date": _iso(run.start_date),
+            "end_date": _iso(run.end_date),
+            "tasks": [
+                {"task_id": instance.task_id, "map_index": instance.map_index,
+                 "label": instance.rendered_map_index, "state": _state(instance.state),
+                 "try_number": instance.try_number}
+                for instance in instances
+            ],
+        }
+
+
+def still_active(run_ids: list[str]) -> set[str]:
+    """Those of ``run_ids`` whose DAG run is queued or running."""
+    if not run_ids:
+        return set()
+    with create_session() as session:
+        return set(session.scalars(
+            select(DagRun.run_id).where(DagRun.dag_id == DAG_ID, DagRun.run_id.in_(run_ids),
+                                        DagRun.state.in_(ACTIVE_STATES))
+        ))

@@ -1,0 +1,83 @@
+"""The backups made so far, and a short-lived download URL for one of them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from fastapi import APIRouter, HTTPException, Query
+
+from supabase_backup import airflow_resources, destination, history
+from supabase_backup_plugin import airflow_runs
+from supabase_backup_plugin.dependencies import (
+    CanRead, CanTrigger, CurrentUser, Database, ServiceUnavailable, safe_message,
+)
+from supabase_backup_plugin.schemas import DownloadUrl, HistoryPage, HistoryStatus
+
+router = APIRouter(tags=["history"])
+
+ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
+
+
+def settle_stale_rows(connection) -> list[str]:
+    """Rows still ``running`` whose DAG run has ended (or is gone) become ``failed``. The
+    candidates are read before Airflow is asked, so a row recorded meanwhile is left alone."""
+    candidates = history.running_run_ids(connection)
+    if not candidates:
+        return []
+    alive = airflow_runs.still_active(candidates)
+    return history.settle_ended_runs(connection, [run for run in candidates if run not in alive])
+
+
+@router.get("/history", response_model=HistoryPage, dependencies=[CanRead], responses=ERRORS)
+def list_history(
+    connection: Database,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+    status: HistoryStatus | None = Query(None, description="Only rows with this status."),
+) -> HistoryPage:
+    """Backups, newest first."""
+    settle_stale_rows(connection)
+    return HistoryPage(
+        items=history.list_history(connection, limit=limit, offset=offset, status=status),
+        total=history.count_history(connection, status), limit=limit, offset=offset,
+    )
+
+
+@router.post(
+    "/history/{history_id}/download-url", response_model=DownloadUrl, dependencies=[CanTrigger],
+    responses={**ERRORS, 404: {"description": "No such history row, or its archive is gone"},
+               409: {"description": "The row is not a successful backup"}},
+)
+def create_download_url(history_id: int, user: CurrentUser, connection: Database) -> DownloadUrl:
+    """A presigned GET URL, valid 15 minutes, for a successful backup's own archive. Every URL
+    minted is recorded in ``backup_downloads`` (who, when, which archive): an archive holds the
+    whole database."""
+    row = history.get_by_id(connection, history_id)
+    if row is None:
+        raise HTTPException(404, f"no backup with history id {history_id}")
+    if row["status"] != "success" or not row["s3_bucket"] or not row["s3_key"]:
+        raise HTTPException(409, f"backup {history_id} is {row['status']}, not success: only a "
+                                 "verified archive can be downloaded")
+    try:
+        client = airflow_resources.s3_client()
+        if destination.head_object(client, row["s3_bucket"], row["s3_key"]) is None:
+            raise HTTPException(404, f"the archive of backup {history_id} is no longer in "
+                                     f"s3://{row['s3_bucket']}/{row['s3_key']}")
+        url = destination.presigned_download_url(client, row["s3_bucket"], row["s3_key"])
+    except HTTPException:
+        raise
+    except Exception as error:  # S3 unreachable, the aws_default connection missing or refused
+        raise ServiceUnavailable(f"S3 cannot be used: {type(error).__name__}: "
+                                 f"{safe_message(error)}") from None
+    if not url:
+        raise ServiceUnavailable("S3 did not sign a download URL")
+    expires_in = destination.PRESIGNED_URL_SECONDS
+    # Recorded before the URL is handed out: no URL leaves without its record.
+    history.record_download(connection, row, requested_by=user.get_name(),
+                            expires_in_seconds=expires_in)
+    return DownloadUrl(
+        url=url, expires_in=expires_in,
+        expires_at=(datetime.now(timezone.utc) + timedelta(seconds=expires_in)).isoformat(),
+        history_id=history_id, s3_bucket=row["s3_bucket"], s3_key=row["s3_key"],
+        size_bytes=row["size_bytes"], sha256=row["sha256"],
+    )

@@ -1,0 +1,63 @@
+"""Start a backup and follow it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from supabase_backup import history
+from supabase_backup_plugin import airflow_runs
+from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, Database
+from supabase_backup_plugin.routes.history import settle_stale_rows
+from supabase_backup_plugin.schemas import (
+    Counts, Progress, RunStatus, TriggerRequest, TriggerResponse,
+)
+
+router = APIRouter(tags=["runs"])
+
+ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
+
+
+@router.post("/runs", response_model=TriggerResponse, dependencies=[CanTrigger],
+             responses={**ERRORS, 409: {"description": "A run is already queued or running, or "
+                                        "the DAG is paused"}})
+def trigger_run(user: CurrentUser, request: TriggerRequest | None = None) -> TriggerResponse:
+    """Trigger the ``supabase_backup`` DAG with these Params; the run counts as triggered through
+    the API by the calling user."""
+    conf = {**(request or TriggerRequest()).model_dump(), "trigger": "api"}
+    try:
+        run_id = airflow_runs.start_run(conf, user.get_name())
+    except (airflow_runs.RunActive, airflow_runs.DagUnavailable) as refusal:
+        raise HTTPException(409, str(refusal)) from None
+    return TriggerResponse(run_id=run_id)
+
+
+@router.get("/runs/{run_id}", response_model=RunStatus, dependencies=[CanRead],
+            responses={**ERRORS, 404: {"description": "No such run"}})
+def get_run(run_id: str, connection: Database) -> RunStatus:
+    """The DAG run's state, each task's state, its history row and its progress (per bucket and
+    in total: objects and bytes done of those known so far, and the step running now)."""
+    airflow_run = airflow_runs.run_with_tasks(run_id)
+    settle_stale_rows(connection)
+    row = history.get_by_run_id(connection, run_id)
+    if airflow_run is None and row is None:
+        raise HTTPException(404, f"no run {run_id} of the supabase_backup DAG")
+    return RunStatus(
+        run_id=run_id, state=airflow_run["state"] if airflow_run else None,
+        airflow=airflow_run, history=row, progress=progress_of(row),
+    )
+
+
+def progress_of(row: dict | None) -> Progress:
+    recorded = (row or {}).get("progress") or {}
+    buckets = {name: Counts(**{key: value for key, value in counts.items()
+                               if key in Counts.model_fields and value is not None})
+               for name, counts in (recorded.get("buckets") or {}).items()}
+    total = Counts(
+        objects_done=sum(counts.objects_done for counts in buckets.values()),
+        objects_known=sum(counts.objects_known for counts in buckets.values()),
+        bytes_done=sum(counts.bytes_done for counts in buckets.values()),
+        missing=sum(counts.missing for counts in buckets.values()),
+        listing_done=bool(buckets) and all(counts.listing_done for counts in buckets.values()),
+    )
+    return Progress(step=recorded.get("step"), updated_at=recorded.get("updated_at"),
+                    buckets=buckets, total=total)

@@ -1,0 +1,286 @@
+// The Backups page: the enabled switch, "Back up now" with live progress, and the history with
+// download buttons. Controls the user may not use are not shown (the API checks again anyway).
+import {
+  Alert,
+  Badge,
+  Box,
+  Button,
+  Code,
+  Heading,
+  HStack,
+  Progress,
+  Spinner,
+  Switch,
+  Table,
+  Text,
+  VStack,
+} from "@chakra-ui/react";
+import { useCallback, useEffect, useState } from "react";
+
+import { api, type HistoryPage, type Me, type RunStatus } from "./api";
+import { formatBytes, formatTime, statusColour } from "./format";
+
+const DAG_ID = "supabase_backup";
+const PAGE_SIZE = 20;
+const POLL_MS = 2000;
+
+export const BackupsPage = ({ dagId }: { dagId?: string }) => {
+  const [me, setMe] = useState<Me | null>(null);
+  const [enabled, setEnabled] = useState<boolean | null>(null);
+  const [page, setPage] = useState<HistoryPage | null>(null);
+  const [offset, setOffset] = useState(0);
+  const [activeRunId, setActiveRunId] = useState<string | null>(null);
+  const [run, setRun] = useState<RunStatus | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const report = (reason: unknown) => setError(reason instanceof Error ? reason.message : String(reason));
+
+  const loadHistory = useCallback(async () => {
+    const loaded = await api.history(PAGE_SIZE, offset);
+    setPage(loaded);
+    const running = loaded.items.find((row) => row.status === "running");
+    if (running) setActiveRunId((current) => current ?? running.run_id);
+  }, [offset]);
+
+  useEffect(() => {
+    Promise.all([api.me(), api.settings()])
+      .then(([who, settings]) => {
+        setMe(who);
+        setEnabled(settings.backup_enabled);
+      })
+      .catch(report);
+  }, []);
+
+  useEffect(() => {
+    loadHistory().catch(report);
+  }, [loadHistory]);
+
+  // Follow the active run until Airflow says it ended, then refresh the history.
+  useEffect(() => {
+    if (!activeRunId) return undefined;
+    let stopped = false;
+    const poll = async () => {
+      try {
+        const status = await api.run(activeRunId);
+        if (stopped) return;
+        setRun(status);
+        if (status.state === "success" || status.state === "failed") {
+          setActiveRunId(null);
+          await loadHistory();
+          return;
+        }
+      } catch (reason) {
+        report(reason);
+      }
+      if (!stopped) timer = window.setTimeout(poll, POLL_MS);
+    };
+    let timer = window.setTimeout(poll, 0);
+    return () => {
+      stopped = true;
+      window.clearTimeout(timer);
+    };
+  }, [activeRunId, loadHistory]);
+
+  if (dagId && dagId !== DAG_ID) {
+    return (
+      <Box p={4}>
+        <Text>Backups belong to the {DAG_ID} DAG.</Text>
+      </Box>
+    );
+  }
+
+  const toggle = async (value: boolean) => {
+    setBusy(true);
+    setError(null);
+    try {
+      setEnabled((await api.setEnabled(value)).backup_enabled);
+    } catch (reason) {
+      report(reason);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const backUpNow = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      // With backups switched off a plain run would only record "skipped": the button forces.
+      const { run_id } = await api.trigger(enabled === false);
+      setRun(null);
+      setActiveRunId(run_id);
+    } catch (reason) {
+      report(reason);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const download = async (historyId: number) => {
+    setError(null);
+    try {
+      window.location.assign((await api.downloadUrl(historyId)).url);
+    } catch (reason) {
+      report(reason);
+    }
+  };
+
+  return (
+    <VStack align="stretch" gap={6} p={4} data-testid="backups-page">
+      <HStack justify="space-between" wrap="wrap" gap={4}>
+        <Heading size="lg">Supabase backups</Heading>
+        <HStack gap={6}>
+          {enabled !== null && (
+            <Switch.Root
+              checked={enabled}
+              disabled={!me?.can_edit_settings || busy}
+              onCheckedChange={(event) => void toggle(event.checked)}
+              data-testid="enabled-switch"
+            >
+              <Switch.HiddenInput />
+              <Switch.Control>
+                <Switch.Thumb />
+              </Switch.Control>
+              <Switch.Label>{enabled ? "Backups enabled" : "Backups disabled"}</Switch.Label>
+            </Switch.Root>
+          )}
+          {me?.can_trigger && (
+            <Button
+              colorPalette="blue"
+              onClick={() => void backUpNow()}
+              loading={busy}
+              disabled={activeRunId !== null}
+              data-testid="back-up-now"
+            >
+              {enabled === false ? "Back up now (forced)" : "Back up now"}
+            </Button>
+          )}
+        </HStack>
+      </HStack>
+
+      {error && (
+        <Alert.Root status="error" data-testid="error">
+          <Alert.Indicator />
+          <Alert.Title>{error}</Alert.Title>
+        </Alert.Root>
+      )}
+
+      {(activeRunId || run) && <RunProgress run={run} active={activeRunId !== null} />}
+
+      <Box>
+        <Heading size="md" mb={2}>
+          History
+        </Heading>
+        {page === null ? (
+          <Spinner />
+        ) : (
+          <>
+            <Table.Root size="sm" interactive data-testid="history">
+              <Table.Header>
+                <Table.Row>
+                  <Table.ColumnHeader>Started</Table.ColumnHeader>
+                  <Table.ColumnHeader>Status</Table.ColumnHeader>
+                  <Table.ColumnHeader>Trigger</Table.ColumnHeader>
+                  <Table.ColumnHeader>Size</Table.ColumnHeader>
+                  <Table.ColumnHeader>Objects</Table.ColumnHeader>
+                  <Table.ColumnHeader>Details</Table.ColumnHeader>
+                  <Table.ColumnHeader />
+                </Table.Row>
+              </Table.Header>
+              <Table.Body>
+                {page.items.map((row) => (
+                  <Table.Row key={row.id} data-testid="history-row">
+                    <Table.Cell title={row.run_id}>{formatTime(row.started_at)}</Table.Cell>
+                    <Table.Cell>
+                      <Badge colorPalette={statusColour[row.status] ?? "gray"}>{row.status}</Badge>
+                    </Table.Cell>
+                    <Table.Cell>
+                      {row.trigger}
+                      {row.triggered_by ? ` by ${row.triggered_by}` : ""}
+                    </Table.Cell>
+                    <Table.Cell>{formatBytes(row.size_bytes)}</Table.Cell>
+                    <Table.Cell>{row.storage_objects ?? "–"}</Table.Cell>
+                    <Table.Cell maxW="md" truncate title={row.error ?? row.s3_key ?? ""}>
+                      {row.error ?? row.s3_key ?? ""}
+                    </Table.Cell>
+                    <Table.Cell>
+                      {me?.can_trigger && row.status === "success" && (
+                        <Button size="xs" variant="outline" onClick={() => void download(row.id)}>
+                          Download
+                        </Button>
+                      )}
+                    </Table.Cell>
+                  </Table.Row>
+                ))}
+              </Table.Body>
+            </Table.Root>
+            <HStack justify="space-between" mt={2}>
+              <Text fontSize="sm" color="fg.muted">
+                {page.total === 0
+                  ? "No backups yet."
+                  : `${page.offset + 1}–${page.offset + page.items.length} of ${page.total}`}
+              </Text>
+              <HStack>
+                <Button size="xs" variant="ghost" disabled={offset === 0}
+                  onClick={() => setOffset(Math.max(0, offset - PAGE_SIZE))}>
+                  Newer
+                </Button>
+                <Button size="xs" variant="ghost" disabled={offset + PAGE_SIZE >= page.total}
+                  onClick={() => setOffset(offset + PAGE_SIZE)}>
+                  Older
+                </Button>
+              </HStack>
+            </HStack>
+          </>
+        )}
+      </Box>
+    </VStack>
+  );
+};
+
+const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }) => {
+  if (!run) {
+    return (
+      <HStack>
+        <Spinner size="sm" />
+        <Text>Starting the backup…</Text>
+      </HStack>
+    );
+  }
+  const { total, step, buckets } = run.progress;
+  const tasks = run.airflow?.tasks ?? [];
+  const finished = tasks.filter((task) => ["success", "skipped"].includes(task.state ?? "")).length;
+  const percent = total.objects_known > 0 ? (100 * total.objects_done) / total.objects_known : 0;
+  return (
+    <Box borderWidth="1px" borderRadius="md" p={4} data-testid="run-progress">
+      <HStack justify="space-between" mb={2}>
+        <Text fontWeight="bold">
+          Run <Code>{run.run_id}</Code>:{" "}
+          <Badge colorPalette={statusColour[run.history?.status ?? run.state ?? ""] ?? "blue"}
+            data-testid="run-state">
+            {run.history?.status ?? run.state ?? "queued"}
+          </Badge>
+        </Text>
+        {active && <Spinner size="sm" />}
+      </HStack>
+      <Text fontSize="sm">
+        {active && step ? `Step: ${step}. ` : ""}Tasks done: {finished} of {tasks.length}.
+        {Object.keys(buckets).length > 0 &&
+          ` Storage: ${total.objects_done} of ${total.objects_known}${total.listing_done ? "" : "+"} objects, ${formatBytes(total.bytes_done)}.`}
+      </Text>
+      {Object.keys(buckets).length > 0 && (
+        <Progress.Root value={percent} max={100} mt={2} size="sm">
+          <Progress.Track>
+            <Progress.Range />
+          </Progress.Track>
+        </Progress.Root>
+      )}
+      {run.history?.error && (
+        <Text fontSize="sm" color="fg.error" mt={2}>
+          {run.history.error}
+        </Text>
+      )}
+    </Box>
+  );
+};

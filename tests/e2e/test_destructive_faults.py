@@ -1,0 +1,75 @@
+"""Faults that take a part of the project down mid-run: S3 dying in the middle of the archive's
+upload, Postgres dying in the middle of pg_dump. Each must end in a truthful row (never a success,
+never a row left running), with a reason a person can act on.
+
+A sandbox of its own: these tests stop and restart its processes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import sandbox as sandbox_package
+from tests.sandbox_fixtures import start_sandbox
+
+
+@pytest.fixture(scope="module")
+def fragile_sandbox():
+    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-fragile-", dir="/tmp"))
+    os.chmod(state_dir, 0o755)
+    try:
+        yield start_sandbox(state_dir, "small")
+    finally:
+        sandbox_package.down(str(state_dir), purge=True)
+
+
+def restart(sandbox) -> None:
+    sandbox_package.up(sandbox.settings["state_dir"], size="small")
+
+
+def in_background(condition, action, timeout: float = 300) -> threading.Thread:
+    """Run ``action`` once ``condition()`` holds (polled; the timeout only bounds a broken run)."""
+    thread = threading.Thread(target=lambda: _wait_then(condition, action, timeout), daemon=True)
+    thread.done = threading.Event()
+    thread.start()
+    return thread
+
+
+def _wait_then(condition, action, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                action()
+                threading.current_thread().done.set()
+                return
+        except Exception:  # noqa: BLE001 - the service may be mid-restart; poll again
+            pass
+        time.sleep(0.01)
+
+
+def test_s3_dying_mid_upload_fails_the_run_with_the_reason(fragile_sandbox, backup_runner):
+    sandbox = fragile_sandbox
+    # One 48 MiB object: the archive goes up in several parts, so there is a "middle".
+    sandbox_package.add_objects(sandbox.settings, "big-upload", [
+        ("big.bin", os.urandom(48 * 2**20), "application/octet-stream")])
+    s3, bucket = sandbox.s3(), sandbox.settings["s3_bucket"]
+    watcher = in_background(
+        lambda: s3.list_multipart_uploads(Bucket=bucket).get("Uploads"),
+        lambda: sandbox_package.stop_part(sandbox.settings["state_dir"], "s3"))
+    try:
+        dag_run = backup_runner.run(sandbox, {"buckets": ["big-upload"], "include_auth": False,
+                                              "include_database": False})
+    finally:
+        watcher.join(timeout=10)
+        restart(sandbox)
+    assert watcher.done.is_set(), "the upload never started a multipart upload"
+    row = sandbox.history_row(dag_run.run_id)
+    assert dag_run.state == "failed"
+    assert (row["status"], row["s3_key"]) == ("failed", None)
+    assert "upload_archive" in row["error"] and "endpoint" in row["error"].lower(), row["error"]
