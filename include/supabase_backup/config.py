@@ -53,16 +53,19 @@ STAGING_SCHEMES = ("file", "s3")
 TRIGGERS = ("scheduled", "manual", "api", "asset")
 
 
-def schedule_from_environment(variable: str = "SUPABASE_BACKUP_SCHEDULE",
-                              default: str = DEFAULT_SCHEDULE) -> str | None:
-    """A DAG's schedule; ``none`` (any case) turns the schedule off."""
-    value = os.environ.get(variable, default).strip()
+def _schedule(value: str) -> str | None:
+    value = value.strip()
     return None if value.lower() in ("", "none", "null") else value
 
 
+def schedule_from_environment() -> str | None:
+    """The backup DAG's schedule; ``none`` (any case) turns the schedule off."""
+    return _schedule(os.environ.get("SUPABASE_BACKUP_SCHEDULE", DEFAULT_SCHEDULE))
+
+
 def drill_schedule_from_environment() -> str | None:
-    """The restore drill's schedule (``SUPABASE_BACKUP_DRILL_SCHEDULE``, default weekly)."""
-    return schedule_from_environment("SUPABASE_BACKUP_DRILL_SCHEDULE", DEFAULT_DRILL_SCHEDULE)
+    """The restore drill's schedule (default weekly); ``none`` turns it off."""
+    return _schedule(os.environ.get("SUPABASE_BACKUP_DRILL_SCHEDULE", DEFAULT_DRILL_SCHEDULE))
 
 
 @dataclass(frozen=True)

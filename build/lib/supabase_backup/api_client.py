@@ -43,10 +43,13 @@ from supabase_backup.errors import (
 
 log = logging.getLogger(__name__)
 
-# httpx logs every request at INFO: one line per object would bury the progress lines of a 100k-object
-# bucket in the task log. Quieted only where nobody configured the httpx logger explicitly.
-if logging.getLogger("httpx").level == logging.NOTSET:
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+def _quiet_httpx_request_lines() -> None:
+    """httpx logs every request at INFO: one line per listing page would bury the progress lines of
+    a big bucket in the task log. Done when a client is opened (never at import: importing a library
+    must not change logging), and only where nobody configured the httpx logger explicitly."""
+    if logging.getLogger("httpx").level == logging.NOTSET:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
 T = TypeVar("T")
 
@@ -123,6 +126,7 @@ def open_client(
     through ``DownloadPool`` instead (see the module docstring). ``transport`` replaces the network (tests
     pass an ``httpx.MockTransport``).
     """
+    _quiet_httpx_request_lines()
     return httpx.Client(
         base_url=settings.url,
         headers=_auth_headers(settings),

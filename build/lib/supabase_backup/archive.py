@@ -31,7 +31,12 @@ from supabase_backup.hashing import HashingWriter, copy_hashing, copy_into
 log = logging.getLogger(__name__)
 
 MANIFEST_MEMBER = "manifest.json"
+# Format 2: an object whose member name is also the folder of another member is stored inside that
+# folder under this name instead ("x" beside "x/y" becomes "x/%00"). Keys never hold NUL, so the
+# name is unambiguous; strip it before percent-decoding (FORMAT.md).
+FOLDER_FILE_SUFFIX = "/%00"
 DATABASE_MEMBER = "db/backup.sql"
+ROLES_MEMBER = "db/roles.sql"
 AUTH_USERS_MEMBER = "auth/users.json"
 STORAGE_FOLDER = "storage"
 COPY_CHUNK = 1024 * 1024
@@ -84,6 +89,16 @@ def encode_object_key(key: str) -> str:
     for part in parts[1:]:
         encoded += "/" + part if encoded and part else "%2F" + part
     return encoded
+
+
+def key_of_member(member_path: str) -> tuple[str, str]:
+    """(bucket id, key) of a ``storage/<bucket>/<…>`` member name: the inverse of the mapping."""
+    from urllib.parse import unquote
+
+    _, bucket_folder, encoded = member_path.split("/", 2)
+    if encoded.endswith(FOLDER_FILE_SUFFIX):
+        encoded = encoded[:-len(FOLDER_FILE_SUFFIX)]
+    return unquote(bucket_folder), unquote(encoded)
 
 
 def object_member_name(bucket_id: str, key: str) -> str:
@@ -145,8 +160,8 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
                     copy_into(source, copied)
             if copied.size != member.size or copied.sha256 != member.sha256:
                 raise StagingCorrupted(
-                    member.name, f"{copied.size} bytes, sha256 {copied.sha256} (expected "
-                    f"{member.size}, {member.sha256})")
+                    member.name, f"it changed after it was written: {copied.size} bytes, sha256 "
+                    f"{copied.sha256} (expected {member.size}, {member.sha256}); run the backup again")
             count += 1
             total += copied.size
             if count % 1000 == 0:
@@ -179,6 +194,13 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
                           database["sha256"], "application/sql"),
             {"path": DATABASE_MEMBER, "size": database["bytes"], "sha256": database["sha256"]},
         )
+        roles = database.get("roles") or {}
+        if roles.get("included"):
+            yield (
+                PlannedMember(ROLES_MEMBER, staging.database_roles, roles["bytes"],
+                              roles["sha256"], "application/sql"),
+                {"path": ROLES_MEMBER, "size": roles["bytes"], "sha256": roles["sha256"]},
+            )
     if auth and auth.get("included", True):
         yield (
             PlannedMember(AUTH_USERS_MEMBER, staging.auth_users, auth["bytes"], auth["sha256"],
@@ -188,7 +210,7 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
     for bucket_id in bucket_ids:
         bucket = staging.bucket(bucket_id)
         for record in read_json_lines(bucket.folder / "reconciled.jsonl"):
-            name = object_member_name(bucket_id, record["key"])
+            name = record["member"]  # chosen by reconcile, which sees every name of the bucket
             yield (
                 PlannedMember(name, bucket.folder / record["file"], record["size"],
                               record["sha256"], record.get("content_type")),
@@ -237,7 +259,8 @@ def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_
         written = write_archive(writer, all_members(), created_at)
     if written["members"] != member_count + 1:
         raise StagingCorrupted(
-            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1")
+            "the archive", f"wrote {written['members']} members, the manifest lists {member_count} + 1;"
+            " run the backup again")
     return {
         "path": str(archive_path),
         "bytes": writer.size,

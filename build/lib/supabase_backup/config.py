@@ -20,7 +20,10 @@ knob is the schedule, taken from the environment.
 | server-side encryption        | Variable ``supabase_backup_sse``              | ``AES256`` (or ``aws:kms``, ``none``)    |
 | KMS key id (with ``aws:kms``) | Variable ``supabase_backup_sse_kms_key_id``   | none                                     |
 | pg_dump to use                | Variable ``supabase_backup_pg_dump_path``     | newest pg_dump found on the worker       |
+| checksum tables up to (bytes) | Variable ``supabase_backup_exact_figures_max_bytes`` | 1073741824 (1 GiB); larger: count only |
 | schedule (parse time)         | environment ``SUPABASE_BACKUP_SCHEDULE``      | ``@daily``                               |
+| restore drill's scratch server| connection ``supabase_backup_drill_db``       | required by the drill DAG only           |
+| drill schedule (parse time)   | environment ``SUPABASE_BACKUP_DRILL_SCHEDULE``| ``@weekly``                              |
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from urllib.parse import urlsplit
 from supabase_backup.errors import ConfigurationError
 
 DAG_ID = "supabase_backup"
+DRILL_DAG_ID = "supabase_backup_restore_drill"
+DRILL_CONN_ID = "supabase_backup_drill_db"
+DEFAULT_DRILL_SCHEDULE = "@weekly"
 DATABASE_CONN_ID = "supabase_db"
 API_CONN_ID = "supabase_api"
 AWS_CONN_ID = "aws_default"
@@ -40,16 +46,23 @@ DEFAULT_S3_PREFIX = "supabase-backups/"
 DEFAULT_STAGING_ROOT = "file:///tmp/supabase-backup-staging"
 DEFAULT_SCHEDULE = "@daily"
 DEFAULT_DOWNLOAD_CONCURRENCY = 8
+DEFAULT_EXACT_FIGURES_MAX_BYTES = 2**30
 SSE_CHOICES = ("AES256", "aws:kms", "none")
 # Staging roots Airflow's ObjectStoragePath can reach with the providers this package pins.
 STAGING_SCHEMES = ("file", "s3")
 TRIGGERS = ("scheduled", "manual", "api", "asset")
 
 
-def schedule_from_environment() -> str | None:
-    """The DAG's schedule; ``none`` (any case) turns the schedule off."""
-    value = os.environ.get("SUPABASE_BACKUP_SCHEDULE", DEFAULT_SCHEDULE).strip()
+def schedule_from_environment(variable: str = "SUPABASE_BACKUP_SCHEDULE",
+                              default: str = DEFAULT_SCHEDULE) -> str | None:
+    """A DAG's schedule; ``none`` (any case) turns the schedule off."""
+    value = os.environ.get(variable, default).strip()
     return None if value.lower() in ("", "none", "null") else value
+
+
+def drill_schedule_from_environment() -> str | None:
+    """The restore drill's schedule (``SUPABASE_BACKUP_DRILL_SCHEDULE``, default weekly)."""
+    return schedule_from_environment("SUPABASE_BACKUP_DRILL_SCHEDULE", DEFAULT_DRILL_SCHEDULE)
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class BackupSettings:
     server_side_encryption: str = "AES256"
     sse_kms_key_id: str | None = None
     pg_dump_path: str | None = None
+    exact_figures_max_bytes: int = DEFAULT_EXACT_FIGURES_MAX_BYTES
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
@@ -95,6 +109,17 @@ class BackupSettings:
             raise ConfigurationError(
                 f"supabase_backup_sse must be one of {', '.join(SSE_CHOICES)}, not {sse!r}"
             )
+        max_bytes_text = get_variable("supabase_backup_exact_figures_max_bytes",
+                                      str(DEFAULT_EXACT_FIGURES_MAX_BYTES))
+        try:
+            max_bytes = int(str(max_bytes_text).strip())
+        except ValueError:
+            max_bytes = -1
+        if max_bytes < 0:
+            raise ConfigurationError(
+                f"supabase_backup_exact_figures_max_bytes must be a whole number of bytes (0 or "
+                f"more; tables larger get a row count without a checksum), not {max_bytes_text!r}"
+            )
         return cls(
             s3_bucket=bucket,
             s3_prefix=checked_prefix(get_variable("supabase_backup_s3_prefix", DEFAULT_S3_PREFIX)),
@@ -105,6 +130,7 @@ class BackupSettings:
             server_side_encryption=sse,
             sse_kms_key_id=get_variable("supabase_backup_sse_kms_key_id", None) or None,
             pg_dump_path=get_variable("supabase_backup_pg_dump_path", None) or None,
+            exact_figures_max_bytes=max_bytes,
         )
 
 
@@ -170,6 +196,7 @@ class RunPlan:
     s3_bucket: str
     triggered_by: str | None = None
     logical_date: str | None = None
+    attempt: int = 0  # the DAG run's clear count when planned (0: its first attempt)
     forced: bool = False
     include_database: bool = True
     include_auth: bool = True
@@ -181,6 +208,7 @@ class RunPlan:
     server_side_encryption: str = "AES256"
     sse_kms_key_id: str | None = None  # a key id, not key material
     pg_dump_path: str | None = None
+    exact_figures_max_bytes: int = DEFAULT_EXACT_FIGURES_MAX_BYTES
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
@@ -188,7 +216,7 @@ class RunPlan:
     @classmethod
     def create(cls, settings: BackupSettings, *, run_id: str, trigger: str, started_at: str,
                params: dict, triggered_by: str | None = None,
-               logical_date: str | None = None) -> "RunPlan":
+               logical_date: str | None = None, attempt: int = 0) -> "RunPlan":
         """Combine the Variables with the trigger form's Params; refuse a run that would back up
         nothing."""
         include = {part: bool(params.get(part, True))
@@ -203,13 +231,14 @@ class RunPlan:
         requested = parse_bucket_list(params.get("buckets"))
         return cls(
             run_id=run_id, trigger=trigger, triggered_by=triggered_by, started_at=started_at,
-            logical_date=logical_date, forced=bool(params.get("force", False)), **include,
+            logical_date=logical_date, attempt=attempt, forced=bool(params.get("force", False)), **include,
             buckets=requested or settings.buckets,
             s3_bucket=settings.s3_bucket, s3_prefix=settings.s3_prefix,
             staging_root=settings.staging_root,
             download_concurrency=settings.download_concurrency,
             server_side_encryption=settings.server_side_encryption,
             sse_kms_key_id=settings.sse_kms_key_id, pg_dump_path=settings.pg_dump_path,
+            exact_figures_max_bytes=settings.exact_figures_max_bytes,
             database_conn_id=settings.database_conn_id, api_conn_id=settings.api_conn_id,
             aws_conn_id=settings.aws_conn_id,
         )

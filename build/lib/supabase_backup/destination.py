@@ -15,10 +15,10 @@ from __future__ import annotations
 import io
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from supabase_backup.errors import (
@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256
 PRESIGNED_URL_SECONDS = 15 * 60
 MAX_NAME_ATTEMPTS = 50
-# Streaming from an object-store staging file: at most 4 parts of 16 MiB in memory at once.
-BOUNDED_MEMORY_TRANSFER = TransferConfig(multipart_chunksize=16 * 2**20, max_concurrency=4,
-                                         max_io_queue=4)
+# Multipart uploads: 16 MiB parts, 4 in flight, so at most 64 MiB of the archive is in memory.
+MULTIPART_PART_BYTES = 16 * 2**20
+UPLOAD_THREADS = 4
 # Ranged reads: one GET per this many bytes, and the read buffer of a verify.
 RANGE_READ_BYTES = 8 * 2**20
 
@@ -70,6 +70,41 @@ def head_object(client, bucket: str, key: str) -> dict | None:
         raise
 
 
+def encryption_arguments(server_side_encryption: str, kms_key_id: str | None) -> dict:
+    if server_side_encryption == "none":
+        return {}
+    extra = {"ServerSideEncryption": server_side_encryption}
+    if server_side_encryption == "aws:kms" and kms_key_id:
+        extra["SSEKMSKeyId"] = kms_key_id
+    return extra
+
+
+def check_writable(client, bucket: str, prefix: str, *, server_side_encryption: str = "AES256",
+                   kms_key_id: str | None = None) -> None:
+    """Fail before any data moves if the archive could not be written: start a multipart upload
+    under the prefix (with the run's encryption, so a KMS key is checked too) and abort it. No
+    object is created."""
+    key = f"{prefix}.supabase-backup-write-check"
+    try:
+        upload_id = client.create_multipart_upload(
+            Bucket=bucket, Key=key, **encryption_arguments(server_side_encryption, kms_key_id)
+        )["UploadId"]
+        client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code == "NoSuchBucket":
+            raise ConfigurationError(
+                f"the S3 bucket {bucket!r} does not exist: create it, or set the Airflow Variable "
+                "supabase_backup_s3_bucket to the bucket that receives the archives") from None
+        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch", "KMS.AccessDeniedException", "KMS.NotFoundException"):
+            raise ConfigurationError(
+                f"the aws_default connection may not write to s3://{bucket}/{prefix} ({code}): "
+                "allow s3:PutObject and s3:AbortMultipartUpload on the prefix (and the KMS key "
+                "with aws:kms); docs/DEPLOY.md has the policy") from None
+        raise
+
+
 def archive_file_name(started_at: datetime, attempt: int = 1) -> str:
     base = started_at.strftime("backup-%Y-%m-%d-%H-%M-UTC")
     return f"{base}.zip" if attempt == 1 else f"{base}-{attempt}.zip"
@@ -79,40 +114,104 @@ def archive_key(prefix: str, started_at: datetime, attempt: int = 1) -> str:
     return f"{prefix}{archive_file_name(started_at, attempt)}"
 
 
-def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str):
-    """(key, already_uploaded): the first free key, or the key already holding this archive."""
-    for attempt in range(1, MAX_NAME_ATTEMPTS + 1):
+def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str,
+                       first_attempt: int = 1) -> tuple[str, bool, int]:
+    """(key, already_uploaded, attempt): the first free key from ``first_attempt`` on, or the key
+    already holding this archive."""
+    for attempt in range(first_attempt, MAX_NAME_ATTEMPTS + 1):
         key = archive_key(prefix, started_at, attempt)
         head = head_object(client, bucket, key)
         if head is None:
-            return key, False
+            return key, False, attempt
         if (head.get("Metadata") or {}).get(SHA256_METADATA_KEY) == sha256:
-            return key, True
+            return key, True, attempt
         log.info("s3://%s/%s holds another archive; trying the next name", bucket, key)
     raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS))
 
 
+class _KeyTakenMeanwhile(Exception):
+    """The conditional write found the key taken after our HEAD said it was free (a race)."""
+
+
+def _is_precondition_failed(error: ClientError) -> bool:
+    return (error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
+            or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
+
+
+def part_size_for(size: int) -> int:
+    """16 MiB parts, larger when needed to stay under S3's 10,000 parts."""
+    return max(MULTIPART_PART_BYTES, -(-size // 9_000))
+
+
+def _put_if_absent(client, source_path, bucket: str, key: str, size: int, extra: dict) -> None:
+    """Write the object only if the key does not exist (``If-None-Match: *`` on PutObject or on
+    CompleteMultipartUpload, which S3 enforces atomically). Memory stays at a few parts."""
+    try:
+        if size <= MULTIPART_PART_BYTES:
+            with source_path.open("rb") as source:
+                client.put_object(Bucket=bucket, Key=key, Body=source.read(), IfNoneMatch="*",
+                                  **extra)
+            return
+        _multipart_if_absent(client, source_path, bucket, key, size, extra)
+    except ClientError as error:
+        if _is_precondition_failed(error):
+            raise _KeyTakenMeanwhile(key) from None
+        raise
+
+
+def _multipart_if_absent(client, source_path, bucket: str, key: str, size: int,
+                         extra: dict) -> None:
+    part_size = part_size_for(size)
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
+
+    def upload_part(number: int) -> dict:
+        with source_path.open("rb") as source:  # one handle per part: parts go in parallel
+            source.seek((number - 1) * part_size)
+            body = source.read(part_size)
+        reply = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
+                                   PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": reply["ETag"]}
+
+    try:
+        with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+            parts = list(pool.map(upload_part, range(1, -(-size // part_size) + 1)))
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+    except BaseException:
+        try:
+            client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ClientError:
+            log.warning("Could not abort multipart upload %s of s3://%s/%s", upload_id, bucket, key)
+        raise
+
+
 def upload_archive(
-    client, source_path, bucket: str, key: str, *, sha256: str, size: int,
-    server_side_encryption: str = "AES256", kms_key_id: str | None = None,
-    transfer_config: TransferConfig | None = None,
+    client, source_path, bucket: str, prefix: str, started_at: datetime, *, sha256: str,
+    size: int, server_side_encryption: str = "AES256", kms_key_id: str | None = None,
 ) -> dict:
-    """Upload with boto3's managed transfer (multipart above its threshold), SSE on."""
-    extra_args = {"Metadata": {SHA256_METADATA_KEY: sha256}, "ContentType": "application/zip"}
-    if server_side_encryption != "none":
-        extra_args["ServerSideEncryption"] = server_side_encryption
-        if server_side_encryption == "aws:kms" and kms_key_id:
-            extra_args["SSEKMSKeyId"] = kms_key_id
+    """Upload the archive under the first free name, never over another object.
+
+    A HEAD picks the name (and recognises this very archive after a retried task); the write
+    itself is conditional, so a second deployment or a re-run racing for the same minute gets 412
+    and moves on to the next name instead of replacing an archive.
+    """
+    extra = {"Metadata": {SHA256_METADATA_KEY: sha256}, "ContentType": "application/zip",
+             **encryption_arguments(server_side_encryption, kms_key_id)}
     started = time.monotonic()
-    if getattr(source_path, "protocol", "file") in ("file", "local", ""):
-        # From a file name boto3 reads each part lazily from disk; from a file object it buffers
-        # every in-flight part in memory (about 130 MiB more for a 200 MiB archive, measured).
-        client.upload_file(str(source_path.path), bucket, key, ExtraArgs=extra_args,
-                           Config=transfer_config or TransferConfig())
-    else:
-        with source_path.open("rb") as source:
-            client.upload_fileobj(source, bucket, key, ExtraArgs=extra_args,
-                                  Config=BOUNDED_MEMORY_TRANSFER)
+    attempt = 1
+    while True:
+        key, already_there, attempt = choose_archive_key(client, bucket, prefix, started_at,
+                                                         sha256, attempt)
+        if already_there:
+            log.info("s3://%s/%s already holds this archive (a retried upload)", bucket, key)
+            return {"s3_bucket": bucket, "s3_key": key, "already_uploaded": True}
+        try:
+            _put_if_absent(client, source_path, bucket, key, size, extra)
+            break
+        except _KeyTakenMeanwhile:
+            log.warning("s3://%s/%s was taken by another upload while this one ran; trying the "
+                        "next name", bucket, key)
+            attempt += 1
     seconds = max(time.monotonic() - started, 1e-6)
     head = head_object(client, bucket, key)
     if head is None or head["ContentLength"] != size:

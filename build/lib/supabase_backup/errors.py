@@ -26,6 +26,11 @@ EXIT_DUMP_FAILED = 6
 EXIT_ACCESS_DENIED = 7
 EXIT_ARCHIVE_KEY_TAKEN = 8
 EXIT_NOT_FOUND = 9
+EXIT_RESTORE_REFUSED = 10
+EXIT_EXTENSIONS_MISSING = 11
+EXIT_RESTORE_FAILED = 12
+EXIT_RESTORE_INCOMPLETE = 13
+EXIT_FIGURES_DIFFER = 14
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -37,7 +42,12 @@ EXIT_CODES_HELP = """exit codes:
   6  pg_dump failed
   7  a key or password was refused
   8  the archive key is taken by another archive
-  9  the archive or object does not exist"""
+  9  the archive or object does not exist
+ 10  restore refused: an unsafe member name, a target that is not empty, objects that differ
+ 11  restore refused: the target lacks extensions the dump creates (see --skip-extension)
+ 12  restore failed: psql stopped on an error (nothing was committed)
+ 13  restore finished but the target refused some objects (they are listed)
+ 14  the restored database differs from the figures the backup recorded (tables named)"""
 
 
 class BackupError(Exception):
@@ -197,9 +207,10 @@ class ObjectDownloadFailed(BackupError):
 
 
 class StagingCorrupted(BackupError):
-    """Staged export {name} changed after it was written: {reason}; run the backup again."""
+    """Staged export of {name} cannot be used: {reason}."""
 
     fields = ("name", "reason")
+    permanent = True  # the same staged files would be read again
 
 
 class ArchiveKeyTaken(BackupError):
@@ -240,3 +251,60 @@ class HistoryRowMissing(BackupError):
     """backup_history has no row for run {run_id}: the run's first task never recorded it; clear the run's first task and run it again."""
 
     fields = ("run_id",)
+
+
+class UnsafeMemberPath(BackupError):
+    """Archive member {member!r} {reason}: it could land outside the restore target, so nothing was restored. This archive was not written by supabase-backup, or was altered."""
+
+    fields = ("member", "reason")
+    exit_code = EXIT_RESTORE_REFUSED
+    permanent = True
+
+
+class RestoreRefused(BackupError):
+    """Restore refused: {reason}"""
+
+    exit_code = EXIT_RESTORE_REFUSED
+    permanent = True
+
+
+class ExtensionsMissing(BackupError):
+    """The dump creates extension(s) {missing} that {target} does not offer (pg_available_extensions): install them on the target, or pass --skip-extension NAME for each to restore without them (their CREATE EXTENSION, COMMENT ON EXTENSION and the objects in their own schema are then left out)."""
+
+    fields = ("missing", "target")
+    exit_code = EXIT_EXTENSIONS_MISSING
+    permanent = True
+
+
+class RestoreFailed(BackupError):
+    """psql stopped with status {return_code} and rolled the restore back (nothing was committed): {messages}"""
+
+    fields = ("return_code", "messages")
+    exit_code = EXIT_RESTORE_FAILED
+
+
+class RestoreIncomplete(BackupError):
+    """Restore incomplete: {reason}"""
+
+    exit_code = EXIT_RESTORE_INCOMPLETE
+
+
+class DrillFailed(BackupError):
+    """Restore drill failed: {reason}"""
+
+    exit_code = EXIT_ERROR
+    permanent = True
+
+
+class NothingToDrill(BackupError):
+    """No backup to drill: {reason}. Run the supabase_backup DAG until it succeeds, then drill again."""
+
+    permanent = True
+
+
+class FiguresDiffer(BackupError):
+    """The restored backup {archive} differs from the figures recorded at dump time in {count} table(s): {differences}"""
+
+    fields = ("archive", "count", "differences")
+    exit_code = EXIT_FIGURES_DIFFER
+    permanent = True

@@ -1,6 +1,11 @@
 """``backup_history``: one row per DAG run, keyed by run id so retries update rather than duplicate.
 
-Status moves ``running → success | failed | skipped``. A ``success`` row is written only by the
+Every row has a ``kind``: ``backup`` (a run of the backup DAG) or ``drill`` (a restore drill of a
+backup, ``drill.py``). A drill row's ``run_id`` is its DAG run id prefixed with the drill DAG's id
+and a colon, so a drill and a backup scheduled at the same instant never share a key; its
+``s3_bucket``/``s3_key``/``sha256`` name the archive it restored, its ``details`` the comparison.
+
+Status moves ``running → success | incomplete | failed | skipped``. A ``success`` row is written only by the
 run's finish step, after ``verify_upload`` read the archive back; a failed run always ends with a
 ``failed`` row holding the first reason a person can act on: a later, vaguer reason never replaces
 an earlier one.
@@ -9,15 +14,19 @@ an earlier one.
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import psycopg
 from psycopg.rows import dict_row
 
 from supabase_backup.config import DAG_ID
 from supabase_backup.database import require_table
-from supabase_backup.errors import HistoryRowMissing
+from supabase_backup.errors import HistoryRowMissing, MigrationMissing
 
 HISTORY_TABLE = "public.backup_history"
+BACKUP = "backup"
+DRILL = "drill"
+KINDS = (BACKUP, DRILL)
 MAX_ERROR_LENGTH = 4000
 
 SUCCESS_COLUMNS = (
@@ -33,26 +42,54 @@ SUCCESS_COLUMNS = (
     "objects_created_after_snapshot",
     "objects_changed_after_snapshot",
     "objects_deleted_after_snapshot",
+    "objects_unreadable",
 )
 
 
 def record_running(
     connection: psycopg.Connection, run_id: str, trigger: str, triggered_by: str | None = None,
-    dag_id: str = DAG_ID,
+    dag_id: str = DAG_ID, *, attempt: int = 0, kind: str = BACKUP,
 ) -> None:
-    """Start (or restart, on a cleared run) the row for ``run_id``."""
-    require_table(connection, HISTORY_TABLE)
+    """Start (or restart, on a cleared run) the row for ``run_id``. ``attempt`` is the DAG run's
+    clear count: 0 for the first attempt, one more each time the run was cleared. A backup row
+    does not need the ``kind`` column (its default is backup), so backups keep working on a table
+    migrated before it existed; a drill row does."""
+    columns, kind_value = _kind_columns(connection, kind)
     connection.execute(
-        """
+        f"""
         INSERT INTO public.backup_history
-            (run_id, dag_id, status, trigger, triggered_by, started_at, updated_at)
-        VALUES (%s, %s, 'running', %s, %s, now(), now())
+            (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at,
+             updated_at{columns})
+        VALUES (%(run_id)s, %(dag_id)s, 'running', %(trigger)s, %(triggered_by)s, %(attempt)s,
+                now(), now(){kind_value})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'running', trigger = EXCLUDED.trigger, triggered_by = EXCLUDED.triggered_by,
-            started_at = now(), finished_at = NULL, error = NULL, updated_at = now()
+            run_attempt = EXCLUDED.run_attempt, started_at = now(), finished_at = NULL,
+            error = NULL, updated_at = now()
         """,
-        (run_id, dag_id, trigger, triggered_by),
+        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
+         "attempt": attempt, "kind": kind},
     )
+
+
+def require_kind_column(connection: psycopg.Connection) -> None:
+    """The history table, with the ``kind`` column a later version of the migration added."""
+    require_table(connection, HISTORY_TABLE)
+    row = connection.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'public.backup_history'::regclass "
+        "AND attname = 'kind' AND NOT attisdropped").fetchone()
+    if not row:
+        raise MigrationMissing("public.backup_history (with its column kind)")
+
+
+def _kind_columns(connection: psycopg.Connection, kind: str) -> tuple[str, str]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}")
+    if kind == BACKUP:
+        require_table(connection, HISTORY_TABLE)
+        return "", ""
+    require_kind_column(connection)
+    return ", kind", ", %(kind)s"
 
 
 def record_skipped(
@@ -75,40 +112,78 @@ def record_skipped(
 
 def record_failed(
     connection: psycopg.Connection, run_id: str, reason: str, *, trigger: str,
-    triggered_by: str | None = None, dag_id: str = DAG_ID,
+    triggered_by: str | None = None, dag_id: str = DAG_ID, attempt: int = 0, kind: str = BACKUP,
 ) -> None:
-    """Mark the run failed. An earlier reason stays: the first failure is the one to act on, and
-    the finish step's summary ("failed task(s): …") would otherwise bury it. ``trigger`` is used
-    only when the run has no row yet (it failed before recording itself)."""
-    require_table(connection, HISTORY_TABLE)
+    """Mark the run failed. Within one attempt the first reason stays: the first failure is the one
+    to act on, and the finish step's summary ("task(s) … failed") would otherwise bury it. A later
+    attempt (the run was cleared: a higher ``attempt``) replaces an earlier attempt's reason.
+    ``trigger`` (and ``kind``) are used only when the run has no row yet (it failed before
+    recording itself)."""
+    columns, kind_value = _kind_columns(connection, kind)
     connection.execute(
-        """
+        f"""
         INSERT INTO public.backup_history
-            (run_id, dag_id, status, trigger, triggered_by, started_at, finished_at, error,
-             updated_at)
-        VALUES (%s, %s, 'failed', %s, %s, now(), now(), %s, now())
+            (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at, finished_at,
+             error, updated_at{columns})
+        VALUES (%(run_id)s, %(dag_id)s, 'failed', %(trigger)s, %(triggered_by)s, %(attempt)s,
+                now(), now(), %(error)s, now(){kind_value})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'failed', finished_at = now(), updated_at = now(),
-            error = COALESCE(backup_history.error, EXCLUDED.error)
+            error = CASE WHEN backup_history.run_attempt < EXCLUDED.run_attempt THEN EXCLUDED.error
+                         ELSE COALESCE(backup_history.error, EXCLUDED.error) END,
+            run_attempt = GREATEST(backup_history.run_attempt, EXCLUDED.run_attempt)
         """,
-        (run_id, dag_id, trigger, triggered_by, reason[:MAX_ERROR_LENGTH]),
+        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
+         "attempt": attempt, "error": reason[:MAX_ERROR_LENGTH], "kind": kind},
     )
 
 
+def record_details(connection: psycopg.Connection, run_id: str, details: dict) -> None:
+    """Merge ``details`` into a row's details (a drill's comparison, before its outcome)."""
+    connection.execute(
+        "UPDATE public.backup_history SET details = COALESCE(details, '{}'::jsonb) || %s::jsonb, "
+        "updated_at = now() WHERE run_id = %s", (json.dumps(details), run_id))
+
+
+def record_drill_success(connection: psycopg.Connection, run_id: str, archive: dict,
+                         details: dict) -> None:
+    """A drill restored ``archive`` (s3_bucket, s3_key, size_bytes, sha256) and every figure
+    matched."""
+    require_kind_column(connection)
+    updated = connection.execute(
+        """
+        UPDATE public.backup_history
+        SET status = 'success', finished_at = now(), updated_at = now(), error = NULL,
+            s3_bucket = %(s3_bucket)s, s3_key = %(s3_key)s, size_bytes = %(size_bytes)s,
+            sha256 = %(sha256)s, details = COALESCE(details, '{}'::jsonb) || %(details)s::jsonb
+        WHERE run_id = %(run_id)s AND kind = 'drill'
+        """,
+        {**{name: archive.get(name) for name in ("s3_bucket", "s3_key", "size_bytes", "sha256")},
+         "details": json.dumps(details), "run_id": run_id},
+    ).rowcount
+    if updated != 1:
+        raise HistoryRowMissing(run_id)
+
+
 def record_success(
-    connection: psycopg.Connection, run_id: str, summary: dict, details: dict | None = None
+    connection: psycopg.Connection, run_id: str, summary: dict, details: dict | None = None, *,
+    status: Literal["success", "incomplete"] = "success", error: str | None = None,
+    attempt: int = 0,
 ) -> None:
-    """Mark the run successful with its archive location and counts (after verification)."""
+    """Mark the run's verified archive with its location and counts: ``success``, or
+    ``incomplete`` (a verified archive lacking objects the API could not serve; ``error`` says
+    which)."""
     require_table(connection, HISTORY_TABLE)
     assignments = ", ".join(f"{column} = %({column})s" for column in SUCCESS_COLUMNS)
     values = {column: summary.get(column) for column in SUCCESS_COLUMNS}
-    values["run_id"] = run_id
-    values["details"] = json.dumps(details or {})
+    values.update(run_id=run_id, status=status, error=error and error[:MAX_ERROR_LENGTH],
+                  details=json.dumps(details or {}), attempt=attempt)
     updated = connection.execute(
         f"""
         UPDATE public.backup_history
-        SET status = 'success', finished_at = now(), updated_at = now(), error = NULL,
-            details = %(details)s::jsonb, {assignments}
+        SET status = %(status)s, finished_at = now(), updated_at = now(), error = %(error)s,
+            run_attempt = GREATEST(run_attempt, %(attempt)s), details = %(details)s::jsonb,
+            {assignments}
         WHERE run_id = %(run_id)s
         """,
         values,
@@ -158,10 +233,85 @@ def get_by_id(connection: psycopg.Connection, history_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
-def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0) -> list[dict]:
-    """Newest first."""
-    return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
-                   (limit, offset))
+def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0,
+                 status: str | None = None, kind: str | None = None) -> list[dict]:
+    """Newest first; only rows with ``status`` and of ``kind`` when they are given."""
+    conditions, parameters = [], []
+    if status is not None:
+        conditions.append("status = %s")
+        parameters.append(status)
+    if kind is not None:
+        require_kind_column(connection)
+        conditions.append("kind = %s")
+        parameters.append(kind)
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    return _select(connection, f"{where}ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                   (*parameters, limit, offset))
+
+
+def latest_success(connection: psycopg.Connection, kind: str = BACKUP) -> dict | None:
+    """The newest successful row of ``kind`` (by when it finished), or None. ``incomplete``
+    backups are not successes: they lack objects."""
+    require_kind_column(connection)
+    rows = _select(connection, "WHERE kind = %s AND status = 'success' "
+                   "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1", (kind,))
+    return rows[0] if rows else None
+
+
+def count_history(connection: psycopg.Connection, status: str | None = None) -> int:
+    require_table(connection, HISTORY_TABLE)
+    if status is None:
+        return connection.execute("SELECT count(*) FROM public.backup_history").fetchone()[0]
+    return connection.execute("SELECT count(*) FROM public.backup_history WHERE status = %s",
+                              (status,)).fetchone()[0]
+
+
+def running_run_ids(connection: psycopg.Connection, dag_id: str = DAG_ID) -> list[str]:
+    """Run ids of the rows still marked ``running`` (candidates for ``settle_ended_runs``)."""
+    require_table(connection, HISTORY_TABLE)
+    return [row[0] for row in connection.execute(
+        "SELECT run_id FROM public.backup_history WHERE status = 'running' AND dag_id = %s",
+        (dag_id,))]
+
+
+def settle_ended_runs(connection: psycopg.Connection, ended_run_ids: list[str]) -> list[str]:
+    """Mark ``failed`` the rows still ``running`` whose DAG run has ended (a worker killed before
+    the finish step, a run marked failed by hand). The caller reads ``running_run_ids`` first and
+    asks Airflow which of those ended, so a row recorded meanwhile is never settled by mistake.
+    Returns the run ids settled."""
+    if not ended_run_ids:
+        return []
+    return [row[0] for row in connection.execute(
+        """
+        UPDATE public.backup_history
+        SET status = 'failed', finished_at = COALESCE(finished_at, now()), updated_at = now(),
+            error = COALESCE(error, 'the run ended without recording its outcome; see Airflow run '
+                                    || run_id)
+        WHERE status = 'running' AND run_id = ANY(%s)
+        RETURNING run_id
+        """,
+        (list(ended_run_ids),),
+    )]
+
+
+DOWNLOADS_TABLE = "public.backup_downloads"
+
+
+def record_download(connection: psycopg.Connection, row: dict, *, requested_by: str,
+                    expires_in_seconds: int) -> int:
+    """Record one download URL minted for a history row (who, when, which archive): an archive
+    holds the whole database, so every URL handed out is accounted for. Returns the record's id."""
+    require_table(connection, DOWNLOADS_TABLE)
+    return connection.execute(
+        """
+        INSERT INTO public.backup_downloads
+            (history_id, run_id, s3_bucket, s3_key, requested_by, requested_at, expires_at)
+        VALUES (%s, %s, %s, %s, %s, now(), now() + make_interval(secs => %s))
+        RETURNING id
+        """,
+        (row["id"], row["run_id"], row["s3_bucket"], row["s3_key"], requested_by,
+         expires_in_seconds),
+    ).fetchone()[0]
 
 
 def summarise_success(verified: dict, archive_summary: dict, database_summary: dict | None,
@@ -181,4 +331,5 @@ def summarise_success(verified: dict, archive_summary: dict, database_summary: d
         "objects_created_after_snapshot": storage_summary.get("created_after_snapshot"),
         "objects_changed_after_snapshot": storage_summary.get("changed_after_snapshot"),
         "objects_deleted_after_snapshot": storage_summary.get("deleted_after_snapshot"),
+        "objects_unreadable": storage_summary.get("unreadable"),
     }

@@ -17,7 +17,8 @@ from supabase_backup import __version__
 from supabase_backup.errors import ManifestInvalid
 
 FORMAT_NAME = "supabase-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this tool writes (FORMAT.md, "Changes")
+READABLE_FORMAT_VERSIONS = (1, 2)
 MEMBERS_OPENING = '"members": ['
 MEMBERS_CLOSING = "]}"
 
@@ -29,14 +30,16 @@ PASSWORD_HASHES_NOTE = (
 
 
 def storage_section(bucket_summaries: list[dict], totals: dict, snapshot: str | None,
-                    deleted: list[dict]) -> dict:
+                    deleted: list[dict], unreadable: list[dict]) -> dict:
     """The manifest's ``storage`` section: each bucket's export summary and settings, the totals,
-    and how the export lines up with the database snapshot (``deleted`` lists objects in the
-    snapshot that were gone when fetched)."""
+    how the export lines up with the database snapshot (``deleted`` lists objects in the snapshot
+    that were gone when fetched), and the objects that could not be read, each with its reason (an
+    archive with any is ``incomplete``)."""
     return {
         "buckets": bucket_summaries,
         "objects": totals.get("objects", 0),
         "bytes": totals.get("bytes", 0),
+        "unreadable": unreadable,
         "consistency": {
             "snapshot": snapshot,
             "created_after_snapshot": totals.get("created_after_snapshot", 0),
@@ -55,7 +58,7 @@ def build_header(*, plan: dict, created_at: datetime, project: dict, tool_versio
     recorded under ``plan`` so a reader knows what the run was asked to back up. ``database``,
     ``auth`` and ``storage`` are the sections of the parts included, None for parts left out.
     """
-    run_keys = ("run_id", "trigger", "triggered_by", "logical_date", "started_at")
+    run_keys = ("run_id", "trigger", "triggered_by", "logical_date", "started_at", "attempt")
     database_section = None
     if database:
         database_section = {name: value for name, value in database.items()
@@ -112,10 +115,10 @@ def read_manifest_header(lines: Iterable[str]) -> tuple[dict, Iterator[str]]:
     header = json.loads(text[:-1] + "}")
     if header.get("format") != FORMAT_NAME:
         raise ManifestInvalid(f"not a {FORMAT_NAME} manifest (format={header.get('format')!r})")
-    if header.get("format_version") != FORMAT_VERSION:
+    if header.get("format_version") not in READABLE_FORMAT_VERSIONS:
         raise ManifestInvalid(
             f"manifest format_version {header.get('format_version')!r} is not supported "
-            f"(this tool reads {FORMAT_VERSION})"
+            f"(this tool reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))})"
         )
     return header, iterator
 

@@ -10,11 +10,21 @@ meet, per bucket:
 - in the inventory but not exported (the listing missed it,
   e.g. v1's case-insensitive paths)                        → fetched now; if it is gone from the
                                                              database too → ``deleted_after_snapshot``
-- in the inventory, not downloadable, still in the database → the run fails
+- in the inventory, not downloadable, still in the database → unreadable: listed with its reason,
+                                                             and the run ends ``incomplete``
+- downloads that failed after their retries (``unreadable.jsonl``) and are still not exported after
+  the second try here                                      → unreadable likewise
+
+Each object's metadata (content type, cache control, etag) is the stored one: the snapshot's
+``storage.objects.metadata``, else the listing row's, never the download's headers (the real server
+serves stored ``text/html`` as ``text/plain``). Each object also gets its archive member name here
+(``archive.object_member_name``), because whether a name must step aside for a folder of the same
+name (FORMAT.md, "Object member names") depends on the other names of the bucket.
 
 The comparison runs in a temporary SQLite file so 100k objects do not grow memory. The result is
-``reconciled.jsonl`` (one line per object that goes into the archive, each key once) and
-``deleted.jsonl`` beside each bucket's index: the archive builder reads only those.
+``reconciled.jsonl`` (one line per object that goes into the archive, each key once),
+``deleted.jsonl`` and ``unreadable_final.jsonl`` beside each bucket's index: the archive builder
+reads only those.
 """
 
 from __future__ import annotations
@@ -27,15 +37,20 @@ from contextlib import closing
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from supabase_backup.errors import InventoryMismatch
+from supabase_backup.archive import FOLDER_FILE_SUFFIX, object_member_name
+from supabase_backup.storage_download import UNREADABLE_FILE_NAME
 from supabase_backup.staging import BucketStaging, StagingArea
 
 log = logging.getLogger(__name__)
 
+UNREADABLE_FINAL_FILE_NAME = "unreadable_final.jsonl"
+MAX_UNREADABLE_EXAMPLES = 3  # in the task's result and the history row; the manifest lists them all
 IN_SNAPSHOT = "in_snapshot"
 CREATED_AFTER_SNAPSHOT = "created_after_snapshot"
 CHANGED_AFTER_SNAPSHOT = "changed_after_snapshot"
 DELETED_AFTER_SNAPSHOT = "deleted_after_snapshot"
+NOT_SERVED_REASON = ("the Storage API answers NoSuchKey, but storage.objects still holds it: the "
+                     "object's bytes are missing from the storage backend")
 
 # fetch_missing(bucket_staging, keys) -> (records, missing_keys): downloads keys into staging.
 FetchMissing = Callable[[BucketStaging, list[str]], tuple[list[dict], list[str]]]
@@ -73,8 +88,11 @@ def _open_scratch_database(folder: str) -> sqlite3.Connection:
     database = sqlite3.connect(str(Path(folder) / "reconcile.sqlite"))
     database.executescript(
         """
-        CREATE TABLE inventory (key TEXT PRIMARY KEY, size INTEGER, etag TEXT);
-        CREATE TABLE exported (key TEXT PRIMARY KEY, record TEXT NOT NULL);
+        CREATE TABLE inventory (key TEXT PRIMARY KEY, size INTEGER, etag TEXT,
+                                content_type TEXT, cache_control TEXT, stored_etag TEXT);
+        CREATE TABLE exported (key TEXT PRIMARY KEY, member TEXT NOT NULL, record TEXT NOT NULL);
+        CREATE INDEX exported_member ON exported (member);
+        CREATE TABLE unreadable (key TEXT PRIMARY KEY, reason TEXT NOT NULL);
         """
     )
     return database
@@ -84,16 +102,22 @@ def _load(database: sqlite3.Connection, staging: StagingArea, bucket: BucketStag
           have_inventory: bool) -> None:
     if have_inventory:
         database.executemany(
-            "INSERT OR REPLACE INTO inventory VALUES (?, ?, ?)",
-            ((row["key"], row["size"], normalise_etag(row["etag"]))
+            "INSERT OR REPLACE INTO inventory VALUES (?, ?, ?, ?, ?, ?)",
+            ((row["key"], row["size"], normalise_etag(row["etag"]), row.get("content_type"),
+              row.get("cache_control"), row["etag"])
              for row in inventory_for_bucket(staging, bucket.bucket_id)),
         )
     # A key listed twice (v1's merged folders can do that) is kept once: the last download wins.
-    database.executemany(
-        "INSERT OR REPLACE INTO exported VALUES (?, ?)",
-        ((record["key"], json.dumps(record)) for record in read_json_lines(bucket.index_path)),
-    )
+    _add_exported(database, bucket.bucket_id, read_json_lines(bucket.index_path))
     database.commit()
+
+
+def _add_exported(database: sqlite3.Connection, bucket_id: str, records: Iterable[dict]) -> None:
+    database.executemany(
+        "INSERT OR REPLACE INTO exported VALUES (?, ?, ?)",
+        ((record["key"], object_member_name(bucket_id, record["key"]), json.dumps(record))
+         for record in records),
+    )
 
 
 def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
@@ -116,23 +140,17 @@ def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
         log.info("Bucket %s: fetching %d objects the listing missed (%d of %d)",
                  bucket.bucket_id, len(keys), start + len(keys), len(unexported))
         records, missing_keys = fetch_missing(bucket, keys)
-        database.executemany(
-            "INSERT OR REPLACE INTO exported VALUES (?, ?)",
-            ((record["key"], json.dumps(record)) for record in records),
-        )
+        _add_exported(database, bucket.bucket_id, records)
         fetched += len(records)
         if not missing_keys:
             continue
         still_present = keys_still_present(bucket.bucket_id, missing_keys)
-        if still_present:
-            raise InventoryMismatch(
-                f"bucket {bucket.bucket_id!r}: {len(still_present)} object(s) are in the database "
-                f"but the Storage API cannot serve them (first: {sorted(still_present)[0]!r}); "
-                "check the storage backend"
-            )
+        database.executemany(
+            "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
+            ((key, NOT_SERVED_REASON) for key in still_present))
         by_key = {key: (size, etag) for key, size, etag in batch}
         deleted_rows.extend({"key": key, "size": by_key[key][0], "etag": by_key[key][1]}
-                            for key in missing_keys)
+                            for key in missing_keys if key not in still_present)
     database.commit()
     return fetched, deleted_rows
 
@@ -150,21 +168,46 @@ def _consistency(record: dict, have_inventory: bool, in_inventory: bool,
     return IN_SNAPSHOT
 
 
+def _stored_metadata(record: dict, snapshot_row: list, prefer_snapshot: bool) -> dict:
+    """The object's metadata as stored: the snapshot's row for an object the snapshot knew as it
+    is; the listing row (newer than the snapshot) for one created or changed since, or the
+    snapshot's when the listing said nothing. Never the download's headers, except an etag nothing
+    else gave."""
+    listed = {"content_type": record.get("listed_content_type"),
+              "cache_control": record.get("listed_cache_control"),
+              "etag": record.get("listed_etag")}
+    snapshot = None
+    if any(value is not None for value in snapshot_row):
+        snapshot = dict(zip(("content_type", "cache_control", "etag"), snapshot_row))
+    if snapshot and (prefer_snapshot or not any(listed.values())):
+        return snapshot
+    return {**listed, "etag": listed["etag"] or record.get("etag")}
+
+
 def _write_reconciled(database: sqlite3.Connection, bucket: BucketStaging,
                       have_inventory: bool) -> dict:
     """reconciled.jsonl, in key order, each object with its consistency state; returns counts."""
     counts = {IN_SNAPSHOT: 0, CREATED_AFTER_SNAPSHOT: 0, CHANGED_AFTER_SNAPSHOT: 0,
               "objects": 0, "bytes": 0}
+    # A member that is also the folder of another member (keys "x" and "x/y"; or "a/" and "a//b",
+    # whose encoded names are "a%2F" and "a%2F/b") steps aside into that folder (FORMAT.md).
+    # Names in the folder sort between "<name>/" and "<name>0" ('0' follows '/').
     rows = database.execute(
-        "SELECT e.record, i.key IS NOT NULL, i.size, i.etag FROM exported e "
-        "LEFT JOIN inventory i ON i.key = e.key ORDER BY e.key"
+        "SELECT e.record, e.member, EXISTS (SELECT 1 FROM exported f WHERE f.member >= e.member "
+        "|| '/' AND f.member < e.member || '0'), i.key IS NOT NULL, i.size, i.etag, "
+        "i.content_type, i.cache_control, i.stored_etag FROM exported e "
+        "LEFT JOIN inventory i ON i.key = e.key "
+        "ORDER BY e.key"
     )
     with bucket.folder.joinpath("reconciled.jsonl").open("w", encoding="utf-8") as output:
-        for record_json, in_inventory, snapshot_size, snapshot_etag in rows:
+        for (record_json, member, is_folder, in_inventory, snapshot_size, snapshot_etag,
+             *stored) in rows:
             record = json.loads(record_json)
             state = _consistency(record, have_inventory, bool(in_inventory), snapshot_size,
                                  snapshot_etag)
             record["consistency"] = state
+            record["member"] = member + FOLDER_FILE_SUFFIX if is_folder else member
+            record.update(_stored_metadata(record, stored, prefer_snapshot=state == IN_SNAPSHOT))
             counts[state] += 1
             counts["objects"] += 1
             counts["bytes"] += record["size"]
@@ -176,6 +219,24 @@ def _write_deleted(bucket: BucketStaging, deleted_rows: list[dict]) -> None:
     with bucket.folder.joinpath("deleted.jsonl").open("w", encoding="utf-8") as output:
         for row in deleted_rows:
             output.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _write_unreadable(database: sqlite3.Connection, bucket: BucketStaging) -> tuple[int, list[dict]]:
+    """``unreadable_final.jsonl``: every object that failed its downloads (the export's, then this
+    step's second try) and never made it into the export, each once with its last reason."""
+    database.executemany(
+        "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
+        ((row["key"], row["reason"]) for row in read_json_lines(bucket.folder / UNREADABLE_FILE_NAME)))
+    rows = database.execute(
+        "SELECT key, reason FROM unreadable WHERE key NOT IN (SELECT key FROM exported) ORDER BY key")
+    count, examples = 0, []
+    with bucket.folder.joinpath(UNREADABLE_FINAL_FILE_NAME).open("w", encoding="utf-8") as output:
+        for key, reason in rows:
+            output.write(json.dumps({"key": key, "reason": reason}, ensure_ascii=False) + "\n")
+            count += 1
+            if len(examples) < MAX_UNREADABLE_EXAMPLES:
+                examples.append({"bucket": bucket.bucket_id, "key": key, "reason": reason})
+    return count, examples
 
 
 def reconcile_bucket(
@@ -199,6 +260,7 @@ def reconcile_bucket(
                 keys_still_present=keys_still_present, batch_size=batch_size)
         counts = _write_reconciled(database, bucket, have_inventory)
         _write_deleted(bucket, deleted_rows)
+        unreadable, unreadable_examples = _write_unreadable(database, bucket)
     summary = {
         "bucket": bucket_id,
         "objects": counts["objects"],
@@ -207,6 +269,8 @@ def reconcile_bucket(
         "created_after_snapshot": counts[CREATED_AFTER_SNAPSHOT],
         "changed_after_snapshot": counts[CHANGED_AFTER_SNAPSHOT],
         "deleted_after_snapshot": len(deleted_rows),
+        "unreadable": unreadable,
+        "unreadable_examples": unreadable_examples,
     }
     log.info("Bucket %s reconciled: %s", bucket_id, summary)
     return summary
@@ -235,4 +299,7 @@ def reconcile_buckets(
         "changed_after_snapshot": sum(bucket["changed_after_snapshot"] for bucket in buckets),
         "deleted_after_snapshot": sum(bucket["deleted_after_snapshot"] for bucket in buckets),
         "fetched_after_listing": sum(bucket["fetched_after_listing"] for bucket in buckets),
+        "unreadable": sum(bucket["unreadable"] for bucket in buckets),
+        "unreadable_examples": [example for bucket in buckets
+                                for example in bucket["unreadable_examples"]][:MAX_UNREADABLE_EXAMPLES],
     }

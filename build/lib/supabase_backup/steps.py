@@ -18,8 +18,17 @@ from supabase_backup import archive, database, history, manifest, settings as en
 from supabase_backup.api_client import ApiSettings, open_client
 from supabase_backup.auth_users import export_auth_users as export_users
 from supabase_backup.database import DatabaseSettings
-from supabase_backup.errors import BackupError, ConfigurationError, InventoryMismatch
-from supabase_backup.reconcile import read_json_lines, reconcile_buckets
+from supabase_backup.errors import (
+    BackupError,
+    ConfigurationError,
+    InventoryMismatch,
+    StagingCorrupted,
+)
+from supabase_backup.reconcile import (
+    UNREADABLE_FINAL_FILE_NAME,
+    read_json_lines,
+    reconcile_buckets,
+)
 from supabase_backup.staging import StagingArea, ensure_parent
 from supabase_backup.storage_download import export_bucket as export_one_bucket, fetch_objects
 from supabase_backup.storage_listing import list_buckets as list_all_buckets
@@ -59,8 +68,16 @@ def start_run(plan: RunPlan, resources: RunResources) -> bool:
                                    triggered_by=plan.triggered_by)
             log.warning("Skipping: %s", reason)
             return False
-        history.record_running(connection, plan.run_id, plan.trigger, plan.triggered_by)
+        history.record_running(connection, plan.run_id, plan.trigger, plan.triggered_by,
+                               attempt=plan.attempt)
         history.record_progress(connection, plan.run_id, step="starting")
+    # Everything checkable before data moves: a missing or read-only bucket is found now, not
+    # after an hour of export.
+    from supabase_backup import destination
+
+    destination.check_writable(resources.s3, plan.s3_bucket, plan.s3_prefix,
+                               server_side_encryption=plan.server_side_encryption,
+                               kms_key_id=plan.sse_kms_key_id)
     if not enabled:
         log.warning("Backups are disabled, but force=true: backing up anyway")
     log.info("Run plan: %s", json.dumps(plan.to_dict(), sort_keys=True))
@@ -95,6 +112,7 @@ def dump_database(plan: RunPlan, resources: RunResources) -> dict:
         include_inventory=plan.include_storage,
         inventory_buckets=list(plan.buckets) if plan.buckets else None,
         pg_dump_path=plan.pg_dump_path,
+        exact_figures_max_bytes=plan.exact_figures_max_bytes,
     )
 
 
@@ -188,7 +206,7 @@ def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summar
         bucket_settings = {bucket.pop("id"): bucket
                            for bucket in json.loads(staging.bucket_list.read_text())}
     reconciled = {item["bucket"]: item for item in storage_summary.get("buckets", [])}
-    buckets, deleted = [], []
+    buckets, deleted, unreadable = [], [], []
     for bucket_id in bucket_ids:
         bucket = staging.bucket(bucket_id)
         export_summary = json.loads((bucket.folder / "summary.json").read_text())
@@ -196,8 +214,30 @@ def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summar
                         "settings": bucket_settings.get(bucket_id, {})})
         deleted.extend({"bucket": bucket_id, **row}
                        for row in read_json_lines(bucket.folder / "deleted.jsonl"))
+        unreadable.extend({"bucket": bucket_id, **row}
+                          for row in read_json_lines(bucket.folder / UNREADABLE_FINAL_FILE_NAME))
     return manifest.storage_section(buckets, storage_summary, storage_summary.get("snapshot"),
-                                    deleted)
+                                    deleted, unreadable)
+
+
+def _require_staged_exports(staging: StagingArea, database_summary: dict | None,
+                            auth_summary: dict | None, bucket_ids: list[str]) -> None:
+    """Every export this archive needs is still staged. A failed run's teardown removes its
+    staging; clearing only the failed tasks then re-runs this step without the exports that had
+    succeeded, and the fix is to re-run them too."""
+    needed = []
+    if database_summary and database_summary.get("included"):
+        needed.append(("dump_database", staging.database_dump))
+    if auth_summary and auth_summary.get("included"):
+        needed.append(("export_auth_users", staging.auth_users))
+    needed.extend((f"export_bucket[{bucket_id}]", staging.bucket(bucket_id).folder / "reconciled.jsonl")
+                  for bucket_id in bucket_ids)
+    gone = [task for task, path in needed if not path.exists()]
+    if gone:
+        raise StagingCorrupted(
+            ", ".join(gone), "its staged export is gone (a failed run's cleanup removes staging); "
+            "clear this run's tasks together with their upstream tasks (Clear, with Upstream), "
+            "or trigger a new run")
 
 
 def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict | None,
@@ -207,6 +247,7 @@ def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict
     _report_step(plan, resources, "building the archive")
     staging = resources.staging
     bucket_ids = list(bucket_ids or []) if plan.include_storage else []
+    _require_staged_exports(staging, database_summary, auth_summary, bucket_ids)
     created_at = datetime.now(timezone.utc)
     header = manifest.build_header(
         plan=plan.to_dict(),
@@ -230,15 +271,9 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
     from supabase_backup import destination
 
     _report_step(plan, resources, "uploading the archive")
-    started = datetime.fromisoformat(plan.started_at).astimezone(timezone.utc)
-    key, already_there = destination.choose_archive_key(
-        resources.s3, plan.s3_bucket, plan.s3_prefix, started, archive_summary["sha256"],
-    )
-    if already_there:
-        log.info("s3://%s/%s already holds this archive (a retried upload)", plan.s3_bucket, key)
-        return {"s3_bucket": plan.s3_bucket, "s3_key": key}
     return destination.upload_archive(
-        resources.s3, resources.staging.archive, plan.s3_bucket, key,
+        resources.s3, resources.staging.archive, plan.s3_bucket, plan.s3_prefix,
+        datetime.fromisoformat(plan.started_at).astimezone(timezone.utc),
         sha256=archive_summary["sha256"], size=archive_summary["bytes"],
         server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id,
     )
@@ -274,21 +309,27 @@ def scrub(message: str, secrets: list[str]) -> str:
 
 def record_task_failure(database_settings: DatabaseSettings, *, run_id: str, task_id: str,
                         error: BaseException | None, trigger: str, triggered_by: str | None,
-                        secrets: list[str]) -> str:
-    """A task's failure callback: put its reason on the history row (the first reason stays).
-    Returns the message recorded."""
+                        secrets: list[str], attempt: int = 0) -> str:
+    """A task's failure callback: put its reason on the history row (the first reason of this
+    attempt stays; ``attempt`` counts the times the run was cleared). Returns the message."""
     message = f"{task_id}: {error}" if error is not None and str(error) else \
         f"{task_id}: {type(error).__name__ if error else 'failed'}"
     message = scrub(message, secrets)
     with database_settings.connect(autocommit=True) as connection:
         history.record_failed(connection, run_id, message, trigger=trigger,
-                              triggered_by=triggered_by)
+                              triggered_by=triggered_by, attempt=attempt)
     return message
+
+
+def incomplete_reason(count: int, examples: list[dict]) -> str:
+    first = "; ".join(f"{item['bucket']}/{item['key']}: {item['reason']}" for item in examples[:3])
+    return (f"{count} object(s) could not be read and are not in the verified archive (each is "
+            f"listed with its reason in manifest.json, storage.unreadable); first: {first}")
 
 
 def finish_run(database_settings: DatabaseSettings, *, run_id: str, trigger: str,
                triggered_by: str | None, verified: dict | None, summaries: dict,
-               failed_tasks: list[str]) -> dict:
+               failed_tasks: list[str], attempt: int = 0) -> dict:
     """Write the final history row and return the success summary.
 
     A run is a success exactly when its archive was uploaded and verified (``verified`` is
@@ -301,10 +342,20 @@ def finish_run(database_settings: DatabaseSettings, *, run_id: str, trigger: str
             summary = history.summarise_success(
                 verified, summaries.get("archive") or {}, summaries.get("database"),
                 summaries.get("auth"), summaries.get("storage"))
-            history.record_success(connection, run_id, summary, details={"verified": verified})
-            log.info("Backup succeeded and was verified: s3://%s/%s (%d bytes, sha256 %s)",
-                     summary["s3_bucket"], summary["s3_key"], summary["size_bytes"],
-                     summary["sha256"])
+            unreadable = summary.get("objects_unreadable") or 0
+            if unreadable:
+                reason = incomplete_reason(
+                    unreadable, (summaries.get("storage") or {}).get("unreadable_examples") or [])
+                history.record_success(connection, run_id, summary, status="incomplete",
+                                       error=reason, details={"verified": verified},
+                                       attempt=attempt)
+                log.error("Backup incomplete (archive verified, objects missing): %s", reason)
+                raise RunFailed(f"incomplete: {reason}")
+            history.record_success(connection, run_id, summary, details={"verified": verified},
+                                   attempt=attempt)
+            log.info("Backup succeeded and was verified: %s (%d bytes, sha256 %s)",
+                     verified.get("s3_url") or f"s3://{summary['s3_bucket']}/{summary['s3_key']}",
+                     summary["size_bytes"], summary["sha256"])
             return summary
         if failed_tasks:
             reason = (f"no verified archive: task(s) {', '.join(failed_tasks)} failed "
@@ -313,6 +364,6 @@ def finish_run(database_settings: DatabaseSettings, *, run_id: str, trigger: str
             reason = ("no verified archive, although no task failed: a required task was "
                       "skipped or cleared; run the backup again")
         history.record_failed(connection, run_id, reason, trigger=trigger,
-                              triggered_by=triggered_by)
+                              triggered_by=triggered_by, attempt=attempt)
         row = history.get_by_run_id(connection, run_id) or {}
     raise RunFailed(row.get("error") or reason)

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 PROGRESS_LOG_SECONDS = 5.0
 MISSING_FILE_NAME = "missing.jsonl"
+UNREADABLE_FILE_NAME = "unreadable.jsonl"
+# This many objects failing after their retries, with no success between them, is the service failing
+# (down, or refusing everything), not a few bad objects: the export stops instead of going on.
+MAX_FAILURES_IN_A_ROW = 10
 
 # report_progress(progress) is told a bucket's counts at most every PROGRESS_LOG_SECONDS and at the end:
 # {"bucket", "objects_done", "objects_known", "listing_done", "bytes_done", "missing"}.
@@ -169,6 +173,7 @@ class _Progress:
         self.listing_done = False
         self.objects = 0
         self.missing = 0
+        self.unreadable = 0
         self.bytes_written = 0  # file bytes including retried attempts, for the live rate
         self.bytes_exported = 0  # sizes of finished objects
         self._lock = threading.Lock()
@@ -188,6 +193,7 @@ class _Progress:
             "listing_done": self.listing_done,
             "bytes_done": self.bytes_exported,
             "missing": self.missing,
+            "unreadable": self.unreadable,
         }
 
     def maybe_log(self, *, force: bool = False) -> None:
@@ -229,10 +235,17 @@ def _download_all(
     progress: _Progress,
     on_downloaded: Callable[[dict[str, Any]], None],
     on_missing: Callable[[dict[str, Any]], None],
+    on_unreadable: Callable[[dict[str, Any]], None],
 ) -> None:
     """Download ``objects`` with ``concurrency`` threads into ``staging.object_path(n)`` for n counting up
-    from ``first_number``. ``on_downloaded``/``on_missing`` are called in this thread only (the single
-    writer of the index). At most a few objects per thread are in flight, so a long listing never piles up.
+    from ``first_number``. ``on_downloaded``/``on_missing``/``on_unreadable`` are called in this thread
+    only (the single writer of the index). At most a few objects per thread are in flight, so a long
+    listing never piles up.
+
+    An object that still fails after its retries is unreadable: it is reported and the export goes on
+    (one bad object must not sink the whole backup; the run ends ``incomplete``). But
+    ``MAX_FAILURES_IN_A_ROW`` failures with no success between them mean the service, not an object, is
+    failing: the export stops with ObjectDownloadFailed. A refused key stops it at once.
     """
     bucket_id = staging.bucket_id
     max_in_flight = concurrency * 4
@@ -241,8 +254,10 @@ def _download_all(
     objects_folder_name = objects_folder.name
     local_objects_folder = objects_folder.path if _is_local(objects_folder) else None
     cancel = threading.Event()
+    failures_in_a_row = 0
 
     def collect(done: Iterable[Future[dict[str, Any]]]) -> None:
+        nonlocal failures_in_a_row
         for future in done:
             object_name, listed = in_flight.pop(future)
             try:
@@ -254,7 +269,18 @@ def _download_all(
             except ApiUnauthorized:
                 raise
             except Exception as error:
-                raise ObjectDownloadFailed(listed.key, bucket_id, f"{type(error).__name__}: {error}") from error
+                reason = f"{type(error).__name__}: {error}"
+                failures_in_a_row += 1
+                if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    raise ObjectDownloadFailed(
+                        listed.key, bucket_id, f"{failures_in_a_row} objects in a row failed after their "
+                        f"retries, so the Storage API itself is failing; the last: {reason}") from error
+                progress.unreadable += 1
+                log.warning("Bucket %r: object %r is unreadable after retries (%s); going on without it",
+                            bucket_id, listed.key, reason)
+                on_unreadable({"key": listed.key, "reason": reason})
+                continue
+            failures_in_a_row = 0
             progress.objects += 1
             progress.bytes_exported += result["size"]
             on_downloaded(
@@ -264,6 +290,8 @@ def _download_all(
                     **result,
                     "listed_size": listed.size,
                     "listed_etag": listed.etag,
+                    "listed_content_type": listed.content_type,
+                    "listed_cache_control": listed.cache_control,
                 }
             )
         progress.maybe_log()
@@ -320,15 +348,20 @@ def export_bucket(
 
     - ``objects/<n>``: the object's bytes, n = 1, 2, 3... in listing order;
     - ``index.jsonl``: one line per downloaded object, ``{"key", "file", "size", "sha256",
-      "content_type", "cache_control", "etag", "last_modified", "listed_size", "listed_etag"}``
-      (``file`` relative to the bucket folder, e.g. ``objects/00000001``; ``listed_*`` from the listing);
+      "content_type", "cache_control", "etag", "last_modified", "listed_size", "listed_etag",
+      "listed_content_type", "listed_cache_control"}`` (``file`` relative to the bucket folder, e.g.
+      ``objects/00000001``; ``listed_*`` from the listing row's stored metadata; the unprefixed
+      metadata fields are the download's headers, which reconcile replaces with the stored metadata:
+      the real server serves stored ``text/html`` as ``text/plain``);
     - ``missing.jsonl``: one line ``{"key", "listed_size", "listed_etag"}`` per listed object that then
-      answered NoSuchKey (deleted meanwhile, or a wrong-case v1 path).
+      answered NoSuchKey (deleted meanwhile, or a wrong-case v1 path);
+    - ``unreadable.jsonl``: one line ``{"key", "reason"}`` per object that still failed after its
+      retries (reconcile tries it once more).
 
-    Returns ``{"bucket", "objects", "bytes", "missing", "listing": "list-v2"|"v1", "seconds"}``.
-    ``report_progress`` is told the bucket's counts every few seconds (see ``ProgressReport``).
-    Raises ObjectDownloadFailed (naming the object and the cause) when an object fails for any other
-    reason after retries, ApiUnauthorized when the key is refused.
+    Returns ``{"bucket", "objects", "bytes", "missing", "unreadable", "listing": "list-v2"|"v1",
+    "seconds"}``. ``report_progress`` is told the bucket's counts every few seconds (see
+    ``ProgressReport``). Raises ObjectDownloadFailed when ``MAX_FAILURES_IN_A_ROW`` objects fail in a
+    row (the service is failing), ApiUnauthorized when the key is refused.
     """
     progress = _Progress(staging.bucket_id, report_progress)
     _reset_folder(staging)
@@ -342,7 +375,7 @@ def export_bucket(
         listed_ahead = read_ahead(listing.objects, max_items=page_size, thread_name=f"list-{staging.bucket_id}")
         with closing(listed_ahead), _LineWriter(staging.index_path, append=False) as index, _LineWriter(
             staging.folder / MISSING_FILE_NAME, append=False
-        ) as missing:
+        ) as missing, _LineWriter(staging.folder / UNREADABLE_FILE_NAME, append=False) as unreadable:
             _download_all(
                 pool,
                 staging,
@@ -352,6 +385,7 @@ def export_bucket(
                 progress=progress,
                 on_downloaded=index.write,
                 on_missing=missing.write,
+                on_unreadable=unreadable.write,
             )
     progress.maybe_log(force=True)
     summary = {
@@ -359,6 +393,7 @@ def export_bucket(
         "objects": progress.objects,
         "bytes": progress.bytes_exported,
         "missing": progress.missing,
+        "unreadable": progress.unreadable,
         "listing": listing.method,
         "seconds": round(progress.seconds(), 3),
     }
@@ -399,9 +434,9 @@ def fetch_objects(
     Numbering continues after the highest number in ``index.jsonl`` or ``objects/``; each downloaded
     object is appended to ``index.jsonl`` in the same format as ``export_bucket`` (``listed_size`` and
     ``listed_etag`` are None). Returns ``(records, missing_keys)``: the index records written, and the
-    keys that answered NoSuchKey.
-    ``missing.jsonl`` is left alone: what a missing key means is the caller's decision. Other failures
-    raise as in ``export_bucket``.
+    keys that answered NoSuchKey. Objects still failing after their retries are appended to
+    ``unreadable.jsonl``. ``missing.jsonl`` is left alone: what a missing key means is the caller's
+    decision. The service failing raises as in ``export_bucket``.
     """
     records: list[dict[str, Any]] = []
     missing_keys: list[str] = []
@@ -410,7 +445,7 @@ def fetch_objects(
     first_number = _next_sequence_number(staging)
     with DownloadPool(settings, max_connections=concurrency + 2) as pool, _LineWriter(
         staging.index_path, append=True
-    ) as index:
+    ) as index, _LineWriter(staging.folder / UNREADABLE_FILE_NAME, append=True) as unreadable:
 
         def downloaded(record: dict[str, Any]) -> None:
             index.write(record)
@@ -425,6 +460,7 @@ def fetch_objects(
             progress=progress,
             on_downloaded=downloaded,
             on_missing=lambda entry: missing_keys.append(entry["key"]),
+            on_unreadable=unreadable.write,
         )
     progress.maybe_log(force=True)
     return records, missing_keys

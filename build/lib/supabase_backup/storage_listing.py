@@ -65,11 +65,14 @@ def object_route(bucket_id: str, key: str, *, route: str = "object/authenticated
 
 @dataclass(frozen=True)
 class ListedObject:
-    """One object as the listing described it; size and etag are None when unknown (fetch_objects)."""
+    """One object as the listing described it: its stored metadata (``metadata`` of the listing row),
+    each None when unknown (fetch_objects knows only keys)."""
 
     key: str
     size: int | None = None
     etag: str | None = None
+    content_type: str | None = None
+    cache_control: str | None = None
 
 
 @dataclass
@@ -87,7 +90,8 @@ class ObjectListing:
 def _listed(key: str, row: dict[str, Any]) -> ListedObject:
     metadata = row.get("metadata") or {}
     size = metadata.get("size", metadata.get("contentLength"))
-    return ListedObject(key=key, size=size if isinstance(size, int) else None, etag=metadata.get("eTag"))
+    return ListedObject(key=key, size=size if isinstance(size, int) else None, etag=metadata.get("eTag"),
+                        content_type=metadata.get("mimetype"), cache_control=metadata.get("cacheControl"))
 
 
 def list_objects(client: httpx.Client, bucket_id: str, *, page_size: int = 1000) -> ObjectListing:

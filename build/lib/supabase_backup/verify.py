@@ -6,6 +6,7 @@ Used by the DAG's ``verify_upload`` on the uploaded archive (read in place by ra
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import zipfile
@@ -58,6 +59,12 @@ def verify_archive(path, label: str | None = None) -> dict:
         # in the zip is unlisted. Only when they differ are the names gathered, to say which.
         if checked + 1 != len(archive.infolist()):
             raise VerificationFailed(label, _describe_count_mismatch(archive))
+        if header["format_version"] >= 2:
+            clash = first_file_folder_clash(archive.namelist())
+            if clash:
+                raise VerificationFailed(
+                    label, f"member {clash[0]!r} is also the folder of member {clash[1]!r}: "
+                           "unzip could not extract both")
     log.info("Verified %s: %s members, %s, every size and sha256 matches its manifest", label,
              f"{checked:,}", format_bytes(total))
     return {
@@ -66,6 +73,17 @@ def verify_archive(path, label: str | None = None) -> dict:
         "format_version": header["format_version"],
         "run_id": (header.get("run") or {}).get("run_id"),
     }
+
+
+def first_file_folder_clash(names: list[str]) -> tuple[str, str] | None:
+    """(name, other) where ``name`` is also a folder of ``other``, or None. Sorted, the names inside
+    a folder ``N/`` are one block starting where ``N/`` would be."""
+    ordered = sorted(names)
+    for name in ordered:
+        index = bisect.bisect_left(ordered, name + "/")
+        if index < len(ordered) and ordered[index].startswith(name + "/"):
+            return name, ordered[index]
+    return None
 
 
 def _has_member(archive: zipfile.ZipFile, name: str) -> bool:

@@ -1,0 +1,206 @@
+"""``supabase-backup restore ARCHIVE``: the database into an empty Postgres, the objects into a
+Storage API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import zipfile
+
+from supabase_backup.errors import EXIT_CODES_HELP, EXIT_OK, ConfigurationError, RestoreIncomplete, RestoreRefused
+
+HELP = "restore an archive: the database into an empty Postgres, the objects into a Storage API"
+DESCRIPTION = """\
+Restore a backup archive (a local file or s3://bucket/key, read in place by ranged GETs).
+
+Before anything is changed: every member name is checked (no '..', absolute path, backslash, NUL
+or drive letter), and the whole archive is verified against its manifest; an archive that fails
+either is refused.
+
+Database (--only db, or both): db/backup.sql streams into
+  psql -v ON_ERROR_STOP=1 --single-transaction -f -
+on an EMPTY database (createdb NAME first); any error rolls everything back. The dump is scanned
+first: extensions the target does not offer are refused unless each is named with
+--skip-extension (its CREATE EXTENSION, COMMENT ON EXTENSION and the entries in its own schema,
+e.g. cron.* for pg_cron, are then left out), and roles the dump names (anon, authenticated,
+service_role...) that the target lacks are created NOLOGIN in the same transaction. The password
+goes to psql in PGPASSWORD, never on its command line; leave it out of --database-url and set
+PGPASSWORD to keep it out of this command's too.
+
+Storage (--only storage, or both): missing buckets are created with their recorded settings, then
+every object is uploaded, streamed, with its recorded content type and cache control. Objects
+already on the target with the same bytes are skipped, so an interrupted restore is simply run
+again; objects with different bytes are refused unless --overwrite. Keys the target refuses are
+listed with its reason (exit 13). The service key is read from the environment variable named by
+--storage-key-env, never from the command line.
+
+--target supabase (auto when the target has auth.schema_migrations): the database is a FRESH
+Supabase project's own 'postgres' database, restored into as its non-superuser postgres role.
+None of the DDL of the schemas Supabase manages is replayed; the user's schemas are; the rows of
+auth and storage tables (not their migration histories, which must be at least the source's) are
+loaded with session_replication_role = replica; the user's triggers and policies on auth and
+storage tables are added where absent; the source's missing extensions are created first; large
+objects and cron jobs are carried; event triggers, publications and comments on Supabase's
+objects are left out. One transaction; the output says what was run and what was left out.
+
+--dry-run prints what would be restored (tables and row estimates, objects and bytes per bucket)
+and changes nothing."""
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("restore", help=HELP, description=DESCRIPTION,
+                                 epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("archive", help="a backup-….zip file, or s3://bucket/key")
+    parser.add_argument("--only", choices=("db", "storage"),
+                        help="restore only the database or only the storage objects")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be restored, with counts and sizes; change nothing")
+    parser.add_argument("--database-url", metavar="URL",
+                        default=os.environ.get("SUPABASE_BACKUP_RESTORE_DATABASE_URL"),
+                        help="postgresql://user@host:port/dbname of an EMPTY database "
+                             "(default: $SUPABASE_BACKUP_RESTORE_DATABASE_URL)")
+    parser.add_argument("--storage-url", metavar="URL",
+                        help="the target project URL (https://xyz.supabase.co); Storage is under "
+                             "/storage/v1 on it")
+    parser.add_argument("--storage-key-env", metavar="NAME", default="SUPABASE_SERVICE_ROLE_KEY",
+                        help="environment variable holding the target's service key "
+                             "(default: SUPABASE_SERVICE_ROLE_KEY)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace objects that exist on the target with different bytes")
+    parser.add_argument("--skip-extension", metavar="NAME", action="append", default=[],
+                        help="restore without this extension the target lacks (repeat per name)")
+    parser.add_argument("--target", choices=("auto", "postgres", "supabase"), default="auto",
+                        help="postgres: an empty database; supabase: a fresh Supabase project's "
+                             "postgres database; auto (default): supabase when the target has "
+                             "auth.schema_migrations")
+    parser.add_argument("--psql", metavar="PATH", help="the psql to run (default: psql on PATH)")
+    parser.set_defaults(run=run)
+
+
+def _check_arguments(arguments) -> tuple[bool, bool]:
+    restore_db = arguments.only in (None, "db")
+    restore_storage = arguments.only in (None, "storage")
+    if arguments.dry_run:
+        return restore_db, restore_storage
+    if restore_db and not arguments.database_url:
+        raise ConfigurationError("--database-url is required to restore the database "
+                                 "(or pass --only storage)")
+    if restore_storage:
+        if not arguments.storage_url:
+            raise ConfigurationError("--storage-url is required to restore storage (or pass --only db)")
+        if not os.environ.get(arguments.storage_key_env):
+            raise ConfigurationError(
+                f"the environment variable {arguments.storage_key_env} (--storage-key-env) is not "
+                f"set: put the target project's service key in it")
+    return restore_db, restore_storage
+
+
+def run(arguments) -> int:
+    from supabase_backup import restore
+    from supabase_backup.archive import DATABASE_MEMBER
+    from supabase_backup.verify import verify_archive
+
+    restore_db, restore_objects = _check_arguments(arguments)
+    with restore.open_archive(arguments.archive) as (archive_file, label):
+        try:
+            archive = zipfile.ZipFile(archive_file)
+        except zipfile.BadZipFile as error:
+            from supabase_backup.errors import VerificationFailed
+
+            raise VerificationFailed(label, f"not a readable zip file ({error})") from None
+        with archive:
+            names = restore.check_member_names(archive)
+            verified = verify_archive(archive_file, label=label)
+            print(f"Verified {label}: {names:,} member names are safe; "
+                  f"{verified['members_checked']:,} members match the manifest.", file=sys.stderr)
+            plan = restore.plan_restore(archive)
+            if arguments.dry_run:
+                print(plan.describe(arguments.only, _safe_url(arguments.database_url),
+                                    arguments.storage_url))
+                return EXIT_OK
+            header, _ = restore.read_header_and_members(archive)
+            if restore_db:
+                if plan.database_bytes is None:
+                    if arguments.only == "db":
+                        raise RestoreRefused("the archive holds no database dump")
+                    print("Database: not in this archive; skipped.")
+                else:
+                    _restore_database(arguments, archive, DATABASE_MEMBER, plan.tables, label)
+            if restore_objects:
+                _restore_storage(arguments, archive, header, plan)
+    return EXIT_OK
+
+
+def _safe_url(url: str | None) -> str | None:
+    if not url:
+        return url
+    from supabase_backup.database import DatabaseSettings
+
+    return DatabaseSettings.from_url(url).describe()
+
+
+def _restore_database(arguments, archive: zipfile.ZipFile, member: str, tables: list[dict],
+                      label: str) -> None:
+    from supabase_backup.database import DatabaseSettings
+    from supabase_backup.errors import FiguresDiffer
+    from supabase_backup.restore_database import EXTENSION_SCHEMAS, open_text, restore_database
+    from supabase_backup.table_figures import compare_figures, compute_figures_of
+
+    from supabase_backup import restore_supabase
+
+    target = DatabaseSettings.from_url(arguments.database_url)
+    into_supabase = arguments.target == "supabase" or (
+        arguments.target == "auto" and restore_supabase.is_supabase_project(target))
+    not_compared_tables: dict[str, str] = {}
+    if into_supabase:
+        from supabase_backup.archive import ROLES_MEMBER
+
+        has_roles = ROLES_MEMBER in archive.namelist()
+        result = restore_supabase.restore_into_supabase(
+            lambda: open_text(archive.open(member)), target,
+            skip_extensions=arguments.skip_extension, psql=arguments.psql,
+            open_roles=(lambda: open_text(archive.open(ROLES_MEMBER))) if has_roles else None)
+        tables, not_compared_tables = restore_supabase.comparable_figures(tables)
+    else:
+        result = restore_database(lambda: open_text(archive.open(member)), target,
+                                  skip_extensions=arguments.skip_extension, psql=arguments.psql)
+    print(result.describe())
+    if not any(entry.get("rows") is not None for entry in tables):
+        print("Figures: this archive records no exact row counts or checksums (made before they "
+              "existed); compare the row counts above by hand.")
+        return
+    # The same figures the backup recorded in the dump's snapshot, on the restored database.
+    skipped = {EXTENSION_SCHEMAS[name]: f"extension {name} skipped"
+               for name in result.extensions_skipped if name in EXTENSION_SCHEMAS}
+    restored = compute_figures_of(target, checksum_tables={
+        f"{entry['schema']}.{entry['table']}" for entry in tables
+        if entry.get("checksum") is not None})
+    if into_supabase:  # the project's own tables beyond the backup's are not differences
+        recorded_names = {f"{entry['schema']}.{entry['table']}" for entry in tables}
+        restored = [item for item in restored if item.name in recorded_names]
+    comparison = compare_figures(tables, restored, not_compared_schemas=skipped)
+    comparison.not_compared.extend(f"{name}: {why}" for name, why in not_compared_tables.items())
+    print(f"Figures: {comparison.compared} tables, {comparison.rows:,} rows and "
+          f"{comparison.checksums_compared} content checksums compared with those recorded at "
+          f"dump time: {'all equal' if comparison.ok else f'{len(comparison.differences)} differ'}.")
+    for line in comparison.not_compared:
+        print(f"  not compared: {line}")
+    if not comparison.ok:
+        raise FiguresDiffer(label, len(comparison.differences), "; ".join(comparison.differences))
+
+
+def _restore_storage(arguments, archive: zipfile.ZipFile, header: dict, plan) -> None:
+    from supabase_backup.api_client import ApiSettings
+    from supabase_backup.restore_storage import Progress, restore_storage
+
+    settings = ApiSettings(arguments.storage_url, os.environ[arguments.storage_key_env])
+    progress = Progress({bucket.bucket: (bucket.objects, bucket.bytes)
+                         for bucket in plan.buckets.values()})
+    try:
+        result = restore_storage(archive, header, settings, overwrite=arguments.overwrite,
+                                 progress=progress)
+    except RestoreIncomplete as error:
+        print(error.result.describe())
+        raise
+    print(result.describe())
