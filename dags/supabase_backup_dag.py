@@ -33,6 +33,7 @@ from supabase_backup import airflow_resources as resources, config, steps
 from supabase_backup.airflow_resources import run_step
 
 ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
+BACKUPS_PAGE = "/plugin/backups"  # the Backups page of the plugin, on this Airflow's own address
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_SECONDS", "60")))
 
 
@@ -122,6 +123,7 @@ def supabase_backup():
             "s3_url": verified["s3_url"], "s3_bucket": verified["s3_bucket"],
             "s3_key": verified["s3_key"], "sha256": verified["sha256"],
             "bytes": verified["bytes"], "run_id": plan["run_id"],
+            "backups_page": BACKUPS_PAGE,
         }
         return verified
 

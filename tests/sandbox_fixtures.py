@@ -29,10 +29,11 @@ class Sandbox:
         self.env = settings["env"]
 
     def connect(self, dbname: str | None = None, **options) -> psycopg.Connection:
+        options.setdefault("autocommit", True)
         return psycopg.connect(
             host=self.settings["pg_host"], port=self.settings["pg_port"],
             user=self.settings["pg_user"], password=self.settings["pg_password"],
-            dbname=dbname or self.settings["pg_dbname"], autocommit=True, **options,
+            dbname=dbname or self.settings["pg_dbname"], **options,
         )
 
     def libpq_environment(self, dbname: str | None = None) -> dict:

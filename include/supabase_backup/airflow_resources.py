@@ -24,6 +24,7 @@ from supabase_backup.api_client import ApiSettings
 from supabase_backup.config import (
     API_CONN_ID,
     AWS_CONN_ID,
+    DAG_ID,
     DATABASE_CONN_ID,
     DRILL_CONN_ID,
     BackupSettings,
@@ -229,7 +230,20 @@ def start_run(dag_run: Any, params: dict) -> dict | None:
     backups are disabled (the run is recorded as skipped and stops)."""
     with failing_fast():
         plan = plan_run(dag_run, params)
-        return plan.to_dict() if steps.start_run(plan, TaskResources(plan)) else None
+        started = steps.start_run(plan, TaskResources(plan), run_has_ended=dag_run_has_ended)
+        return plan.to_dict() if started else None
+
+
+def dag_run_has_ended(run_id: str, dag_id: str = DAG_ID) -> bool:
+    """Whether Airflow says the DAG run is over (or no longer knows it), asked from a task."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        state = RuntimeTaskInstance.get_dagrun_state(dag_id, run_id)
+    except Exception:  # noqa: BLE001 - a run Airflow no longer has cannot still be running
+        log.info("Airflow has no run %s of %s: treating it as ended", run_id, dag_id)
+        return True
+    return str(getattr(state, "value", state)) not in ("queued", "running")
 
 
 def failed_task_ids(ti: Any, run_id: str) -> list[str]:

@@ -168,8 +168,9 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
                 log.info("Archive: %s members, %s so far", f"{count:,}", format_bytes(total))
     seconds = max(time.monotonic() - started, 1e-6)
     log.info(
-        "Archive built: %s members (%s stored uncompressed), %s of content in %.1f s (%s)",
-        f"{count:,}", f"{stored:,}", format_bytes(total), seconds, format_rate(total, seconds),
+        "Archive built: manifest.json and %s members it lists (%s stored uncompressed), %s of "
+        "member content in %.1f s (%s)", f"{count - 1:,}", f"{stored:,}", format_bytes(total),
+        seconds, format_rate(total, seconds),
     )
     return {"members": count, "stored_members": stored, "content_bytes": total}
 

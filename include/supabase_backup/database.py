@@ -38,6 +38,7 @@ from supabase_backup.errors import (
     PgDumpUnusable,
 )
 from supabase_backup.hashing import copy_hashing
+from supabase_backup.units import format_bytes, format_rate
 from supabase_backup.table_figures import CHECKSUM_METHOD, DEFAULT_MAX_BYTES, compute_figures
 from supabase_backup.staging import StagingArea, ensure_parent
 
@@ -445,7 +446,7 @@ def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingA
 
     def report(size: int) -> None:
         if time.monotonic() >= next_report[0]:
-            log.info("pg_dump: %.1f MiB written", size / 2**20)
+            log.info("pg_dump: %s written so far", format_bytes(size))
             next_report[0] += 10
 
     with target.open("wb") as output:
@@ -456,10 +457,8 @@ def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingA
     if return_code != 0:
         errors = [line for line in last_messages if "error" in line.lower()] or list(last_messages)
         raise DatabaseDumpFailed(return_code, " | ".join(errors[-5:]) or "no message")
-    log.info(
-        "pg_dump finished: %.1f MiB in %.1f s (%.1f MiB/s)", size / 2**20, elapsed,
-        size / 2**20 / elapsed,
-    )
+    log.info("pg_dump finished: %s in %.1f s (%s)", format_bytes(size), elapsed,
+             format_rate(size, elapsed))
     return {"bytes": size, "sha256": sha256}
 
 

@@ -217,7 +217,7 @@ def upload_archive(
     if head is None or head["ContentLength"] != size:
         raise UploadFailed(bucket, key, f"it holds {head and head['ContentLength']} bytes after the "
                                         f"upload, expected {size}")
-    log.info("Uploaded s3://%s/%s: %s in %.1f s (%s)", bucket, key, format_bytes(size), seconds,
+    log.info("Uploaded s3://%s/%s: the zip, %s, in %.1f s (%s)", bucket, key, format_bytes(size), seconds,
              format_rate(size, seconds))
     return {
         "s3_bucket": bucket,

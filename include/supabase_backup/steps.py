@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from supabase_backup import archive, database, history, manifest, settings as enabled_setting
 from supabase_backup.api_client import ApiSettings, open_client
@@ -55,9 +55,28 @@ class RunFailed(BackupError):
 # --- the first task ---------------------------------------------------------------------------------
 
 
-def start_run(plan: RunPlan, resources: RunResources) -> bool:
-    """Record the run as running and go on (True), or record it skipped and stop (False)."""
+def settle_ended_runs(connection, current_run_id: str,
+                      run_has_ended: Callable[[str], bool]) -> list[str]:
+    """Rows of earlier runs still marked ``running`` whose DAG run has ended (its outcome could not
+    be written: the database was down at the time, or the worker died) become ``failed``, with a
+    reason pointing to the Airflow run. The candidates are read before Airflow is asked, so a row
+    recorded meanwhile is never settled by mistake."""
+    candidates = [run_id for run_id in history.running_run_ids(connection)
+                  if run_id != current_run_id]
+    settled = history.settle_ended_runs(connection, [run_id for run_id in candidates
+                                                     if run_has_ended(run_id)])
+    for run_id in settled:
+        log.warning("Settled the history row of run %s: it ended without recording its outcome",
+                    run_id)
+    return settled
+
+
+def start_run(plan: RunPlan, resources: RunResources,
+              run_has_ended: Callable[[str], bool] = lambda run_id: False) -> bool:
+    """Record the run as running and go on (True), or record it skipped and stop (False). Rows of
+    earlier runs left ``running`` are settled first (``run_has_ended`` asks Airflow)."""
     with resources.database.connect(autocommit=True) as connection:
+        settle_ended_runs(connection, plan.run_id, run_has_ended)
         enabled = enabled_setting.read_backup_enabled(connection)
         if not enabled and not plan.forced:
             reason = (

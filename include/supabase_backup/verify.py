@@ -65,8 +65,8 @@ def verify_archive(path, label: str | None = None) -> dict:
                 raise VerificationFailed(
                     label, f"member {clash[0]!r} is also the folder of member {clash[1]!r}: "
                            "unzip could not extract both")
-    log.info("Verified %s: %s members, %s, every size and sha256 matches its manifest", label,
-             f"{checked:,}", format_bytes(total))
+    log.info("Verified %s: all %s members manifest.json lists (%s of member content) match their "
+             "size and sha256", label, f"{checked:,}", format_bytes(total))
     return {
         "members_checked": checked,
         "content_bytes": total,

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-HistoryStatus = Literal["running", "success", "failed", "skipped"]
+HistoryStatus = Literal["running", "success", "incomplete", "failed", "skipped"]
 
 
 class TriggerRequest(BaseModel):

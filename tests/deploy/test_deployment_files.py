@@ -36,7 +36,12 @@ CELERY_PROFILE = {"redis", "airflow-worker"}
 
 
 def python_sources() -> list[Path]:
-    return sorted([*(PROJECT_ROOT / "include").rglob("*.py"), *(PROJECT_ROOT / "dags").rglob("*.py")])
+    """The code a deployment runs. The command line's own environment variables (cli/) are the
+    settings of a person's shell, documented in `supabase-backup … --help`, not a deployment's."""
+    command_line = PROJECT_ROOT / "include" / "supabase_backup" / "cli"
+    return sorted(path for path in [*(PROJECT_ROOT / "include").rglob("*.py"),
+                                    *(PROJECT_ROOT / "dags").rglob("*.py")]
+                  if command_line not in path.parents)
 
 
 def settings_read_by_code() -> dict[str, set[str]]:

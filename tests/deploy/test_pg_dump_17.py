@@ -17,13 +17,13 @@ import pytest
 from tests.archive_reader import read_archive, read_member
 from tests.conftest import PROJECT_ROOT
 from tests.e2e.test_backup_end_to_end import successful_archive, table_row_counts
-from tests.integration.test_postgres_17 import postgres_17_bin
+from tests.postgres_17 import reachable_bin
 from tests.sandbox_fixtures import MIGRATION, Sandbox
 
 
 @pytest.fixture(scope="module")
 def postgres_17_binaries() -> Path:
-    return postgres_17_bin()
+    return reachable_bin()
 
 
 @pytest.fixture(scope="module")

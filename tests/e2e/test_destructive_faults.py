@@ -32,15 +32,17 @@ def restart(sandbox) -> None:
     sandbox_package.up(sandbox.settings["state_dir"], size="small")
 
 
-def in_background(condition, action, timeout: float = 300) -> threading.Thread:
-    """Run ``action`` once ``condition()`` holds (polled; the timeout only bounds a broken run)."""
-    thread = threading.Thread(target=lambda: _wait_then(condition, action, timeout), daemon=True)
+def in_background(condition, action, timeout: float = 300, on_timeout=None) -> threading.Thread:
+    """Run ``action`` once ``condition()`` holds (polled; the timeout only bounds a broken run,
+    and ``on_timeout`` then unblocks the run so the test fails instead of hanging)."""
+    thread = threading.Thread(target=lambda: _wait_then(condition, action, timeout, on_timeout),
+                              daemon=True)
     thread.done = threading.Event()
     thread.start()
     return thread
 
 
-def _wait_then(condition, action, timeout):
+def _wait_then(condition, action, timeout, on_timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -51,6 +53,8 @@ def _wait_then(condition, action, timeout):
         except Exception:  # noqa: BLE001 - the service may be mid-restart; poll again
             pass
         time.sleep(0.01)
+    if on_timeout is not None:
+        on_timeout()
 
 
 def test_s3_dying_mid_upload_fails_the_run_with_the_reason(fragile_sandbox, backup_runner):
@@ -73,3 +77,45 @@ def test_s3_dying_mid_upload_fails_the_run_with_the_reason(fragile_sandbox, back
     assert dag_run.state == "failed"
     assert (row["status"], row["s3_key"]) == ("failed", None)
     assert "upload_archive" in row["error"] and "endpoint" in row["error"].lower(), row["error"]
+
+
+def test_postgres_dying_mid_dump_leaves_a_row_the_next_run_settles(fragile_sandbox, backup_runner):
+    """pg_dump waits on a table lock; the server then stops as in a crash. Nothing can be written
+    at that moment, so the row stays running; the next run settles it as failed, pointing to the
+    Airflow run, and no row stays running."""
+    sandbox = fragile_sandbox
+    locker = sandbox.connect(autocommit=False)
+    locker.execute("LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE")
+
+    def pg_dump_waits_on_the_lock() -> bool:
+        with sandbox.connect() as probe:
+            return bool(probe.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = 'supabase-backup' "
+                "AND wait_event_type = 'Lock' AND query ILIKE '%%orders%%'").fetchone())
+
+    killer = in_background(pg_dump_waits_on_the_lock,
+                           lambda: sandbox_package.stop_part(sandbox.settings["state_dir"],
+                                                             "postgres"),
+                           timeout=120, on_timeout=locker.close)
+    try:
+        dag_run = backup_runner.run(sandbox, {"include_auth": False, "include_storage": False})
+    finally:
+        killer.join(timeout=10)
+        try:
+            locker.close()
+        except Exception:  # noqa: BLE001 - its server is gone
+            pass
+        restart(sandbox)
+    assert killer.done.is_set(), "pg_dump never waited on the lock"
+    assert dag_run.state == "failed"
+    stranded = sandbox.history_row(dag_run.run_id)
+    assert stranded["status"] == "running"  # nothing could be written while Postgres was down
+
+    next_run = backup_runner.run(sandbox, {"include_auth": False, "include_storage": False})
+    settled = sandbox.history_row(dag_run.run_id)
+    assert settled["status"] == "failed" and dag_run.run_id in settled["error"]
+    assert "without recording its outcome" in settled["error"]
+    assert sandbox.history_row(next_run.run_id)["status"] == "success"
+    with sandbox.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM public.backup_history "
+                                  "WHERE status = 'running'").fetchone()[0] == 0

@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from supabase_backup.cli import main
-from tests.postgres_servers import DEBIAN_POSTGRES_15, bare_server, postgres_17_bin
+from tests.postgres_17 import reachable_bin
+from tests.postgres_servers import DEBIAN_POSTGRES_15, bare_server
 from tests.sandbox_fixtures import start_sandbox
 
 SKIP_TABLES = {("public", "backup_history")}  # written to by the backup run after its snapshot
@@ -52,8 +53,7 @@ def counts(connection) -> dict:
 
 @pytest.mark.parametrize("version", [15, 17])
 def test_medium_database_round_trip(version, medium_sandbox, medium_archive, capsys):
-    bin_folder = DEBIAN_POSTGRES_15 if version == 15 else postgres_17_bin()
-    with bare_server(bin_folder, copy_binaries=version == 17) as server:
+    with bare_server(DEBIAN_POSTGRES_15 if version == 15 else reachable_bin()) as server:
         name = f"restored_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(host=server["host"], port=server["port"], user="postgres",
                              dbname="postgres", autocommit=True) as connection:

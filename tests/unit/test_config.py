@@ -48,6 +48,36 @@ def test_prefix_gets_a_trailing_slash(monkeypatch):
     assert config.schedule_from_environment() == "0 3 * * *"
 
 
+@pytest.mark.parametrize("root", ["relative/folder", "ftp://host/x", "gs:/no-host", "file://rel"])
+def test_an_unknown_or_relative_staging_root_names_the_variable(root):
+    with pytest.raises(ConfigurationError, match="supabase_backup_staging_root"):
+        config.BackupSettings.from_variables(variables(
+            {"supabase_backup_s3_bucket": "b", "supabase_backup_staging_root": root}))
+
+
+def test_a_plain_absolute_folder_is_a_file_url():
+    settings = config.BackupSettings.from_variables(variables(
+        {"supabase_backup_s3_bucket": "b", "supabase_backup_staging_root": "/var/stage"}))
+    assert settings.staging_root == "file:///var/stage"
+
+
+@pytest.mark.parametrize("prefix", ["/abs/", "a/../b", "..", "x/../"])
+def test_a_prefix_with_dot_dot_or_a_leading_slash_is_refused(prefix):
+    with pytest.raises(ConfigurationError, match="supabase_backup_s3_prefix"):
+        config.BackupSettings.from_variables(variables(
+            {"supabase_backup_s3_bucket": "b", "supabase_backup_s3_prefix": prefix}))
+
+
+def test_a_run_with_every_part_left_out_is_refused():
+    settings = config.BackupSettings(s3_bucket="b")
+    with pytest.raises(ConfigurationError, match="back up nothing"):
+        config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="t", params={
+            "include_database": False, "include_auth": False, "include_storage": False})
+    plan = config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="t",
+                                 params={"include_auth": False, "buckets": ["a"]})
+    assert (plan.include_database, plan.include_auth, plan.buckets) == (True, False, ("a",))
+
+
 def test_exact_figures_limit_is_a_number_of_bytes_carried_into_the_plan():
     default = config.BackupSettings.from_variables(variables({"supabase_backup_s3_bucket": "b"}))
     assert default.exact_figures_max_bytes == 2**30

@@ -40,3 +40,15 @@ def test_newest_candidate_wins(tmp_path, monkeypatch):
     paths = [fake_pg_dump(tmp_path, "a", "15.18"), fake_pg_dump(tmp_path, "b", "17.6")]
     monkeypatch.setattr(database, "candidate_pg_dumps", lambda: paths)
     assert database.choose_pg_dump(17) == (paths[1], "17.6")
+
+
+def test_only_a_real_pg_dump_version_line_is_accepted():
+    """`ls --version` also prints a version; it must not pass for "pg_dump 9.1"."""
+    import shutil
+
+    from supabase_backup.errors import PgDumpUnusable
+
+    with pytest.raises(PgDumpUnusable, match="pg_dump \\(PostgreSQL\\) N"):
+        database.pg_dump_version(shutil.which("ls"))
+    with pytest.raises(PgDumpUnusable):
+        database.choose_pg_dump(15, shutil.which("ls"))

@@ -8,6 +8,7 @@ import {
   Code,
   Heading,
   HStack,
+  Link,
   Progress,
   Spinner,
   Switch,
@@ -17,8 +18,8 @@ import {
 } from "@chakra-ui/react";
 import { useCallback, useEffect, useState } from "react";
 
-import { api, type HistoryPage, type Me, type RunStatus } from "./api";
-import { formatBytes, formatTime, statusColour } from "./format";
+import { airflowRunUrl, api, type HistoryPage, type HistoryRow, type Me, type RunStatus } from "./api";
+import { formatBytes, formatDuration, formatTime, statusColour } from "./format";
 
 const DAG_ID = "supabase_backup";
 const PAGE_SIZE = 20;
@@ -131,10 +132,15 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
       <HStack justify="space-between" wrap="wrap" gap={4}>
         <Heading size="lg">Supabase backups</Heading>
         <HStack gap={6}>
-          {enabled !== null && (
+          {enabled !== null && !me?.can_edit_settings && (
+            <Badge colorPalette={enabled ? "green" : "gray"} size="lg" data-testid="enabled-state">
+              {enabled ? "Scheduled backups enabled" : "Scheduled backups disabled"}
+            </Badge>
+          )}
+          {enabled !== null && me?.can_edit_settings && (
             <Switch.Root
               checked={enabled}
-              disabled={!me?.can_edit_settings || busy}
+              disabled={busy}
               onCheckedChange={(event) => void toggle(event.checked)}
               data-testid="enabled-switch"
             >
@@ -179,39 +185,21 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
             <Table.Root size="sm" interactive data-testid="history">
               <Table.Header>
                 <Table.Row>
-                  <Table.ColumnHeader>Started</Table.ColumnHeader>
-                  <Table.ColumnHeader>Status</Table.ColumnHeader>
+                  <Table.ColumnHeader>Time</Table.ColumnHeader>
                   <Table.ColumnHeader>Trigger</Table.ColumnHeader>
-                  <Table.ColumnHeader>Size</Table.ColumnHeader>
-                  <Table.ColumnHeader>Objects</Table.ColumnHeader>
+                  <Table.ColumnHeader>Who</Table.ColumnHeader>
+                  <Table.ColumnHeader>Status</Table.ColumnHeader>
+                  <Table.ColumnHeader>Duration</Table.ColumnHeader>
+                  <Table.ColumnHeader textAlign="end">Size</Table.ColumnHeader>
+                  <Table.ColumnHeader>Contents</Table.ColumnHeader>
                   <Table.ColumnHeader>Details</Table.ColumnHeader>
                   <Table.ColumnHeader />
                 </Table.Row>
               </Table.Header>
               <Table.Body>
                 {page.items.map((row) => (
-                  <Table.Row key={row.id} data-testid="history-row">
-                    <Table.Cell title={row.run_id}>{formatTime(row.started_at)}</Table.Cell>
-                    <Table.Cell>
-                      <Badge colorPalette={statusColour[row.status] ?? "gray"}>{row.status}</Badge>
-                    </Table.Cell>
-                    <Table.Cell>
-                      {row.trigger}
-                      {row.triggered_by ? ` by ${row.triggered_by}` : ""}
-                    </Table.Cell>
-                    <Table.Cell>{formatBytes(row.size_bytes)}</Table.Cell>
-                    <Table.Cell>{row.storage_objects ?? "–"}</Table.Cell>
-                    <Table.Cell maxW="md" truncate title={row.error ?? row.s3_key ?? ""}>
-                      {row.error ?? row.s3_key ?? ""}
-                    </Table.Cell>
-                    <Table.Cell>
-                      {me?.can_trigger && row.status === "success" && (
-                        <Button size="xs" variant="outline" onClick={() => void download(row.id)}>
-                          Download
-                        </Button>
-                      )}
-                    </Table.Cell>
-                  </Table.Row>
+                  <HistoryTableRow key={row.id} row={row} canDownload={me?.can_trigger === true}
+                    onDownload={(id) => void download(id)} />
                 ))}
               </Table.Body>
             </Table.Root>
@@ -239,6 +227,74 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
   );
 };
 
+const HistoryTableRow = ({ row, canDownload, onDownload }: {
+  row: HistoryRow;
+  canDownload: boolean;
+  onDownload: (historyId: number) => void;
+}) => {
+  const hasArchive = row.status === "success" || row.status === "incomplete";
+  return (
+    <Table.Row data-testid="history-row" data-run-id={row.run_id} data-status={row.status}
+      verticalAlign="top">
+      <Table.Cell whiteSpace="nowrap">
+        <Link href={airflowRunUrl(DAG_ID, row.run_id)} title={`Airflow run ${row.run_id}`}
+          colorPalette="blue" variant="underline" data-testid="run-link">
+          {formatTime(row.started_at)}
+        </Link>
+      </Table.Cell>
+      <Table.Cell data-testid="trigger">{row.trigger}</Table.Cell>
+      <Table.Cell data-testid="who">{row.triggered_by ?? "–"}</Table.Cell>
+      <Table.Cell>
+        <Badge colorPalette={statusColour[row.status] ?? "gray"} data-testid="status">
+          {row.status}
+        </Badge>
+        {(row.run_attempt ?? 0) > 1 && (
+          <Text fontSize="xs" color="fg.muted">attempt {row.run_attempt}</Text>
+        )}
+      </Table.Cell>
+      <Table.Cell whiteSpace="nowrap" data-testid="duration">
+        {formatDuration(row.started_at, row.finished_at)}
+      </Table.Cell>
+      <Table.Cell whiteSpace="nowrap" textAlign="end" data-testid="size">
+        {formatBytes(row.size_bytes)}
+      </Table.Cell>
+      <Table.Cell data-testid="counts">
+        {hasArchive ? (
+          <VStack align="start" gap={0} fontSize="sm">
+            <Text>{row.storage_objects ?? 0} objects</Text>
+            <Text>{row.auth_users ?? 0} users</Text>
+            {(row.status === "incomplete" || (row.objects_unreadable ?? 0) > 0) && (
+              <Text color="fg.warning" fontWeight="semibold" data-testid="unreadable">
+                {row.objects_unreadable ?? 0} unreadable
+              </Text>
+            )}
+          </VStack>
+        ) : (
+          "–"
+        )}
+      </Table.Cell>
+      <Table.Cell minW="16rem" maxW="36rem">
+        {row.error ? (
+          <Text fontSize="sm" whiteSpace="pre-wrap" wordBreak="break-word"
+            color={row.status === "failed" ? "fg.error" : "fg.warning"} data-testid="row-error">
+            {row.error}
+          </Text>
+        ) : (
+          <Text fontSize="sm" color="fg.muted" wordBreak="break-all">{row.s3_key ?? ""}</Text>
+        )}
+      </Table.Cell>
+      <Table.Cell>
+        {canDownload && row.status === "success" && (
+          <Button size="xs" variant="outline" onClick={() => onDownload(row.id)}
+            data-testid="download">
+            Download
+          </Button>
+        )}
+      </Table.Cell>
+    </Table.Row>
+  );
+};
+
 const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }) => {
   if (!run) {
     return (
@@ -256,7 +312,11 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
     <Box borderWidth="1px" borderRadius="md" p={4} data-testid="run-progress">
       <HStack justify="space-between" mb={2}>
         <Text fontWeight="bold">
-          Run <Code>{run.run_id}</Code>:{" "}
+          Run{" "}
+          <Link href={airflowRunUrl(DAG_ID, run.run_id)} colorPalette="blue">
+            <Code data-testid="run-id">{run.run_id}</Code>
+          </Link>
+          :{" "}
           <Badge colorPalette={statusColour[run.history?.status ?? run.state ?? ""] ?? "blue"}
             data-testid="run-state">
             {run.history?.status ?? run.state ?? "queued"}
@@ -266,18 +326,24 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
       </HStack>
       <Text fontSize="sm">
         {active && step ? `Step: ${step}. ` : ""}Tasks done: {finished} of {tasks.length}.
-        {Object.keys(buckets).length > 0 &&
-          ` Storage: ${total.objects_done} of ${total.objects_known}${total.listing_done ? "" : "+"} objects, ${formatBytes(total.bytes_done)}.`}
       </Text>
       {Object.keys(buckets).length > 0 && (
-        <Progress.Root value={percent} max={100} mt={2} size="sm">
+        <Text fontSize="sm" data-testid="storage-progress" data-objects-done={total.objects_done}>
+          Storage: {total.objects_done} of {total.objects_known}
+          {total.listing_done ? "" : "+"} objects, {formatBytes(total.bytes_done)}.
+        </Text>
+      )}
+      {Object.keys(buckets).length > 0 && (
+        <Progress.Root value={percent} max={100} mt={2} size="sm" colorPalette="blue"
+          data-testid="progress-bar" data-value={Math.round(percent)}>
           <Progress.Track>
             <Progress.Range />
           </Progress.Track>
         </Progress.Root>
       )}
       {run.history?.error && (
-        <Text fontSize="sm" color="fg.error" mt={2}>
+        <Text fontSize="sm" mt={2} whiteSpace="pre-wrap" wordBreak="break-word"
+          color={run.history.status === "incomplete" ? "fg.warning" : "fg.error"}>
           {run.history.error}
         </Text>
       )}

@@ -18,15 +18,18 @@ export interface Progress {
 export interface HistoryRow {
   id: number;
   run_id: string;
-  status: "running" | "success" | "failed" | "skipped";
+  status: "running" | "success" | "incomplete" | "failed" | "skipped";
   trigger: string;
   triggered_by: string | null;
+  run_attempt?: number | null;
   started_at: string | null;
   finished_at: string | null;
   s3_key: string | null;
   size_bytes: number | null;
+  sha256?: string | null;
   storage_objects: number | null;
   auth_users: number | null;
+  objects_unreadable?: number | null;
   error: string | null;
 }
 
@@ -70,6 +73,11 @@ export class ApiError extends Error {
 
 // Relative to the document's base, so it works when Airflow is served under a path prefix.
 const apiBase = () => new URL("backup/api/v1/", document.baseURI);
+
+// The Airflow UI's page of one run of the DAG (same base rule as the API).
+export const airflowRunUrl = (dagId: string, runId: string): string =>
+  new URL(`dags/${encodeURIComponent(dagId)}/runs/${encodeURIComponent(runId)}`, document.baseURI)
+    .toString();
 
 async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
   const response = await fetch(new URL(path, apiBase()), {
