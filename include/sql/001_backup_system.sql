@@ -53,8 +53,22 @@ ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS run_attempt integer N
 ALTER TABLE public.backup_history DROP CONSTRAINT IF EXISTS backup_history_status_check;
 ALTER TABLE public.backup_history ADD CONSTRAINT backup_history_status_check
     CHECK (status IN ('running', 'success', 'incomplete', 'failed', 'skipped'));
+-- 'backup' (a run of the supabase_backup DAG) or 'drill' (a restore drill of a backup); rows from
+-- before the column existed are backups.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'backup';
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'backup_history_kind_check'
+                   AND conrelid = 'public.backup_history'::regclass) THEN
+        ALTER TABLE public.backup_history
+            ADD CONSTRAINT backup_history_kind_check CHECK (kind IN ('backup', 'drill'));
+    END IF;
+END
+$$;
 
 CREATE INDEX IF NOT EXISTS backup_history_started_at_idx ON public.backup_history (started_at DESC);
+CREATE INDEX IF NOT EXISTS backup_history_kind_started_at_idx
+    ON public.backup_history (kind, started_at DESC);
 
 -- Every download URL the Backups plugin minted: an archive holds the whole database. No foreign
 -- key on purpose: the record outlives a history row removed by hand.

@@ -19,13 +19,14 @@ import logging
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from supabase_backup import steps
+from supabase_backup import drill, steps
 from supabase_backup.api_client import ApiSettings
 from supabase_backup.config import (
     API_CONN_ID,
     AWS_CONN_ID,
     DAG_ID,
     DATABASE_CONN_ID,
+    DRILL_CONN_ID,
     BackupSettings,
     RunPlan,
 )
@@ -54,6 +55,24 @@ def database_settings(conn_id: str = DATABASE_CONN_ID) -> DatabaseSettings:
     from airflow.sdk import BaseHook
 
     return DatabaseSettings.from_connection(BaseHook.get_connection(conn_id))
+
+
+def scratch_database_settings(conn_id: str = DRILL_CONN_ID) -> DatabaseSettings:
+    """The server the restore drill creates its scratch databases on (the connection's schema is
+    the database it connects to first, ``postgres`` by default). The connection's user needs
+    CREATEDB, and CREATEROLE when the backup names roles the server lacks."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise ConfigurationError(
+            f"the restore drill needs the Airflow connection {conn_id}: a Postgres server it may "
+            "create and drop databases on (never the production database), e.g. "
+            f"AIRFLOW_CONN_{conn_id.upper()}='postgresql://drill:…@drill-host:5432/postgres'"
+        ) from None
+    return DatabaseSettings.from_connection(connection)
 
 
 def api_settings(conn_id: str = API_CONN_ID) -> ApiSettings:
@@ -262,4 +281,98 @@ def record_history(plan: dict | None, verified: dict | None, summaries: dict, *,
             failed_tasks=failed_task_ids(ti, dag_run.run_id), attempt=attempt_of(dag_run),
         )
     except steps.RunFailed as failure:  # the row says why: retrying cannot change the outcome
+        raise AirflowFailException(str(failure)) from None
+
+
+# --- the restore drill ----------------------------------------------------------------------------
+
+
+class DrillTaskResources:
+    """``drill.DrillResources`` from Airflow, resolved on first use."""
+
+    def __init__(self, database_conn_id: str = DATABASE_CONN_ID, drill_conn_id: str = DRILL_CONN_ID,
+                 aws_conn_id: str = AWS_CONN_ID) -> None:
+        self.conn_ids = {"database_conn_id": database_conn_id, "drill_conn_id": drill_conn_id,
+                         "aws_conn_id": aws_conn_id}
+
+    @functools.cached_property
+    def database(self) -> DatabaseSettings:
+        return database_settings(self.conn_ids["database_conn_id"])
+
+    @functools.cached_property
+    def drill_server(self) -> DatabaseSettings:
+        return scratch_database_settings(self.conn_ids["drill_conn_id"])
+
+    @functools.cached_property
+    def s3(self):
+        return s3_client(self.conn_ids["aws_conn_id"])
+
+    def secrets(self) -> list[str]:
+        found = connection_secrets()
+        try:
+            found.append(self.drill_server.password or "")
+        except Exception:  # noqa: BLE001 - scrubbing must never mask the original failure
+            pass
+        return [secret for secret in found if secret]
+
+
+def _record_drill_failure(resources: DrillTaskResources, *, run_id: str, trigger: str,
+                          triggered_by: str | None, step_name: str, error: BaseException) -> None:
+    try:
+        message = steps.scrub(f"{step_name}: {error}", resources.secrets())
+        drill.record_failure(resources.database, run_id=run_id, trigger=trigger,
+                             triggered_by=triggered_by, message=message)
+    except Exception:  # noqa: BLE001 - the original failure is the one to raise
+        log.exception("Could not record the drill's failure in backup_history")
+
+
+def start_drill(dag_run: Any, params: dict) -> dict:
+    """The drill's first task: record it, choose the backup, name the scratch database."""
+    started = dag_run.start_date or dag_run.run_after or datetime.now(timezone.utc)
+    resources = DrillTaskResources()
+    trigger = trigger_of(dag_run)
+    try:
+        with failing_fast():
+            plan = drill.plan_drill(
+                resources, dag_run_id=dag_run.run_id, trigger=trigger,
+                triggered_by=triggered_by(dag_run),
+                started_at=started.astimezone(timezone.utc).isoformat(),
+                backup_run_id=(params or {}).get("backup_run_id") or None,
+                conn_ids=resources.conn_ids)
+    except BaseException as error:
+        _record_drill_failure(resources, run_id=drill.history_run_id(dag_run.run_id),
+                              trigger=trigger, triggered_by=triggered_by(dag_run),
+                              step_name="plan_drill", error=error)
+        raise
+    return plan.to_dict()
+
+
+def run_drill_step(step: Callable[..., Any], plan: dict, *args: Any) -> Any:
+    """Run a drill step; a failure is written on the drill's history row before it is raised."""
+    drill_plan = drill.DrillPlan.from_dict(plan)
+    resources = DrillTaskResources(drill_plan.database_conn_id, drill_plan.drill_conn_id,
+                                   drill_plan.aws_conn_id)
+    try:
+        with failing_fast():
+            return step(drill_plan, resources, *args)
+    except BaseException as error:
+        _record_drill_failure(resources, run_id=drill_plan.run_id, trigger=drill_plan.trigger,
+                              triggered_by=drill_plan.triggered_by, step_name=step.__name__,
+                              error=error)
+        raise
+
+
+def finish_drill(plan: dict | None, verified: dict | None, compared: dict | None, *, ti: Any,
+                 dag_run: Any) -> dict:
+    """The drill's final history row; a failed drill fails the task and so the DAG run."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    conn_id = (plan or {}).get("database_conn_id", DATABASE_CONN_ID)
+    try:
+        return drill.finish_drill(
+            database_settings(conn_id), run_id=drill.history_run_id(dag_run.run_id),
+            trigger=trigger_of(dag_run), triggered_by=triggered_by(dag_run), plan=plan,
+            verified=verified, compared=compared,
+            failed_tasks=failed_task_ids(ti, dag_run.run_id))
+    except BackupError as failure:  # the row says why: retrying cannot change the outcome
         raise AirflowFailException(str(failure)) from None

@@ -37,6 +37,7 @@ MANIFEST_MEMBER = "manifest.json"
 # name is unambiguous; strip it before percent-decoding (FORMAT.md).
 FOLDER_FILE_SUFFIX = "/%00"
 DATABASE_MEMBER = "db/backup.sql"
+ROLES_MEMBER = "db/roles.sql"
 AUTH_USERS_MEMBER = "auth/users.json"
 STORAGE_FOLDER = "storage"
 COPY_CHUNK = 1024 * 1024
@@ -200,6 +201,13 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
                           database["sha256"], "application/sql"),
             {"path": DATABASE_MEMBER, "size": database["bytes"], "sha256": database["sha256"]},
         )
+        roles = database.get("roles") or {}
+        if roles.get("included"):
+            yield (
+                PlannedMember(ROLES_MEMBER, staging.database_roles, roles["bytes"],
+                              roles["sha256"], "application/sql"),
+                {"path": ROLES_MEMBER, "size": roles["bytes"], "sha256": roles["sha256"]},
+            )
     if auth and auth.get("included", True):
         yield (
             PlannedMember(AUTH_USERS_MEMBER, staging.auth_users, auth["bytes"], auth["sha256"],

@@ -20,7 +20,10 @@ knob is the schedule, taken from the environment.
 | server-side encryption        | Variable ``supabase_backup_sse``              | ``AES256`` (or ``aws:kms``, ``none``)    |
 | KMS key id (with ``aws:kms``) | Variable ``supabase_backup_sse_kms_key_id``   | none                                     |
 | pg_dump to use                | Variable ``supabase_backup_pg_dump_path``     | newest pg_dump found on the worker       |
+| checksum tables up to (bytes) | Variable ``supabase_backup_exact_figures_max_bytes`` | 1073741824 (1 GiB); larger: count only |
 | schedule (parse time)         | environment ``SUPABASE_BACKUP_SCHEDULE``      | ``@daily``                               |
+| restore drill's scratch server| connection ``supabase_backup_drill_db``       | required by the drill DAG only           |
+| drill schedule (parse time)   | environment ``SUPABASE_BACKUP_DRILL_SCHEDULE``| ``@weekly``                              |
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from urllib.parse import urlsplit
 from supabase_backup.errors import ConfigurationError
 
 DAG_ID = "supabase_backup"
+DRILL_DAG_ID = "supabase_backup_restore_drill"
+DRILL_CONN_ID = "supabase_backup_drill_db"
+DEFAULT_DRILL_SCHEDULE = "@weekly"
 DATABASE_CONN_ID = "supabase_db"
 API_CONN_ID = "supabase_api"
 AWS_CONN_ID = "aws_default"
@@ -40,16 +46,26 @@ DEFAULT_S3_PREFIX = "supabase-backups/"
 DEFAULT_STAGING_ROOT = "file:///tmp/supabase-backup-staging"
 DEFAULT_SCHEDULE = "@daily"
 DEFAULT_DOWNLOAD_CONCURRENCY = 8
+DEFAULT_EXACT_FIGURES_MAX_BYTES = 2**30
 SSE_CHOICES = ("AES256", "aws:kms", "none")
 # Staging roots Airflow's ObjectStoragePath can reach with the providers this package pins.
 STAGING_SCHEMES = ("file", "s3")
 TRIGGERS = ("scheduled", "manual", "api", "asset")
 
 
-def schedule_from_environment() -> str | None:
-    """The DAG's schedule; ``none`` (any case) turns the schedule off."""
-    value = os.environ.get("SUPABASE_BACKUP_SCHEDULE", DEFAULT_SCHEDULE).strip()
+def _schedule(value: str) -> str | None:
+    value = value.strip()
     return None if value.lower() in ("", "none", "null") else value
+
+
+def schedule_from_environment() -> str | None:
+    """The backup DAG's schedule; ``none`` (any case) turns the schedule off."""
+    return _schedule(os.environ.get("SUPABASE_BACKUP_SCHEDULE", DEFAULT_SCHEDULE))
+
+
+def drill_schedule_from_environment() -> str | None:
+    """The restore drill's schedule (default weekly); ``none`` turns it off."""
+    return _schedule(os.environ.get("SUPABASE_BACKUP_DRILL_SCHEDULE", DEFAULT_DRILL_SCHEDULE))
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,7 @@ class BackupSettings:
     server_side_encryption: str = "AES256"
     sse_kms_key_id: str | None = None
     pg_dump_path: str | None = None
+    exact_figures_max_bytes: int = DEFAULT_EXACT_FIGURES_MAX_BYTES
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
@@ -95,6 +112,17 @@ class BackupSettings:
             raise ConfigurationError(
                 f"supabase_backup_sse must be one of {', '.join(SSE_CHOICES)}, not {sse!r}"
             )
+        max_bytes_text = get_variable("supabase_backup_exact_figures_max_bytes",
+                                      str(DEFAULT_EXACT_FIGURES_MAX_BYTES))
+        try:
+            max_bytes = int(str(max_bytes_text).strip())
+        except ValueError:
+            max_bytes = -1
+        if max_bytes < 0:
+            raise ConfigurationError(
+                f"supabase_backup_exact_figures_max_bytes must be a whole number of bytes (0 or "
+                f"more; tables larger get a row count without a checksum), not {max_bytes_text!r}"
+            )
         return cls(
             s3_bucket=bucket,
             s3_prefix=checked_prefix(get_variable("supabase_backup_s3_prefix", DEFAULT_S3_PREFIX)),
@@ -105,6 +133,7 @@ class BackupSettings:
             server_side_encryption=sse,
             sse_kms_key_id=get_variable("supabase_backup_sse_kms_key_id", None) or None,
             pg_dump_path=get_variable("supabase_backup_pg_dump_path", None) or None,
+            exact_figures_max_bytes=max_bytes,
         )
 
 
@@ -182,6 +211,7 @@ class RunPlan:
     server_side_encryption: str = "AES256"
     sse_kms_key_id: str | None = None  # a key id, not key material
     pg_dump_path: str | None = None
+    exact_figures_max_bytes: int = DEFAULT_EXACT_FIGURES_MAX_BYTES
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
@@ -214,6 +244,7 @@ class RunPlan:
             download_concurrency=settings.download_concurrency,
             server_side_encryption=settings.server_side_encryption,
             sse_kms_key_id=settings.sse_kms_key_id, pg_dump_path=settings.pg_dump_path,
+            exact_figures_max_bytes=settings.exact_figures_max_bytes,
             database_conn_id=settings.database_conn_id, api_conn_id=settings.api_conn_id,
             aws_conn_id=settings.aws_conn_id,
         )

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import psycopg
+import psycopg.sql
 
 from supabase_backup.errors import (
     ConfigurationError,
@@ -38,6 +39,7 @@ from supabase_backup.errors import (
 )
 from supabase_backup.hashing import copy_hashing
 from supabase_backup.units import format_bytes, format_rate
+from supabase_backup.table_figures import CHECKSUM_METHOD, DEFAULT_MAX_BYTES, compute_figures
 from supabase_backup.staging import StagingArea, ensure_parent
 
 log = logging.getLogger(__name__)
@@ -289,18 +291,22 @@ def dump_database(
     include_inventory: bool = True,
     inventory_buckets: list[str] | None = None,
     pg_dump_path: str | None = None,
+    exact_figures_max_bytes: int | None = DEFAULT_MAX_BYTES,
 ) -> dict:
     """Export a snapshot, write the storage inventory and (optionally) pg_dump it to staging.
 
-    Returns a summary for the manifest: versions, snapshot id, row estimates, inventory counts,
-    dump size and sha256.
+    Returns a summary for the manifest: versions, snapshot id and time, every table's row estimate
+    and (with the dump) exact row count and content checksum in the snapshot (``table_figures``;
+    a checksum only for tables up to ``exact_figures_max_bytes``), inventory counts, dump size and
+    sha256.
     """
     started = time.monotonic()
     log.info("Connecting to %s", settings.describe())
     with settings.connect(autocommit=False) as connection:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         connection.read_only = True
-        snapshot = connection.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        snapshot, snapshot_time = connection.execute(
+            "SELECT pg_export_snapshot(), statement_timestamp()").fetchone()
         server_version_num = int(connection.execute("SHOW server_version_num").fetchone()[0])
         server_version = connection.execute("SHOW server_version").fetchone()[0].split()[0]
         row_estimates = [
@@ -310,37 +316,116 @@ def dump_database(
         summary: dict = {
             "included": include_dump,
             "snapshot": snapshot,
+            "snapshot_time": snapshot_time.isoformat(),
             "server_version": server_version,
             "tables": row_estimates,
         }
-        if include_inventory:
-            counts = write_storage_inventory(connection, staging, inventory_buckets)
-            summary["inventory_objects"] = sum(counts.values())
-            summary["inventory_by_bucket"] = counts
-            log.info("Storage inventory in snapshot %s: %d objects", snapshot, sum(counts.values()))
-        if include_dump:
-            server_major = server_major_version(server_version_num)
-            path, client_version = choose_pg_dump(server_major, pg_dump_path)
-            client_major = int(client_version.split(".")[0])
-            summary["client_version"] = client_version
-            summary["pg_dump"] = path
-            summary.update(
-                run_pg_dump(
-                    pg_dump_arguments(path, client_major, snapshot),
-                    settings.libpq_environment(),
-                    staging,
+        # The exact figures run beside the inventory and pg_dump, on a second connection that
+        # imports this snapshot: they describe exactly the rows pg_dump writes, and the wait is
+        # the longer of the two rather than their sum. The snapshot lives until this
+        # transaction ends, which is after both are done.
+        figures_job = None
+        if include_dump and exact_figures_max_bytes is not None:
+            figures_job = FiguresInSnapshot(settings, snapshot, exact_figures_max_bytes)
+            figures_job.start()
+        try:
+            if include_inventory:
+                counts = write_storage_inventory(connection, staging, inventory_buckets)
+                summary["inventory_objects"] = sum(counts.values())
+                summary["inventory_by_bucket"] = counts
+                log.info("Storage inventory in snapshot %s: %d objects", snapshot,
+                         sum(counts.values()))
+            if include_dump:
+                server_major = server_major_version(server_version_num)
+                path, client_version = choose_pg_dump(server_major, pg_dump_path)
+                client_major = int(client_version.split(".")[0])
+                summary["client_version"] = client_version
+                summary["pg_dump"] = path
+                summary.update(
+                    run_pg_dump(
+                        pg_dump_arguments(path, client_major, snapshot),
+                        settings.libpq_environment(),
+                        staging,
+                    )
                 )
-            )
-            summary["member"] = "db/backup.sql"
+                summary["member"] = "db/backup.sql"
+                summary["roles"] = dump_roles(path, settings, staging)
+        finally:
+            if figures_job is not None:
+                figures_job.join()
+        if figures_job is not None:
+            figures = {(item.schema, item.table): item for item in figures_job.result()}
+            for entry in row_estimates:
+                item = figures.get((entry["schema"], entry["table"]))
+                if item is not None:
+                    entry.update(item.to_manifest())
+            summary["exact_figures"] = {
+                "method": CHECKSUM_METHOD, "max_bytes": exact_figures_max_bytes,
+                "tables": len(figures),
+                "checksums": sum(1 for item in figures.values() if item.checksum is not None),
+                "seconds": figures_job.seconds,
+            }
         connection.rollback()  # read only: nothing to commit; ends the snapshot's lifetime
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
 
 
-def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingArea) -> dict:
-    """Run pg_dump, streaming its output to staging while hashing it; stderr goes to the log."""
+class FiguresInSnapshot(threading.Thread):
+    """``table_figures.compute_figures`` on its own connection, inside an exported snapshot."""
+
+    def __init__(self, settings: DatabaseSettings, snapshot: str, max_bytes: int) -> None:
+        super().__init__(name="exact-figures", daemon=True)
+        self.settings, self.snapshot, self.max_bytes = settings, snapshot, max_bytes
+        self.figures: list = []
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            with self.settings.connect(autocommit=False) as connection:
+                connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                connection.read_only = True
+                connection.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                    psycopg.sql.Literal(self.snapshot)))
+                self.figures = compute_figures(connection, self.max_bytes)
+                connection.rollback()
+        except BaseException as error:  # noqa: BLE001 - raised in the caller's thread by result()
+            self.error = error
+        self.seconds = round(time.monotonic() - started, 3)
+
+    def result(self) -> list:
+        if self.error is not None:
+            raise self.error
+        return self.figures
+
+
+def dump_roles(pg_dump_path: str, settings: DatabaseSettings, staging: StagingArea) -> dict:
+    """``pg_dumpall --roles-only --no-role-passwords`` (the pg_dumpall beside ``pg_dump_path``)
+    into staging as ``db/roles.sql``, so a restore can recreate the project's own roles with their
+    attributes, settings and memberships. Without passwords it reads pg_roles, which a
+    non-superuser may. Roles live outside any snapshot; a failure here is logged and recorded in
+    the manifest, never fatal: the dump itself is what the backup must have."""
+    pg_dumpall = os.path.join(os.path.dirname(pg_dump_path), "pg_dumpall")
+    if not os.access(pg_dumpall, os.X_OK):
+        log.warning("No pg_dumpall beside %s: roles are not in this backup", pg_dump_path)
+        return {"included": False, "reason": f"no pg_dumpall beside {pg_dump_path}"}
+    arguments = [pg_dumpall, "--roles-only", "--no-role-passwords", f"--database={settings.dbname}"]
+    try:
+        result = run_pg_dump(arguments, settings.libpq_environment(), staging,
+                             target=staging.database_roles)
+    except (DatabaseDumpFailed, OSError) as error:
+        log.warning("Roles are not in this backup: %s", error)
+        return {"included": False, "reason": str(error)[:500]}
+    return {"included": True, "member": "db/roles.sql", **result}
+
+
+def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingArea,
+                target=None) -> dict:
+    """Run pg_dump (or pg_dumpall), streaming its output to staging (``target``, default the
+    dump's path) while hashing it; stderr goes to the log."""
     environment = {**os.environ, **libpq_environment}
-    target = ensure_parent(staging.database_dump)
+    target = ensure_parent(target if target is not None else staging.database_dump)
     last_messages: deque[str] = deque(maxlen=20)
     log.info("Running %s", " ".join(arguments))  # argv holds no credentials
     process = subprocess.Popen(

@@ -30,6 +30,7 @@ EXIT_RESTORE_REFUSED = 10
 EXIT_EXTENSIONS_MISSING = 11
 EXIT_RESTORE_FAILED = 12
 EXIT_RESTORE_INCOMPLETE = 13
+EXIT_FIGURES_DIFFER = 14
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -45,7 +46,8 @@ EXIT_CODES_HELP = """exit codes:
  10  restore refused: an unsafe member name, a target that is not empty, objects that differ
  11  restore refused: the target lacks extensions the dump creates (see --skip-extension)
  12  restore failed: psql stopped on an error (nothing was committed)
- 13  restore finished but the target refused some objects (they are listed)"""
+ 13  restore finished but the target refused some objects (they are listed)
+ 14  the restored database differs from the figures the backup recorded (tables named)"""
 
 
 class BackupError(Exception):
@@ -285,3 +287,24 @@ class RestoreIncomplete(BackupError):
     """Restore incomplete: {reason}"""
 
     exit_code = EXIT_RESTORE_INCOMPLETE
+
+
+class DrillFailed(BackupError):
+    """Restore drill failed: {reason}"""
+
+    exit_code = EXIT_ERROR
+    permanent = True
+
+
+class NothingToDrill(BackupError):
+    """No backup to drill: {reason}. Run the supabase_backup DAG until it succeeds, then drill again."""
+
+    permanent = True
+
+
+class FiguresDiffer(BackupError):
+    """The restored backup {archive} differs from the figures recorded at dump time in {count} table(s): {differences}"""
+
+    fields = ("archive", "count", "differences")
+    exit_code = EXIT_FIGURES_DIFFER
+    permanent = True

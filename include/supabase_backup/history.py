@@ -1,5 +1,10 @@
 """``backup_history``: one row per DAG run, keyed by run id so retries update rather than duplicate.
 
+Every row has a ``kind``: ``backup`` (a run of the backup DAG) or ``drill`` (a restore drill of a
+backup, ``drill.py``). A drill row's ``run_id`` is its DAG run id prefixed with the drill DAG's id
+and a colon, so a drill and a backup scheduled at the same instant never share a key; its
+``s3_bucket``/``s3_key``/``sha256`` name the archive it restored, its ``details`` the comparison.
+
 Status moves ``running → success | incomplete | failed | skipped``. A ``success`` row is written only by the
 run's finish step, after ``verify_upload`` read the archive back; a failed run always ends with a
 ``failed`` row holding the first reason a person can act on: a later, vaguer reason never replaces
@@ -16,9 +21,12 @@ from psycopg.rows import dict_row
 
 from supabase_backup.config import DAG_ID
 from supabase_backup.database import require_table
-from supabase_backup.errors import HistoryRowMissing
+from supabase_backup.errors import HistoryRowMissing, MigrationMissing
 
 HISTORY_TABLE = "public.backup_history"
+BACKUP = "backup"
+DRILL = "drill"
+KINDS = (BACKUP, DRILL)
 MAX_ERROR_LENGTH = 4000
 
 SUCCESS_COLUMNS = (
@@ -40,23 +48,48 @@ SUCCESS_COLUMNS = (
 
 def record_running(
     connection: psycopg.Connection, run_id: str, trigger: str, triggered_by: str | None = None,
-    dag_id: str = DAG_ID, *, attempt: int = 0,
+    dag_id: str = DAG_ID, *, attempt: int = 0, kind: str = BACKUP,
 ) -> None:
     """Start (or restart, on a cleared run) the row for ``run_id``. ``attempt`` is the DAG run's
-    clear count: 0 for the first attempt, one more each time the run was cleared."""
-    require_table(connection, HISTORY_TABLE)
+    clear count: 0 for the first attempt, one more each time the run was cleared. A backup row
+    does not need the ``kind`` column (its default is backup), so backups keep working on a table
+    migrated before it existed; a drill row does."""
+    columns, kind_value = _kind_columns(connection, kind)
     connection.execute(
-        """
+        f"""
         INSERT INTO public.backup_history
-            (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at, updated_at)
-        VALUES (%s, %s, 'running', %s, %s, %s, now(), now())
+            (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at,
+             updated_at{columns})
+        VALUES (%(run_id)s, %(dag_id)s, 'running', %(trigger)s, %(triggered_by)s, %(attempt)s,
+                now(), now(){kind_value})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'running', trigger = EXCLUDED.trigger, triggered_by = EXCLUDED.triggered_by,
             run_attempt = EXCLUDED.run_attempt, started_at = now(), finished_at = NULL,
             error = NULL, updated_at = now()
         """,
-        (run_id, dag_id, trigger, triggered_by, attempt),
+        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
+         "attempt": attempt, "kind": kind},
     )
+
+
+def require_kind_column(connection: psycopg.Connection) -> None:
+    """The history table, with the ``kind`` column a later version of the migration added."""
+    require_table(connection, HISTORY_TABLE)
+    row = connection.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = 'public.backup_history'::regclass "
+        "AND attname = 'kind' AND NOT attisdropped").fetchone()
+    if not row:
+        raise MigrationMissing("public.backup_history (with its column kind)")
+
+
+def _kind_columns(connection: psycopg.Connection, kind: str) -> tuple[str, str]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}")
+    if kind == BACKUP:
+        require_table(connection, HISTORY_TABLE)
+        return "", ""
+    require_kind_column(connection)
+    return ", kind", ", %(kind)s"
 
 
 def record_skipped(
@@ -79,27 +112,57 @@ def record_skipped(
 
 def record_failed(
     connection: psycopg.Connection, run_id: str, reason: str, *, trigger: str,
-    triggered_by: str | None = None, dag_id: str = DAG_ID, attempt: int = 0,
+    triggered_by: str | None = None, dag_id: str = DAG_ID, attempt: int = 0, kind: str = BACKUP,
 ) -> None:
     """Mark the run failed. Within one attempt the first reason stays: the first failure is the one
     to act on, and the finish step's summary ("task(s) … failed") would otherwise bury it. A later
     attempt (the run was cleared: a higher ``attempt``) replaces an earlier attempt's reason.
-    ``trigger`` is used only when the run has no row yet (it failed before recording itself)."""
-    require_table(connection, HISTORY_TABLE)
+    ``trigger`` (and ``kind``) are used only when the run has no row yet (it failed before
+    recording itself)."""
+    columns, kind_value = _kind_columns(connection, kind)
     connection.execute(
-        """
+        f"""
         INSERT INTO public.backup_history
             (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at, finished_at,
-             error, updated_at)
-        VALUES (%s, %s, 'failed', %s, %s, %s, now(), now(), %s, now())
+             error, updated_at{columns})
+        VALUES (%(run_id)s, %(dag_id)s, 'failed', %(trigger)s, %(triggered_by)s, %(attempt)s,
+                now(), now(), %(error)s, now(){kind_value})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'failed', finished_at = now(), updated_at = now(),
             error = CASE WHEN backup_history.run_attempt < EXCLUDED.run_attempt THEN EXCLUDED.error
                          ELSE COALESCE(backup_history.error, EXCLUDED.error) END,
             run_attempt = GREATEST(backup_history.run_attempt, EXCLUDED.run_attempt)
         """,
-        (run_id, dag_id, trigger, triggered_by, attempt, reason[:MAX_ERROR_LENGTH]),
+        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
+         "attempt": attempt, "error": reason[:MAX_ERROR_LENGTH], "kind": kind},
     )
+
+
+def record_details(connection: psycopg.Connection, run_id: str, details: dict) -> None:
+    """Merge ``details`` into a row's details (a drill's comparison, before its outcome)."""
+    connection.execute(
+        "UPDATE public.backup_history SET details = COALESCE(details, '{}'::jsonb) || %s::jsonb, "
+        "updated_at = now() WHERE run_id = %s", (json.dumps(details), run_id))
+
+
+def record_drill_success(connection: psycopg.Connection, run_id: str, archive: dict,
+                         details: dict) -> None:
+    """A drill restored ``archive`` (s3_bucket, s3_key, size_bytes, sha256) and every figure
+    matched."""
+    require_kind_column(connection)
+    updated = connection.execute(
+        """
+        UPDATE public.backup_history
+        SET status = 'success', finished_at = now(), updated_at = now(), error = NULL,
+            s3_bucket = %(s3_bucket)s, s3_key = %(s3_key)s, size_bytes = %(size_bytes)s,
+            sha256 = %(sha256)s, details = COALESCE(details, '{}'::jsonb) || %(details)s::jsonb
+        WHERE run_id = %(run_id)s AND kind = 'drill'
+        """,
+        {**{name: archive.get(name) for name in ("s3_bucket", "s3_key", "size_bytes", "sha256")},
+         "details": json.dumps(details), "run_id": run_id},
+    ).rowcount
+    if updated != 1:
+        raise HistoryRowMissing(run_id)
 
 
 def record_success(
@@ -171,14 +234,28 @@ def get_by_id(connection: psycopg.Connection, history_id: int) -> dict | None:
 
 
 def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0,
-                 status: str | None = None) -> list[dict]:
-    """Newest first; only rows with ``status`` when it is given."""
-    if status is None:
-        return _select(connection, "ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
-                       (limit, offset))
-    return _select(connection,
-                   "WHERE status = %s ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
-                   (status, limit, offset))
+                 status: str | None = None, kind: str | None = None) -> list[dict]:
+    """Newest first; only rows with ``status`` and of ``kind`` when they are given."""
+    conditions, parameters = [], []
+    if status is not None:
+        conditions.append("status = %s")
+        parameters.append(status)
+    if kind is not None:
+        require_kind_column(connection)
+        conditions.append("kind = %s")
+        parameters.append(kind)
+    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+    return _select(connection, f"{where}ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+                   (*parameters, limit, offset))
+
+
+def latest_success(connection: psycopg.Connection, kind: str = BACKUP) -> dict | None:
+    """The newest successful row of ``kind`` (by when it finished), or None. ``incomplete``
+    backups are not successes: they lack objects."""
+    require_kind_column(connection)
+    rows = _select(connection, "WHERE kind = %s AND status = 'success' "
+                   "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1", (kind,))
+    return rows[0] if rows else None
 
 
 def count_history(connection: psycopg.Connection, status: str | None = None) -> int:

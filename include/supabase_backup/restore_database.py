@@ -213,8 +213,11 @@ class TargetCheck:
     skipped_extensions: list[str]
 
 
-def check_target(connection, scan: DumpScan, skip_extensions: Iterable[str], target: str) -> TargetCheck:
-    """Refuse a target that is not empty or lacks unskipped extensions; list the roles to create."""
+def check_target(connection, scan: DumpScan, skip_extensions: Iterable[str], target: str,
+                 skip_unavailable_extensions: bool = False) -> TargetCheck:
+    """Refuse a target that is not empty or lacks unskipped extensions; list the roles to create.
+    With ``skip_unavailable_extensions`` (the restore drill) every extension the target lacks is
+    skipped instead of refused."""
     relations = _user_relations(connection)
     if relations:
         raise RestoreRefused(
@@ -222,7 +225,7 @@ def check_target(connection, scan: DumpScan, skip_extensions: Iterable[str], tar
             f"(createdb NAME) so nothing existing is mixed with the backup")
     available = {row[0] for row in connection.execute("SELECT name FROM pg_available_extensions")}
     missing = sorted(name for name in scan.extensions if name not in available)
-    skip = set(skip_extensions)
+    skip = set(skip_extensions) | (set(missing) if skip_unavailable_extensions else set())
     unskipped = [name for name in missing if name not in skip]
     if unskipped:
         raise ExtensionsMissing(", ".join(unskipped), target)
@@ -340,7 +343,8 @@ class DatabaseRestoreResult:
 
 
 def restore_database(open_dump, settings: DatabaseSettings, *, skip_extensions: Iterable[str] = (),
-                     psql: str | None = None) -> DatabaseRestoreResult:
+                     psql: str | None = None,
+                     skip_unavailable_extensions: bool = False) -> DatabaseRestoreResult:
     """Restore the dump that ``open_dump()`` opens (a text file, opened once to scan, once to run)."""
     psql_path = find_psql(psql)
     target = settings.describe()
@@ -349,7 +353,8 @@ def restore_database(open_dump, settings: DatabaseSettings, *, skip_extensions: 
     log.info("Scanned the dump: %s lines, extensions %s, roles named %s", f"{scan.lines:,}",
              sorted(scan.extensions) or "none", sorted(scan.roles) or "none")
     with settings.connect(autocommit=True) as connection:
-        check = check_target(connection, scan, skip_extensions, target)
+        check = check_target(connection, scan, skip_extensions, target,
+                             skip_unavailable_extensions)
     dump_filter = DumpFilter(frozenset(check.skipped_extensions))
 
     def lines() -> Iterator[str]:

@@ -95,6 +95,10 @@ class StagingArea:
         return self.run_folder / "db" / "backup.sql"
 
     @property
+    def database_roles(self) -> StagingPath:
+        return self.run_folder / "db" / "roles.sql"
+
+    @property
     def storage_inventory(self) -> StagingPath:
         return self.run_folder / "inventory" / "storage_objects.jsonl"
 

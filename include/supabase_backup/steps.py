@@ -131,6 +131,7 @@ def dump_database(plan: RunPlan, resources: RunResources) -> dict:
         include_inventory=plan.include_storage,
         inventory_buckets=list(plan.buckets) if plan.buckets else None,
         pg_dump_path=plan.pg_dump_path,
+        exact_figures_max_bytes=plan.exact_figures_max_bytes,
     )
 
 

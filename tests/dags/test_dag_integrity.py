@@ -20,7 +20,7 @@ def dag_bag():
 
 def test_imports_without_errors(dag_bag):
     assert dag_bag.import_errors == {}
-    assert set(dag_bag.dags) == {"supabase_backup"}
+    assert set(dag_bag.dags) == {"supabase_backup", "supabase_backup_restore_drill"}
 
 
 def test_shape(dag_bag):
@@ -37,6 +37,19 @@ def test_shape(dag_bag):
     assert dag.get_task("prepare_staging").is_setup
     assert [asset.name for asset in dag.get_task("verify_upload").outlets] == [
         "supabase_backup_archive"]
+
+
+def test_drill_shape(dag_bag):
+    dag = dag_bag.dags["supabase_backup_restore_drill"]
+    assert {"backup", "restore-drill"} <= set(dag.tags)
+    assert dag.catchup is False and dag.max_active_runs == 1 and dag.doc_md
+    assert set(dag.params) == {"backup_run_id"} and dag.params["backup_run_id"] is None
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+        assert task.execution_timeout is not None, task.task_id
+    assert dag.get_task("create_scratch_database").is_setup
+    assert dag.get_task("drop_scratch_database").is_teardown
+    assert dag.get_task("record_drill").trigger_rule == "all_done"
 
 
 def test_the_dag_file_does_not_shadow_the_package():

@@ -306,7 +306,10 @@ def test_a_database_only_run_holds_just_the_dump(small_sandbox, backup_runner, t
     dag_run = backup_runner.run(sandbox, {"include_auth": False, "include_storage": False})
     row, local = successful_archive(sandbox, dag_run, tmp_path)
     contents = read_archive(local)
-    assert set(contents["members"]) == {"manifest.json", "db/backup.sql"}
+    assert set(contents["members"]) == {"manifest.json", "db/backup.sql", "db/roles.sql"}
+    roles = read_member(local, "db/roles.sql").decode()
+    assert "CREATE ROLE authenticated;" in roles and "PASSWORD" not in roles
+    assert contents["manifest"]["database"]["roles"]["member"] == "db/roles.sql"
     manifest = contents["manifest"]
     assert manifest["auth"] is None and manifest["storage"] is None
     assert "inventory_objects" not in manifest["database"]  # no storage, no inventory to take

@@ -98,10 +98,18 @@ def test_database_restore_matches_every_table(small_sandbox, archive, monkeypatc
     assert f"Database restored into {settings['pg_user']}@" in out and "statements run in one transaction" in out
     assert "Roles created (NOLOGIN): none" in out  # the cluster has the sandbox's roles already
     assert "psql said" not in out  # no warning: e.g. no COMMIT ending the one transaction early
+    # Every table's exact count and checksum, recorded in the dump's snapshot, found again.
+    assert f"Figures: {len(target_counts) + 1} tables" in out and "checksums compared" in out
+    assert "all equal" in out
     assert f"  auth.users: {source_counts[('auth', 'users')]:,}" in out
     assert settings["pg_password"] not in out
     # A second run into the same (now not empty) database is refused and changes nothing.
     assert main(["restore", "--only", "db", "--database-url", url, str(archive["path"])]) == 10
+    # (It now has auth.schema_migrations, so --target auto takes it for a Supabase project, which
+    # is refused as well: it holds user tables.)
+    assert "already holds user tables" in capsys.readouterr().err
+    assert main(["restore", "--only", "db", "--target", "postgres", "--database-url", url,
+                 str(archive["path"])]) == 10
     assert "is not empty" in capsys.readouterr().err
 
 

@@ -108,3 +108,52 @@ def test_a_cleared_runs_reason_replaces_the_earlier_attempts(connection):
                           attempt=1)
     row = history.get_by_run_id(connection, run_id)
     assert (row["error"], row["run_attempt"]) == ("build_archive: staged dump gone", 1)
+
+
+def test_kind_column_is_added_to_an_older_table_and_keeps_rows_backups(small_sandbox):
+    name = f"history_{uuid.uuid4().hex[:8]}"
+    with small_sandbox.connect() as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    try:
+        environment = small_sandbox.libpq_environment(name)
+        older = MIGRATION.read_text().split("-- 'backup' (a run of the supabase_backup DAG)")[0]
+        subprocess.run(["psql", "--quiet", "-v", "ON_ERROR_STOP=1"], input=older, text=True,
+                       env=environment, check=True, capture_output=True)
+        with small_sandbox.connect(name) as connection:
+            history.record_running(connection, "old__1", "manual")  # no kind column yet
+            with pytest.raises(MigrationMissing, match="column kind"):
+                history.record_running(connection, "drill:old__1", "manual", kind=history.DRILL)
+        for _ in range(2):
+            subprocess.run(["psql", "--quiet", "-v", "ON_ERROR_STOP=1", "-f", str(MIGRATION)],
+                           env=environment, check=True, capture_output=True)
+        with small_sandbox.connect(name) as connection:
+            assert connection.execute(
+                "SELECT kind FROM public.backup_history WHERE run_id = 'old__1'").fetchone() == ("backup",)
+            with pytest.raises(psycopg.errors.CheckViolation):
+                connection.execute("UPDATE public.backup_history SET kind = 'other'")
+    finally:
+        with small_sandbox.connect() as connection:
+            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_drill_rows_are_their_own_kind(connection):
+    backup_run = f"test__{uuid.uuid4()}"
+    history.record_running(connection, backup_run, "manual")
+    history.record_success(connection, backup_run, {"s3_bucket": "b", "s3_key": "k", "size_bytes": 1,
+                                                    "sha256": "00"})
+    drill_run = f"supabase_backup_restore_drill:test__{uuid.uuid4()}"
+    history.record_running(connection, drill_run, "manual", dag_id="supabase_backup_restore_drill",
+                           kind=history.DRILL)
+    history.record_details(connection, drill_run, {"comparison": {"differences": []}})
+    history.record_drill_success(connection, drill_run, {"s3_bucket": "b", "s3_key": "k",
+                                                         "size_bytes": 1, "sha256": "00"},
+                                 {"restore": {"statements": 3}})
+    latest_backup = history.latest_success(connection)
+    latest_drill = history.latest_success(connection, history.DRILL)
+    assert latest_backup["run_id"] == backup_run and latest_backup["kind"] == "backup"
+    assert latest_drill["run_id"] == drill_run
+    assert latest_drill["details"] == {"comparison": {"differences": []}, "restore": {"statements": 3}}
+    assert all(row["kind"] == "drill" for row in history.list_history(connection, kind=history.DRILL))
+    history.record_failed(connection, drill_run, "compare_figures: public.x differs",
+                          trigger="manual", kind=history.DRILL)
+    assert history.get_by_run_id(connection, drill_run)["status"] == "failed"

@@ -91,3 +91,15 @@ def test_permanent_errors_fail_the_task_at_once_and_others_may_retry():
         airflow_resources.run_step(missing_migration, plan.to_dict())
     with pytest.raises(ApiTransientError):
         airflow_resources.run_step(flaky, plan.to_dict())
+
+
+def test_scratch_database_settings_come_from_the_drill_connection(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_SUPABASE_BACKUP_DRILL_DB", raising=False)
+    with pytest.raises(ConfigurationError, match="AIRFLOW_CONN_SUPABASE_BACKUP_DRILL_DB"):
+        airflow_resources.scratch_database_settings()
+    monkeypatch.setenv("AIRFLOW_CONN_SUPABASE_BACKUP_DRILL_DB",
+                       "postgresql://drill:s%3Fcret@drill-host:6543/maintenance")
+    server = airflow_resources.scratch_database_settings()
+    assert (server.host, server.port, server.user, server.password, server.dbname) == (
+        "drill-host", 6543, "drill", "s?cret", "maintenance")
+    assert "s?cret" not in server.describe() and "s?cret" not in repr(server)

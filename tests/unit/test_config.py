@@ -76,3 +76,23 @@ def test_a_run_with_every_part_left_out_is_refused():
     plan = config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="t",
                                  params={"include_auth": False, "buckets": ["a"]})
     assert (plan.include_database, plan.include_auth, plan.buckets) == (True, False, ("a",))
+
+
+def test_exact_figures_limit_is_a_number_of_bytes_carried_into_the_plan():
+    default = config.BackupSettings.from_variables(variables({"supabase_backup_s3_bucket": "b"}))
+    assert default.exact_figures_max_bytes == 2**30
+    settings = config.BackupSettings.from_variables(variables(
+        {"supabase_backup_s3_bucket": "b", "supabase_backup_exact_figures_max_bytes": "0"}))
+    plan = config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="x", params={})
+    assert config.RunPlan.from_dict(plan.to_dict()).exact_figures_max_bytes == 0
+    for bad in ("-1", "1GiB"):
+        with pytest.raises(ConfigurationError, match="supabase_backup_exact_figures_max_bytes"):
+            config.BackupSettings.from_variables(variables(
+                {"supabase_backup_s3_bucket": "b", "supabase_backup_exact_figures_max_bytes": bad}))
+
+
+def test_the_drill_schedule_is_weekly_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv("SUPABASE_BACKUP_DRILL_SCHEDULE", raising=False)
+    assert config.drill_schedule_from_environment() == "@weekly"
+    monkeypatch.setenv("SUPABASE_BACKUP_DRILL_SCHEDULE", "None")
+    assert config.drill_schedule_from_environment() is None

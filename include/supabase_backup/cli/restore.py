@@ -35,6 +35,15 @@ again; objects with different bytes are refused unless --overwrite. Keys the tar
 listed with its reason (exit 13). The service key is read from the environment variable named by
 --storage-key-env, never from the command line.
 
+--target supabase (auto when the target has auth.schema_migrations): the database is a FRESH
+Supabase project's own 'postgres' database, restored into as its non-superuser postgres role.
+None of the DDL of the schemas Supabase manages is replayed; the user's schemas are; the rows of
+auth and storage tables (not their migration histories, which must be at least the source's) are
+loaded with session_replication_role = replica; the user's triggers and policies on auth and
+storage tables are added where absent; the source's missing extensions are created first; large
+objects and cron jobs are carried; event triggers, publications and comments on Supabase's
+objects are left out. One transaction; the output says what was run and what was left out.
+
 --dry-run prints what would be restored (tables and row estimates, objects and bytes per bucket)
 and changes nothing."""
 
@@ -61,6 +70,10 @@ def register(commands) -> None:
                         help="replace objects that exist on the target with different bytes")
     parser.add_argument("--skip-extension", metavar="NAME", action="append", default=[],
                         help="restore without this extension the target lacks (repeat per name)")
+    parser.add_argument("--target", choices=("auto", "postgres", "supabase"), default="auto",
+                        help="postgres: an empty database; supabase: a fresh Supabase project's "
+                             "postgres database; auto (default): supabase when the target has "
+                             "auth.schema_migrations")
     parser.add_argument("--psql", metavar="PATH", help="the psql to run (default: psql on PATH)")
     parser.set_defaults(run=run)
 
@@ -113,7 +126,7 @@ def run(arguments) -> int:
                         raise RestoreRefused("the archive holds no database dump")
                     print("Database: not in this archive; skipped.")
                 else:
-                    _restore_database(arguments, archive, DATABASE_MEMBER)
+                    _restore_database(arguments, archive, DATABASE_MEMBER, plan.tables, label)
             if restore_objects:
                 _restore_storage(arguments, archive, header, plan)
     return EXIT_OK
@@ -127,14 +140,54 @@ def _safe_url(url: str | None) -> str | None:
     return DatabaseSettings.from_url(url).describe()
 
 
-def _restore_database(arguments, archive: zipfile.ZipFile, member: str) -> None:
+def _restore_database(arguments, archive: zipfile.ZipFile, member: str, tables: list[dict],
+                      label: str) -> None:
     from supabase_backup.database import DatabaseSettings
-    from supabase_backup.restore_database import open_text, restore_database
+    from supabase_backup.errors import FiguresDiffer
+    from supabase_backup.restore_database import EXTENSION_SCHEMAS, open_text, restore_database
+    from supabase_backup.table_figures import compare_figures, compute_figures_of
 
-    result = restore_database(lambda: open_text(archive.open(member)),
-                              DatabaseSettings.from_url(arguments.database_url),
-                              skip_extensions=arguments.skip_extension, psql=arguments.psql)
+    from supabase_backup import restore_supabase
+
+    target = DatabaseSettings.from_url(arguments.database_url)
+    into_supabase = arguments.target == "supabase" or (
+        arguments.target == "auto" and restore_supabase.is_supabase_project(target))
+    not_compared_tables: dict[str, str] = {}
+    if into_supabase:
+        from supabase_backup.archive import ROLES_MEMBER
+
+        has_roles = ROLES_MEMBER in archive.namelist()
+        result = restore_supabase.restore_into_supabase(
+            lambda: open_text(archive.open(member)), target,
+            skip_extensions=arguments.skip_extension, psql=arguments.psql,
+            open_roles=(lambda: open_text(archive.open(ROLES_MEMBER))) if has_roles else None)
+        tables, not_compared_tables = restore_supabase.comparable_figures(tables)
+    else:
+        result = restore_database(lambda: open_text(archive.open(member)), target,
+                                  skip_extensions=arguments.skip_extension, psql=arguments.psql)
     print(result.describe())
+    if not any(entry.get("rows") is not None for entry in tables):
+        print("Figures: this archive records no exact row counts or checksums (made before they "
+              "existed); compare the row counts above by hand.")
+        return
+    # The same figures the backup recorded in the dump's snapshot, on the restored database.
+    skipped = {EXTENSION_SCHEMAS[name]: f"extension {name} skipped"
+               for name in result.extensions_skipped if name in EXTENSION_SCHEMAS}
+    restored = compute_figures_of(target, checksum_tables={
+        f"{entry['schema']}.{entry['table']}" for entry in tables
+        if entry.get("checksum") is not None})
+    if into_supabase:  # the project's own tables beyond the backup's are not differences
+        recorded_names = {f"{entry['schema']}.{entry['table']}" for entry in tables}
+        restored = [item for item in restored if item.name in recorded_names]
+    comparison = compare_figures(tables, restored, not_compared_schemas=skipped)
+    comparison.not_compared.extend(f"{name}: {why}" for name, why in not_compared_tables.items())
+    print(f"Figures: {comparison.compared} tables, {comparison.rows:,} rows and "
+          f"{comparison.checksums_compared} content checksums compared with those recorded at "
+          f"dump time: {'all equal' if comparison.ok else f'{len(comparison.differences)} differ'}.")
+    for line in comparison.not_compared:
+        print(f"  not compared: {line}")
+    if not comparison.ok:
+        raise FiguresDiffer(label, len(comparison.differences), "; ".join(comparison.differences))
 
 
 def _restore_storage(arguments, archive: zipfile.ZipFile, header: dict, plan) -> None:
