@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
-from supabase_backup import airflow_resources as resources, config, steps
+from supabase_backup import airflow_resources as resources, config, retention, steps
 from supabase_backup.airflow_resources import run_step
 
 ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
@@ -125,7 +125,9 @@ def supabase_backup():
         }
         return verified
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=None, retries=3,
+    # Fails exactly when the run failed or is incomplete: its failure callback is the alert.
+    @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=resources.backup_alert_notifier(),
+          retries=3,
           execution_timeout=timedelta(minutes=10))
     def record_history(plan: dict | None, verified: dict | None, archive: dict | None,
                        database_summary: dict | None, auth_summary: dict | None,
@@ -134,6 +136,17 @@ def supabase_backup():
             plan, verified, {"archive": archive, "database": database_summary,
                              "auth": auth_summary, "storage": storage_summary},
             ti=ti, dag_run=dag_run)
+
+    # After a verified run. Its failure callback alerts but never writes the history row: a failed
+    # retention must not turn the verified run's success row into a failed one (SPEC §1).
+    @task(execution_timeout=timedelta(minutes=30),
+          on_failure_callback=resources.backup_alert_notifier())
+    def apply_retention(plan: dict, verified: dict) -> dict:
+        if not plan.get("retention"):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("supabase_backup_retention is not set: every archive is kept")
+        return run_step(retention.apply_after_run, plan, verified)
 
     @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
     def cleanup_staging(plan: dict | None) -> None:
@@ -155,6 +168,7 @@ def supabase_backup():
     finished = record_history(plan, verified, archive, database_summary, auth_summary,
                               storage_summary)
     finished >> cleanup_staging(plan).as_teardown(setups=staging)
+    finished >> apply_retention(plan, verified)
 
 
 supabase_backup()

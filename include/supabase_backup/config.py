@@ -20,6 +20,8 @@ knob is the schedule, taken from the environment.
 | server-side encryption        | Variable ``supabase_backup_sse``              | ``AES256`` (or ``aws:kms``, ``none``)    |
 | KMS key id (with ``aws:kms``) | Variable ``supabase_backup_sse_kms_key_id``   | none                                     |
 | pg_dump to use                | Variable ``supabase_backup_pg_dump_path``     | newest pg_dump found on the worker       |
+| retention rules (JSON)        | Variable ``supabase_backup_retention``        | none: keep every archive                 |
+| age recipients (public keys)  | Variable ``supabase_backup_age_recipients``   | none: no client-side encryption          |
 | schedule (parse time)         | environment ``SUPABASE_BACKUP_SCHEDULE``      | ``@daily``                               |
 """
 
@@ -68,6 +70,8 @@ class BackupSettings:
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
     extra: dict = field(default_factory=dict)
+    retention: dict | None = None  # the rules as JSON (retention.RetentionRules), None: keep all
+    age_recipients: tuple[str, ...] | None = None  # public keys; None: no client-side encryption
 
     @classmethod
     def from_variables(cls, get_variable) -> "BackupSettings":
@@ -105,7 +109,24 @@ class BackupSettings:
             server_side_encryption=sse,
             sse_kms_key_id=get_variable("supabase_backup_sse_kms_key_id", None) or None,
             pg_dump_path=get_variable("supabase_backup_pg_dump_path", None) or None,
+            retention=_retention_rules(get_variable("supabase_backup_retention", None)),
+            age_recipients=_age_recipients(get_variable("supabase_backup_age_recipients", None)),
         )
+
+
+def _retention_rules(value) -> dict | None:
+    from supabase_backup.retention import RetentionRules
+
+    rules = RetentionRules.parse(value)
+    return asdict(rules) if rules else None
+
+
+def _age_recipients(value) -> tuple[str, ...] | None:
+    if value is None or not str(value).strip():
+        return None  # checked only when set: pyrage is needed only to encrypt
+    from supabase_backup.encryption import parse_recipients
+
+    return parse_recipients(value)
 
 
 def checked_prefix(value: str | None) -> str:
@@ -185,6 +206,8 @@ class RunPlan:
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
+    retention: dict | None = None  # applied after a verified run; None: keep every archive
+    age_recipients: tuple[str, ...] | None = None  # encrypt the archive to these public keys
 
     @classmethod
     def create(cls, settings: BackupSettings, *, run_id: str, trigger: str, started_at: str,
@@ -213,11 +236,13 @@ class RunPlan:
             sse_kms_key_id=settings.sse_kms_key_id, pg_dump_path=settings.pg_dump_path,
             database_conn_id=settings.database_conn_id, api_conn_id=settings.api_conn_id,
             aws_conn_id=settings.aws_conn_id,
+            retention=settings.retention, age_recipients=settings.age_recipients,
         )
 
     def to_dict(self) -> dict:
         plan = asdict(self)
         plan["buckets"] = list(self.buckets) if self.buckets is not None else None
+        plan["age_recipients"] = list(self.age_recipients) if self.age_recipients else None
         return plan
 
     @classmethod
@@ -228,4 +253,6 @@ class RunPlan:
         plan = {name: item for name, item in value.items() if name in known}
         if plan.get("buckets") is not None:
             plan["buckets"] = tuple(plan["buckets"])
+        if plan.get("age_recipients"):
+            plan["age_recipients"] = tuple(plan["age_recipients"])
         return cls(**plan)

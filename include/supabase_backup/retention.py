@@ -247,3 +247,32 @@ def apply_retention(connection, s3_client, rules: RetentionRules, *, dry_run: bo
             "kept": [d.backup.history_id for d in decisions if d.keep],
             "deleted": deleted, "kept_because_in_use": kept_late,
             "decisions": decisions}
+
+
+def apply_after_run(plan, resources, verified: dict | None) -> dict:
+    """The DAG's ``apply_retention`` task: after a verified successful run, apply the plan's rules.
+
+    It never touches this run's own row or outcome (record_history decided it already); the newest
+    successful backup — this run's — is kept by construction. A failure here fails only this task.
+    """
+    from supabase_backup.errors import RetentionFailed
+
+    if not plan.retention:
+        return {"skipped": "supabase_backup_retention is not set: every archive is kept"}
+    if not verified:
+        return {"skipped": "the run has no verified archive: retention waits for one"}
+    rules = RetentionRules(**plan.retention)
+
+    def delete_object(bucket: str, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            resources.s3.delete_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            raise RetentionFailed(bucket, key, error.response.get("Error", {}).get("Code")
+                                  or str(error)) from None
+
+    with resources.database.connect(autocommit=True) as connection:
+        result = apply_retention(connection, resources.s3, rules, delete_object=delete_object)
+    log.info("%s", format_plan(result.pop("decisions"), rules, dry_run=False))
+    return result

@@ -270,6 +270,17 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
     from supabase_backup import destination
 
     _report_step(plan, resources, "uploading the archive")
+    if plan.age_recipients:  # client-side encryption (issue 11): see encrypted_archive
+        from supabase_backup import encrypted_archive
+
+        archive_path = resources.staging.archive
+        return encrypted_archive.encrypt_and_upload(
+            resources.s3, archive_path, archive_path.with_name(archive_path.name + ".age"),
+            plan.s3_bucket, plan.s3_prefix,
+            datetime.fromisoformat(plan.started_at).astimezone(timezone.utc),
+            recipients=tuple(plan.age_recipients), sha256=archive_summary["sha256"],
+            size=archive_summary["bytes"], server_side_encryption=plan.server_side_encryption,
+            kms_key_id=plan.sse_kms_key_id)
     return destination.upload_archive(
         resources.s3, resources.staging.archive, plan.s3_bucket, plan.s3_prefix,
         datetime.fromisoformat(plan.started_at).astimezone(timezone.utc),
@@ -283,6 +294,18 @@ def verify_upload(plan: RunPlan, resources: RunResources, archive_summary: dict,
     from supabase_backup import destination
 
     _report_step(plan, resources, "verifying the uploaded archive")
+    if location.get("encrypted"):
+        from supabase_backup import encrypted_archive
+
+        result = encrypted_archive.read_back_and_check(
+            resources.s3, location["s3_bucket"], location["s3_key"],
+            size=location["ciphertext_bytes"], sha256=location["ciphertext_sha256"])
+        result.update(members_checked=location["plaintext_members_checked"],
+                      format_version=location["format_version"])
+        with resources.database.connect(autocommit=True) as connection:
+            history.record_encryption(connection, plan.run_id, location["recipients"])
+        return {**location, **result,
+                "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
     result = destination.read_back_and_verify(
         resources.s3, location["s3_bucket"], location["s3_key"],
         size=archive_summary["bytes"], sha256=archive_summary["sha256"],
