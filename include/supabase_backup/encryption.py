@@ -20,10 +20,11 @@ Recipients are the Airflow Variable ``supabase_backup_age_recipients``: comma-se
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 from supabase_backup.errors import ConfigurationError, DecryptionFailed, IdentityMismatch
 from supabase_backup.hashing import HashingWriter
@@ -137,3 +138,55 @@ def decrypted_copy(source: IO[bytes], folder: str, identity_file: str, *, label:
         os.unlink(name)
         raise
     return Path(name)
+
+
+def _recipients_label(metadata: dict | None) -> str:
+    recipients = (metadata or {}).get(RECIPIENTS_METADATA_KEY)
+    return f"recipient(s) {recipients}" if recipients else "its recipients"
+
+
+@contextlib.contextmanager
+def open_decrypted(location: str, identity_file: str) -> Iterator[tuple[IO[bytes], str]]:
+    """(seekable plaintext zip, label) of an encrypted archive, local or ``s3://bucket/key``.
+
+    The ciphertext streams through the decryptor into a private temporary file (``TMPDIR``; as
+    large as the archive), which is removed on exit: zip reading needs to seek, and the plaintext
+    must never be whole in memory.
+    """
+    import tempfile
+
+    folder = tempfile.gettempdir()
+    if location.startswith("s3://"):
+        from supabase_backup import destination
+        from supabase_backup.errors import ArchiveNotFound
+
+        bucket, key = destination.parse_s3_url(location)
+        client = destination.s3_client_from_environment()
+        head = destination.head_object(client, bucket, key)
+        if head is None:
+            raise ArchiveNotFound(location, "the key does not exist")
+        body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        with body:
+            path = decrypted_copy(body, folder, identity_file, label=location,
+                                  recipients=_recipients_label(head.get("Metadata")))
+    else:
+        try:
+            source = open(location, "rb")
+        except FileNotFoundError:
+            from supabase_backup.errors import ArchiveNotFound
+
+            raise ArchiveNotFound(location, "no such file") from None
+        with source:
+            path = decrypted_copy(source, folder, identity_file, label=location)
+    try:
+        with path.open("rb") as plaintext:
+            yield plaintext, f"{location} (decrypted)"
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def refuse_without_identity(location: str, identity_file: str | None) -> None:
+    if is_encrypted_name(location) and not identity_file:
+        raise ConfigurationError(
+            f"{location} is encrypted (age): pass --identity FILE with the AGE-SECRET-KEY-… of "
+            "one of its recipients")
