@@ -49,6 +49,9 @@ def part_included(part: str):
     max_active_runs=1,
     tags=["backup", "supabase"],
     doc_md=__doc__,
+    # A failed or incomplete run (record_history fails) or a failed retention fails the DAG run:
+    # one alert per failed run, naming the cause from its backup_history row.
+    on_failure_callback=resources.backup_alert_notifier(),
     default_args={
         "retries": 2,
         "retry_delay": RETRY_DELAY,
@@ -125,9 +128,7 @@ def supabase_backup():
         }
         return verified
 
-    # Fails exactly when the run failed or is incomplete: its failure callback is the alert.
-    @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=resources.backup_alert_notifier(),
-          retries=3,
+    @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=None, retries=3,
           execution_timeout=timedelta(minutes=10))
     def record_history(plan: dict | None, verified: dict | None, archive: dict | None,
                        database_summary: dict | None, auth_summary: dict | None,
@@ -137,10 +138,9 @@ def supabase_backup():
                              "auth": auth_summary, "storage": storage_summary},
             ti=ti, dag_run=dag_run)
 
-    # After a verified run. Its failure callback alerts but never writes the history row: a failed
-    # retention must not turn the verified run's success row into a failed one (SPEC §1).
-    @task(execution_timeout=timedelta(minutes=30),
-          on_failure_callback=resources.backup_alert_notifier())
+    # After a verified run. No task failure callback: a failed retention must not turn the verified
+    # run's success row into a failed one (SPEC §1); the DAG's failure alert still reports it.
+    @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
     def apply_retention(plan: dict, verified: dict) -> dict:
         if not plan.get("retention"):
             from airflow.sdk.exceptions import AirflowSkipException

@@ -276,7 +276,7 @@ def send_alert(alert, settings, context: dict) -> list[str]:
 
         SmtpNotifier(to=list(settings.email_to), subject=alert.subject,
                      html_content=alert.html(), smtp_conn_id=settings.smtp_conn_id,
-                     from_email=None).notify(context)
+                     from_email=_sender(settings.smtp_conn_id)).notify(context)
         sent.append("email")
     if settings.slack_conn_id:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
@@ -285,6 +285,16 @@ def send_alert(alert, settings, context: dict) -> list[str]:
                              text=f"*{alert.subject}*\n```{alert.text}```").notify(context)
         sent.append("slack")
     return sent
+
+
+def _sender(smtp_conn_id: str) -> str | None:
+    """The From address: the SMTP connection's ``from_email`` extra, else ``[email] from_email``.
+    Given to SmtpNotifier so it has nothing left to render from a template."""
+    from airflow.configuration import conf
+    from airflow.sdk import BaseHook
+
+    extra = BaseHook.get_connection(smtp_conn_id).extra_dejson or {}
+    return extra.get("from_email") or conf.get("email", "from_email", fallback=None)
 
 
 def _history_row(run_id: str) -> dict | None:
@@ -298,17 +308,22 @@ def _make_notifier_class():
     from airflow.sdk import BaseNotifier
 
     class BackupAlertNotifier(BaseNotifier):
-        """Airflow notifier for a failed or incomplete backup run (``kind="backup"``, attach as a
-        failure callback of ``record_history`` and ``apply_retention``) and for a failed restore
-        drill (``kind="drill"``: ``on_failure_callback=backup_alert_notifier("drill")`` on the
-        drill DAG or its tasks). It reads the run's ``backup_history`` row for the cause. It never
-        raises: an alert that cannot be sent is logged, and never changes a run's outcome."""
+        """Airflow notifier for a failed or incomplete backup run (``kind="backup"``: the backup
+        DAG's ``on_failure_callback``) and for a failed restore drill (``kind="drill"``:
+        ``on_failure_callback=backup_alert_notifier("drill")`` on the drill DAG). It reads the
+        run's ``backup_history`` row for the cause. It never raises: an alert that cannot be sent
+        is logged, and never changes a run's outcome."""
 
         template_fields = ()
 
         def __init__(self, kind: str = "backup") -> None:
             super().__init__()
             self.kind = kind
+
+        def render_template_fields(self, context, jinja_env=None) -> None:
+            """Nothing to render: the text is built from the history row, and an error message
+            must never be read as a Jinja template. (Skipping it also avoids dag.test's
+            SerializedDAG, which has no template environment.)"""
 
         def notify(self, context) -> None:
             try:
@@ -325,7 +340,7 @@ def _make_notifier_class():
                          "supabase_backup_alert_slack_conn_id): no alert sent")
                 return
             dag_run = context["dag_run"]
-            ti = context.get("ti")
+            ti = context.get("ti")  # None in a DAG-level callback
             try:
                 row = _history_row(dag_run.run_id)
             except Exception as error:  # noqa: BLE001 - alert anyway, saying why the row is missing
