@@ -138,9 +138,10 @@ def supabase_backup():
                              "auth": auth_summary, "storage": storage_summary},
             ti=ti, dag_run=dag_run)
 
-    # After a verified run. No task failure callback: a failed retention must not turn the verified
-    # run's success row into a failed one (SPEC §1); the DAG's failure alert still reports it.
-    @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
+    # After a verified run. Its failure callback only alerts (with the exception): it never writes
+    # the history row, so a failed retention cannot turn the verified success row into a failed one.
+    @task(execution_timeout=timedelta(minutes=30),
+          on_failure_callback=resources.backup_alert_notifier(after_verification=True))
     def apply_retention(plan: dict, verified: dict) -> dict:
         if not plan.get("retention"):
             from airflow.sdk.exceptions import AirflowSkipException

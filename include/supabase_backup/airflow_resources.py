@@ -316,9 +316,12 @@ def _make_notifier_class():
 
         template_fields = ()
 
-        def __init__(self, kind: str = "backup") -> None:
+        def __init__(self, kind: str = "backup", *, after_verification: bool = False) -> None:
             super().__init__()
             self.kind = kind
+            # True on a task after verify_upload (apply_retention): its own failure callback
+            # alerts with the exception; the DAG-level alert then stays quiet for a success row.
+            self.after_verification = after_verification
 
         def render_template_fields(self, context, jinja_env=None) -> None:
             """Nothing to render: the text is built from the history row, and an error message
@@ -346,6 +349,10 @@ def _make_notifier_class():
             except Exception as error:  # noqa: BLE001 - alert anyway, saying why the row is missing
                 log.warning("Could not read backup_history for the alert: %s", error)
                 row = None
+            if (self.kind == "backup" and not self.after_verification
+                    and (row or {}).get("status") == "success"):
+                log.info("The backup is verified; the task that failed after it sent its own alert")
+                return
             failed = []
             if ti is not None:
                 try:
@@ -371,12 +378,14 @@ def _make_notifier_class():
 _NOTIFIER_CLASS = None
 
 
-def backup_alert_notifier(kind: str = "backup"):
-    """An Airflow notifier instance (``BaseNotifier``) for ``on_failure_callback``."""
+def backup_alert_notifier(kind: str = "backup", *, after_verification: bool = False):
+    """An Airflow notifier instance (``BaseNotifier``) for ``on_failure_callback``: the backup
+    DAG's (``kind="backup"``), a task after verification (``after_verification=True``), or the
+    restore drill DAG's (``kind="drill"``)."""
     global _NOTIFIER_CLASS
     if _NOTIFIER_CLASS is None:
         _NOTIFIER_CLASS = _make_notifier_class()
-    return _NOTIFIER_CLASS(kind)
+    return _NOTIFIER_CLASS(kind, after_verification=after_verification)
 
 
 def check_backup_age(context: dict) -> dict:

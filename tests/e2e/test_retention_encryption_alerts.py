@@ -228,3 +228,39 @@ def test_a_stale_project_sends_an_email(small_sandbox, airflow_metadata, old_his
     fresh = run_staleness_check(small_sandbox, supabase_backup_max_backup_age_hours="1000",
                                 supabase_backup_alert_email="ops@example.com")
     assert fresh.state == "success" and len(smtp_sink.messages) == 1
+
+
+def test_a_failed_retention_fails_the_dag_run_but_the_backup_row_stays_success(
+        small_sandbox, backup_runner, smtp_sink):
+    sandbox = small_sandbox
+    # An old archive recorded in a bucket that is gone: deleting it fails (NoSuchBucket).
+    with sandbox.connect() as connection:
+        broken = connection.execute(
+            "INSERT INTO public.backup_history (run_id, status, trigger, started_at, finished_at, "
+            "s3_bucket, s3_key) VALUES (%s, 'success', 'scheduled', '2019-01-01 03:00Z', "
+            "'2019-01-01 03:05Z', 'bucket-that-was-removed', 'supabase-backups/backup-2019.zip') "
+            "RETURNING id", (f"old-broken-{uuid.uuid4().hex[:6]}",)).fetchone()[0]
+        real = connection.execute(
+            "SELECT count(*) FROM public.backup_history WHERE status = 'success' AND "
+            "deleted_at IS NULL AND kind = 'backup'").fetchone()[0] - 1
+    try:
+        dag_run = backup_runner.run(
+            sandbox, {"include_storage": False, "include_auth": False},
+            supabase_backup_retention=json.dumps({"keep_last": real + 1}),
+            supabase_backup_alert_email="ops@example.com", supabase_backup_ui_base_url=BASE_URL)
+        states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+        assert states["verify_upload"] == "success" and states["record_history"] == "success"
+        assert states["apply_retention"] == "failed"
+        assert dag_run.state == "failed"  # so the failure is seen …
+        row = sandbox.history_row(dag_run.run_id)
+        assert row["status"] == "success" and row["error"] is None  # … but the backup stands
+        assert sandbox.history_row(row["run_id"])["deleted_at"] is None
+        (_, message), = smtp_sink.messages
+        assert message["Subject"] == (
+            f"[supabase-backup] Backup verified, but a later task FAILED: {dag_run.run_id}")
+        text = body_text(message)
+        assert "apply_retention" in text and "bucket-that-was-removed" in text
+    finally:
+        with sandbox.connect() as connection:
+            connection.execute("UPDATE public.backup_history SET deleted_at = now(), "
+                               "deleted_by = 'test clean-up' WHERE id = %s", (broken,))
