@@ -118,3 +118,11 @@ def test_the_plan_text_says_what_goes_and_why():
     assert text.splitlines()[0] == "retention keep_daily=2 (periods in UTC); 2 kept, 2 would be deleted"
     assert "would delete #3" in text and "no rule keeps it" in text
     assert "keep         #2     2026-11-27 15:00 UTC" in text
+
+
+def test_the_readme_worked_example():
+    history = [backup(1, "2026-11-28 03:00"), backup(2, "2026-11-27 15:00"),
+               backup(3, "2026-11-27 03:00"), backup(4, "2026-11-26 03:00"),
+               backup(5, "2026-11-24 03:00"), backup(6, "2026-11-20 03:00"),
+               backup(7, "2026-11-10 03:00")]
+    assert kept({"keep_daily": 3, "keep_weekly": 2}, history) == {1, 2, 4, 6}
