@@ -157,12 +157,15 @@ def plan_retention(backups: Iterable[Backup], rules: RetentionRules, *,
             # restic also keeps the oldest backup while a rule has periods left, so a history
             # shorter than the rule is kept whole.
             if period != last_period[rule] or index == len(ordered) - 1:
+                oldest_only = period == last_period[rule]
                 last_period[rule] = period
                 if remaining[rule] > 0:
                     remaining[rule] -= 1
                 label = _REASON[rule]
                 if rule != "keep_last":
                     label += f" {_period_label(rule, backup.started_at, zone)}"
+                if oldest_only:
+                    label += " (oldest backup, periods left)"
                 reasons.append(label)
         if index == 0:
             reasons.insert(0, "newest successful backup")

@@ -67,6 +67,8 @@ def test_a_rule_with_periods_left_keeps_the_oldest_backup_too():
     history = [backup(1, "2026-11-28 03:00"), backup(2, "2026-11-27 03:00"),
                backup(3, "2026-11-26 03:00")]
     assert kept({"keep_monthly": 5}, history) == {1, 3}
+    decisions = plan_retention(history, RetentionRules.parse({"keep_monthly": 5}))
+    assert decisions[-1].reasons == ["monthly 2026-11 (oldest backup, periods left)"]
 
 
 def test_periods_follow_the_configured_time_zone():
