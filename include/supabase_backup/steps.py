@@ -310,6 +310,9 @@ def verify_upload(plan: RunPlan, resources: RunResources, archive_summary: dict,
         resources.s3, location["s3_bucket"], location["s3_key"],
         size=archive_summary["bytes"], sha256=archive_summary["sha256"],
     )
+    if plan.attempt:  # a cleared run may have been encrypted before: the row says what is true now
+        with resources.database.connect(autocommit=True) as connection:
+            history.record_encryption(connection, plan.run_id, None)
     return {**location, **result, "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
 
 

@@ -264,3 +264,45 @@ def test_a_failed_retention_fails_the_dag_run_but_the_backup_row_stays_success(
         with sandbox.connect() as connection:
             connection.execute("UPDATE public.backup_history SET deleted_at = now(), "
                                "deleted_by = 'test clean-up' WHERE id = %s", (broken,))
+
+
+@pytest.fixture
+def slack_webhook(monkeypatch):
+    """A local HTTP server standing in for a Slack incoming webhook: records each JSON post."""
+    import http.server
+    import threading
+
+    posts = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            posts.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_BACKUP_ALERTS", json.dumps({
+        "conn_type": "slackwebhook",
+        "password": f"http://127.0.0.1:{server.server_address[1]}/services/T000/B000/XXXX"}))
+    try:
+        yield posts
+    finally:
+        server.shutdown()
+
+
+def test_a_stale_project_alerts_slack_when_configured(small_sandbox, airflow_metadata,
+                                                      old_history_database, slack_webhook):
+    dag_run = run_staleness_check(
+        small_sandbox, supabase_backup_max_backup_age_hours="26",
+        supabase_backup_alert_slack_conn_id="slack_backup_alerts",
+        supabase_backup_ui_base_url=BASE_URL)
+    assert dag_run.state == "failed"
+    (path, payload), = slack_webhook
+    assert path == "/services/T000/B000/XXXX"
+    assert payload["text"].startswith("*[supabase-backup] STALE: no verified backup in 26 h*")
+    assert "run scheduled__old" in payload["text"] and f"{BASE_URL}/backup/ui" in payload["text"]
