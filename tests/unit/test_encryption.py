@@ -122,3 +122,12 @@ def test_the_run_plan_carries_the_recipients(keys):
     again = RunPlan.from_dict(plan.to_dict())
     assert again.age_recipients == tuple(recipients[:2]) and again == plan
     assert again.retention["keep_daily"] == 7
+
+
+def test_restore_dry_run_reads_an_encrypted_archive_with_its_identity(encrypted, keys, capsys):
+    _, target = encrypted
+    assert main(["restore", str(target), "--dry-run"]) == 3  # encrypted, no identity
+    assert main(["restore", str(target), "--dry-run", "--identity", keys[1][0]]) == 0
+    captured = capsys.readouterr()
+    assert "(decrypted): 3 member names are safe; 2 members match the manifest" in captured.err
+    assert "Archive of run run-enc" in captured.out
