@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
-from supabase_backup import airflow_resources as resources, config, steps
+from supabase_backup import airflow_resources as resources, config, retention, steps
 from supabase_backup.airflow_resources import run_step
 
 ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
@@ -50,6 +50,9 @@ def part_included(part: str):
     max_active_runs=1,
     tags=["backup", "supabase"],
     doc_md=__doc__,
+    # A failed or incomplete run (record_history fails) or a failed retention fails the DAG run:
+    # one alert per failed run, naming the cause from its backup_history row.
+    on_failure_callback=resources.backup_alert_notifier(),
     default_args={
         "retries": 2,
         "retry_delay": RETRY_DELAY,
@@ -137,6 +140,17 @@ def supabase_backup():
                              "auth": auth_summary, "storage": storage_summary},
             ti=ti, dag_run=dag_run)
 
+    # After a verified run. Its failure callback only alerts (with the exception): it never writes
+    # the history row, so a failed retention cannot turn the verified success row into a failed one.
+    @task(execution_timeout=timedelta(minutes=30),
+          on_failure_callback=resources.backup_alert_notifier(after_verification=True))
+    def apply_retention(plan: dict, verified: dict) -> dict:
+        if not plan.get("retention"):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("supabase_backup_retention is not set: every archive is kept")
+        return run_step(retention.apply_after_run, plan, verified)
+
     @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
     def cleanup_staging(plan: dict | None) -> None:
         if plan:
@@ -157,6 +171,7 @@ def supabase_backup():
     finished = record_history(plan, verified, archive, database_summary, auth_summary,
                               storage_summary)
     finished >> cleanup_staging(plan).as_teardown(setups=staging)
+    finished >> apply_retention(plan, verified)
 
 
 supabase_backup()

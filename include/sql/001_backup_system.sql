@@ -113,3 +113,13 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Retention, client-side encryption (issue 11). Idempotent like the rest of this file.
+-- Retention marks a deleted archive's row, never erases it: when, and by which rule set.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS deleted_by text;
+-- Client-side encryption (age): the archive on S3 is ciphertext to these public keys.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encrypted boolean NOT NULL DEFAULT false;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encryption_recipients text[];
+CREATE INDEX IF NOT EXISTS backup_history_retention_idx ON public.backup_history (started_at DESC)
+    WHERE status = 'success' AND deleted_at IS NULL;

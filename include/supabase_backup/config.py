@@ -21,6 +21,8 @@ knob is the schedule, taken from the environment.
 | KMS key id (with ``aws:kms``) | Variable ``supabase_backup_sse_kms_key_id``   | none                                     |
 | pg_dump to use                | Variable ``supabase_backup_pg_dump_path``     | newest pg_dump found on the worker       |
 | checksum tables up to (bytes) | Variable ``supabase_backup_exact_figures_max_bytes`` | 1073741824 (1 GiB); larger: count only |
+| retention rules (JSON)        | Variable ``supabase_backup_retention``        | none: keep every archive                 |
+| age recipients (public keys)  | Variable ``supabase_backup_age_recipients``   | none: no client-side encryption          |
 | schedule (parse time)         | environment ``SUPABASE_BACKUP_SCHEDULE``      | ``@daily``                               |
 | restore drill's scratch server| connection ``supabase_backup_drill_db``       | required by the drill DAG only           |
 | drill schedule (parse time)   | environment ``SUPABASE_BACKUP_DRILL_SCHEDULE``| ``@weekly``                              |
@@ -85,6 +87,8 @@ class BackupSettings:
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
     extra: dict = field(default_factory=dict)
+    retention: dict | None = None  # the rules as JSON (retention.RetentionRules), None: keep all
+    age_recipients: tuple[str, ...] | None = None  # public keys; None: no client-side encryption
 
     @classmethod
     def from_variables(cls, get_variable) -> "BackupSettings":
@@ -134,7 +138,24 @@ class BackupSettings:
             sse_kms_key_id=get_variable("supabase_backup_sse_kms_key_id", None) or None,
             pg_dump_path=get_variable("supabase_backup_pg_dump_path", None) or None,
             exact_figures_max_bytes=max_bytes,
+            retention=_retention_rules(get_variable("supabase_backup_retention", None)),
+            age_recipients=_age_recipients(get_variable("supabase_backup_age_recipients", None)),
         )
+
+
+def _retention_rules(value) -> dict | None:
+    from supabase_backup.retention import RetentionRules
+
+    rules = RetentionRules.parse(value)
+    return asdict(rules) if rules else None
+
+
+def _age_recipients(value) -> tuple[str, ...] | None:
+    if value is None or not str(value).strip():
+        return None  # checked only when set: pyrage is needed only to encrypt
+    from supabase_backup.encryption import parse_recipients
+
+    return parse_recipients(value)
 
 
 def checked_prefix(value: str | None) -> str:
@@ -218,6 +239,8 @@ class RunPlan:
     # True: upload_archive writes the zip straight into a multipart upload (no local archive);
     # False: build_archive writes it to staging and upload_archive uploads the file.
     stream_archive: bool = True
+    retention: dict | None = None  # applied after a verified run; None: keep every archive
+    age_recipients: tuple[str, ...] | None = None  # encrypt the archive to these public keys
 
     @classmethod
     def create(cls, settings: BackupSettings, *, run_id: str, trigger: str, started_at: str,
@@ -247,11 +270,13 @@ class RunPlan:
             exact_figures_max_bytes=settings.exact_figures_max_bytes,
             database_conn_id=settings.database_conn_id, api_conn_id=settings.api_conn_id,
             aws_conn_id=settings.aws_conn_id,
+            retention=settings.retention, age_recipients=settings.age_recipients,
         )
 
     def to_dict(self) -> dict:
         plan = asdict(self)
         plan["buckets"] = list(self.buckets) if self.buckets is not None else None
+        plan["age_recipients"] = list(self.age_recipients) if self.age_recipients else None
         return plan
 
     @classmethod
@@ -262,4 +287,6 @@ class RunPlan:
         plan = {name: item for name, item in value.items() if name in known}
         if plan.get("buckets") is not None:
             plan["buckets"] = tuple(plan["buckets"])
+        if plan.get("age_recipients"):
+            plan["age_recipients"] = tuple(plan["age_recipients"])
         return cls(**plan)

@@ -113,24 +113,25 @@ def check_writable(client, bucket: str, prefix: str, *, server_side_encryption: 
         raise
 
 
-def archive_file_name(started_at: datetime, attempt: int = 1) -> str:
+def archive_file_name(started_at: datetime, attempt: int = 1, suffix: str = "") -> str:
+    """``suffix`` is ``.age`` for a client-side encrypted archive (``….zip.age``)."""
     base = started_at.strftime("backup-%Y-%m-%d-%H-%M-UTC")
-    return f"{base}.zip" if attempt == 1 else f"{base}-{attempt}.zip"
+    return (f"{base}.zip" if attempt == 1 else f"{base}-{attempt}.zip") + suffix
 
 
-def archive_key(prefix: str, started_at: datetime, attempt: int = 1) -> str:
-    return f"{prefix}{archive_file_name(started_at, attempt)}"
+def archive_key(prefix: str, started_at: datetime, attempt: int = 1, suffix: str = "") -> str:
+    return f"{prefix}{archive_file_name(started_at, attempt, suffix)}"
 
 
 def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str | None,
-                       first_attempt: int = 1, *,
+                       first_attempt: int = 1, suffix: str = "", *,
                        manifest_sha256: str | None = None) -> tuple[str, bool, int]:
     """(key, already_uploaded, attempt): the first free key from ``first_attempt`` on, or the key
     already holding this archive: the same sha256 in its metadata, or, for a streamed archive (whose
     hash is known only once written), the same manifest's sha256 — the manifest names every
     member's size and hash, so the same manifest is the same archive."""
     for attempt in range(first_attempt, MAX_NAME_ATTEMPTS + 1):
-        key = archive_key(prefix, started_at, attempt)
+        key = archive_key(prefix, started_at, attempt, suffix)
         head = head_object(client, bucket, key)
         if head is None:
             return key, False, attempt
@@ -140,7 +141,7 @@ def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, s
                 and metadata.get(MANIFEST_SHA256_METADATA_KEY) == manifest_sha256):
             return key, True, attempt
         log.info("s3://%s/%s holds another archive; trying the next name", bucket, key)
-    raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS))
+    raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS, suffix))
 
 
 class _KeyTakenMeanwhile(Exception):
@@ -357,6 +358,7 @@ def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: 
 def upload_archive(
     client, source_path, bucket: str, prefix: str, started_at: datetime, *, sha256: str,
     size: int, server_side_encryption: str = "AES256", kms_key_id: str | None = None,
+    suffix: str = "", metadata: dict | None = None, content_type: str = "application/zip",
 ) -> dict:
     """Upload the archive under the first free name, never over another object.
 
@@ -364,13 +366,14 @@ def upload_archive(
     itself is conditional, so a second deployment or a re-run racing for the same minute gets 412
     and moves on to the next name instead of replacing an archive.
     """
-    extra = {"Metadata": {SHA256_METADATA_KEY: sha256}, "ContentType": "application/zip",
+    extra = {"Metadata": {**(metadata or {}), SHA256_METADATA_KEY: sha256},
+             "ContentType": content_type,
              **encryption_arguments(server_side_encryption, kms_key_id)}
     started = time.monotonic()
     attempt = 1
     while True:
         key, already_there, attempt = choose_archive_key(client, bucket, prefix, started_at,
-                                                         sha256, attempt)
+                                                         sha256, attempt, suffix)
         if already_there:
             log.info("s3://%s/%s already holds this archive (a retried upload)", bucket, key)
             return {"s3_bucket": bucket, "s3_key": key, "already_uploaded": True}

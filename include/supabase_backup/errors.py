@@ -308,3 +308,24 @@ class FiguresDiffer(BackupError):
     fields = ("archive", "count", "differences")
     exit_code = EXIT_FIGURES_DIFFER
     permanent = True
+
+
+class IdentityMismatch(BackupError):
+    """{archive} is encrypted to {recipients}, and no identity in {identity_file} matches: pass the identity file (AGE-SECRET-KEY-…) of one of those recipients with --identity."""
+
+    fields = ("archive", "recipients", "identity_file")
+    exit_code = EXIT_ACCESS_DENIED
+    permanent = True
+
+
+class DecryptionFailed(BackupError):
+    """Could not decrypt {archive}: {reason}. The ciphertext was altered or truncated; do not trust this copy."""
+
+    fields = ("archive", "reason")
+    exit_code = EXIT_ARCHIVE_DAMAGED
+
+
+class RetentionFailed(BackupError):
+    """Retention could not delete s3://{bucket}/{key}: {reason}. The backup itself is verified and recorded; fix the access and the next run's retention deletes it."""
+
+    fields = ("bucket", "key", "reason")

@@ -333,3 +333,74 @@ def summarise_success(verified: dict, archive_summary: dict, database_summary: d
         "objects_deleted_after_snapshot": storage_summary.get("deleted_after_snapshot"),
         "objects_unreadable": storage_summary.get("unreadable"),
     }
+
+
+# --- retention and encryption (issue 11) ------------------------------------------------------------
+
+
+def retention_candidates(connection: psycopg.Connection) -> list[dict]:
+    """Verified successful backups whose archive retention has not deleted, newest first. Only
+    these count toward the retention rules; incomplete, failed and drill rows are never touched."""
+    return _select(
+        connection,
+        "WHERE status = 'success' AND COALESCE(kind, 'backup') = 'backup' AND deleted_at IS NULL "
+        "AND s3_key IS NOT NULL ORDER BY started_at DESC, id DESC", ())
+
+
+def archives_in_use(connection: psycopg.Connection, *, now, minutes: int = 15) -> dict[int, str]:
+    """{history id: why} of archives a download URL minted in the last ``minutes`` or a running
+    restore drill may be reading. A running drill that does not name its archive protects the
+    newest successful backup (the one a drill restores)."""
+    in_use: dict[int, str] = {}
+    with connection.cursor() as cursor:
+        if _table_exists(connection, "public.backup_downloads"):
+            for history_id, minted_at in cursor.execute(
+                    """
+                    SELECT h.id, max(d.requested_at)
+                    FROM public.backup_downloads d
+                    JOIN public.backup_history h ON h.id = d.history_id OR h.s3_key = d.s3_key
+                    WHERE d.requested_at > %s::timestamptz - make_interval(mins => %s)
+                    GROUP BY h.id
+                    """, (now, minutes)).fetchall():
+                in_use[history_id] = f"download URL minted {minted_at:%H:%M:%S} UTC"
+        drills = cursor.execute(
+            "SELECT s3_bucket, s3_key FROM public.backup_history "
+            "WHERE kind = 'drill' AND status = 'running'").fetchall()
+        for drill_bucket, drill_key in drills:
+            if drill_key:
+                condition, parameters = "s3_key = %s AND kind = 'backup'", (drill_key,)
+            else:
+                condition, parameters = ("status = 'success' AND kind = 'backup' ORDER BY "
+                                         "started_at DESC, id DESC LIMIT 1", ())
+            for (history_id,) in cursor.execute(
+                    f"SELECT id FROM public.backup_history WHERE {condition}",
+                    parameters).fetchall():
+                in_use[history_id] = "a restore drill is using it"
+    return in_use
+
+
+def _table_exists(connection: psycopg.Connection, table: str) -> bool:
+    return connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+
+
+def mark_deleted(connection: psycopg.Connection, history_id: int, deleted_by: str) -> None:
+    """Retention deleted this row's archive: say when and by which rules; the row stays."""
+    connection.execute(
+        "UPDATE public.backup_history SET deleted_at = now(), deleted_by = %s, updated_at = now() "
+        "WHERE id = %s AND deleted_at IS NULL", (deleted_by, history_id))
+
+
+def record_encryption(connection: psycopg.Connection, run_id: str,
+                      recipients: list[str] | None) -> None:
+    """The run's archive is age ciphertext to ``recipients`` (public keys only), or plaintext."""
+    connection.execute(
+        "UPDATE public.backup_history SET encrypted = %s, encryption_recipients = %s, "
+        "updated_at = now() WHERE run_id = %s",
+        (bool(recipients), list(recipients) if recipients else None, run_id))
+
+
+def latest_verified_backup(connection: psycopg.Connection) -> dict | None:
+    """The newest verified successful backup (for the staleness alert)."""
+    rows = _select(connection, "WHERE status = 'success' AND COALESCE(kind, 'backup') = 'backup' "
+                               "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1", ())
+    return rows[0] if rows else None

@@ -278,7 +278,7 @@ def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict
         storage=_storage_section(staging, bucket_ids, storage_summary or {})
         if plan.include_storage else None,
     )
-    if plan.stream_archive:
+    if plan.stream_archive and not plan.age_recipients:  # encryption needs the local zip
         # The zip itself is written by upload_archive, straight into S3: only the manifest (and
         # what is needed to list the members again) is kept here.
         members = {"database": _member_source(database_summary),
@@ -310,6 +310,17 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
     from supabase_backup import destination
 
     _report_step(plan, resources, "uploading the archive")
+    if plan.age_recipients:  # client-side encryption (issue 11): see encrypted_archive
+        from supabase_backup import encrypted_archive
+
+        archive_path = resources.staging.archive
+        return encrypted_archive.encrypt_and_upload(
+            resources.s3, archive_path, archive_path.with_name(archive_path.name + ".age"),
+            plan.s3_bucket, plan.s3_prefix,
+            datetime.fromisoformat(plan.started_at).astimezone(timezone.utc),
+            recipients=tuple(plan.age_recipients), sha256=archive_summary["sha256"],
+            size=archive_summary["bytes"], server_side_encryption=plan.server_side_encryption,
+            kms_key_id=plan.sse_kms_key_id)
     started_at = datetime.fromisoformat(plan.started_at).astimezone(timezone.utc)
     if archive_summary.get("streamed"):
         members = archive_summary["members_source"]
@@ -338,11 +349,26 @@ def verify_upload(plan: RunPlan, resources: RunResources, archive_summary: dict,
     from supabase_backup import destination
 
     _report_step(plan, resources, "verifying the uploaded archive")
+    if location.get("encrypted"):
+        from supabase_backup import encrypted_archive
+
+        result = encrypted_archive.read_back_and_check(
+            resources.s3, location["s3_bucket"], location["s3_key"],
+            size=location["ciphertext_bytes"], sha256=location["ciphertext_sha256"])
+        result.update(members_checked=location["plaintext_members_checked"],
+                      format_version=location["format_version"])
+        with resources.database.connect(autocommit=True) as connection:
+            history.record_encryption(connection, plan.run_id, location["recipients"])
+        return {**location, **result,
+                "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
     written = location if location.get("streamed") else archive_summary  # who knows the bytes
     result = destination.read_back_and_verify(
         resources.s3, location["s3_bucket"], location["s3_key"],
         size=written["bytes"], sha256=written["sha256"],
     )
+    if plan.attempt:  # a cleared run may have been encrypted before: the row says what is true now
+        with resources.database.connect(autocommit=True) as connection:
+            history.record_encryption(connection, plan.run_id, None)
     return {**location, **result, "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
 
 

@@ -20,7 +20,8 @@ def dag_bag():
 
 def test_imports_without_errors(dag_bag):
     assert dag_bag.import_errors == {}
-    assert set(dag_bag.dags) == {"supabase_backup", "supabase_backup_restore_drill"}
+    assert set(dag_bag.dags) == {"supabase_backup", "supabase_backup_restore_drill",
+                                 "supabase_backup_staleness"}
 
 
 def test_shape(dag_bag):

@@ -12,10 +12,10 @@ import logging
 import sys
 
 from supabase_backup import __version__
-from supabase_backup.cli import restore, verify
+from supabase_backup.cli import prune, restore, verify
 from supabase_backup.errors import EXIT_CODES_HELP, EXIT_CONFIGURATION, BackupError
 
-COMMANDS = (verify, restore)
+COMMANDS = (verify, restore, prune)
 
 DESCRIPTION = """\
 Check and restore backups made by supabase-backup (the Airflow DAG that packs a Supabase

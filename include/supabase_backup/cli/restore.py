@@ -74,6 +74,8 @@ def register(commands) -> None:
                         help="postgres: an empty database; supabase: a fresh Supabase project's "
                              "postgres database; auto (default): supabase when the target has "
                              "auth.schema_migrations")
+    parser.add_argument("--identity", metavar="FILE",
+                        help="age identity file to decrypt an encrypted ….zip.age archive")
     parser.add_argument("--psql", metavar="PATH", help="the psql to run (default: psql on PATH)")
     parser.set_defaults(run=run)
 
@@ -101,8 +103,13 @@ def run(arguments) -> int:
     from supabase_backup.archive import DATABASE_MEMBER
     from supabase_backup.verify import verify_archive
 
+    from supabase_backup import encryption
+
     restore_db, restore_objects = _check_arguments(arguments)
-    with restore.open_archive(arguments.archive) as (archive_file, label):
+    encryption.refuse_without_identity(arguments.archive, arguments.identity)
+    opened = (encryption.open_decrypted(arguments.archive, arguments.identity)
+              if arguments.identity else restore.open_archive(arguments.archive))
+    with opened as (archive_file, label):
         try:
             archive = zipfile.ZipFile(archive_file)
         except zipfile.BadZipFile as error:

@@ -24,6 +24,9 @@ def register(commands) -> None:
     parser = commands.add_parser("verify", help=HELP, description=DESCRIPTION,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("archive", help="a backup-….zip file, or s3://bucket/key")
+    parser.add_argument("--identity", metavar="FILE",
+                        help="age identity file (AGE-SECRET-KEY-…) to decrypt an encrypted "
+                             "….zip.age archive; the manifest is then checked on the plaintext")
     parser.add_argument("--json", action="store_true",
                         help="print the result as one JSON object instead of a sentence")
     parser.set_defaults(run=run)
@@ -52,7 +55,34 @@ def verify_location(location: str) -> dict:
     return result
 
 
+def verify_encrypted(location: str, identity_file: str) -> dict:
+    """Decrypt (streamed, to a temporary file) and verify the plaintext against its manifest;
+    the size and sha256 reported are the ciphertext's, as recorded in backup_history."""
+    from supabase_backup.encryption import open_decrypted
+    from supabase_backup.verify import verify_archive
+
+    with open_decrypted(location, identity_file) as (plaintext, label):
+        result = verify_archive(plaintext, label=label)
+        plaintext.seek(0)
+        result["plaintext_bytes"], result["plaintext_sha256"] = copy_hashing(plaintext)
+    result["decrypted"] = True
+    return result
+
+
 def run(arguments) -> int:
+    from supabase_backup.encryption import refuse_without_identity
+
+    refuse_without_identity(arguments.archive, arguments.identity)
+    if arguments.identity:
+        result = verify_encrypted(arguments.archive, arguments.identity)
+        if arguments.json:
+            print(json.dumps({"ok": True, "archive": arguments.archive, **result}))
+        else:
+            print(f"OK {arguments.archive} (decrypted): {result['members_checked']:,} members "
+                  f"({format_bytes(result['content_bytes'])}) match the manifest (format "
+                  f"{result['format_version']}, run {result['run_id']}); plaintext "
+                  f"{format_bytes(result['plaintext_bytes'])}, sha256 {result['plaintext_sha256']}")
+        return EXIT_OK
     result = verify_location(arguments.archive)
     if arguments.json:
         print(json.dumps({"ok": True, "archive": arguments.archive, **result}))

@@ -1,0 +1,43 @@
+"""
+### Supabase backup: staleness check
+
+Every hour, checks that `backup_history` holds a verified successful backup newer than the Airflow
+Variable `supabase_backup_max_backup_age_hours` (e.g. 26 for a daily backup). When none is, it
+sends an alert (e-mail to `supabase_backup_alert_email`, Slack through the connection named by
+`supabase_backup_alert_slack_conn_id`) and fails, so the grid shows it too; it alerts again at each
+check until a backup succeeds. Without that Variable the check is skipped.
+
+Why a DAG and not an Airflow 3 deadline alert: a deadline watches one DAG run's duration, but a
+backup can go stale with no run at all (the DAG paused, the scheduler down) or with runs that end
+`incomplete`; only the history says whether a verified backup is recent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+
+from supabase_backup import airflow_resources as resources
+
+
+@dag(
+    dag_id="supabase_backup_staleness",
+    schedule="@hourly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["backup", "supabase", "alerts"],
+    doc_md=__doc__,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1),
+                  "execution_timeout": timedelta(minutes=5)},
+)
+def supabase_backup_staleness():
+    @task
+    def check_backup_age(**context) -> dict:
+        return resources.check_backup_age(context)
+
+    check_backup_age()
+
+
+supabase_backup_staleness()

@@ -1,0 +1,150 @@
+"""Retention against real Postgres (the migration applied to a private database of the sandbox's
+cluster, so no other test's history is touched) and the sandbox's S3 server: archives go, rows
+stay marked, archives in use stay; and `supabase-backup prune --dry-run` says why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from supabase_backup import history, retention
+from supabase_backup.retention import RetentionRules
+from tests.conftest import PROJECT_ROOT
+from tests.sandbox_fixtures import MIGRATION
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def history_db(small_sandbox):
+    name = f"retention_{uuid.uuid4().hex[:8]}"
+    with small_sandbox.connect() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    subprocess.run(["psql", "--quiet", "-v", "ON_ERROR_STOP=1", "-f", str(MIGRATION)],
+                   env=small_sandbox.libpq_environment(name), check=True, capture_output=True)
+    with small_sandbox.connect(name) as connection:
+        yield name, connection
+    with small_sandbox.connect() as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def seed(connection, s3, bucket, prefix):
+    """Twelve daily successful backups (newest today 03:00 UTC), two on the newest day, plus rows
+    that never count: a failed run, an incomplete archive, a running drill of backup #9."""
+    rows = {}
+    base = NOW.replace(hour=3, minute=0, second=0, microsecond=0)
+    moments = [base + timedelta(hours=9)] if base + timedelta(hours=9) < NOW else []
+    moments += [base - timedelta(days=day) for day in range(12)]
+    for number, started in enumerate(moments, 1):
+        key = f"{prefix}backup-{started:%Y-%m-%d-%H-%M}-UTC.zip"
+        s3.put_object(Bucket=bucket, Key=key, Body=b"archive %d" % number)
+        rows[number] = connection.execute(
+            "INSERT INTO public.backup_history (run_id, status, trigger, started_at, finished_at, "
+            "s3_bucket, s3_key, size_bytes) VALUES (%s, 'success', 'scheduled', %s, %s, %s, %s, 9)"
+            " RETURNING id", (f"scheduled__{started.isoformat()}", started,
+                              started + timedelta(minutes=5), bucket, key)).fetchone()[0]
+    incomplete_key = f"{prefix}incomplete.zip"
+    s3.put_object(Bucket=bucket, Key=incomplete_key, Body=b"incomplete")
+    connection.execute(
+        "INSERT INTO public.backup_history (run_id, status, trigger, started_at, s3_bucket, s3_key)"
+        " VALUES ('old-incomplete', 'incomplete', 'manual', %s, %s, %s), "
+        "('old-failed', 'failed', 'manual', %s, NULL, NULL)",
+        (NOW - timedelta(days=40), bucket, incomplete_key, NOW - timedelta(days=41)))
+    return rows, moments, incomplete_key
+
+
+def keys_in(s3, bucket, prefix):
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return {item["Key"] for item in listing.get("Contents", [])}
+
+
+def test_retention_deletes_from_s3_marks_rows_and_spares_archives_in_use(small_sandbox, history_db):
+    name, connection = history_db
+    s3, bucket = small_sandbox.s3(), small_sandbox.settings["s3_bucket"]
+    prefix = f"retention-test-{uuid.uuid4().hex[:6]}/"
+    rows, moments, incomplete_key = seed(connection, s3, bucket, prefix)
+    count = len(rows)
+    newest_first = [rows[number] for number in range(1, count + 1)]
+    drill_archive = newest_first[-4]
+    downloaded = newest_first[-3]
+    old_download = newest_first[-2]
+    connection.execute(
+        "INSERT INTO public.backup_history (run_id, kind, status, trigger, s3_bucket, s3_key) "
+        "SELECT 'drill-1', 'drill', 'running', 'manual', s3_bucket, s3_key "
+        "FROM public.backup_history WHERE id = %s", (drill_archive,))
+    connection.execute(
+        "INSERT INTO public.backup_downloads (history_id, run_id, s3_bucket, s3_key, requested_by, "
+        "requested_at, expires_at) SELECT id, run_id, s3_bucket, s3_key, 'operator', "
+        "now() - interval '5 minutes', now() + interval '10 minutes' "
+        "FROM public.backup_history WHERE id = %s", (downloaded,))
+    connection.execute(
+        "INSERT INTO public.backup_downloads (history_id, run_id, s3_bucket, s3_key, requested_by, "
+        "requested_at, expires_at) SELECT id, run_id, s3_bucket, s3_key, 'operator', "
+        "now() - interval '20 minutes', now() + interval '10 minutes' "
+        "FROM public.backup_history WHERE id = %s", (old_download,))
+
+    rules = RetentionRules.parse({"keep_daily": 3})
+    result = retention.apply_retention(connection, s3, rules)
+
+    # keep_daily 3: the newest of each of the 3 newest days; plus what is in use.
+    by_day = {}
+    for number, started in enumerate(moments, 1):
+        by_day.setdefault(started.date(), rows[number])
+    expected_kept = set(list(by_day.values())[:3]) | {drill_archive, downloaded}
+    assert set(result["kept"]) == expected_kept
+    assert set(result["deleted"]) == set(newest_first) - expected_kept
+    assert old_download in result["deleted"]  # minted 20 minutes ago: no longer in use
+    remaining = keys_in(s3, bucket, prefix)
+    marked = dict(connection.execute(
+        "SELECT id, deleted_by FROM public.backup_history WHERE deleted_at IS NOT NULL").fetchall())
+    assert set(marked) == set(result["deleted"])
+    assert set(marked.values()) == {"retention keep_daily=3"}
+    for history_id in newest_first:
+        key = connection.execute("SELECT s3_key FROM public.backup_history WHERE id = %s",
+                                 (history_id,)).fetchone()[0]
+        assert (key in remaining) == (history_id in expected_kept), history_id
+    assert incomplete_key in remaining  # never a candidate
+    assert connection.execute("SELECT count(*) FROM public.backup_history").fetchone()[0] == count + 3
+
+    # Run again: nothing more goes (deleted rows no longer count), and it is idempotent.
+    again = retention.apply_retention(connection, s3, rules)
+    assert again["deleted"] == [] and set(again["kept"]) == expected_kept
+
+
+def test_prune_dry_run_shows_why_and_deletes_nothing(small_sandbox, history_db):
+    name, connection = history_db
+    s3, bucket = small_sandbox.s3(), small_sandbox.settings["s3_bucket"]
+    prefix = f"prune-test-{uuid.uuid4().hex[:6]}/"
+    seed(connection, s3, bucket, prefix)
+    before = keys_in(s3, bucket, prefix)
+    settings = small_sandbox.settings
+    url = f"postgresql://{settings['pg_user']}@{settings['pg_host']}:{settings['pg_port']}/{name}"
+    environment = {**os.environ, "PGPASSWORD": settings["pg_password"],
+                   "PYTHONPATH": str(PROJECT_ROOT / "include")}
+    result = subprocess.run(
+        [sys.executable, "-m", "supabase_backup", "prune", "--database-url", url,
+         "--keep-daily", "2", "--keep-weekly", "2", "--dry-run"],
+        capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("retention keep_daily=2 keep_weekly=2 (periods in UTC);")
+    assert "would be deleted" in lines[0]
+    assert "(newest successful backup, daily " in result.stdout
+    assert "would delete" in result.stdout and "no rule keeps it" in result.stdout
+    assert settings["pg_password"] not in result.stdout + result.stderr
+    assert keys_in(s3, bucket, prefix) == before
+    assert connection.execute("SELECT count(*) FROM public.backup_history "
+                              "WHERE deleted_at IS NOT NULL").fetchone()[0] == 0
+    print(result.stdout)
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "supabase_backup", "prune", "--keep-daily", "2", "--dry-run",
+         "--database-url", url.replace("@", f":{settings['pg_password']}@")],
+        capture_output=True, text=True, env=environment)
+    assert refused.returncode == 3 and "PGPASSWORD" in refused.stderr
+    assert settings["pg_password"] not in refused.stderr
