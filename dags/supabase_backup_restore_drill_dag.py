@@ -39,6 +39,8 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_
     max_active_runs=1,
     tags=["backup", "supabase", "restore-drill"],
     doc_md=__doc__,
+    # A failed drill is a loud failure: the same notifiers as a failed backup (when configured).
+    on_failure_callback=resources.backup_alert_notifier("drill"),
     default_args={
         "retries": 2,
         "retry_delay": RETRY_DELAY,

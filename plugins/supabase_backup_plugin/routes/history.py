@@ -58,6 +58,9 @@ def create_download_url(history_id: int, user: CurrentUser, connection: Database
     if row["status"] != "success" or not row["s3_bucket"] or not row["s3_key"]:
         raise HTTPException(409, f"backup {history_id} is {row['status']}, not success: only a "
                                  "verified archive can be downloaded")
+    if row.get("deleted_at"):
+        raise HTTPException(404, f"the archive of backup {history_id} was deleted by retention "
+                                 f"({row.get('deleted_by')}) on {row['deleted_at']:%Y-%m-%d %H:%M} UTC")
     try:
         client = airflow_resources.s3_client()
         if destination.head_object(client, row["s3_bucket"], row["s3_key"]) is None:
