@@ -17,6 +17,25 @@ def airflow_metadata():
     db.resetdb()
 
 
+def run_dag(dag_id: str, environment: dict[str, str], conf: dict | None = None):
+    """Run a DAG of this project once in-process (``dag.test``) with ``environment`` set for the
+    run's duration; returns the finished DagRun."""
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        # A freshly parsed DAG for every run: dag.test() leaves one run's Params on the task
+        # objects of the next run in the same process (seen with Airflow 3.3.2).
+        from airflow.utils.cli import get_bagged_dag
+
+        return get_bagged_dag(None, dag_id).test(run_conf=conf or {})
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class BackupRunner:
     def __init__(self, staging_root: Path):
         self.staging_root = staging_root
@@ -26,20 +45,7 @@ class BackupRunner:
         environment = {**sandbox.env,
                        "AIRFLOW_VAR_SUPABASE_BACKUP_STAGING_ROOT": f"file://{self.staging_root}"}
         environment.update({f"AIRFLOW_VAR_{name.upper()}": value for name, value in variables.items()})
-        saved = {name: os.environ.get(name) for name in environment}
-        os.environ.update(environment)
-        try:
-            # A freshly parsed DAG for every run: dag.test() leaves one run's Params on the task
-            # objects of the next run in the same process (seen with Airflow 3.3.2).
-            from airflow.utils.cli import get_bagged_dag
-
-            return get_bagged_dag(None, "supabase_backup").test(run_conf=conf or {})
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        return run_dag("supabase_backup", environment, conf)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ import zipfile
 import psycopg
 import pytest
 
+from tests.e2e.conftest import run_dag
+
 from supabase_backup import history
 from tests.postgres_servers import DEBIAN_POSTGRES_15, bare_server
 
@@ -37,18 +39,7 @@ class DrillRunner:
         environment = {**self.sandbox.env, "AIRFLOW_CONN_SUPABASE_BACKUP_DRILL_DB": json.dumps(
             {"conn_type": "postgres", "host": self.server["host"], "port": self.server["port"],
              "login": "postgres", "schema": "postgres"})}
-        saved = {name: os.environ.get(name) for name in environment}
-        os.environ.update(environment)
-        try:
-            from airflow.utils.cli import get_bagged_dag
-
-            return get_bagged_dag(None, "supabase_backup_restore_drill").test(run_conf=conf or {})
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        return run_dag("supabase_backup_restore_drill", environment, conf)
 
 
 @pytest.fixture(scope="module")
