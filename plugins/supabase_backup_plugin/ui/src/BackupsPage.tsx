@@ -284,11 +284,17 @@ const HistoryTableRow = ({ row, canDownload, onDownload }: {
         )}
       </Table.Cell>
       <Table.Cell>
-        {canDownload && row.status === "success" && (
+        {canDownload && row.status === "success" && !row.deleted_at && (
           <Button size="xs" variant="outline" onClick={() => onDownload(row.id)}
-            data-testid="download">
-            Download
+            data-testid="download"
+            title={row.encrypted
+              ? `age-encrypted to ${(row.encryption_recipients ?? []).join(", ")}: decrypt with your identity`
+              : undefined}>
+            {row.encrypted ? "Download (encrypted)" : "Download"}
           </Button>
+        )}
+        {row.deleted_at && (
+          <Text fontSize="xs" color="fg.muted" data-testid="deleted">deleted by retention</Text>
         )}
       </Table.Cell>
     </Table.Row>

@@ -30,6 +30,9 @@ export interface HistoryRow {
   storage_objects: number | null;
   auth_users: number | null;
   objects_unreadable?: number | null;
+  encrypted?: boolean | null;
+  encryption_recipients?: string[] | null;
+  deleted_at?: string | null;
   error: string | null;
 }
 
