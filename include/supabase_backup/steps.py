@@ -303,7 +303,8 @@ def _member_source(summary: dict | None) -> dict | None:
     """What plan_members needs of an export's summary."""
     if not summary:
         return None
-    return {name: summary.get(name) for name in ("included", "bytes", "sha256") if name in summary}
+    return {name: summary.get(name) for name in ("included", "bytes", "sha256", "roles")
+            if name in summary}
 
 
 def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict) -> dict:
