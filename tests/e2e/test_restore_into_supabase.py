@@ -40,7 +40,12 @@ def read_env(state: Path) -> dict:
 @pytest.fixture(scope="module")
 def projects():
     if not (KIT / "up.sh").exists():
-        pytest.skip(f"{KIT}/up.sh not found (set SUPABASE_DB_KIT)")
+        # The kit lives in the steering repository's shared/ folder, which CI puts beside the
+        # clone: there its absence is an error, never a silent skip.
+        message = f"{KIT}/up.sh not found (set SUPABASE_DB_KIT to shared/supabase-db)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     states = []
 
     def up(seed: str, extensions: str) -> dict:
