@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
-import shutil
-import ssl
-import subprocess
-import threading
-from contextlib import ExitStack
 from urllib.parse import unquote
 
 import httpx
 import pytest
-from upath import UPath
 
-from supabase_backup import api_client
-from supabase_backup.api_client import ApiSettings, DownloadPool, open_client
-from supabase_backup.errors import ApiNotFound, ApiTransientError, ApiUnauthorized, ObjectDownloadFailed
-from supabase_backup.staging import StagingArea
-from supabase_backup.storage_download import (
-    _DownloadCancelled,
-    download_object,
-    export_bucket,
-    fetch_objects,
-)
+from supabase_backup.api_client import open_client
+from supabase_backup.errors import ApiNotFound
 from supabase_backup.storage_listing import (
     encode_path_segment,
     list_buckets,
     list_objects,
     object_route,
 )
-from tests.unit.http_server import CHUNKED, DROP, RESET, STALL, TRUNCATE, Reply, serve
-from tests.unit.storage_fake import *  # noqa: F401,F403 - the fake, its fixture and helpers
-from tests.unit.storage_fake import (  # noqa: F401 - names used below, and the fixture
-    SECRET, SETTINGS, TRICKY_KEYS, FakeStorage, json_reply, read_lines, serve_fake, staging_for, storage_error,
+from tests.unit.storage_fake import (
+    SETTINGS,
+    TRICKY_KEYS,
+    FakeStorage,
+    storage_error,
     to_httpx,
 )
 
