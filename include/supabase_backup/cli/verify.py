@@ -75,20 +75,17 @@ def run(arguments) -> int:
     refuse_without_identity(arguments.archive, arguments.identity)
     if arguments.identity:
         result = verify_encrypted(arguments.archive, arguments.identity)
-        if arguments.json:
-            print(json.dumps({"ok": True, "archive": arguments.archive, **result}))
-        else:
-            print(f"OK {arguments.archive} (decrypted): {result['members_checked']:,} members "
-                  f"({format_bytes(result['content_bytes'])}) match the manifest (format "
-                  f"{result['format_version']}, run {result['run_id']}); plaintext "
-                  f"{format_bytes(result['plaintext_bytes'])}, sha256 {result['plaintext_sha256']}")
-        return EXIT_OK
-    result = verify_location(arguments.archive)
+        label, whole = f"{arguments.archive} (decrypted)", "plaintext"
+        size, sha256 = result["plaintext_bytes"], result["plaintext_sha256"]
+    else:
+        result = verify_location(arguments.archive)
+        label, whole = arguments.archive, "archive"
+        size, sha256 = result["bytes"], result["sha256"]
     if arguments.json:
         print(json.dumps({"ok": True, "archive": arguments.archive, **result}))
     else:
-        print(f"OK {arguments.archive}: {result['members_checked']:,} members "
+        print(f"OK {label}: {result['members_checked']:,} members "
               f"({format_bytes(result['content_bytes'])}) match the manifest "
-              f"(format {result['format_version']}, run {result['run_id']}); archive "
-              f"{format_bytes(result['bytes'])}, sha256 {result['sha256']}")
+              f"(format {result['format_version']}, run {result['run_id']}); {whole} "
+              f"{format_bytes(size)}, sha256 {sha256}")
     return EXIT_OK
