@@ -216,6 +216,26 @@ def record_progress(connection: psycopg.Connection, run_id: str, *, step: str | 
     )
 
 
+def record_buckets_pending(connection: psycopg.Connection, run_id: str, bucket_ids: list[str]) -> None:
+    """Enter every bucket the run will export into its progress, with nothing done and its listing
+    not finished, so the run's total stays open ("3 of 3+") until the last bucket is listed rather
+    than reading as complete while buckets that have not started are left out. A bucket that has
+    already reported keeps its counts."""
+    pending = {bucket: {"bucket": bucket, "objects_done": 0, "objects_known": 0, "listing_done": False,
+                        "bytes_done": 0, "missing": 0, "unreadable": 0} for bucket in bucket_ids}
+    connection.execute(
+        """
+        UPDATE public.backup_history
+        SET progress = COALESCE(progress, '{}'::jsonb)
+                || jsonb_build_object('buckets',
+                       %(pending)s::jsonb || COALESCE(progress->'buckets', '{}'::jsonb)),
+            updated_at = now()
+        WHERE run_id = %(run_id)s AND status = 'running'
+        """,
+        {"run_id": run_id, "pending": json.dumps(pending)},
+    )
+
+
 def _select(connection: psycopg.Connection, condition: str, parameters: tuple) -> list[dict]:
     require_table(connection, HISTORY_TABLE)
     with connection.cursor(row_factory=dict_row) as cursor:

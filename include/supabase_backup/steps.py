@@ -157,6 +157,11 @@ def list_buckets(plan: RunPlan, resources: RunResources) -> list[str]:
     bucket_list = ensure_parent(resources.staging.bucket_list)
     bucket_list.write_text(json.dumps([bucket for bucket in records if bucket["id"] in wanted]))
     log.info("Backing up %d bucket(s): %s", len(wanted), ", ".join(wanted) or "none")
+    try:
+        with resources.database.connect(autocommit=True) as connection:
+            history.record_buckets_pending(connection, plan.run_id, wanted)
+    except Exception:  # noqa: BLE001 - progress is a courtesy
+        log.warning("Could not record the buckets to export in backup_history", exc_info=True)
     return wanted
 
 

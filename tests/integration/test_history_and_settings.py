@@ -39,9 +39,13 @@ def test_run_row_lifecycle_is_keyed_by_run_id(connection):
     history.record_progress(connection, run_id, step="exporting storage")
     history.record_progress(connection, run_id, bucket="media",
                             counts={"objects_done": 3, "objects_known": 10, "bytes_done": 99})
+    # Buckets entered as pending later do not reset one that has already reported.
+    history.record_buckets_pending(connection, run_id, ["media", "avatars"])
     row = history.get_by_run_id(connection, run_id)
     assert row["progress"]["step"] == "exporting storage"
     assert row["progress"]["buckets"]["media"]["objects_done"] == 3
+    assert (row["progress"]["buckets"]["avatars"]["objects_known"],
+            row["progress"]["buckets"]["avatars"]["listing_done"]) == (0, False)
     history.record_failed(connection, run_id, "dump_database: pg_dump exited with status 1",
                           trigger="scheduled")
     history.record_failed(connection, run_id, "generic: the run ended", trigger="scheduled")

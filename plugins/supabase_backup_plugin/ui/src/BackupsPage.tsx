@@ -313,7 +313,10 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
   const { total, step, buckets } = run.progress;
   const tasks = run.airflow?.tasks ?? [];
   const finished = tasks.filter((task) => ["success", "skipped"].includes(task.state ?? "")).length;
-  const percent = total.objects_known > 0 ? (100 * total.objects_done) / total.objects_known : 0;
+  // Until every bucket is listed the total is only a floor ("22 of 75+"), so a percentage would
+  // read 100 after a small first bucket and then fall back: the bar stays indeterminate instead.
+  const percent = !total.listing_done ? null
+    : total.objects_known > 0 ? (100 * total.objects_done) / total.objects_known : 100;
   return (
     <Box borderWidth="1px" borderRadius="md" p={4} data-testid="run-progress">
       <HStack justify="space-between" mb={2}>
@@ -341,7 +344,7 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
       )}
       {Object.keys(buckets).length > 0 && (
         <Progress.Root value={percent} max={100} mt={2} size="sm" colorPalette="blue"
-          data-testid="progress-bar" data-value={Math.round(percent)}>
+          data-testid="progress-bar" data-value={percent === null ? "" : Math.round(percent)}>
           <Progress.Track>
             <Progress.Range />
           </Progress.Track>
