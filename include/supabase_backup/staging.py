@@ -43,6 +43,9 @@ else:
     StagingPath = object
 
 
+SHARDS_FOLDER = "shards"
+
+
 def run_folder_name(run_id: str) -> str:
     """A folder name for a DAG run id (ids contain ':' and '+'), unique per run id."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
@@ -72,12 +75,12 @@ class BucketStaging:
 
     def shard(self, number: int) -> "BucketStaging":
         """Shard ``number`` (from 1) of this bucket: its own folder inside the bucket's."""
-        return BucketStaging(self.bucket_id, self.folder / shard_folder(number))
+        return BucketStaging(self.bucket_id, self.folder / SHARDS_FOLDER / f"{number:04d}")
 
 
 def shard_folder(number: int) -> str:
     """A shard's folder relative to its bucket's folder, e.g. ``shards/0002``."""
-    return f"shards/{number:04d}"
+    return f"{SHARDS_FOLDER}/{number:04d}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Big buckets in shards (issue 10): the real DAG exports a bucket over more objects than
-``supabase_backup_shard_max_objects`` with one mapped task per key range, and the archive is the
-same, member by member and entry by entry, as the archive of a run that exported every bucket in
-one task."""
+``supabase_backup_shard_max_objects`` with one mapped task per key range (staging on an object
+store, as workers on several machines share it), and the archive is the same, member by member
+and entry by entry, as the archive of a run that exported every bucket in one task."""
 
 from __future__ import annotations
 
@@ -40,10 +40,13 @@ def test_a_sharded_export_gives_the_archive_of_a_one_task_export(small_sandbox, 
     sandbox_package.add_objects(sandbox.settings, EDGE_BUCKET, [
         (key, content(key), "application/octet-stream") for key in EDGE_KEYS])
     storage_only = {"include_database": False, "include_auth": False}
+    staging_url = f"s3://aws_default@{sandbox.settings['s3_bucket']}/staging-shards"
     try:
         whole_run = backup_runner.run(sandbox, storage_only)
-        sharded_run = backup_runner.run(sandbox, storage_only,
-                                        supabase_backup_shard_max_objects=str(SHARD_MAX_OBJECTS))
+        # Sharded, with staging on an object store as Celery workers on several machines use it.
+        sharded_run = backup_runner.run(
+            sandbox, storage_only, supabase_backup_shard_max_objects=str(SHARD_MAX_OBJECTS),
+            supabase_backup_staging_root=staging_url)
         truth = sandbox.objects()
         archives = {}
         for name, dag_run in (("whole", whole_run), ("sharded", sharded_run)):
@@ -103,6 +106,7 @@ def test_a_sharded_export_gives_the_archive_of_a_one_task_export(small_sandbox, 
         assert progress.total.objects_done == sum(counts.values())
         assert progress.total.listing_done
         assert not any(backup_runner.staging_root.iterdir())
+        assert not [key for key in sandbox.archive_keys() if key.startswith("staging-shards/")]
     finally:
         with sandbox.connect() as connection:
             connection.execute("DELETE FROM storage.objects WHERE bucket_id = %s", (EDGE_BUCKET,))
