@@ -6,23 +6,24 @@ shard of it: ``{"bucket", "shard", "of", "start", "stop", "label"}`` (shard coun
 is 1 for a whole bucket, whose ``start`` and ``stop`` are None).
 
 The ranges are planned from ``storage.objects`` before any export starts (``plan_export_units``,
-in one repeatable-read transaction, parallel to the dump): every ``max_objects``-th key of the
-bucket, ordered ``COLLATE "C"`` (byte order of UTF-8, which is code point order, which is how
-Python compares strings), starts a new range. Only those boundary keys leave the database. Ranges
-are half-open ``[start, stop)`` with the first open below and the last open above, so together
-they cover every possible key exactly once: a key created after the planning still falls in
-exactly one shard, and none can fall between two. Exactness does not depend on when the ranges
-were read; how full each shard is does.
+in one repeatable-read transaction, beside the dump rather than after it): in key order, the key
+after every ``max_objects`` keys starts a new range. Key order is ``COLLATE "C"``: UTF-8 byte
+order, which is code point order, which is how Python compares strings, whatever the database's
+own collation; Supabase's index on ``(bucket_id, name COLLATE "C")`` serves it. Only the boundary
+keys leave the database. Ranges are half-open ``[start, stop)``, the first open below and the last
+open above, so together they cover every possible key exactly once: a key created after the
+planning still falls in exactly one shard, and none can fall between two. Exactness does not
+depend on when the boundaries were read; only how full each shard is does.
 
-A shard takes its keys from ``storage.objects`` (``spool_objects_in_range``), not from the Storage API:
-the API lists a bucket from its start and cannot begin inside a range, so listing it per shard
-would read a million-key bucket once per shard. The range's rows are read through a server-side
-cursor into a local spool file in one short transaction (no transaction stays open during the
-downloads, and memory stays flat), then downloaded like a listing. The database is the exact,
-case-sensitive inventory, so a sharded bucket has none of v1 listing's wrong-case paths.
-What a shard did not see but the dump's snapshot inventory holds, the reconcile step still
-fetches, exactly as for a one-task export; it merges a bucket's shards in range order into one
-bucket, so the archive cannot tell a sharded export from a one-task one.
+A shard takes its keys from ``storage.objects`` (``spool_objects_in_range``), not from the Storage
+API: the API lists a bucket from its start and cannot begin inside a range, so listing per shard
+would read a million-key bucket once per shard. The range's rows are copied through a server-side
+cursor into a local spool file in one short transaction (no transaction stays open while objects
+download, and memory stays flat), then downloaded like a listing, with the stored metadata a
+listing row carries. The database is the exact, case-sensitive inventory, so a sharded bucket has
+none of v1 listing's wrong-case paths. What a shard did not see but the dump's snapshot inventory
+holds, the reconcile step fetches, exactly as for a one-task export; it reads a bucket's shards
+together as one bucket, so the archive cannot tell a sharded export from a one-task one.
 """
 
 from __future__ import annotations

@@ -352,7 +352,8 @@ def export_bucket(
 
     Lists the bucket (list-v2, or a v1 walk where the server lacks it) and downloads every object with
     ``concurrency`` threads. A given ``listing`` is downloaded instead: one shard of a big bucket,
-    whose objects come from ``storage.objects`` (``shards``). Writes, replacing what an earlier attempt left:
+    whose objects come from ``storage.objects`` (``shards``). Writes, replacing what an earlier
+    attempt left:
 
     - ``objects/<n>``: the object's bytes, n = 1, 2, 3... in listing order;
     - ``index.jsonl``: one line per downloaded object, ``{"key", "file", "size", "sha256",
@@ -367,8 +368,8 @@ def export_bucket(
       retries (reconcile tries it once more).
 
     Returns ``{"bucket", "objects", "bytes", "missing", "unreadable", "listing": "list-v2"|"v1"
-    (or the given listing's method), "seconds"}``. ``report_progress`` is told the bucket's counts every few seconds (see
-    ``ProgressReport``). Raises ObjectDownloadFailed when ``MAX_FAILURES_IN_A_ROW`` objects fail in a
+    (or the given listing's method), "seconds"}``. ``report_progress`` is told the bucket's counts
+    every few seconds (see ``ProgressReport``). Raises ObjectDownloadFailed when ``MAX_FAILURES_IN_A_ROW`` objects fail in a
     row (the service is failing), ApiUnauthorized when the key is refused.
     """
     progress = _Progress(staging.bucket_id, report_progress)
