@@ -14,6 +14,9 @@ the `backup_history` table.
   tasks as skipped.
 - **Consistency**: the dump and the storage inventory come from one database snapshot; `reconcile`
   fetches what the Storage listing missed and marks objects created, changed or deleted after it.
+- **Big buckets**: a bucket with more objects than `supabase_backup_shard_max_objects` is exported
+  by several `export_bucket` tasks over disjoint key ranges (`media [2/4]`), which `reconcile`
+  merges back into one bucket: the archive is the same as a one-task export's.
 - **Success** means the archive was read back from S3 and every member's sha256 matched; tasks
   after `verify_upload` can never turn a verified backup into a failed one.
 
@@ -99,15 +102,22 @@ def supabase_backup():
     def list_buckets(plan: dict) -> list[str]:
         return run_step(steps.list_buckets, plan)
 
+    @task(execution_timeout=timedelta(minutes=30))
+    def plan_bucket_exports(plan: dict, bucket_ids: list[str]) -> list[dict]:
+        return run_step(steps.plan_bucket_exports, plan, list(bucket_ids))
+
+    # One task per bucket, or per shard of a bucket bigger than supabase_backup_shard_max_objects;
+    # the grid shows "media" or "media [2/4]".
     @task(execution_timeout=timedelta(hours=6), max_active_tis_per_dagrun=4,
-          map_index_template="{{ task.op_kwargs['bucket'] }}")
-    def export_bucket(plan: dict, bucket: str) -> dict:
-        return run_step(steps.export_bucket, plan, bucket)
+          map_index_template="{{ task.op_kwargs['unit']['label'] }}")
+    def export_bucket(plan: dict, unit: dict) -> dict:
+        return run_step(steps.export_bucket, plan, unit)
 
     @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=2))
-    def reconcile(plan: dict, bucket_ids: list[str], database_summary: dict | None) -> dict:
-        return run_step(steps.reconcile, plan, list(bucket_ids), database_summary)
+    def reconcile(plan: dict, bucket_ids: list[str], database_summary: dict | None,
+                  units: list[dict]) -> dict:
+        return run_step(steps.reconcile, plan, list(bucket_ids), database_summary, list(units))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=4))
     def build_archive(plan: dict, database_summary: dict | None, auth_summary: dict | None,
@@ -162,8 +172,9 @@ def supabase_backup():
     auth_summary = export_auth_users(plan)
     bucket_ids = list_buckets(plan)
     staging >> [database_summary, auth_summary, bucket_ids]
-    exports = export_bucket.partial(plan=plan).expand(bucket=bucket_ids)
-    storage_summary = reconcile(plan, bucket_ids, database_summary)
+    units = plan_bucket_exports(plan, bucket_ids)
+    exports = export_bucket.partial(plan=plan).expand(unit=units)
+    storage_summary = reconcile(plan, bucket_ids, database_summary, units)
     exports >> storage_summary
     archive = build_archive(plan, database_summary, auth_summary, storage_summary, bucket_ids)
     location = upload_archive(plan, archive)

@@ -17,6 +17,7 @@ knob is the schedule, taken from the environment.
 | staging root                  | Variable ``supabase_backup_staging_root``     | ``file:///tmp/supabase-backup-staging``  |
 | buckets to back up            | Variable ``supabase_backup_buckets``          | all buckets                              |
 | download concurrency          | Variable ``supabase_backup_download_concurrency`` | 8                                    |
+| objects per export task       | Variable ``supabase_backup_shard_max_objects`` | 250000; bigger buckets are sharded      |
 | server-side encryption        | Variable ``supabase_backup_sse``              | ``AES256`` (or ``aws:kms``, ``none``)    |
 | KMS key id (with ``aws:kms``) | Variable ``supabase_backup_sse_kms_key_id``   | none                                     |
 | pg_dump to use                | Variable ``supabase_backup_pg_dump_path``     | newest pg_dump found on the worker       |
@@ -49,6 +50,7 @@ DEFAULT_STAGING_ROOT = "file:///tmp/supabase-backup-staging"
 DEFAULT_SCHEDULE = "@daily"
 DEFAULT_DOWNLOAD_CONCURRENCY = 8
 DEFAULT_EXACT_FIGURES_MAX_BYTES = 2**30
+DEFAULT_SHARD_MAX_OBJECTS = 250_000
 SSE_CHOICES = ("AES256", "aws:kms", "none")
 # Staging roots Airflow's ObjectStoragePath can reach with the providers this package pins.
 STAGING_SCHEMES = ("file", "s3")
@@ -83,6 +85,7 @@ class BackupSettings:
     sse_kms_key_id: str | None = None
     pg_dump_path: str | None = None
     exact_figures_max_bytes: int = DEFAULT_EXACT_FIGURES_MAX_BYTES
+    shard_max_objects: int = DEFAULT_SHARD_MAX_OBJECTS
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
@@ -127,6 +130,17 @@ class BackupSettings:
                 f"supabase_backup_exact_figures_max_bytes must be a whole number of bytes (0 or "
                 f"more; tables larger get a row count without a checksum), not {max_bytes_text!r}"
             )
+        shard_text = get_variable("supabase_backup_shard_max_objects",
+                                  str(DEFAULT_SHARD_MAX_OBJECTS))
+        try:
+            shard_max_objects = int(str(shard_text).strip())
+        except ValueError:
+            shard_max_objects = 0
+        if shard_max_objects < 1:
+            raise ConfigurationError(
+                f"supabase_backup_shard_max_objects must be a whole number of objects (1 or more; "
+                f"a bucket with more is exported by several tasks), not {shard_text!r}"
+            )
         return cls(
             s3_bucket=bucket,
             s3_prefix=checked_prefix(get_variable("supabase_backup_s3_prefix", DEFAULT_S3_PREFIX)),
@@ -138,6 +152,7 @@ class BackupSettings:
             sse_kms_key_id=get_variable("supabase_backup_sse_kms_key_id", None) or None,
             pg_dump_path=get_variable("supabase_backup_pg_dump_path", None) or None,
             exact_figures_max_bytes=max_bytes,
+            shard_max_objects=shard_max_objects,
             retention=_retention_rules(get_variable("supabase_backup_retention", None)),
             age_recipients=_age_recipients(get_variable("supabase_backup_age_recipients", None)),
         )
@@ -233,6 +248,8 @@ class RunPlan:
     sse_kms_key_id: str | None = None  # a key id, not key material
     pg_dump_path: str | None = None
     exact_figures_max_bytes: int = DEFAULT_EXACT_FIGURES_MAX_BYTES
+    # A bucket with more objects is exported by several tasks over disjoint key ranges (shards.py).
+    shard_max_objects: int = DEFAULT_SHARD_MAX_OBJECTS
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
@@ -268,6 +285,7 @@ class RunPlan:
             server_side_encryption=settings.server_side_encryption,
             sse_kms_key_id=settings.sse_kms_key_id, pg_dump_path=settings.pg_dump_path,
             exact_figures_max_bytes=settings.exact_figures_max_bytes,
+            shard_max_objects=settings.shard_max_objects,
             database_conn_id=settings.database_conn_id, api_conn_id=settings.api_conn_id,
             aws_conn_id=settings.aws_conn_id,
             retention=settings.retention, age_recipients=settings.age_recipients,

@@ -193,18 +193,30 @@ def record_success(
 
 
 def record_progress(connection: psycopg.Connection, run_id: str, *, step: str | None = None,
-                    bucket: str | None = None, counts: dict | None = None) -> None:
+                    bucket: str | None = None, counts: dict | None = None,
+                    shard: int | None = None) -> None:
     """Merge a running run's progress into its row: ``progress.step`` (the step now running) and
-    ``progress.buckets.<bucket>`` (objects and bytes done of those known). Only a running row is
-    touched, so a late report can never change a finished one."""
+    ``progress.buckets.<bucket>`` (objects and bytes done of those known), or for one shard of a
+    bucket exported in shards ``progress.buckets.<bucket>.shards.<shard>``, so shards reporting at
+    the same time never overwrite each other (each UPDATE reads the row as the last one left it).
+    Only a running row is touched, so a late report can never change a finished one."""
     connection.execute(
         """
         UPDATE public.backup_history
         SET progress = COALESCE(progress, '{}'::jsonb)
                 || CASE WHEN %(bucket)s::text IS NULL THEN '{}'::jsonb
+                        WHEN %(shard)s::text IS NULL THEN jsonb_build_object('buckets',
+                             COALESCE(progress->'buckets', '{}'::jsonb)
+                             || jsonb_build_object(%(bucket)s::text, %(counts)s::jsonb))
                         ELSE jsonb_build_object('buckets',
                              COALESCE(progress->'buckets', '{}'::jsonb)
-                             || jsonb_build_object(%(bucket)s::text, %(counts)s::jsonb)) END
+                             || jsonb_build_object(%(bucket)s::text,
+                                COALESCE(progress->'buckets'->%(bucket)s::text, '{}'::jsonb)
+                                || jsonb_build_object('shards',
+                                   COALESCE(progress->'buckets'->%(bucket)s::text->'shards',
+                                            '{}'::jsonb)
+                                   || jsonb_build_object(%(shard)s::text, %(counts)s::jsonb))))
+                   END
                 || CASE WHEN %(step)s::text IS NULL THEN '{}'::jsonb
                         ELSE jsonb_build_object('step', %(step)s::text) END
                 || jsonb_build_object('updated_at', now()),
@@ -212,23 +224,42 @@ def record_progress(connection: psycopg.Connection, run_id: str, *, step: str | 
         WHERE run_id = %(run_id)s AND status = 'running'
         """,
         {"run_id": run_id, "step": step, "bucket": bucket,
+         "shard": str(shard) if shard is not None else None,
          "counts": json.dumps(counts) if counts is not None else None},
     )
 
 
-def record_buckets_pending(connection: psycopg.Connection, run_id: str, bucket_ids: list[str]) -> None:
+def _pending_counts(bucket: str) -> dict:
+    return {"bucket": bucket, "objects_done": 0, "objects_known": 0, "listing_done": False,
+            "bytes_done": 0, "missing": 0, "unreadable": 0}
+
+
+def record_buckets_pending(connection: psycopg.Connection, run_id: str, bucket_ids: list[str],
+                           shards: dict[str, int] | None = None) -> None:
     """Enter every bucket the run will export into its progress, with nothing done and its listing
     not finished, so the run's total stays open ("3 of 3+") until the last bucket is listed rather
-    than reading as complete while buckets that have not started are left out. A bucket that has
-    already reported keeps its counts."""
-    pending = {bucket: {"bucket": bucket, "objects_done": 0, "objects_known": 0, "listing_done": False,
-                        "bytes_done": 0, "missing": 0, "unreadable": 0} for bucket in bucket_ids}
+    than reading as complete while buckets that have not started are left out. ``shards`` names
+    the buckets exported in shards and how many: each of their shards is entered the same way. A
+    bucket or shard that has already reported keeps its counts."""
+    shards = shards or {}
+    pending = {bucket: _pending_counts(bucket) for bucket in bucket_ids}
+    for bucket, count in shards.items():
+        if count > 1:
+            pending[bucket]["shards"] = {str(number): _pending_counts(bucket)
+                                         for number in range(1, count + 1)}
     connection.execute(
         """
         UPDATE public.backup_history
         SET progress = COALESCE(progress, '{}'::jsonb)
-                || jsonb_build_object('buckets',
-                       %(pending)s::jsonb || COALESCE(progress->'buckets', '{}'::jsonb)),
+                || jsonb_build_object('buckets', COALESCE(progress->'buckets', '{}'::jsonb)
+                   || (SELECT COALESCE(jsonb_object_agg(entry.key,
+                              entry.value || COALESCE(progress->'buckets'->entry.key, '{}'::jsonb)
+                              || CASE WHEN entry.value ? 'shards' THEN jsonb_build_object(
+                                      'shards', (entry.value->'shards')
+                                      || COALESCE(progress->'buckets'->entry.key->'shards',
+                                                  '{}'::jsonb))
+                                      ELSE '{}'::jsonb END), '{}'::jsonb)
+                       FROM jsonb_each(%(pending)s::jsonb) AS entry)),
             updated_at = now()
         WHERE run_id = %(run_id)s AND status = 'running'
         """,

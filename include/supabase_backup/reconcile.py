@@ -24,7 +24,9 @@ name (FORMAT.md, "Object member names") depends on the other names of the bucket
 The comparison runs in a temporary SQLite file so 100k objects do not grow memory. The result is
 ``reconciled.jsonl`` (one line per object that goes into the archive, each key once),
 ``deleted.jsonl`` and ``unreadable_final.jsonl`` beside each bucket's index: the archive builder
-reads only those.
+reads only those. A bucket exported in shards (``shards.py``) is reconciled as one bucket: the
+shards' indexes are read together, so member names, metadata and counts come out exactly as for
+a bucket exported by one task.
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from typing import Callable, Iterable, Iterator
 
 from supabase_backup.archive import FOLDER_FILE_SUFFIX, object_member_name
 from supabase_backup.storage_download import UNREADABLE_FILE_NAME
-from supabase_backup.staging import BucketStaging, StagingArea
+from supabase_backup.staging import BucketStaging, StagingArea, shard_folder
 
 log = logging.getLogger(__name__)
 
 UNREADABLE_FINAL_FILE_NAME = "unreadable_final.jsonl"
+FETCHED_FOLDER = "fetched"  # what this step fetches for a bucket exported in shards
 MAX_UNREADABLE_EXAMPLES = 3  # in the task's result and the history row; the manifest lists them all
 IN_SNAPSHOT = "in_snapshot"
 CREATED_AFTER_SNAPSHOT = "created_after_snapshot"
@@ -98,8 +101,28 @@ def _open_scratch_database(folder: str) -> sqlite3.Connection:
     return database
 
 
+def export_folders(bucket: BucketStaging, shards: int) -> list[tuple[BucketStaging, str]]:
+    """Where a bucket's export is staged, each with the prefix that makes its index's ``file``
+    relative to the bucket's folder. A whole bucket: its own folder, where this step's fetches are
+    added too. A bucket exported in ``shards`` shards: every shard's folder in range order, then
+    ``fetched/`` for this step's fetches (never the bucket's own index, which an earlier attempt
+    that exported the bucket whole may have left)."""
+    if shards <= 1:
+        return [(bucket, "")]
+    folders = [(bucket.shard(number), f"{shard_folder(number)}/") for number in range(1, shards + 1)]
+    return [*folders, (BucketStaging(bucket.bucket_id, bucket.folder / FETCHED_FOLDER),
+                       f"{FETCHED_FOLDER}/")]
+
+
+def _indexed(folder: BucketStaging, prefix: str) -> Iterator[dict]:
+    for record in read_json_lines(folder.index_path):
+        if prefix:
+            record["file"] = prefix + record["file"]
+        yield record
+
+
 def _load(database: sqlite3.Connection, staging: StagingArea, bucket: BucketStaging,
-          have_inventory: bool) -> None:
+          have_inventory: bool, folders: list[tuple[BucketStaging, str]]) -> None:
     if have_inventory:
         database.executemany(
             "INSERT OR REPLACE INTO inventory VALUES (?, ?, ?, ?, ?, ?)",
@@ -108,7 +131,10 @@ def _load(database: sqlite3.Connection, staging: StagingArea, bucket: BucketStag
              for row in inventory_for_bucket(staging, bucket.bucket_id)),
         )
     # A key listed twice (v1's merged folders can do that) is kept once: the last download wins.
-    _add_exported(database, bucket.bucket_id, read_json_lines(bucket.index_path))
+    # Shards hold disjoint keys, so their order matters only against this step's own fetches,
+    # which come last as they do in a whole bucket's index.
+    for folder, prefix in folders:
+        _add_exported(database, bucket.bucket_id, _indexed(folder, prefix))
     database.commit()
 
 
@@ -122,7 +148,7 @@ def _add_exported(database: sqlite3.Connection, bucket_id: str, records: Iterabl
 
 def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
                       fetch_missing: FetchMissing, keys_still_present: KeysStillPresent,
-                      batch_size: int) -> tuple[int, list[dict]]:
+                      batch_size: int, prefix: str = "") -> tuple[int, list[dict]]:
     """Download what the inventory holds but the export lacks; returns (fetched, deleted rows).
 
     A key that cannot be downloaded is deleted after the snapshot if the database no longer has it;
@@ -140,7 +166,8 @@ def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
         log.info("Bucket %s: fetching %d objects the listing missed (%d of %d)",
                  bucket.bucket_id, len(keys), start + len(keys), len(unexported))
         records, missing_keys = fetch_missing(bucket, keys)
-        _add_exported(database, bucket.bucket_id, records)
+        _add_exported(database, bucket.bucket_id,
+                      ({**record, "file": prefix + record["file"]} for record in records))
         fetched += len(records)
         if not missing_keys:
             continue
@@ -221,12 +248,15 @@ def _write_deleted(bucket: BucketStaging, deleted_rows: list[dict]) -> None:
             output.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _write_unreadable(database: sqlite3.Connection, bucket: BucketStaging) -> tuple[int, list[dict]]:
+def _write_unreadable(database: sqlite3.Connection, bucket: BucketStaging,
+                      folders: list[tuple[BucketStaging, str]]) -> tuple[int, list[dict]]:
     """``unreadable_final.jsonl``: every object that failed its downloads (the export's, then this
     step's second try) and never made it into the export, each once with its last reason."""
-    database.executemany(
-        "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
-        ((row["key"], row["reason"]) for row in read_json_lines(bucket.folder / UNREADABLE_FILE_NAME)))
+    for folder, _ in folders:
+        database.executemany(
+            "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
+            ((row["key"], row["reason"])
+             for row in read_json_lines(folder.folder / UNREADABLE_FILE_NAME)))
     rows = database.execute(
         "SELECT key, reason FROM unreadable WHERE key NOT IN (SELECT key FROM exported) ORDER BY key")
     count, examples = 0, []
@@ -247,20 +277,25 @@ def reconcile_bucket(
     fetch_missing: FetchMissing,
     keys_still_present: KeysStillPresent,
     batch_size: int = 500,
+    shards: int = 1,
 ) -> dict:
-    """Reconcile one bucket; writes reconciled.jsonl and deleted.jsonl; returns its counts."""
+    """Reconcile one bucket, exported whole or in ``shards`` shards (merged here into one bucket);
+    writes reconciled.jsonl and deleted.jsonl; returns its counts."""
     bucket = staging.bucket(bucket_id)
+    folders = export_folders(bucket, shards)
+    fetch_into, fetch_prefix = folders[-1]
     with tempfile.TemporaryDirectory(prefix="supabase-backup-reconcile-") as scratch, \
             closing(_open_scratch_database(scratch)) as database:
-        _load(database, staging, bucket, have_inventory)
+        _load(database, staging, bucket, have_inventory, folders)
         fetched, deleted_rows = (0, [])
         if have_inventory:
             fetched, deleted_rows = _fetch_unexported(
-                database, bucket, fetch_missing=fetch_missing,
-                keys_still_present=keys_still_present, batch_size=batch_size)
+                database, fetch_into, fetch_missing=fetch_missing,
+                keys_still_present=keys_still_present, batch_size=batch_size,
+                prefix=fetch_prefix)
         counts = _write_reconciled(database, bucket, have_inventory)
         _write_deleted(bucket, deleted_rows)
-        unreadable, unreadable_examples = _write_unreadable(database, bucket)
+        unreadable, unreadable_examples = _write_unreadable(database, bucket, folders)
     summary = {
         "bucket": bucket_id,
         "objects": counts["objects"],
@@ -283,11 +318,15 @@ def reconcile_buckets(
     have_inventory: bool,
     fetch_missing: FetchMissing,
     keys_still_present: KeysStillPresent,
+    shards: dict[str, int] | None = None,
 ) -> dict:
+    """Reconcile every bucket; ``shards`` says how many shards a bucket was exported in (absent:
+    exported whole)."""
     buckets = [
         reconcile_bucket(
             staging, bucket_id, have_inventory=have_inventory,
             fetch_missing=fetch_missing, keys_still_present=keys_still_present,
+            shards=(shards or {}).get(bucket_id, 1),
         )
         for bucket_id in bucket_ids
     ]

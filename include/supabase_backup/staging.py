@@ -17,6 +17,11 @@ Layout of one run's folder (the contract between the exporters, reconcile and th
     storage/<bucket-folder>/missing.jsonl listed objects that were gone when downloaded
     storage/<bucket-folder>/reconciled.jsonl, deleted.jsonl   written by reconcile; the archive's input
     storage/<bucket-folder>/objects/<n>   the object's bytes; <n> is a sequence number, never the name
+    storage/<bucket-folder>/shards/<k>/   one shard of a big bucket (shards.py): its own index.jsonl,
+                                          missing.jsonl, unreadable.jsonl, summary.json and objects/,
+                                          so a retried shard starts over without touching another;
+                                          reconcile merges them into the bucket's reconciled.jsonl
+    storage/<bucket-folder>/fetched/      a sharded bucket's objects fetched by reconcile (index, objects)
 
 Objects are staged under sequence numbers rather than their names: a key may be ``a`` and ``a/b`` at
 once, differ from another only by case, or contain ``..``; none of that can reach a file system here.
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
     StagingPath = UPath  # or an Airflow StagingPath, which has the same interface
 else:
     StagingPath = object
+
+
+SHARDS_FOLDER = "shards"
 
 
 def run_folder_name(run_id: str) -> str:
@@ -64,6 +72,15 @@ class BucketStaging:
 
     def object_path(self, sequence_number: int) -> StagingPath:
         return self.objects_folder / f"{sequence_number:08d}"
+
+    def shard(self, number: int) -> "BucketStaging":
+        """Shard ``number`` (from 1) of this bucket: its own folder inside the bucket's."""
+        return BucketStaging(self.bucket_id, self.folder / SHARDS_FOLDER / f"{number:04d}")
+
+
+def shard_folder(number: int) -> str:
+    """A shard's folder relative to its bucket's folder, e.g. ``shards/0002``."""
+    return f"{SHARDS_FOLDER}/{number:04d}"
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ travel between tasks are small dicts; bulk data stays in the run's staging folde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import tempfile
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
-from supabase_backup import archive, database, history, manifest, settings as enabled_setting
+from supabase_backup import archive, database, history, manifest, settings as enabled_setting, shards
 from supabase_backup.api_client import ApiSettings, open_client
 from supabase_backup.auth_users import export_auth_users as export_users
 from supabase_backup.database import DatabaseSettings
@@ -30,8 +32,12 @@ from supabase_backup.reconcile import (
     reconcile_buckets,
 )
 from supabase_backup.staging import StagingArea, ensure_parent
-from supabase_backup.storage_download import export_bucket as export_one_bucket, fetch_objects
-from supabase_backup.storage_listing import list_buckets as list_all_buckets
+from supabase_backup.storage_download import (
+    combine_summaries,
+    export_bucket as export_one_bucket,
+    fetch_objects,
+)
+from supabase_backup.storage_listing import ObjectListing, list_buckets as list_all_buckets
 from supabase_backup.config import RunPlan
 
 log = logging.getLogger(__name__)
@@ -165,27 +171,86 @@ def list_buckets(plan: RunPlan, resources: RunResources) -> list[str]:
     return wanted
 
 
-def export_bucket(plan: RunPlan, resources: RunResources, bucket_id: str) -> dict:
-    """Every object of one bucket into staging; progress goes to the history row as it runs."""
+def plan_bucket_exports(plan: RunPlan, resources: RunResources, bucket_ids: list[str]) -> list[dict]:
+    """The export units: one per bucket, several (key-range shards) for a bucket with more than
+    ``plan.shard_max_objects`` objects (shards.py). Read from storage.objects while the dump runs,
+    so no export waits for it."""
+    with resources.database.connect() as connection:
+        units = shards.plan_export_units(connection, list(bucket_ids), plan.shard_max_objects)
+    split = {bucket: count for bucket, count in shards.shard_counts(units).items() if count > 1}
+    if split:
+        log.info("Exporting in shards of at most %d objects: %s", plan.shard_max_objects,
+                 ", ".join(f"{bucket} in {count}" for bucket, count in split.items()))
+        try:
+            with resources.database.connect(autocommit=True) as connection:
+                history.record_buckets_pending(connection, plan.run_id, list(bucket_ids), split)
+        except Exception:  # noqa: BLE001 - progress is a courtesy
+            log.warning("Could not record the shards to export in backup_history", exc_info=True)
+    return units
+
+
+def export_bucket(plan: RunPlan, resources: RunResources, unit: dict | str) -> dict:
+    """Every object of one export unit into staging: a whole bucket (``unit`` may be its id), or
+    one shard of it (plan_bucket_exports), in the shard's own folder. Progress goes to the history
+    row as it runs. A retry starts the unit again from nothing, and touches no other shard."""
+    unit = shards.whole_bucket_unit(unit) if isinstance(unit, str) else unit
+    bucket_id, sharded = unit["bucket"], unit["of"] > 1
     bucket = resources.staging.bucket(bucket_id)
-    with resources.database.connect(autocommit=True) as connection:
+    target = bucket.shard(unit["shard"]) if sharded else bucket
+    with contextlib.ExitStack() as resources_held:
+        connection = resources_held.enter_context(resources.database.connect(autocommit=True))
         history.record_progress(connection, plan.run_id, step="exporting storage")
 
         def report(progress: dict) -> None:
-            history.record_progress(connection, plan.run_id, bucket=bucket_id, counts=progress)
+            history.record_progress(connection, plan.run_id, bucket=bucket_id, counts=progress,
+                                    shard=unit["shard"] if sharded else None)
 
-        summary = export_one_bucket(  # a retry starts the bucket again from nothing
-            resources.api, bucket, concurrency=plan.download_concurrency,
-            report_progress=report,
+        listing = None
+        if sharded:
+            key_range = shards.KeyRange(unit["start"], unit["stop"])
+            spool = resources_held.enter_context(tempfile.TemporaryFile(
+                "w+", encoding="utf-8", prefix="supabase-backup-shard-"))
+            with resources.database.connect() as listing_connection:
+                count = shards.spool_objects_in_range(listing_connection, bucket_id, key_range,
+                                                      spool)
+            log.info("%s: %d objects in keys from %r up to %r (storage.objects)", unit["label"],
+                     count, key_range.start, key_range.stop)
+            listing = ObjectListing(bucket_id, shards.LISTING_DATABASE, shards.read_spool(spool))
+        summary = export_one_bucket(
+            resources.api, target, concurrency=plan.download_concurrency,
+            report_progress=report, listing=listing,
         )
-    with (bucket.folder / "summary.json").open("w", encoding="utf-8") as output:
+    if sharded:
+        summary.update(shard=unit["shard"], of=unit["of"])
+    with (target.folder / "summary.json").open("w", encoding="utf-8") as output:
         json.dump(summary, output)
     return summary
 
 
+def _combine_shard_summaries(staging: StagingArea, shard_counts: dict[str, int]) -> None:
+    """A sharded bucket's export summary (for the manifest), from its shards' summaries."""
+    for bucket_id, count in shard_counts.items():
+        if count <= 1:
+            continue
+        bucket = staging.bucket(bucket_id)
+        summaries = []
+        for number in range(1, count + 1):
+            path = bucket.shard(number).folder / "summary.json"
+            if not path.exists():
+                raise StagingCorrupted(
+                    f"export_bucket[{bucket_id} [{number}/{count}]]",
+                    "its staged export is gone or never finished; clear this run's tasks together "
+                    "with their upstream tasks (Clear, with Upstream), or trigger a new run")
+            summaries.append(json.loads(path.read_text()))
+        with (bucket.folder / "summary.json").open("w", encoding="utf-8") as output:
+            json.dump(combine_summaries(bucket_id, summaries), output)
+
+
 def reconcile(plan: RunPlan, resources: RunResources, bucket_ids: list[str],
-              database_summary: dict | None) -> dict:
-    """Make the exports agree with the database's storage.objects (see reconcile.py).
+              database_summary: dict | None, units: list[dict] | None = None) -> dict:
+    """Make the exports agree with the database's storage.objects (see reconcile.py). ``units``
+    are the export units (plan_bucket_exports): a bucket exported in shards is merged back into
+    one here.
 
     When the database dump was left out, the inventory is read now instead of in the dump's
     snapshot: it still finds what the listing missed, and the manifest records no snapshot.
@@ -213,9 +278,11 @@ def reconcile(plan: RunPlan, resources: RunResources, bucket_ids: list[str],
     def keys_still_present(bucket_id, keys):
         return database.current_object_keys(resources.database, bucket_id, keys)
 
+    shard_counts = shards.shard_counts(units or [])
+    _combine_shard_summaries(staging, shard_counts)
     result = reconcile_buckets(
         staging, bucket_ids, have_inventory="inventory_objects" in database_summary,
-        fetch_missing=fetch_missing, keys_still_present=keys_still_present,
+        fetch_missing=fetch_missing, keys_still_present=keys_still_present, shards=shard_counts,
     )
     result["snapshot"] = database_summary.get("snapshot")
     return result

@@ -31,7 +31,13 @@ from supabase_backup.errors import (
 from supabase_backup.hashing import HashingWriter
 from supabase_backup.units import format_bytes, format_rate
 from supabase_backup.staging import BucketStaging, StagingPath
-from supabase_backup.storage_listing import ListedObject, list_objects, object_route, read_ahead
+from supabase_backup.storage_listing import (
+    ListedObject,
+    ObjectListing,
+    list_objects,
+    object_route,
+    read_ahead,
+)
 
 log = logging.getLogger(__name__)
 
@@ -340,11 +346,14 @@ def export_bucket(
     concurrency: int = 8,
     page_size: int = 1000,
     report_progress: ProgressReport | None = None,
+    listing: ObjectListing | None = None,
 ) -> dict[str, Any]:
     """Export every object of ``staging.bucket_id`` into ``staging.folder``.
 
     Lists the bucket (list-v2, or a v1 walk where the server lacks it) and downloads every object with
-    ``concurrency`` threads. Writes, replacing what an earlier attempt left:
+    ``concurrency`` threads. A given ``listing`` is downloaded instead: one shard of a big bucket,
+    whose objects come from ``storage.objects`` (``shards``). Writes, replacing what an earlier
+    attempt left:
 
     - ``objects/<n>``: the object's bytes, n = 1, 2, 3... in listing order;
     - ``index.jsonl``: one line per downloaded object, ``{"key", "file", "size", "sha256",
@@ -358,9 +367,9 @@ def export_bucket(
     - ``unreadable.jsonl``: one line ``{"key", "reason"}`` per object that still failed after its
       retries (reconcile tries it once more).
 
-    Returns ``{"bucket", "objects", "bytes", "missing", "unreadable", "listing": "list-v2"|"v1",
-    "seconds"}``. ``report_progress`` is told the bucket's counts every few seconds (see
-    ``ProgressReport``). Raises ObjectDownloadFailed when ``MAX_FAILURES_IN_A_ROW`` objects fail in a
+    Returns ``{"bucket", "objects", "bytes", "missing", "unreadable", "listing": "list-v2"|"v1"
+    (or the given listing's method), "seconds"}``. ``report_progress`` is told the bucket's counts
+    every few seconds (see ``ProgressReport``). Raises ObjectDownloadFailed when ``MAX_FAILURES_IN_A_ROW`` objects fail in a
     row (the service is failing), ApiUnauthorized when the key is refused.
     """
     progress = _Progress(staging.bucket_id, report_progress)
@@ -370,7 +379,8 @@ def export_bucket(
     with open_client(settings, max_connections=2) as client, DownloadPool(
         settings, max_connections=concurrency + 2
     ) as pool:
-        listing = list_objects(client, staging.bucket_id, page_size=page_size)
+        if listing is None:
+            listing = list_objects(client, staging.bucket_id, page_size=page_size)
         log.info("Bucket %r: listing with %s, downloading with %d threads", staging.bucket_id, listing.method, concurrency)
         listed_ahead = read_ahead(listing.objects, max_items=page_size, thread_name=f"list-{staging.bucket_id}")
         with closing(listed_ahead), _LineWriter(staging.index_path, append=False) as index, _LineWriter(
@@ -399,6 +409,20 @@ def export_bucket(
     }
     log.info("Bucket %r exported: %s", staging.bucket_id, summary)
     return summary
+
+
+def combine_summaries(bucket_id: str, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One bucket's export summary from those of its shards: the counts added up, ``seconds`` the
+    shards' task time together, and ``shards`` how many there were."""
+    methods = sorted({summary["listing"] for summary in summaries})
+    return {
+        "bucket": bucket_id,
+        **{name: sum(summary[name] for summary in summaries)
+           for name in ("objects", "bytes", "missing", "unreadable")},
+        "listing": ",".join(methods),
+        "seconds": round(sum(summary["seconds"] for summary in summaries), 3),
+        "shards": len(summaries),
+    }
 
 
 def _next_sequence_number(staging: BucketStaging) -> int:

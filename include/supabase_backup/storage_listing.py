@@ -88,7 +88,13 @@ class ObjectListing:
 
 
 def _listed(key: str, row: dict[str, Any]) -> ListedObject:
-    metadata = row.get("metadata") or {}
+    return listed_from_metadata(key, row.get("metadata"))
+
+
+def listed_from_metadata(key: str, metadata: dict[str, Any] | None) -> ListedObject:
+    """An object described by its stored metadata (a listing row's ``metadata``, which is
+    ``storage.objects.metadata``)."""
+    metadata = metadata or {}
     size = metadata.get("size", metadata.get("contentLength"))
     return ListedObject(key=key, size=size if isinstance(size, int) else None, etag=metadata.get("eTag"),
                         content_type=metadata.get("mimetype"), cache_control=metadata.get("cacheControl"))

@@ -86,6 +86,8 @@ class Counts(BaseModel):
     bytes_done: int = 0
     missing: int = 0
     listing_done: bool = False
+    shards: int | None = Field(None, description="For a bucket exported in shards: how many; its "
+                               "counts are those of all its shards together.")
 
 
 class Progress(BaseModel):

@@ -161,3 +161,40 @@ def test_drill_rows_are_their_own_kind(connection):
     history.record_failed(connection, drill_run, "compare_figures: public.x differs",
                           trigger="manual", kind=history.DRILL)
     assert history.get_by_run_id(connection, drill_run)["status"] == "failed"
+
+
+def test_shards_of_a_bucket_report_side_by_side_and_the_page_adds_them_up(connection):
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    if str(PROJECT_ROOT / "plugins") not in sys.path:
+        sys.path.append(str(PROJECT_ROOT / "plugins"))
+    from supabase_backup_plugin.routes.runs import progress_of
+
+    run_id = f"test__{uuid.uuid4()}"
+    history.record_running(connection, run_id, "manual", triggered_by=None)
+    history.record_buckets_pending(connection, run_id, ["media", "avatars"])
+    history.record_progress(connection, run_id, bucket="media", shard=2, counts={
+        "objects_done": 5, "objects_known": 5, "bytes_done": 50, "listing_done": True})
+    # Entered as sharded after shard 2 reported: its counts stay, the other shards are pending.
+    history.record_buckets_pending(connection, run_id, ["media", "avatars"], {"media": 3})
+    history.record_progress(connection, run_id, bucket="media", shard=1, counts={
+        "objects_done": 7, "objects_known": 9, "bytes_done": 70, "listing_done": True})
+    history.record_progress(connection, run_id, bucket="avatars", counts={
+        "objects_done": 1, "objects_known": 2, "bytes_done": 3, "listing_done": True})
+    row = history.get_by_run_id(connection, run_id)
+    shards = row["progress"]["buckets"]["media"]["shards"]
+    assert {number: counts["objects_done"] for number, counts in shards.items()} == {
+        "1": 7, "2": 5, "3": 0}
+    progress = progress_of(row)
+    media = progress.buckets["media"]
+    assert (media.objects_done, media.objects_known, media.bytes_done, media.shards,
+            media.listing_done) == (12, 14, 120, 3, False)  # shard 3 has not listed yet
+    assert (progress.total.objects_done, progress.total.objects_known,
+            progress.total.listing_done) == (13, 16, False)
+    history.record_progress(connection, run_id, bucket="media", shard=3, counts={
+        "objects_done": 1, "objects_known": 1, "bytes_done": 1, "listing_done": True})
+    progress = progress_of(history.get_by_run_id(connection, run_id))
+    assert progress.total.listing_done and progress.total.objects_done == 14
+    assert progress.buckets["avatars"].shards is None

@@ -96,3 +96,16 @@ def test_the_drill_schedule_is_weekly_unless_the_environment_says(monkeypatch):
     assert config.drill_schedule_from_environment() == "@weekly"
     monkeypatch.setenv("SUPABASE_BACKUP_DRILL_SCHEDULE", "None")
     assert config.drill_schedule_from_environment() is None
+
+
+def test_shard_size_is_a_positive_number_of_objects_carried_into_the_plan():
+    default = config.BackupSettings.from_variables(variables({"supabase_backup_s3_bucket": "b"}))
+    assert default.shard_max_objects == 250_000
+    settings = config.BackupSettings.from_variables(variables(
+        {"supabase_backup_s3_bucket": "b", "supabase_backup_shard_max_objects": " 1000 "}))
+    plan = config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="x", params={})
+    assert config.RunPlan.from_dict(plan.to_dict()).shard_max_objects == 1000
+    for bad in ("0", "-5", "many", "1e6"):
+        with pytest.raises(ConfigurationError, match="supabase_backup_shard_max_objects"):
+            config.BackupSettings.from_variables(variables(
+                {"supabase_backup_s3_bucket": "b", "supabase_backup_shard_max_objects": bad}))

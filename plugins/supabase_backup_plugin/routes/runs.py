@@ -47,16 +47,31 @@ def get_run(run_id: str, connection: Database) -> RunStatus:
     )
 
 
+COUNTED = ("objects_done", "objects_known", "bytes_done", "missing")
+
+
+def _counts(recorded: dict) -> Counts:
+    return Counts(**{key: value for key, value in recorded.items()
+                     if key in Counts.model_fields and key != "shards" and value is not None})
+
+
+def bucket_counts(recorded: dict) -> Counts:
+    """One bucket's counts; for a bucket exported in shards, all its shards' together (its listing
+    is done when every shard's is)."""
+    shards = recorded.get("shards")
+    if not shards:
+        return _counts(recorded)
+    parts = [_counts(counts) for counts in shards.values()]
+    return Counts(**{name: sum(getattr(part, name) for part in parts) for name in COUNTED},
+                  listing_done=all(part.listing_done for part in parts), shards=len(parts))
+
+
 def progress_of(row: dict | None) -> Progress:
     recorded = (row or {}).get("progress") or {}
-    buckets = {name: Counts(**{key: value for key, value in counts.items()
-                               if key in Counts.model_fields and value is not None})
+    buckets = {name: bucket_counts(counts)
                for name, counts in (recorded.get("buckets") or {}).items()}
     total = Counts(
-        objects_done=sum(counts.objects_done for counts in buckets.values()),
-        objects_known=sum(counts.objects_known for counts in buckets.values()),
-        bytes_done=sum(counts.bytes_done for counts in buckets.values()),
-        missing=sum(counts.missing for counts in buckets.values()),
+        **{name: sum(getattr(counts, name) for counts in buckets.values()) for name in COUNTED},
         listing_done=bool(buckets) and all(counts.listing_done for counts in buckets.values()),
     )
     return Progress(step=recorded.get("step"), updated_at=recorded.get("updated_at"),

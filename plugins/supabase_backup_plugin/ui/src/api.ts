@@ -6,6 +6,8 @@ export interface Counts {
   bytes_done: number;
   missing: number;
   listing_done: boolean;
+  // A bucket exported in shards: how many (its counts are all its shards' together).
+  shards?: number | null;
 }
 
 export interface Progress {
