@@ -63,8 +63,14 @@ def test_s3_dying_mid_upload_fails_the_run_with_the_reason(fragile_sandbox, back
     sandbox_package.add_objects(sandbox.settings, "big-upload", [
         ("big.bin", os.urandom(48 * 2**20), "application/octet-stream")])
     s3, bucket = sandbox.s3(), sandbox.settings["s3_bucket"]
+
+    def archive_upload_started() -> bool:
+        # plan_run's write check also opens (and aborts) a multipart upload: wait for the archive's.
+        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads") or []
+        return any(upload["Key"].rsplit("/", 1)[-1].startswith("backup-") for upload in uploads)
+
     watcher = in_background(
-        lambda: s3.list_multipart_uploads(Bucket=bucket).get("Uploads"),
+        archive_upload_started,
         lambda: sandbox_package.stop_part(sandbox.settings["state_dir"], "s3"))
     try:
         dag_run = backup_runner.run(sandbox, {"buckets": ["big-upload"], "include_auth": False,
