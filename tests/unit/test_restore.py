@@ -340,3 +340,36 @@ def test_storage_uploads_stream_every_member_by_name(tmp_path, no_zipfile):
     assert sorted(created) == ["avatars", "documents"]
     assert result.counts["uploaded"] == 1200 and not result.refused
     assert uploaded == {(bucket, key): data for bucket, key, data in objects(1200)}
+
+
+@pytest.mark.parametrize("target", ["postgres", "supabase"])
+def test_the_database_member_streams_to_the_restore_without_zipfile(tmp_path, no_zipfile,
+                                                                    monkeypatch, capsys, target):
+    """The command's database path: the dump opened twice (scan, then run) from the index, and for
+    a Supabase target db/roles.sql only when the archive holds it."""
+    from supabase_backup import restore_database, restore_supabase
+
+    path = tmp_path / "many.zip"
+    write_many(path, 3000)
+    read: list[str] = []
+
+    class Result:
+        extensions_skipped: list = []
+
+        def describe(self) -> str:
+            return "Database restored (fake)."
+
+    def fake_restore(open_dump, settings, **options):
+        for _ in range(2):
+            with open_dump() as dump:
+                read.append(dump.read())
+        assert options.get("open_roles") is None  # this archive has no db/roles.sql
+        return Result()
+
+    monkeypatch.setattr(restore_database, "restore_database", fake_restore)
+    monkeypatch.setattr(restore_supabase, "restore_into_supabase", fake_restore)
+    monkeypatch.setattr(restore_supabase, "comparable_figures", lambda tables: (tables, {}))
+    assert main(["restore", "--only", "db", "--target", target, "--database-url",
+                 "postgresql://u@127.0.0.1:1/x", str(path)]) == 0
+    assert read == [DUMP.decode()] * 2
+    assert "Database restored (fake)." in capsys.readouterr().out
