@@ -16,6 +16,7 @@ import io
 import re
 import sqlite3
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from supabase_backup.archive import (
 from supabase_backup.errors import ManifestInvalid, UnsafeMemberPath, VerificationFailed
 from supabase_backup.manifest import read_manifest
 from supabase_backup.units import format_bytes
-from supabase_backup.zip_stream import ZipDamaged, ZipEntry, ZipReader
+from supabase_backup.zip_stream import MemberReader, ZipDamaged, ZipEntry, ZipReader
 
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _BATCH = 10_000
@@ -77,9 +78,13 @@ class RestoreArchive:
             self._reader = ZipReader(file)
         except ZipDamaged as error:
             raise VerificationFailed(label, f"not a readable zip file ({error})") from None
+        self._file = file
         self._scratch_folder = scratch_folder
         self._scratch: tempfile.TemporaryDirectory | None = None
         self._database: sqlite3.Connection | None = None
+        # A member may be read from another thread (run_psql feeds psql from a writer thread):
+        # every use of the index and every seek-and-read of the file holds this lock.
+        self._lock = threading.RLock()
         self.names_checked = 0
         self.first_unsafe: tuple[str, str] | None = None  # (name, problem), first in stored order
 
@@ -90,12 +95,13 @@ class RestoreArchive:
         self.close()
 
     def close(self) -> None:
-        if self._database is not None:
-            self._database.close()
-            self._database = None
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
+        with self._lock:
+            if self._database is not None:
+                self._database.close()
+                self._database = None
+            if self._scratch is not None:
+                self._scratch.cleanup()
+                self._scratch = None
 
     def read_central_directory(self) -> int:
         """Read the central directory into the index, checking every name, once (the first use of
@@ -104,11 +110,16 @@ class RestoreArchive:
         return self.names_checked
 
     def _index(self) -> sqlite3.Connection:
-        if self._database is not None:
+        with self._lock:
+            if self._database is None:
+                self._database = self._build_index()
             return self._database
+
+    def _build_index(self) -> sqlite3.Connection:
         self._scratch = tempfile.TemporaryDirectory(prefix="supabase-backup-restore-",
                                                     dir=self._scratch_folder)
-        database = sqlite3.connect(str(Path(self._scratch.name) / "members.sqlite"))
+        database = sqlite3.connect(str(Path(self._scratch.name) / "members.sqlite"),
+                                   check_same_thread=False)
         database.executescript("""
             PRAGMA journal_mode = OFF;
             PRAGMA synchronous = OFF;
@@ -140,15 +151,15 @@ class RestoreArchive:
             database.close()
             raise
         self.names_checked = count
-        self._database = database
         return database
 
     def entry(self, name: str) -> ZipEntry | None:
         """The central directory entry of member ``name`` (the last stored, as zipfile's lookup
         would give; verify refuses an archive that holds a name twice), or None."""
-        row = self._index().execute(
-            "SELECT name, method, flags, crc, compressed_size, size, header_offset FROM stored "
-            "WHERE name = ? ORDER BY rowid DESC LIMIT 1", (name,)).fetchone()
+        with self._lock:
+            row = self._index().execute(
+                "SELECT name, method, flags, crc, compressed_size, size, header_offset FROM stored "
+                "WHERE name = ? ORDER BY rowid DESC LIMIT 1", (name,)).fetchone()
         return ZipEntry(*row) if row else None
 
     def __contains__(self, name: str) -> bool:
@@ -160,7 +171,31 @@ class RestoreArchive:
         entry = self.entry(name)
         if entry is None:
             raise KeyError(f"there is no member named {name!r} in {self.label}")
-        return io.BufferedReader(self._reader.open(entry), READ_BUFFER)
+        return io.BufferedReader(MemberReader(_SharedFileView(self._file, self._lock), entry),
+                                 READ_BUFFER)
+
+
+class _SharedFileView:
+    """One member reader's position in a file that other readers (and threads) use too: each read
+    seeks and reads under the archive's lock, as zipfile's shared file does."""
+
+    def __init__(self, file: IO[bytes], lock) -> None:
+        self._file = file
+        self._lock = lock
+        self._position = 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET:
+            raise ValueError("only absolute seeks")
+        self._position = offset
+        return offset
+
+    def read(self, size: int) -> bytes:
+        with self._lock:
+            self._file.seek(self._position)
+            data = self._file.read(size)
+        self._position += len(data)
+        return data
 
 
 def check_member_names(archive: RestoreArchive) -> int:

@@ -7,6 +7,7 @@ zipfile.ZipFile (a ZipInfo per member); RSS at a million members is measured by 
 import hashlib
 import io
 import json
+import threading
 import zipfile
 from contextlib import contextmanager
 from urllib.parse import unquote
@@ -360,9 +361,16 @@ def test_the_database_member_streams_to_the_restore_without_zipfile(tmp_path, no
             return "Database restored (fake)."
 
     def fake_restore(open_dump, settings, **options):
-        for _ in range(2):
+        with open_dump() as dump:  # the scan
+            read.append(dump.read())
+
+        def feed() -> None:  # run_psql feeds psql from a writer thread
             with open_dump() as dump:
                 read.append(dump.read())
+
+        writer = threading.Thread(target=feed)
+        writer.start()
+        writer.join()
         assert options.get("open_roles") is None  # this archive has no db/roles.sql
         return Result()
 
@@ -373,3 +381,33 @@ def test_the_database_member_streams_to_the_restore_without_zipfile(tmp_path, no
                  "postgresql://u@127.0.0.1:1/x", str(path)]) == 0
     assert read == [DUMP.decode()] * 2
     assert "Database restored (fake)." in capsys.readouterr().out
+
+
+def test_members_read_from_several_threads_at_once_are_whole(tmp_path, no_zipfile):
+    # Members of several 1 MiB reads each, so the threads' seeks and reads of the one file interleave.
+    import os
+
+    expected = {f"storage/b/{number}.bin": os.urandom(2 * 1024 * 1024 + number) for number in range(8)}
+    path = tmp_path / "big.zip"
+    with path.open("wb") as output, StreamingZipWriter(output) as writer:
+        for name, data in expected.items():
+            writer.add(name, [data], date_time=DATE, deflate=False)
+    failures: list[str] = []
+    with path.open("rb") as file, RestoreArchive(file, str(path)) as archive:
+        check_member_names(archive)
+
+        def read(name: str) -> None:
+            try:
+                for _ in range(3):
+                    with archive.open(name) as source:
+                        if source.read() != expected[name]:
+                            failures.append(f"{name}: other bytes")
+            except Exception as error:  # a CRC mismatch when another thread moved the file
+                failures.append(f"{name}: {error}")
+
+        threads = [threading.Thread(target=read, args=(name,)) for name in expected]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
