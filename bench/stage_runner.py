@@ -106,6 +106,91 @@ def synthetic_members(count: int, manifest_path: str | None = None):
                             "text/plain")
 
 
+class ZipfileArchive:
+    """restore.RestoreArchive's interface over zipfile.ZipFile, the reader restore used before
+    issue 10 (a ZipInfo per member, all held): the baseline runs the library's own check and plan
+    over it, so only the reader differs."""
+
+    def __init__(self, path: str) -> None:
+        import zipfile
+
+        self._zip = zipfile.ZipFile(path)
+        self.first_unsafe = None
+
+    def read_central_directory(self) -> int:
+        from supabase_backup.restore import member_path_problem
+
+        infos = self._zip.infolist()
+        for info in infos:
+            problem = member_path_problem(info.orig_filename)
+            if problem and self.first_unsafe is None:
+                self.first_unsafe = (info.orig_filename, problem)
+        return len(infos)
+
+    def entry(self, name: str):
+        from supabase_backup.zip_stream import ZipEntry
+
+        try:
+            info = self._zip.getinfo(name)
+        except KeyError:
+            return None
+        return ZipEntry(info.filename, info.compress_type, info.flag_bits, info.CRC,
+                        info.compress_size, info.file_size, info.header_offset)
+
+    def open(self, name: str):
+        return self._zip.open(name)
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def scratch_bytes(folder: str) -> int:
+    return sum(path.stat().st_size for path in Path(folder).glob("supabase-backup-restore-*/*"))
+
+
+def million_restore(variant: str, spec: dict) -> dict:
+    """restore over the million-object archive: the name checks and the dry-run plan (``-plan-``),
+    the whole ``supabase-backup restore --dry-run`` (verify included), or every object member
+    opened by name and read as the storage upload does, without the HTTP (``-read-``)."""
+    import contextlib
+
+    from supabase_backup import restore
+
+    if variant == "million-restore-dry-run-ours":
+        from supabase_backup.cli import main as command
+
+        with contextlib.redirect_stdout(io.StringIO()) as printed:  # the plan: a few lines
+            code = command(["restore", "--dry-run", spec["archive"]])
+        if code != 0:
+            raise SystemExit(f"restore --dry-run exited {code}")
+        return {"plan_lines": printed.getvalue().count("\n")}
+    with contextlib.ExitStack() as stack:
+        if variant == "million-restore-plan-zipfile":
+            archive = ZipfileArchive(spec["archive"])
+            stack.callback(archive.close)
+        else:
+            file = stack.enter_context(open(spec["archive"], "rb"))
+            archive = stack.enter_context(restore.RestoreArchive(file, spec["archive"],
+                                                                 scratch_folder=spec["scratch"]))
+        names = restore.check_member_names(archive)
+        result = {"names_checked": names, "scratch_index_bytes": scratch_bytes(spec["scratch"])}
+        if variant in ("million-restore-plan-ours", "million-restore-plan-zipfile"):
+            plan = restore.plan_restore(archive)
+            plan.describe(None, None, None)
+            result.update(objects=plan.objects, object_bytes=plan.object_bytes)
+        elif variant == "million-restore-read-ours":
+            objects = read = 0
+            for member in restore.iter_objects(archive):
+                with archive.open(member["path"]) as source:
+                    while chunk := source.read(1024 * 1024):
+                        read += len(chunk)
+                objects += 1
+            result.update(objects=objects, object_bytes=read)
+        else:
+            raise SystemExit(f"unknown variant {variant}")
+    return result
+
+
 def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
     scratch = Path(spec["scratch"])
     extra: dict = {}
@@ -202,6 +287,8 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
                     hashlib.sha256(member.read()).hexdigest()
                 checked += 1
         extra.update(members_checked=checked, names=len(names))
+    elif variant.startswith("million-restore-"):
+        extra.update(million_restore(variant, spec))
     elif variant == "pg_dump-f":
         output = scratch / "bare.sql"
         subprocess.run([spec["pg_dump"], "-h", "127.0.0.1", "-p", str(spec["pg_port"]), "-U", "postgres",

@@ -12,6 +12,7 @@ baseline on median wall seconds.
 | build + upload, 1 GiB tree | ``destination.stream_archive`` (zip written into the multipart upload) | ``write_archive`` to a file, then boto3 ``upload_file`` |
 | verify from S3, 1 GiB archive | ``destination.read_back_and_verify`` (ranged reads) | boto3 ``download_file`` then ``unzip -t`` |
 | 1M × 1 KB archive (``--million``) | ``write_archive`` / ``verify_archive`` | ``zipfile`` writing / reading the same members |
+| restore, same archive (``--million``) | ``restore.check_member_names`` + ``plan_restore`` over ``RestoreArchive``; the whole ``restore --dry-run``; every object read by name | the same check and plan over ``zipfile.ZipFile`` |
 
 S3 is bench/s3_standin.py on 127.0.0.1 (objects as files, ranges by seeking; moto copies the whole
 object on every ranged GET), sharing the 2 CPUs with the measured process; its CPU seconds are recorded.
@@ -231,16 +232,28 @@ def archive_created():
     return datetime(2026, 11, 28, 6, 0, tzinfo=timezone.utc)
 
 
-def million_manifest(count: int, path: Path) -> None:
+def million_manifest(count: int, path: Path, *, objects: bool = False) -> None:
+    """The million case's manifest; ``objects``: each member also records its bucket and key, as
+    a backup's do, so restore can plan and read it (the write and verify stages leave them out)."""
     sys.path.insert(0, str(HERE))
     from stage_runner import synthetic_members  # noqa: E402
 
     from supabase_backup import manifest
+    from supabase_backup.archive import key_of_member
 
+    def listed(member):
+        entry = {"path": member.name, "size": member.size, "sha256": member.sha256}
+        if objects:
+            bucket, key = key_of_member(member.name)
+            entry["object"] = {"bucket": bucket, "key": key, "content_type": member.content_type}
+        return entry
+
+    header = {"run": {"run_id": "bench-million"}}
+    if objects:
+        header["storage"] = {"buckets": [{"bucket": "bulk", "settings": {"name": "bulk"}}]}
     with path.open("w", encoding="utf-8") as manifest_file:
-        manifest.write_manifest(manifest_file, {"run": {"run_id": "bench-million"}},
-                                ({"path": member.name, "size": member.size, "sha256": member.sha256}
-                                 for member in synthetic_members(count)))
+        manifest.write_manifest(manifest_file, header,
+                                (listed(member) for member in synthetic_members(count)))
 
 
 def run_stages(repeat: int, million: int, scratch: Path, only: set[str]) -> dict:
@@ -254,7 +267,8 @@ def run_stages(repeat: int, million: int, scratch: Path, only: set[str]) -> dict
     if "database" in only:
         database_stage(stages, settings, scratch, repeat)
     if million:
-        million_stages(stages, settings, scratch, million)
+        million_stages(stages, settings, scratch, million,
+                       {part for part in only if part.startswith("million_")} or set(MILLION_STAGES))
     return {"settings": settings, "stages": stages}
 
 
@@ -349,15 +363,18 @@ def database_stage(stages: dict, settings: dict, scratch: Path, repeat: int) -> 
         shell.rmtree(cluster, ignore_errors=True)
 
 
-def million_stages(stages: dict, settings: dict, scratch: Path, million: int) -> None:
-    if True:
+MILLION_STAGES = ("million_write", "million_verify", "million_restore")
+
+
+def million_stages(stages: dict, settings: dict, scratch: Path, million: int, parts: set[str]) -> None:
+    settings["million_objects"] = million
+    if parts & {"million_write", "million_verify"}:
         print(f"{million:,} objects: manifest …", flush=True)
         manifest_path = scratch / "million-manifest.json"
         million_manifest(million, manifest_path)
         kept = scratch / "million.zip"
         spec = {"objects": million, "manifest": str(manifest_path), "scratch": str(scratch),
                 "keep_as": str(kept)}
-        settings["million_objects"] = million
         # One round each: these take minutes and measure memory, which does not vary run to run.
         stages["million_write"] = measure("million_write", ["million-write-zipfile", "million-write-ours"],
                                           "million-write-zipfile", spec, scratch, 1, warm_up=False)
@@ -365,6 +382,29 @@ def million_stages(stages: dict, settings: dict, scratch: Path, million: int) ->
                                            "million-verify-zipfile", {**spec, "archive": str(kept)},
                                            scratch, 1, warm_up=False)
         kept.unlink()
+    if "million_restore" in parts:
+        million_restore_stage(stages, scratch, million)
+
+
+def million_restore_stage(stages: dict, scratch: Path, million: int) -> None:
+    """restore's name checks and dry-run plan over the million-object archive against the same
+    check and plan over zipfile's reader; the whole dry run (verify included); and every object
+    opened by name and read, as the storage upload does (issue 10)."""
+    print(f"{million:,} objects: restore archive (manifest with buckets and keys) …", flush=True)
+    manifest_path = scratch / "million-restore-manifest.json"
+    million_manifest(million, manifest_path, objects=True)
+    kept = scratch / "million-restore.zip"
+    spec = {"objects": million, "manifest": str(manifest_path), "scratch": str(scratch),
+            "keep_as": str(kept)}
+    spec_path = scratch / "spec-million-restore-build.json"
+    spec_path.write_text(json.dumps(spec))
+    run_variant("million-write-ours", spec_path)  # the input, not a measurement
+    manifest_path.unlink()
+    stages["million_restore"] = measure(
+        "million_restore", ["million-restore-plan-zipfile", "million-restore-plan-ours",
+                            "million-restore-dry-run-ours", "million-restore-read-ours"],
+        "million-restore-plan-zipfile", {**spec, "archive": str(kept)}, scratch, 1, warm_up=False)
+    kept.unlink()
 
 
 def print_stages(document: dict) -> None:
@@ -387,8 +427,13 @@ def main(argv=None) -> None:
     parser.add_argument("--million", type=int, default=0,
                         help="also write and verify an archive of this many 1 KB objects (e.g. 1000000)")
     parser.add_argument("--only", default="archive_build,build_upload,verify_s3,database",
-                        help="comma-separated stages to run (default: all but the million case)")
+                        help="comma-separated stages to run (default: all but the million case); "
+                             "with --million, naming million_write,million_verify (run together) "
+                             "or million_restore runs only those of the million case")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--record-as", metavar="NAME",
+                        help="results file name: NAME-latest.json and NAME-history.jsonl "
+                             "(default: stages, or stages-million with --million)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     sys.path.insert(0, str(ROOT / "include"))
@@ -404,7 +449,7 @@ def main(argv=None) -> None:
     print(f"\nstages took {document['suite_seconds']:.0f} s")
     if not args.no_record:
         RESULTS.mkdir(exist_ok=True)
-        name = "stages-million" if args.million else "stages"
+        name = args.record_as or ("stages-million" if args.million else "stages")
         (RESULTS / f"{name}-latest.json").write_text(json.dumps(document, indent=2) + "\n")
         with (RESULTS / f"{name}-history.jsonl").open("a") as history:
             history.write(json.dumps(document) + "\n")

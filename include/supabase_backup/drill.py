@@ -23,7 +23,6 @@ import hashlib
 import logging
 import re
 import time
-import zipfile
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Protocol
 
@@ -34,7 +33,7 @@ from supabase_backup.archive import DATABASE_MEMBER
 from supabase_backup.config import DATABASE_CONN_ID, AWS_CONN_ID, DRILL_CONN_ID, DRILL_DAG_ID
 from supabase_backup.database import DatabaseSettings
 from supabase_backup.errors import DrillFailed, FiguresDiffer, NothingToDrill
-from supabase_backup.restore import check_member_names, read_header_and_members
+from supabase_backup.restore import RestoreArchive, check_member_names, read_header_and_members
 from supabase_backup.restore_database import EXTENSION_SCHEMAS, open_text, restore_database
 
 log = logging.getLogger(__name__)
@@ -158,7 +157,8 @@ def _open_archive(plan: DrillPlan, resources: DrillResources):
 
 def read_recorded_tables(plan: DrillPlan, resources: DrillResources) -> tuple[dict, list[dict]]:
     """The manifest's ``database`` section and its tables' recorded figures."""
-    with _open_archive(plan, resources) as archive_file, zipfile.ZipFile(archive_file) as archive:
+    with _open_archive(plan, resources) as archive_file, \
+            RestoreArchive(archive_file, plan.archive_url) as archive:
         header, _ = read_header_and_members(archive)
     section = header.get("database") or {}
     if not section.get("included", True) or not section:
@@ -170,7 +170,8 @@ def restore_backup(plan: DrillPlan, resources: DrillResources) -> dict:
     """Restore the archive's dump into the scratch database (streamed from S3 by ranged reads,
     one transaction), skipping extensions the drill server lacks."""
     started = time.monotonic()
-    with _open_archive(plan, resources) as archive_file, zipfile.ZipFile(archive_file) as archive:
+    with _open_archive(plan, resources) as archive_file, \
+            RestoreArchive(archive_file, plan.archive_url) as archive:
         check_member_names(archive)
         header, _ = read_header_and_members(archive)
         section = header.get("database") or {}

@@ -20,7 +20,6 @@ import hashlib
 import logging
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from typing import IO, Iterator
 
@@ -34,7 +33,7 @@ from supabase_backup.api_client import (
     request_json,
 )
 from supabase_backup.errors import ApiError, ApiNotFound, ApiTransientError, RestoreIncomplete
-from supabase_backup.restore import iter_objects
+from supabase_backup.restore import RestoreArchive, iter_objects
 from supabase_backup.storage_listing import encode_path_segment, object_route
 from supabase_backup.units import format_bytes
 
@@ -153,7 +152,7 @@ def _remote_sha256(client: httpx.Client, bucket: str, key: str) -> str:
     return call_with_retries(f"Downloading {bucket}/{key} to compare", download)
 
 
-def _upload(client: httpx.Client, archive: zipfile.ZipFile, member: dict, upsert: bool) -> None:
+def _upload(client: httpx.Client, archive: RestoreArchive, member: dict, upsert: bool) -> None:
     entry = member["object"]
     headers = {"content-type": entry.get("content_type") or "application/octet-stream",
                "content-length": str(member["size"]), "x-upsert": "true" if upsert else "false"}
@@ -174,7 +173,7 @@ def _upload(client: httpx.Client, archive: zipfile.ZipFile, member: dict, upsert
     call_with_retries(f"Uploading {entry['bucket']}/{entry['key']}", send)
 
 
-def restore_object(client: httpx.Client, archive: zipfile.ZipFile, member: dict, *, overwrite: bool,
+def restore_object(client: httpx.Client, archive: RestoreArchive, member: dict, *, overwrite: bool,
                    result: StorageRestoreResult) -> str:
     entry = member["object"]
     bucket, key = entry["bucket"], entry["key"]
@@ -199,7 +198,7 @@ def restore_object(client: httpx.Client, archive: zipfile.ZipFile, member: dict,
     return OVERWRITTEN if info is not None else UPLOADED
 
 
-def restore_storage(archive: zipfile.ZipFile, header: dict, settings: ApiSettings, *,
+def restore_storage(archive: RestoreArchive, header: dict, settings: ApiSettings, *,
                     overwrite: bool = False, progress: Progress | None = None,
                     client: httpx.Client | None = None) -> StorageRestoreResult:
     """Create the buckets and upload every object member; RestoreIncomplete lists what the target

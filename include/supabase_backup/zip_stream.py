@@ -366,7 +366,10 @@ class MemberReader(io.RawIOBase):
 
     def _next_chunk(self) -> bytes:
         while not self._done:
-            if self._left == 0:
+            if self._decompressor is not None and self._decompressor.unconsumed_tail:
+                # Input the last call left unused, to keep each chunk within _COPY_CHUNK.
+                data = self._inflate(self._decompressor.unconsumed_tail)
+            elif self._left == 0:
                 tail = self._decompressor.flush() if self._decompressor else b""
                 self._done = True
                 self._account(tail)
@@ -375,23 +378,26 @@ class MemberReader(io.RawIOBase):
                                      f"{self._crc:08x}; the directory says {self.entry.size}, "
                                      f"{self.entry.crc:08x}")
                 return tail
-            self._file.seek(self._position)
-            raw = self._file.read(min(self._left, _COPY_CHUNK))
-            if not raw:
-                raise ZipDamaged(f"member {self.entry.name!r} is cut short")
-            self._position += len(raw)
-            self._left -= len(raw)
-            if self._decompressor is not None:
-                try:
-                    data = self._decompressor.decompress(raw)
-                except zlib.error as error:
-                    raise ZipDamaged(f"member {self.entry.name!r}: {error}") from None
             else:
-                data = raw
+                self._file.seek(self._position)
+                raw = self._file.read(min(self._left, _COPY_CHUNK))
+                if not raw:
+                    raise ZipDamaged(f"member {self.entry.name!r} is cut short")
+                self._position += len(raw)
+                self._left -= len(raw)
+                data = self._inflate(raw) if self._decompressor is not None else raw
             self._account(data)
             if data:
                 return data
         return b""
+
+    def _inflate(self, raw: bytes) -> bytes:
+        """At most _COPY_CHUNK bytes of output per call whatever the ratio (1 MiB of deflate can
+        hold 1 GiB of zeros); the input not yet used waits in ``unconsumed_tail``."""
+        try:
+            return self._decompressor.decompress(raw, _COPY_CHUNK)
+        except zlib.error as error:
+            raise ZipDamaged(f"member {self.entry.name!r}: {error}") from None
 
     def _account(self, data: bytes) -> None:
         if data:

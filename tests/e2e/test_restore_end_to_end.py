@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-import zipfile
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from tests.archive_reader import read_archive
 
 from supabase_backup.api_client import ApiSettings
 from supabase_backup.cli import main
-from supabase_backup.restore import read_header_and_members
+from supabase_backup.restore import RestoreArchive, read_header_and_members
 from supabase_backup.restore_storage import Progress, restore_storage
 from tests.sandbox_fixtures import start_sandbox
 
@@ -271,7 +270,7 @@ def test_an_interrupted_storage_restore_completes_when_run_again(small_sandbox, 
     empty_storage(target_sandbox)
     expected = {key: value for key, value in small_sandbox.objects().items() if key not in REFUSED_KEYS}
     settings = ApiSettings(target_sandbox.settings["api_url"], target_sandbox.settings["service_key"])
-    with zipfile.ZipFile(archive["path"]) as zip_file:
+    with open(archive["path"], "rb") as file, RestoreArchive(file, str(archive["path"])) as zip_file:
         header, _ = read_header_and_members(zip_file)
         total = len(small_sandbox.objects())
         with pytest.raises(KeyboardInterrupt):

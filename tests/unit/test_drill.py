@@ -1,6 +1,10 @@
-"""drill.py: the plan travels as a dict, scratch names are plain identifiers, one per run."""
+"""drill.py: the plan travels as a dict, scratch names are plain identifiers, one per run; the
+archive is read from S3 by ranged reads without zipfile (memory bounded whatever its member count)."""
 
+import io
 import re
+import zipfile
+from types import SimpleNamespace
 
 from supabase_backup import drill
 
@@ -25,3 +29,39 @@ def test_the_plan_round_trips_through_a_dict():
                            s3_key="k.zip", size_bytes=10, sha256="ab")
     assert drill.DrillPlan.from_dict({**plan.to_dict(), "unknown": 1}) == plan
     assert plan.archive_url == "s3://bk/k.zip"
+
+
+class RangedS3:
+    """head_object and ranged get_object over one archive's bytes: what S3RangeReader calls."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.gets = 0
+
+    def head_object(self, Bucket, Key):
+        return {"ContentLength": len(self.data)}
+
+    def get_object(self, Bucket, Key, Range):
+        start, end = (int(number) for number in Range.removeprefix("bytes=").split("-"))
+        self.gets += 1
+        return {"Body": io.BytesIO(self.data[start:end + 1])}
+
+
+def test_the_recorded_tables_are_read_from_s3_without_zipfile(tmp_path, monkeypatch):
+    from tests.unit.test_restore import write_many
+
+    path = tmp_path / "many.zip"
+    write_many(path, 2000)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the drill built a zipfile.ZipFile")
+
+    monkeypatch.setattr(zipfile, "ZipFile", refuse)
+    s3 = RangedS3(path.read_bytes())
+    plan = drill.DrillPlan(run_id="d:r", dag_run_id="r", trigger="manual", started_at="t",
+                           scratch_database="drill_x", backup_run_id="b", s3_bucket="bk",
+                           s3_key="many.zip", size_bytes=len(s3.data), sha256="ab")
+    section, tables = drill.read_recorded_tables(plan, SimpleNamespace(s3=s3))
+    assert section["member"] == "db/backup.sql"
+    assert tables == [{"schema": "public", "table": "t", "row_estimate": 7}]
+    assert s3.gets >= 1

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import zipfile
+from dataclasses import replace
 
 import pytest
 
@@ -129,3 +130,22 @@ def test_a_changed_byte_or_a_cut_file_is_reported():
     for keep in (len(data) - 5, len(data) // 2, 10):
         with pytest.raises(ZipDamaged):
             list(ZipReader(io.BytesIO(bytes(data[:keep]))).entries())
+
+
+def test_a_highly_compressed_member_is_read_in_bounded_chunks():
+    # 64 MiB of zeros deflate to about 64 KiB: one read of the compressed bytes must not inflate
+    # the whole member at once.
+    block = bytes(1024 * 1024)
+    output = io.BytesIO()
+    with StreamingZipWriter(output) as writer:
+        writer.add("zeros", (block for _ in range(64)), date_time=DATE, deflate=True)
+    reader = ZipReader(io.BytesIO(output.getvalue()))
+    entry = next(reader.entries())
+    assert entry.compressed_size < 1024 * 1024
+    sizes = [len(chunk) for chunk in reader.open(entry).chunks()]
+    assert sum(sizes) == 64 * len(block) and max(sizes) <= 1024 * 1024
+    # The size and CRC are still checked at the end of the last chunk.
+    for wrong in (replace(entry, crc=entry.crc ^ 1), replace(entry, size=entry.size + 1)):
+        with pytest.raises(ZipDamaged, match="the directory says"):
+            for _ in reader.open(wrong).chunks():
+                pass

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zipfile
+from typing import TYPE_CHECKING
 
 from supabase_backup.errors import EXIT_CODES_HELP, EXIT_OK, ConfigurationError, RestoreIncomplete, RestoreRefused
+
+if TYPE_CHECKING:
+    from supabase_backup.restore import RestoreArchive
 
 HELP = "restore an archive: the database into an empty Postgres, the objects into a Storage API"
 DESCRIPTION = """\
@@ -110,13 +113,8 @@ def run(arguments) -> int:
     opened = (encryption.open_decrypted(arguments.archive, arguments.identity)
               if arguments.identity else restore.open_archive(arguments.archive))
     with opened as (archive_file, label):
-        try:
-            archive = zipfile.ZipFile(archive_file)
-        except zipfile.BadZipFile as error:
-            from supabase_backup.errors import VerificationFailed
-
-            raise VerificationFailed(label, f"not a readable zip file ({error})") from None
-        with archive:
+        # Read with bounded memory whatever the member count: no zipfile.ZipFile (restore.py).
+        with restore.RestoreArchive(archive_file, label) as archive:
             names = restore.check_member_names(archive)
             verified = verify_archive(archive_file, label=label)
             print(f"Verified {label}: {names:,} member names are safe; "
@@ -147,7 +145,7 @@ def _safe_url(url: str | None) -> str | None:
     return DatabaseSettings.from_url(url).describe()
 
 
-def _restore_database(arguments, archive: zipfile.ZipFile, member: str, tables: list[dict],
+def _restore_database(arguments, archive: RestoreArchive, member: str, tables: list[dict],
                       label: str) -> None:
     from supabase_backup.database import DatabaseSettings
     from supabase_backup.errors import FiguresDiffer
@@ -163,7 +161,7 @@ def _restore_database(arguments, archive: zipfile.ZipFile, member: str, tables: 
     if into_supabase:
         from supabase_backup.archive import ROLES_MEMBER
 
-        has_roles = ROLES_MEMBER in archive.namelist()
+        has_roles = ROLES_MEMBER in archive
         result = restore_supabase.restore_into_supabase(
             lambda: open_text(archive.open(member)), target,
             skip_extensions=arguments.skip_extension, psql=arguments.psql,
@@ -197,7 +195,7 @@ def _restore_database(arguments, archive: zipfile.ZipFile, member: str, tables: 
         raise FiguresDiffer(label, len(comparison.differences), "; ".join(comparison.differences))
 
 
-def _restore_storage(arguments, archive: zipfile.ZipFile, header: dict, plan) -> None:
+def _restore_storage(arguments, archive: RestoreArchive, header: dict, plan) -> None:
     from supabase_backup.api_client import ApiSettings
     from supabase_backup.restore_storage import Progress, restore_storage
 
