@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 import unicodedata
-import zipfile
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -179,12 +178,6 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
         seconds, format_rate(total, seconds),
     )
     return {"members": count, "stored_members": stored, "content_bytes": total}
-
-
-def member_digest(archive: zipfile.ZipFile, name: str) -> tuple[int, str]:
-    """(size, sha256) of a member as read back from a zip, streamed."""
-    with archive.open(name) as source:
-        return copy_hashing(source)
 
 
 def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_ids: list[str]):
