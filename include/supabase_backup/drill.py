@@ -207,12 +207,14 @@ def compare_with_manifest(plan: DrillPlan, resources: DrillResources, restored: 
                        "server (skipped by the restore)"
                        for name in restored.get("extensions_skipped") or []
                        if name in EXTENSION_SCHEMAS}
-    checksum_tables = {f"{entry['schema']}.{entry['table']}" for entry in recorded
-                       if entry.get("checksum") is not None}
+    checksum_tables, method, unknown_method = table_figures.checksum_tables_and_method(
+        recorded, table_figures.recorded_method(section))
     figures = table_figures.compute_figures_of(_scratch(plan, resources),
-                                               checksum_tables=checksum_tables)
+                                               checksum_tables=checksum_tables, method=method)
     comparison = table_figures.compare_figures(recorded, figures,
                                                not_compared_schemas=skipped_schemas)
+    if unknown_method:
+        comparison.not_compared.append(unknown_method)
     result = {**comparison.to_dict(), "snapshot_time": section.get("snapshot_time"),
               "seconds": round(time.monotonic() - started, 3)}
     with resources.database.connect(autocommit=True) as connection:

@@ -30,6 +30,7 @@ from supabase_backup.archive import (
 )
 from supabase_backup.errors import ManifestInvalid, UnsafeMemberPath, VerificationFailed
 from supabase_backup.manifest import read_manifest
+from supabase_backup.table_figures import recorded_method
 from supabase_backup.units import format_bytes
 from supabase_backup.zip_stream import MemberReader, ZipDamaged, ZipEntry, ZipReader
 
@@ -268,6 +269,7 @@ class RestorePlan:
     created_at: str | None
     database_bytes: int | None = None
     tables: list[dict] = field(default_factory=list)
+    figures_method: str | None = None  # how the tables' checksums were computed (table_figures)
     buckets: dict[str, BucketPlan] = field(default_factory=dict)
 
     @property
@@ -323,6 +325,7 @@ def plan_restore(archive: RestoreArchive) -> RestorePlan:
         entry = archive.entry(database.get("member", DATABASE_MEMBER))
         plan.database_bytes = entry.size if entry else None
         plan.tables = list(database.get("tables") or [])
+        plan.figures_method = recorded_method(database)
     for bucket in (header.get("storage") or {}).get("buckets") or []:
         plan.buckets[bucket["bucket"]] = BucketPlan(bucket["bucket"], bucket.get("settings") or {})
     for member in iter_objects(archive):

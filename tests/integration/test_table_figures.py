@@ -52,17 +52,34 @@ def by_name(entries):
     return {f"{entry['schema']}.{entry['table']}": entry for entry in entries}
 
 
-def test_checksum_is_md5_of_sorted_row_md5s(scratch):
-    source, _ = scratch
-    figures = {item.name: item for item in table_figures.compute_figures_of(source)}
-    # Computed here from the rows' text, not by the SQL under test.
+def pinned_row_values(source, expression: str) -> list:
+    """``expression`` of every row of app.unkeyed, one row at a time, under the pinned settings:
+    computed here, not by the aggregate under test."""
     with source.connect() as connection:
         connection.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; "
                            "SET extra_float_digits = 1; SET bytea_output = 'hex'")
-        texts = [row[0] for row in connection.execute("SELECT t::text FROM app.unkeyed t")]
-    row_hashes = sorted(hashlib.md5(text.encode()).hexdigest() for text in texts)
+        return [row[0] for row in connection.execute(f"SELECT {expression} FROM app.unkeyed t")]
+
+
+def test_checksum_is_the_sum_of_the_rows_64_bit_hashes(scratch):
+    source, _ = scratch
+    figures = {item.name: item for item in table_figures.compute_figures_of(source)}
+    row_hashes = pinned_row_values(source, "hashtextextended(t::text, 0)")
     assert figures["app.unkeyed"].rows == 3
+    # The duplicate row counts twice: the sum is of a multiset, exact (no wrap-around).
+    assert figures["app.unkeyed"].checksum == str(sum(row_hashes))
+    assert table_figures.CHECKSUM_METHOD == table_figures.HASH_SUM_METHOD
+
+
+def test_the_first_method_is_still_the_md5_of_sorted_row_md5s(scratch):
+    source, _ = scratch
+    figures = {item.name: item for item in table_figures.compute_figures_of(
+        source, method=table_figures.SORTED_MD5_METHOD)}
+    texts = pinned_row_values(source, "t::text")
+    row_hashes = sorted(hashlib.md5(text.encode()).hexdigest() for text in texts)
     assert figures["app.unkeyed"].checksum == hashlib.md5("".join(row_hashes).encode()).hexdigest()
+    # An archive that names no method was made with this one.
+    assert table_figures.recorded_method({"tables": []}) == table_figures.SORTED_MD5_METHOD
 
 
 def test_dump_records_figures_that_a_restore_reproduces(scratch, tmp_path):
@@ -72,7 +89,8 @@ def test_dump_records_figures_that_a_restore_reproduces(scratch, tmp_path):
                                      exact_figures_max_bytes=100_000)
     recorded = by_name(summary["tables"])
     assert recorded["app.keyed"]["rows"] == 4 and recorded["app.unkeyed"]["rows"] == 3
-    assert len(recorded["app.keyed"]["checksum"]) == 32
+    assert summary["exact_figures"]["method"] == table_figures.HASH_SUM_METHOD
+    assert int(recorded["app.keyed"]["checksum"]) != 0
     big = recorded["public.big"]
     assert big["rows"] == 2000 and big["checksum"] is None
     assert big["checksum_skipped"].startswith("larger than") and big["bytes"] > 100_000
@@ -107,3 +125,29 @@ def test_figures_read_the_snapshot_not_later_writes(scratch, tmp_path):
             writer.execute("INSERT INTO app.unkeyed VALUES (2, 'later')")
         figures = {item.name: item for item in table_figures.compute_figures(connection)}
     assert figures["app.unkeyed"].rows == 3
+
+
+def test_a_restore_checks_with_the_method_its_archive_recorded(scratch, tmp_path):
+    source, target = scratch
+    with source.connect(autocommit=False) as connection:
+        old_figures = table_figures.compute_figures(connection, max_bytes=100_000,
+                                                    method=table_figures.SORTED_MD5_METHOD)
+    recorded = [item.to_manifest() for item in old_figures]
+    staging = StagingArea.at(f"file://{tmp_path}")
+    database.dump_database(source, staging, include_inventory=False, exact_figures_max_bytes=None)
+    restore_database(lambda: open_text((tmp_path / "db" / "backup.sql").open("rb")), target)
+
+    tables, method, unknown = table_figures.checksum_tables_and_method(
+        recorded, table_figures.SORTED_MD5_METHOD)
+    assert (tables, unknown) == ({"app.keyed", "app.unkeyed"}, None)
+    comparison = table_figures.compare_figures(
+        recorded, table_figures.compute_figures_of(target, checksum_tables=tables, method=method))
+    assert comparison.ok and comparison.checksums_compared == 2, comparison.differences
+
+    # A method this version does not know: the counts are still compared, the checksums are not.
+    tables, method, unknown = table_figures.checksum_tables_and_method(recorded, "sha3(rows)")
+    assert tables == set() and "sha3(rows)" in unknown
+    comparison = table_figures.compare_figures(
+        recorded, table_figures.compute_figures_of(target, checksum_tables=tables, method=method))
+    assert comparison.ok and comparison.compared == 3
+    assert len(comparison.not_compared) == 2  # the two checksums

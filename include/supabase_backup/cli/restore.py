@@ -131,7 +131,8 @@ def run(arguments) -> int:
                         raise RestoreRefused("the archive holds no database dump")
                     print("Database: not in this archive; skipped.")
                 else:
-                    _restore_database(arguments, archive, DATABASE_MEMBER, plan.tables, label)
+                    _restore_database(arguments, archive, DATABASE_MEMBER, plan.tables, label,
+                                      plan.figures_method)
             if restore_objects:
                 _restore_storage(arguments, archive, header, plan)
     return EXIT_OK
@@ -146,11 +147,13 @@ def _safe_url(url: str | None) -> str | None:
 
 
 def _restore_database(arguments, archive: RestoreArchive, member: str, tables: list[dict],
-                      label: str) -> None:
+                      label: str, figures_method: str | None) -> None:
     from supabase_backup.database import DatabaseSettings
     from supabase_backup.errors import FiguresDiffer
     from supabase_backup.restore_database import EXTENSION_SCHEMAS, open_text, restore_database
-    from supabase_backup.table_figures import compare_figures, compute_figures_of
+    from supabase_backup.table_figures import (
+        SORTED_MD5_METHOD, checksum_tables_and_method, compare_figures, compute_figures_of,
+    )
 
     from supabase_backup import restore_supabase
 
@@ -178,14 +181,16 @@ def _restore_database(arguments, archive: RestoreArchive, member: str, tables: l
     # The same figures the backup recorded in the dump's snapshot, on the restored database.
     skipped = {EXTENSION_SCHEMAS[name]: f"extension {name} skipped"
                for name in result.extensions_skipped if name in EXTENSION_SCHEMAS}
-    restored = compute_figures_of(target, checksum_tables={
-        f"{entry['schema']}.{entry['table']}" for entry in tables
-        if entry.get("checksum") is not None})
+    checksum_tables, method, unknown_method = checksum_tables_and_method(
+        tables, figures_method or SORTED_MD5_METHOD)
+    restored = compute_figures_of(target, checksum_tables=checksum_tables, method=method)
     if into_supabase:  # the project's own tables beyond the backup's are not differences
         recorded_names = {f"{entry['schema']}.{entry['table']}" for entry in tables}
         restored = [item for item in restored if item.name in recorded_names]
     comparison = compare_figures(tables, restored, not_compared_schemas=skipped)
     comparison.not_compared.extend(f"{name}: {why}" for name, why in not_compared_tables.items())
+    if unknown_method:
+        comparison.not_compared.append(unknown_method)
     print(f"Figures: {comparison.compared} tables, {comparison.rows:,} rows and "
           f"{comparison.checksums_compared} content checksums compared with those recorded at "
           f"dump time: {'all equal' if comparison.ok else f'{len(comparison.differences)} differ'}.")
