@@ -18,7 +18,9 @@ The ratio is ours ÷ the sum of the baselines (medians). The Airflow overhead sh
 metadata database. The report also splits the wall time into start-up, tasks, gaps between tasks and
 exit, and each task's duration into our code (its execute, from the task log) and Airflow's part.
 CPU seconds are recorded for every measurement: the measured process and its children, and the three
-servers (moto, the API stand-in, Postgres), which share the 2 CPUs.
+servers (moto, the API stand-in, Postgres), which share the 2 CPUs. The ``airflow dags test`` process's
+CPU is sampled every 50 ms from /proc, so each phase and task gets its CPU seconds too: on a loaded
+machine they say more than the wall time, which includes waiting for a CPU.
 
 Writes bench/results/whole-run-latest.json and appends to bench/results/whole-run-history.jsonl.
 """
@@ -26,6 +28,7 @@ Writes bench/results/whole-run-latest.json and appends to bench/results/whole-ru
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import platform
@@ -122,10 +125,10 @@ STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
 
 
 def read_log(log_path: Path) -> dict:
-    """From the ``airflow dags test`` log: the seconds each task spent in its operator's execute, i.e.
-    our code (from the end of the task runner's pre-execute group, the first ``::endgroup::`` after
+    """From the ``airflow dags test`` log: when each task was in its operator's execute, i.e. our code
+    (from the end of the task runner's pre-execute group, the first ``::endgroup::`` after
     the task starts, to the start of its ``Post Execute`` group), and the first and last lines' times."""
-    seconds: dict[tuple[str, int], float] = {}
+    seconds: dict[tuple[str, int], tuple[float, float]] = {}
     current, began = None, None
     first = last = None
     for line in log_path.read_text(errors="replace").splitlines():
@@ -140,36 +143,72 @@ def read_log(log_path: Path) -> dict:
         elif current and began is None and message.startswith("::endgroup::"):
             began = moment
         elif current and began is not None and message.startswith("::group::Post Execute"):
-            seconds[current] = round((moment - began).total_seconds(), 3)
+            seconds[current] = (began.timestamp(), moment.timestamp())
             current = None
     return {"execute": seconds, "first_line": first.timestamp(), "last_line": last.timestamp()}
 
 
-def breakdown(instances: list[dict], log: dict, started_at: float, ended_at: float) -> dict:
-    """Where a run's wall time went: start-up (command start to the first task: imports until the
-    first log line, then bundles, parsing and the run's creation), each task (our execute and
-    Airflow's part of its duration), the gaps between tasks, and the exit after the last task (the
-    run's end until the last log line, then the process ending)."""
+class CpuSamples:
+    """A process's CPU seconds (its own and its reaped children's) sampled while it runs, so that the
+    CPU of any stretch of its wall time can be read off: the step function of the samples."""
+
+    INTERVAL = 0.05
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.seconds: list[float] = []
+
+    def sample(self, pid: int) -> None:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            self.times.append(time.time())
+            self.seconds.append(sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK"))
+
+    def at(self, moment: float) -> float:
+        index = bisect.bisect_right(self.times, moment) - 1
+        return self.seconds[index] if index >= 0 else 0.0
+
+    def between(self, start: float, end: float) -> float:
+        return round(self.at(end) - self.at(start), 2)
+
+
+def breakdown(instances: list[dict], log: dict, started_at: float, ended_at: float,
+              cpu: CpuSamples, total_cpu: float) -> dict:
+    """Where a run's wall time and CPU went: start-up (command start to the first task: imports
+    until the first log line, then bundles, parsing and the run's creation), each task (our execute
+    and Airflow's part of its duration), the gaps between tasks, and the exit after the last task
+    (the run's end until the last log line, then the process ending)."""
     executes = log["execute"]
-    tasks, gaps = [], 0.0
+    tasks, gaps, gap_cpu = [], 0.0, 0.0
     previous_end = None
     for instance in instances:
-        start, end = utc(instance["start"]), utc(instance["end"])
-        gap = (start - previous_end).total_seconds() if previous_end else 0.0
-        gaps += max(gap, 0.0)
-        ours = executes.get((instance["task_id"], instance["map_index"]))
-        tasks.append({**instance, "gap_before": round(gap, 3), "execute": ours,
-                      "airflow_in_task": round(instance["duration"] - ours, 3) if ours is not None else None})
+        start, end = utc(instance["start"]).timestamp(), utc(instance["end"]).timestamp()
+        gap = start - previous_end if previous_end else 0.0
+        if gap > 0:
+            gaps += gap
+            gap_cpu += cpu.between(previous_end, start)
+        window = executes.get((instance["task_id"], instance["map_index"]))
+        execute = round(window[1] - window[0], 3) if window else None
+        tasks.append({**instance, "gap_before": round(gap, 3), "execute": execute,
+                      "airflow_in_task": round(instance["duration"] - execute, 3) if execute is not None else None,
+                      "cpu": cpu.between(start, end),
+                      "execute_cpu": cpu.between(*window) if window else None})
         previous_end = end if previous_end is None or end > previous_end else previous_end
     first_start = utc(instances[0]["start"]).timestamp()
     return {
         "startup_seconds": round(first_start - started_at, 3),
         "startup_to_first_log_line_seconds": round(log["first_line"] - started_at, 3),
+        "startup_cpu_seconds": cpu.between(started_at, first_start),
         "task_seconds": round(sum(task["duration"] or 0 for task in tasks), 3),
+        "task_cpu_seconds": round(sum(task["cpu"] for task in tasks), 2),
         "execute_seconds": round(sum(task["execute"] or 0 for task in tasks), 3),
+        "execute_cpu_seconds": round(sum(task["execute_cpu"] or 0 for task in tasks), 2),
         "gap_seconds": round(gaps, 3),
-        "exit_seconds": round(ended_at - previous_end.timestamp(), 3),
+        "gap_cpu_seconds": round(gap_cpu, 2),
+        "exit_seconds": round(ended_at - previous_end, 3),
         "exit_after_last_log_line_seconds": round(ended_at - log["last_line"], 3),
+        # The last samples miss the final moments; the process's total comes from getrusage.
+        "exit_cpu_seconds": round(total_cpu - cpu.at(previous_end), 2),
         "tasks": tasks,
     }
 
@@ -251,11 +290,19 @@ class WholeRun:
     def server_cpu(self) -> dict[str, float]:
         return {name: process_tree_cpu_seconds(pid) for name, pid in self.server_pids.items()}
 
-    def measured(self, command: list[str], env: dict, **kwargs) -> tuple[subprocess.CompletedProcess, dict]:
-        """Run ``command`` to its end; its wall and CPU seconds (children included) and the servers'."""
+    def measured(self, command: list[str], env: dict, while_running=None,
+                 **kwargs) -> tuple[subprocess.CompletedProcess, dict]:
+        """Run ``command`` to its end; its wall and CPU seconds (children included) and the servers'.
+        ``while_running(process)``, when given, is called once the process has started and must
+        return when it has ended."""
         servers_before, cpu_before = self.server_cpu(), children_cpu_seconds()
         started_at, started = time.time(), time.perf_counter()
-        done = subprocess.run(command, env=env, cwd=ROOT, **kwargs)
+        if while_running is None:
+            done = subprocess.run(command, env=env, cwd=ROOT, **kwargs)
+        else:
+            with subprocess.Popen(command, env=env, cwd=ROOT, **kwargs) as process:
+                while_running(process)
+            done = subprocess.CompletedProcess(command, process.returncode)
         seconds, ended_at = time.perf_counter() - started, time.time()
         servers_after = self.server_cpu()
         return done, {
@@ -269,9 +316,17 @@ class WholeRun:
     # --- ours ------------------------------------------------------------------------------------
     def run_ours(self, label: str) -> dict:
         log_path = self.scratch / f"dags-test-{label}.log"
+        cpu = CpuSamples()
+
+        def sampling(process: subprocess.Popen) -> None:
+            while process.poll() is None:
+                cpu.sample(process.pid)
+                time.sleep(CpuSamples.INTERVAL)
+
         with log_path.open("w") as log_file:
             done, figures = self.measured([self.airflow, "dags", "test", DAG_ID, "--conf", "{}"],
-                                          self.environment, stdout=log_file, stderr=subprocess.STDOUT)
+                                          self.environment, while_running=sampling,
+                                          stdout=log_file, stderr=subprocess.STDOUT)
         from tools import demo
 
         row = demo.latest_row(self.database_environment)
@@ -286,7 +341,8 @@ class WholeRun:
             sys.exit(f"the run backed up {row['storage_objects']} objects and {row['auth_users']} users, "
                      f"the sandbox holds {self.truth['objects']} and {self.truth['users']}")
         instances = task_instances(self.airflow_home, row["run_id"])
-        parts = breakdown(instances, read_log(log_path), figures.pop("started_at"), figures.pop("ended_at"))
+        parts = breakdown(instances, read_log(log_path), figures.pop("started_at"), figures.pop("ended_at"),
+                          cpu, figures["process_cpu_seconds"])
         # The next run would find this archive's key taken within the same minute; moto holds it in memory.
         self.s3().delete_object(Bucket=row["s3_bucket"], Key=row["s3_key"])
         return {"seconds": figures["process_seconds"], "cpu_seconds": figures["process_cpu_seconds"],
@@ -376,6 +432,11 @@ def summarise(ours_runs: list[dict], baseline_runs: list[dict[str, dict]]) -> di
         "median_execute_seconds": median(run["execute_seconds"] for run in ours_runs),
         "median_gap_seconds": median(run["gap_seconds"] for run in ours_runs),
         "median_exit_seconds": median(run["exit_seconds"] for run in ours_runs),
+        "median_startup_cpu_seconds": median(run["startup_cpu_seconds"] for run in ours_runs),
+        "median_task_cpu_seconds": median(run["task_cpu_seconds"] for run in ours_runs),
+        "median_execute_cpu_seconds": median(run["execute_cpu_seconds"] for run in ours_runs),
+        "median_gap_cpu_seconds": median(run["gap_cpu_seconds"] for run in ours_runs),
+        "median_exit_cpu_seconds": median(run["exit_cpu_seconds"] for run in ours_runs),
         "median_startup_to_first_log_line_seconds": median(run["startup_to_first_log_line_seconds"]
                                                            for run in ours_runs),
         "median_exit_after_last_log_line_seconds": median(run["exit_after_last_log_line_seconds"]
@@ -383,6 +444,8 @@ def summarise(ours_runs: list[dict], baseline_runs: list[dict[str, dict]]) -> di
     }
     shares = [(run["seconds"] - run["task_seconds"]) / run["seconds"] for run in ours_runs]
     strict = [(run["seconds"] - run["execute_seconds"]) / run["seconds"] for run in ours_runs]
+    cpu_shares = [(run["cpu_seconds"] - run["task_cpu_seconds"]) / run["cpu_seconds"] for run in ours_runs]
+    cpu_strict = [(run["cpu_seconds"] - run["execute_cpu_seconds"]) / run["cpu_seconds"] for run in ours_runs]
     components = {}
     for name in BASELINE_ORDER:
         runs = [round_results[name] for round_results in baseline_runs]
@@ -410,6 +473,8 @@ def summarise(ours_runs: list[dict], baseline_runs: list[dict[str, dict]]) -> di
         "airflow_overhead_share": round(statistics.median(shares), 3),
         "airflow_overhead_share_per_round": [round(share, 3) for share in shares],
         "outside_our_code_share": round(statistics.median(strict), 3),
+        "airflow_cpu_share": round(statistics.median(cpu_shares), 3),
+        "outside_our_code_cpu_share": round(statistics.median(cpu_strict), 3),
         "tasks": task_table(ours_runs),
     }
 
@@ -427,7 +492,8 @@ def task_table(ours_runs: list[dict]) -> list[dict]:
 
         table.append({"task": name, "state": rows[0]["state"], "duration": middle("duration"),
                       "execute": middle("execute"), "airflow_in_task": middle("airflow_in_task"),
-                      "gap_before": middle("gap_before")})
+                      "gap_before": middle("gap_before"), "cpu": middle("cpu"),
+                      "execute_cpu": middle("execute_cpu")})
     return table
 
 
@@ -450,6 +516,11 @@ def print_report(document: dict) -> None:
           f"(per round {', '.join(f'{ratio:.2f}' for ratio in summary['ours_vs_baseline_per_round'])})")
     print(f"Airflow overhead share (ours − task durations) ÷ ours: {summary['airflow_overhead_share']:.1%}; "
           f"outside our tasks' execute: {summary['outside_our_code_share']:.1%}")
+    print(f"CPU: Airflow's share (ours − task CPU) ÷ ours: {summary['airflow_cpu_share']:.1%}; outside our "
+          f"tasks' execute: {summary['outside_our_code_cpu_share']:.1%}; CPU s: start-up "
+          f"{ours['median_startup_cpu_seconds']:.2f}, tasks {ours['median_task_cpu_seconds']:.2f} (execute "
+          f"{ours['median_execute_cpu_seconds']:.2f}), gaps {ours['median_gap_cpu_seconds']:.2f}, exit "
+          f"{ours['median_exit_cpu_seconds']:.2f}")
     print(f"wall time: start-up {ours['median_startup_seconds']:.2f} s, tasks {ours['median_task_seconds']:.2f} s "
           f"(our execute {ours['median_execute_seconds']:.2f} s), gaps {ours['median_gap_seconds']:.2f} s, "
           f"exit {ours['median_exit_seconds']:.2f} s")
@@ -457,7 +528,8 @@ def print_report(document: dict) -> None:
           f"(interpreter, Airflow imports); exit: {ours['median_exit_after_last_log_line_seconds']:.2f} s "
           f"after the last log line")
     print()
-    header = f"{'task':<30} {'state':<8} {'duration':>9} {'execute':>8} {'Airflow':>8} {'gap before':>11}"
+    header = (f"{'task':<30} {'state':<8} {'duration':>9} {'execute':>8} {'Airflow':>8} {'gap before':>11} "
+              f"{'CPU':>6} {'exec CPU':>9}")
     print(header)
     print("-" * len(header))
 
@@ -466,7 +538,8 @@ def print_report(document: dict) -> None:
 
     for row in summary["tasks"]:
         print(f"{row['task']:<30} {row['state']:<8} {cell(row['duration']):>9} {cell(row['execute']):>8} "
-              f"{cell(row['airflow_in_task']):>8} {cell(row['gap_before']):>11}")
+              f"{cell(row['airflow_in_task']):>8} {cell(row['gap_before']):>11} {cell(row['cpu']):>6} "
+              f"{cell(row['execute_cpu']):>9}")
 
 
 def main(argv: list[str] | None = None) -> None:
