@@ -232,6 +232,7 @@ class WholeRun:
         self.baseline_zip = scratch / "baseline.zip"
         self.baseline_key = "bench/whole-run-baseline.zip"
         self.buckets: list[str] = []
+        self.per_bucket: dict[str, int] = {}
         self.truth: dict = {}
         self.last_history_id = 0
         state = Path(settings["state_dir"])
@@ -249,7 +250,7 @@ class WholeRun:
         demo.apply_migration(self.database_environment)
         subprocess.run([self.airflow, "db", "migrate"], env=self.environment, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.buckets = self.query("SELECT id FROM storage.buckets ORDER BY id").split()
+        self.buckets = self.query("SELECT id FROM storage.buckets ORDER BY id").splitlines()
         objects, object_bytes = self.query(
             "SELECT count(*), coalesce(sum((metadata->>'size')::bigint), 0) FROM storage.objects").split("|")
         users = int(self.query("SELECT count(*) FROM auth.users"))
@@ -258,8 +259,9 @@ class WholeRun:
         self.truth = {"buckets": len(self.buckets), "objects": int(objects),
                       "object_bytes": int(object_bytes), "users": users,
                       "pg_dump": pg_dump, "pg_dump_version": pg_dump_version}
-        self.per_bucket = {bucket: int(self.query(
-            f"SELECT count(*) FROM storage.objects WHERE bucket_id = '{bucket}'")) for bucket in self.buckets}
+        counted = dict(line.rsplit("|", 1) for line in self.query(
+            "SELECT bucket_id, count(*) FROM storage.objects GROUP BY bucket_id").splitlines())
+        self.per_bucket = {bucket: int(counted.get(bucket, 0)) for bucket in self.buckets}
         print(f"medium sandbox: {users:,} users, {len(self.buckets)} buckets, {int(objects):,} objects, "
               f"{int(object_bytes) / 2**20:.1f} MiB; {pg_dump_version}", flush=True)
         # The staged tree the zip baseline packs: the same bytes our run stages (dump, users, every
