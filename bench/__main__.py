@@ -14,6 +14,9 @@ also writes and hashes every object; ``floor-http.client`` uses the standard lib
 
 Prints a table of medians and the ratio of each variant's median seconds to ``floor``'s, writes the
 run to bench/results/latest.json (overwritten) and appends it as one line to bench/results/history.jsonl.
+
+Then it runs the archive stages (bench/stages.py; ``--skip-stages``) and a whole medium backup through
+Airflow against the sum of its bare baselines (bench/whole_run.py; ``--skip-whole-run``).
 """
 
 from __future__ import annotations
@@ -139,6 +142,8 @@ def main() -> None:
     parser.add_argument("--skip-export", action="store_true", help="leave out the storage export suite")
     parser.add_argument("--skip-stages", action="store_true",
                         help="leave out the archive stages (bench/stages.py)")
+    parser.add_argument("--skip-whole-run", action="store_true",
+                        help="leave out the whole medium run through Airflow (bench/whole_run.py)")
     parser.add_argument("--million", type=int, default=0,
                         help="stages: also write and verify an archive of this many 1 KB objects "
                              "(e.g. 1000000; minutes, memory figures)")
@@ -156,6 +161,10 @@ def main() -> None:
         if args.no_record:
             stage_arguments.append("--no-record")
         stages.main(stage_arguments)
+    if not args.skip_whole_run:
+        from bench import whole_run
+
+        whole_run.main(["--repeat", str(args.repeat)] + (["--no-record"] if args.no_record else []))
 
 
 def run_export_suite(args) -> None:

@@ -14,6 +14,10 @@ cursor) and then GETs every object from ``object/authenticated`` with ``--concur
   library the exporter downloads with: the least the exporter's own HTTP stack can do here.
 - ``careful``: ``floor`` plus what a careful minimal script does: writes each object to its own file
   under ``--target`` and computes its SHA-256 while streaming.
+- ``auth-pages``: not a Storage variant: every Auth user by ``GET /auth/v1/admin/users`` pages of 1,000
+  (the bare counterpart of the backup's Auth export; bench/whole_run.py), written to ``--target``.
+
+``--key`` sends a real key (the sandbox's service key) instead of the bench stand-in's fixed one.
 
 Prints one JSON line: wall seconds (listing + downloads, imports excluded), bytes, objects, CPU
 seconds, peak RSS and RSS after imports (so growth can be read apart from the interpreter's share).
@@ -40,9 +44,17 @@ KEY = "bench-key"
 HEADERS = {"apikey": KEY, "Authorization": f"Bearer {KEY}", "Accept-Encoding": "identity"}
 
 
+def use_key(key: str) -> None:
+    """Send ``key`` instead of the stand-in's fixed one (a real project's or the sandbox's key)."""
+    HEADERS.update({"apikey": key, "Authorization": f"Bearer {key}"})
+
+
 def object_path(bucket: str, key: str) -> str:
+    # "." and ".." segments are sent encoded: URL libraries resolve them and would ask for another key
+    # (a Supabase project may hold "dot/../escape.txt", written before the API refused such names).
     return f"/storage/v1/object/authenticated/{quote(bucket, safe='')}/" + "/".join(
-        quote(segment, safe="") for segment in key.split("/"))
+        "%2E" * len(segment) if segment in (".", "..") else quote(segment, safe="")
+        for segment in key.split("/"))
 
 
 def list_keys_httpx(client: httpx.Client, bucket: str) -> list[str]:
@@ -151,14 +163,40 @@ def run_urllib3(url: str, bucket: str, concurrency: int) -> tuple[int, int]:
     return len(keys), total
 
 
+def run_auth_pages(url: str, target: Path | None, per_page: int = 1000) -> tuple[int, int]:
+    """Every Auth user, page by page (``GET /auth/v1/admin/users``) until a page comes back short; the
+    users are written to ``target`` as one JSON array when it is given."""
+    users: list = []
+    received = 0
+    with httpx.Client(base_url=url, headers=HEADERS, timeout=60.0) as client:
+        page = 1
+        while True:
+            response = client.get("/auth/v1/admin/users", params={"page": page, "per_page": per_page})
+            response.raise_for_status()
+            received += len(response.content)
+            batch = response.json()["users"]
+            users.extend(batch)
+            if len(batch) < per_page:
+                break
+            page += 1
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(users))
+    return len(users), received
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--bucket", default="media")
-    parser.add_argument("--variant", choices=["floor", "floor-http.client", "floor-urllib3", "careful"], required=True)
+    parser.add_argument("--variant", choices=["floor", "floor-http.client", "floor-urllib3", "careful", "auth-pages"], required=True)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--target", type=Path, help="folder for the careful variant's files")
+    parser.add_argument("--target", type=Path,
+                        help="folder for the careful variant's files; auth-pages: the users' JSON file")
+    parser.add_argument("--key", help="the API key to send (default: the bench stand-in's)")
     args = parser.parse_args()
+    if args.key:
+        use_key(args.key)
 
     rss_after_imports_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -168,6 +206,8 @@ def main() -> None:
     elif args.variant == "careful":
         args.target.mkdir(parents=True, exist_ok=True)
         objects, total = run_httpx(args.url, args.bucket, args.concurrency, args.target)
+    elif args.variant == "auth-pages":
+        objects, total = run_auth_pages(args.url, args.target)
     elif args.variant == "floor-urllib3":
         objects, total = run_urllib3(args.url, args.bucket, args.concurrency)
     else:

@@ -199,7 +199,14 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
         output.unlink(missing_ok=True)
         subprocess.run(["zip", "-r", "-q", str(output), "."], cwd=spec["tree"], check=True)
         extra["archive_bytes"] = output.stat().st_size
-        output.unlink()
+        if spec.get("keep_as"):
+            output.rename(spec["keep_as"])
+        else:
+            output.unlink()
+    elif variant == "upload_file":
+        # boto3's default TransferConfig (8 MiB parts, 10 threads); the object is left for the caller.
+        s3_client(spec).upload_file(spec["file"], spec["s3_bucket"], spec["s3_key"])
+        extra["archive_bytes"] = Path(spec["file"]).stat().st_size
     elif variant.startswith("ours-build"):
         from supabase_backup.archive import write_archive
 
