@@ -302,16 +302,20 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
                         "-d", "postgres", "--format=plain", "-f", str(output)], check=True)
         extra["dump_bytes"] = output.stat().st_size
         output.unlink()
-    elif variant == "ours-dump_database":
+    elif variant in ("ours-dump_database", "ours-dump_database-counts"):
         import shutil
 
         from supabase_backup.database import DatabaseSettings, dump_database
         from supabase_backup.staging import StagingArea
+        from supabase_backup.table_figures import DEFAULT_MAX_BYTES
 
         staging = StagingArea.at(f"file://{scratch}/ours-staging")
+        # -counts: supabase_backup_exact_figures_max_bytes=0, every table's exact count but no
+        # content checksum (the checksum reads every row a second time, beside pg_dump).
         summary = dump_database(
             DatabaseSettings.from_url(f"postgresql://postgres@127.0.0.1:{spec['pg_port']}/postgres"),
-            staging, pg_dump_path=spec["pg_dump"])
+            staging, pg_dump_path=spec["pg_dump"],
+            exact_figures_max_bytes=0 if variant.endswith("-counts") else DEFAULT_MAX_BYTES)
         extra["dump_bytes"] = summary["bytes"]
         shutil.rmtree(scratch / "ours-staging")
     else:

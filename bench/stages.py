@@ -354,7 +354,7 @@ def database_stage(stages: dict, settings: dict, scratch: Path, repeat: int) -> 
                         "-U", "postgres", "postgres"], check=True, capture_output=True)
         settings["database"] = {"pgbench_scale": 20, "server": "PostgreSQL 15"}
         stages["database"] = measure(
-            "database", ["pg_dump-f", "ours-dump_database"], "pg_dump-f",
+            "database", ["pg_dump-f", "ours-dump_database", "ours-dump_database-counts"], "pg_dump-f",
             {"pg_dump": str(PG_BIN / "pg_dump"), "pg_port": port, "scratch": str(scratch)},
             scratch, repeat)
     finally:
