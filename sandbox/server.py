@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .bulk import BulkSpecs, object_bytes
 from .common import (NIL_UUID, gotrue_ts, http_date, is_valid_bucket_name, is_valid_key,
                      storage_metadata, storage_ts)
 from .faults import Faults
@@ -126,6 +127,7 @@ class App:
 
         self.faults = Faults(os.path.join(settings["state_dir"], "faults.json"),
                              settings.get("faults_baseline") or {}, baseline_loader=load_baseline)
+        self.bulk = BulkSpecs(settings["state_dir"])
         self.service_tokens = {settings["service_key"], settings.get("service_role_jwt", "")} - {""}
         self.anon_tokens = {settings["anon_key"], settings.get("anon_jwt", "")} - {""}
 
@@ -470,6 +472,48 @@ def _decode_cursor(token: str) -> dict:
     return result
 
 
+async def _list_v2_delimited(conds: list[str], params: dict, prefix: str, desc: bool, limit: int) -> list[dict]:
+    """One delimited list-v2 page: up to limit + 1 entries, folders collapsed.
+
+    A folder first reaches us as its first key in the listing order; the next query then starts past
+    the whole folder (one index seek per folder), so a page reads about as many rows as it returns,
+    whatever the folders hold (a bulk bucket's million objects). Batches grow while rows are objects
+    and shrink after a folder, whose other rows would be read for nothing.
+    """
+    direction = "DESC" if desc else "ASC"
+    results: list[dict] = []
+    bound, inclusive = None, False
+    batch = 16
+    while len(results) <= limit:
+        where = list(conds)
+        if bound is not None:
+            where.append(f'name COLLATE "C" {"<" if desc else (">=" if inclusive else ">")} %(bound)s')
+        rows = await APP.db.fetch(
+            f"SELECT id, name, metadata, updated_at, created_at, last_accessed_at FROM storage.objects "
+            f'WHERE {" AND ".join(where)} ORDER BY name COLLATE "C" {direction} LIMIT %(batch)s',
+            {**params, "bound": bound, "batch": batch})
+        for r in rows:
+            rest = r["name"][len(prefix):]
+            idx = rest.find("/")
+            if idx >= 0:
+                folder = r["name"][: len(prefix) + idx + 1]
+                results.append({"_row": None, "folder": folder})
+                # Past the folder: below it when descending; when ascending, from folder[:-1] + "0"
+                # ('0' follows '/' in "C" order, so every key of the folder sorts below it).
+                bound, inclusive = (folder, False) if desc else (folder[:-1] + "0", True)
+                batch = 16
+                break
+            results.append({"_row": r, "folder": None})
+            bound, inclusive = r["name"], False
+            if len(results) > limit:
+                break
+        else:
+            if len(rows) < batch:
+                break
+            batch = min(batch * 2, limit + 1)
+    return results
+
+
 async def list_v2(bucket_id: str, body: dict) -> dict | Response:
     try:
         limit = _int_param(body, "limit", 1)
@@ -499,6 +543,12 @@ async def list_v2(bucket_id: str, body: dict) -> dict | Response:
     if prefix:
         conds.append("name LIKE %(pat)s")
         params["pat"] = _like_escape(prefix) + "%"
+        # the same as a range the name index can seek to (a bulk bucket's folder among a million keys)
+        conds.append('name COLLATE "C" >= %(prefix_low)s')
+        params["prefix_low"] = prefix
+        if ord(prefix[-1]) < 0xD7FF:
+            conds.append('name COLLATE "C" < %(prefix_high)s')
+            params["prefix_high"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     if start_after:
         params["sa"] = start_after
         if col and after and not with_delimiter:
@@ -520,22 +570,7 @@ async def list_v2(bucket_id: str, body: dict) -> dict | Response:
         rows = await APP.db.fetch(sql + " LIMIT %(lim)s", params)
         results = [{"_row": r, "folder": None} for r in rows]
     else:
-        # folders first reach us as their first key; collapse them here
-        rows = await APP.db.fetch(sql, params)
-        prev = None
-        for r in rows:
-            rest = r["name"][len(prefix):]
-            idx = rest.find("/")
-            if idx >= 0:
-                folder = r["name"][: len(prefix) + idx + 1]
-                if folder == prev:
-                    continue
-                prev = folder
-                results.append({"_row": None, "folder": folder})
-            else:
-                results.append({"_row": r, "folder": None})
-            if len(results) > limit:
-                break
+        results = await _list_v2_delimited(conds, params, prefix, desc, limit)
 
     truncated = len(results) > limit
     page = results[:limit]
@@ -605,6 +640,11 @@ def _file_iter(path: str, start: int, length: int, cut_at: int | None):
             yield data
 
 
+def _cut_iter(data: bytes, cut: int):
+    yield data[:cut]
+    raise ConnectionAbortedError("sandbox fault: truncated download")
+
+
 async def get_object(request: Request, bucket_id: str, key: str, role: str, head: bool) -> Response:
     row = await APP.db.fetchone(
         "SELECT o.id, o.name, o.version, o.metadata, o.updated_at, o.created_at, b.public "
@@ -615,10 +655,15 @@ async def get_object(request: Request, bucket_id: str, key: str, role: str, head
             return no_such_bucket(head)
         return no_such_key(head)
     path = os.path.join(APP.blobs, str(row["id"]))
+    bulk = None
     try:
         size = os.path.getsize(path)
     except OSError:
-        return no_such_key(head)
+        # A row of a bulk bucket without a blob file is generated from (seed, key) (sandbox/bulk.py).
+        bulk = APP.bulk.get(bucket_id)
+        if bulk is None:
+            return no_such_key(head)
+        size = bulk["size"]
     md = row["metadata"] or {}
     content_type = md.get("mimetype") or "application/octet-stream"
     if content_type.split(";")[0].strip().lower() == "text/html":
@@ -650,6 +695,11 @@ async def get_object(request: Request, bucket_id: str, key: str, role: str, head
     APP.faults.count("downloads")
     await hold_at("download")
     cut = length // 2 if APP.faults.roll_truncate() else None
+    if bulk is not None:
+        data = object_bytes(bulk["seed"], row["name"], size)[start:start + length]
+        if cut is None:
+            return Response(data, status_code=status, headers=headers)
+        return StreamingResponse(_cut_iter(data, cut), status_code=status, headers=headers)
     if cut is None and length <= CHUNK:
         with open(path, "rb") as fh:
             fh.seek(start)
