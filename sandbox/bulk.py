@@ -15,9 +15,9 @@ download must return without asking the server: ``object_bytes`` / ``object_sha2
 - The set of bulk buckets and their (objects, size, seed) is ``STATE/bulk.json``; the server
   re-reads it when it changes.
 
-A blob file present for a row wins over the generator: an upload (upsert) into a bulk bucket is
-stored and served like any other object, a deleted row answers NoSuchKey like any other. Only the
-rows inserted here are generated.
+A row of a bulk bucket without a blob file is generated. An upload (upsert) into a bulk bucket
+writes a blob file, which then wins over the generator; a deleted row answers NoSuchKey like any
+other.
 """
 
 from __future__ import annotations

@@ -418,12 +418,23 @@ async def list_v1(bucket_id: str, body: dict) -> list[dict] | Response:
     # "Case/" and "case/" collapse into one folder row (named after the first key seen).
     full_lower_row = await APP.db.fetchone("SELECT lower(%s) AS l", (full,))
     pl = full_lower_row["l"]
+    # The prefix again as a range of the (bucket_id, lower(name) COLLATE "C") index, so a recursive
+    # walk's call per folder reads that folder, not the bucket (a bulk bucket's million rows).
+    where, params = "bucket_id = %s AND starts_with(lower(name), %s)", [bucket_id, pl]
+    if pl:
+        where += ' AND lower(name) COLLATE "C" >= %s'
+        params.append(pl)
+        if ord(pl[-1]) < 0xD7FF:
+            where += ' AND lower(name) COLLATE "C" < %s'
+            params.append(pl[:-1] + chr(ord(pl[-1]) + 1))
+    if not desc:
+        entries = await _list_v1_ascending(where, params, pl, prefix, offset + limit)
+        return entries[offset: offset + limit]
     rows = await APP.db.fetch(
-        """SELECT name, lower(name) AS lname, id, updated_at, created_at, last_accessed_at, metadata
-           FROM storage.objects
-           WHERE bucket_id = %s AND starts_with(lower(name), %s)
+        f"""SELECT name, lower(name) AS lname, id, updated_at, created_at, last_accessed_at, metadata
+           FROM storage.objects WHERE {where}
            ORDER BY lower(name) COLLATE "C", name COLLATE "C" """,
-        (bucket_id, pl),
+        params,
     )
     entries: list[dict] = []
     i, n = 0, len(rows)
@@ -435,7 +446,7 @@ async def list_v1(bucket_id: str, body: dict) -> list[dict] | Response:
             j = i
             while j < n and rows[j]["lname"].startswith(cp_lower):
                 j += 1
-            first = rows[j - 1] if desc else r
+            first = rows[j - 1]  # descending: the folder row is named after its last key
             fpos = first["lname"].find("/", len(pl))
             folder = first["name"][: fpos + 1].rstrip("/")[len(prefix):]
             entries.append({"name": folder, **FOLDER_ROW})
@@ -443,9 +454,50 @@ async def list_v1(bucket_id: str, body: dict) -> list[dict] | Response:
         else:
             entries.append(object_row(r, name=r["name"][len(prefix):]))
             i += 1
-    if desc:
-        entries.reverse()
+    entries.reverse()
     return entries[offset: offset + limit]
+
+
+async def _list_v1_ascending(where: str, params: list, pl: str, prefix: str, want: int) -> list[dict]:
+    """The first ``want`` v1 entries in ascending name order, folders merged case-insensitively.
+
+    Like the delimited list-v2 page: after a folder's first key, the next query starts past the
+    whole folder (lower-cased), so a call reads about as many rows as it returns.
+    """
+    entries: list[dict] = []
+    after: tuple[str, str] | None = None  # (lname, name) of the last object taken
+    skip_to: str | None = None  # the lower-cased name just past the last folder taken
+    batch = 16
+    while len(entries) < want:
+        sql, args = where, list(params)
+        if after is not None:
+            sql += ' AND ROW(lower(name) COLLATE "C", name COLLATE "C") > ROW(%s, %s)'
+            args += list(after)
+        elif skip_to is not None:
+            sql += ' AND lower(name) COLLATE "C" >= %s'
+            args.append(skip_to)
+        rows = await APP.db.fetch(
+            f"""SELECT name, lower(name) AS lname, id, updated_at, created_at, last_accessed_at, metadata
+               FROM storage.objects WHERE {sql}
+               ORDER BY lower(name) COLLATE "C", name COLLATE "C" LIMIT %s""",
+            args + [batch],
+        )
+        for r in rows:
+            pos = r["lname"].find("/", len(pl))
+            if pos >= 0:
+                # named after its first key; '0' follows '/', so the folder's keys all sort below
+                entries.append({"name": r["name"][: pos + 1].rstrip("/")[len(prefix):], **FOLDER_ROW})
+                after, skip_to, batch = None, r["lname"][:pos] + "0", 16
+                break
+            entries.append(object_row(r, name=r["name"][len(prefix):]))
+            after, skip_to = (r["lname"], r["name"]), None
+            if len(entries) >= want:
+                break
+        else:
+            if len(rows) < batch:
+                break
+            batch = min(batch * 2, 1000)
+    return entries
 
 
 def _encode_cursor(info: dict) -> str:
