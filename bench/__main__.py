@@ -1,6 +1,7 @@
 """Benchmark suite: the Storage bucket export against baselines measured in the same run (SPEC §7).
 
     PYTHONPATH=include .venv/bin/python -m bench [--small 2000] [--big-mib 100] [--concurrency 8] [--repeat 3]
+        [--million N] [--bulk N]
 
 Generates one bucket (2,000 small objects of 1 B-16 KiB and one 100 MiB object), serves it from the thin
 stand-in in bench/storage_export.py, then runs, each in a fresh process, ``--repeat`` rounds of
@@ -147,6 +148,9 @@ def main() -> None:
     parser.add_argument("--million", type=int, default=0,
                         help="stages: also write and verify an archive of this many 1 KB objects "
                              "(e.g. 1000000; minutes, memory figures)")
+    parser.add_argument("--bulk", type=int, default=0,
+                        help="also export and reconcile the sandbox's synthetic bulk bucket of this many 1 KB "
+                             "objects (bench/bulk_export.py; e.g. 1000000: about half an hour)")
     args = parser.parse_args()
     if not args.skip_export:
         run_export_suite(args)
@@ -165,6 +169,11 @@ def main() -> None:
         from bench import whole_run
 
         whole_run.main(["--repeat", str(args.repeat)] + (["--no-record"] if args.no_record else []))
+    if args.bulk:
+        from bench import bulk_export
+
+        bulk_export.main(["--objects", str(args.bulk), "--concurrency", str(args.concurrency)]
+                         + (["--no-record"] if args.no_record else []))
 
 
 def run_export_suite(args) -> None:

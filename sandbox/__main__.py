@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--users-file", help="also load users from a JSON array of {email, ...}")
     p_up.add_argument("--list-v2", dest="list_v2", action=argparse.BooleanOptionalAction, default=None,
                       help="--no-list-v2 makes list-v2 answer FeatureNotEnabled (default: enabled)")
+    p_up.add_argument("--bulk-objects", type=int, metavar="N",
+                      help="also create a synthetic bulk bucket of N objects: rows only, bytes made on GET")
+    p_up.add_argument("--bulk-bucket", default="bulk", metavar="NAME", help="its name (default: bulk)")
+    p_up.add_argument("--bulk-size", type=int, default=1024, metavar="BYTES",
+                      help="bytes per bulk object (default 1024)")
+    p_up.add_argument("--bulk-seed", type=int, default=0, metavar="S", help="seed of the bulk bytes (default 0)")
 
     p_down = sub.add_parser("down", help="stop everything (keeps data unless --purge)")
     p_down.add_argument("--state-dir", default=runtime.DEFAULT_STATE_DIR)
@@ -38,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             t0 = time.time()
             settings = runtime.up(args.state_dir, size=args.size, objects_dir=args.objects_dir,
-                                  users_file=args.users_file, list_v2=args.list_v2, quiet=False)
+                                  users_file=args.users_file, list_v2=args.list_v2, quiet=False,
+                                  bulk_objects=args.bulk_objects, bulk_bucket=args.bulk_bucket,
+                                  bulk_size=args.bulk_size, bulk_seed=args.bulk_seed)
             sys.stdout.write(runtime.env_lines(settings))
             print(f"# sandbox ready in {time.time() - t0:.1f}s; state dir {settings['state_dir']}; "
                   f"source {settings['state_dir']}/env.sh", file=sys.stderr)

@@ -370,8 +370,12 @@ def _start_api(s: dict, p: dict[str, Path]) -> None:
 # ------------------------------------------------------------------------------------------------
 def up(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, size: str = "small",
        objects_dir: str | os.PathLike | None = None, users_file: str | os.PathLike | None = None,
-       list_v2: bool | None = None, quiet: bool = True) -> dict:
-    """Start (or re-use) the sandbox in ``state_dir`` and return its settings dict."""
+       list_v2: bool | None = None, quiet: bool = True, bulk_objects: int | None = None,
+       bulk_bucket: str = "bulk", bulk_size: int = 1024, bulk_seed: int = 0) -> dict:
+    """Start (or re-use) the sandbox in ``state_dir`` and return its settings dict.
+
+    ``bulk_objects``: also (re)create the synthetic bulk bucket ``bulk_bucket`` with that many
+    objects of ``bulk_size`` bytes, made from ``bulk_seed`` (sandbox/bulk.py)."""
     if size not in ("small", "medium"):
         raise SandboxError("size must be 'small' or 'medium'")
     t0 = time.time()
@@ -431,6 +435,10 @@ def up(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, size: str = "small",
     if users_file:
         say(f"loading users from {users_file}")
         seed_mod.load_users_file(s, users_file)
+    if bulk_objects is not None:
+        from . import bulk
+
+        bulk.add_bulk_bucket(s, bulk_bucket, bulk_objects, size=bulk_size, seed=bulk_seed, log=say)
     if list_v2 is not None:
         _set_fault_live(s, {"list_v2_disabled": not list_v2})
     say("ready")

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .bulk import BulkSpecs, object_bytes
 from .common import (NIL_UUID, gotrue_ts, http_date, is_valid_bucket_name, is_valid_key,
                      storage_metadata, storage_ts)
 from .faults import Faults
@@ -126,6 +127,7 @@ class App:
 
         self.faults = Faults(os.path.join(settings["state_dir"], "faults.json"),
                              settings.get("faults_baseline") or {}, baseline_loader=load_baseline)
+        self.bulk = BulkSpecs(settings["state_dir"])
         self.service_tokens = {settings["service_key"], settings.get("service_role_jwt", "")} - {""}
         self.anon_tokens = {settings["anon_key"], settings.get("anon_jwt", "")} - {""}
 
@@ -416,12 +418,23 @@ async def list_v1(bucket_id: str, body: dict) -> list[dict] | Response:
     # "Case/" and "case/" collapse into one folder row (named after the first key seen).
     full_lower_row = await APP.db.fetchone("SELECT lower(%s) AS l", (full,))
     pl = full_lower_row["l"]
+    # The prefix again as a range of the (bucket_id, lower(name) COLLATE "C") index, so a recursive
+    # walk's call per folder reads that folder, not the bucket (a bulk bucket's million rows).
+    where, params = "bucket_id = %s AND starts_with(lower(name), %s)", [bucket_id, pl]
+    if pl:
+        where += ' AND lower(name) COLLATE "C" >= %s'
+        params.append(pl)
+        if ord(pl[-1]) < 0xD7FF:
+            where += ' AND lower(name) COLLATE "C" < %s'
+            params.append(pl[:-1] + chr(ord(pl[-1]) + 1))
+    if not desc:
+        entries = await _list_v1_ascending(where, params, pl, prefix, offset + limit)
+        return entries[offset: offset + limit]
     rows = await APP.db.fetch(
-        """SELECT name, lower(name) AS lname, id, updated_at, created_at, last_accessed_at, metadata
-           FROM storage.objects
-           WHERE bucket_id = %s AND starts_with(lower(name), %s)
+        f"""SELECT name, lower(name) AS lname, id, updated_at, created_at, last_accessed_at, metadata
+           FROM storage.objects WHERE {where}
            ORDER BY lower(name) COLLATE "C", name COLLATE "C" """,
-        (bucket_id, pl),
+        params,
     )
     entries: list[dict] = []
     i, n = 0, len(rows)
@@ -433,7 +446,7 @@ async def list_v1(bucket_id: str, body: dict) -> list[dict] | Response:
             j = i
             while j < n and rows[j]["lname"].startswith(cp_lower):
                 j += 1
-            first = rows[j - 1] if desc else r
+            first = rows[j - 1]  # descending: the folder row is named after its last key
             fpos = first["lname"].find("/", len(pl))
             folder = first["name"][: fpos + 1].rstrip("/")[len(prefix):]
             entries.append({"name": folder, **FOLDER_ROW})
@@ -441,9 +454,50 @@ async def list_v1(bucket_id: str, body: dict) -> list[dict] | Response:
         else:
             entries.append(object_row(r, name=r["name"][len(prefix):]))
             i += 1
-    if desc:
-        entries.reverse()
+    entries.reverse()
     return entries[offset: offset + limit]
+
+
+async def _list_v1_ascending(where: str, params: list, pl: str, prefix: str, want: int) -> list[dict]:
+    """The first ``want`` v1 entries in ascending name order, folders merged case-insensitively.
+
+    Like the delimited list-v2 page: after a folder's first key, the next query starts past the
+    whole folder (lower-cased), so a call reads about as many rows as it returns.
+    """
+    entries: list[dict] = []
+    after: tuple[str, str] | None = None  # (lname, name) of the last object taken
+    skip_to: str | None = None  # the lower-cased name just past the last folder taken
+    batch = 16
+    while len(entries) < want:
+        sql, args = where, list(params)
+        if after is not None:
+            sql += ' AND ROW(lower(name) COLLATE "C", name COLLATE "C") > ROW(%s, %s)'
+            args += list(after)
+        elif skip_to is not None:
+            sql += ' AND lower(name) COLLATE "C" >= %s'
+            args.append(skip_to)
+        rows = await APP.db.fetch(
+            f"""SELECT name, lower(name) AS lname, id, updated_at, created_at, last_accessed_at, metadata
+               FROM storage.objects WHERE {sql}
+               ORDER BY lower(name) COLLATE "C", name COLLATE "C" LIMIT %s""",
+            args + [batch],
+        )
+        for r in rows:
+            pos = r["lname"].find("/", len(pl))
+            if pos >= 0:
+                # named after its first key; '0' follows '/', so the folder's keys all sort below
+                entries.append({"name": r["name"][: pos + 1].rstrip("/")[len(prefix):], **FOLDER_ROW})
+                after, skip_to, batch = None, r["lname"][:pos] + "0", 16
+                break
+            entries.append(object_row(r, name=r["name"][len(prefix):]))
+            after, skip_to = (r["lname"], r["name"]), None
+            if len(entries) >= want:
+                break
+        else:
+            if len(rows) < batch:
+                break
+            batch = min(batch * 2, 1000)
+    return entries
 
 
 def _encode_cursor(info: dict) -> str:
@@ -468,6 +522,48 @@ def _decode_cursor(token: str) -> dict:
             raise ValueError("continuation token")
         result[names[m.group(1)]] = m.group(2)
     return result
+
+
+async def _list_v2_delimited(conds: list[str], params: dict, prefix: str, desc: bool, limit: int) -> list[dict]:
+    """One delimited list-v2 page: up to limit + 1 entries, folders collapsed.
+
+    A folder first reaches us as its first key in the listing order; the next query then starts past
+    the whole folder (one index seek per folder), so a page reads about as many rows as it returns,
+    whatever the folders hold (a bulk bucket's million objects). Batches grow while rows are objects
+    and shrink after a folder, whose other rows would be read for nothing.
+    """
+    direction = "DESC" if desc else "ASC"
+    results: list[dict] = []
+    bound, inclusive = None, False
+    batch = 16
+    while len(results) <= limit:
+        where = list(conds)
+        if bound is not None:
+            where.append(f'name COLLATE "C" {"<" if desc else (">=" if inclusive else ">")} %(bound)s')
+        rows = await APP.db.fetch(
+            f"SELECT id, name, metadata, updated_at, created_at, last_accessed_at FROM storage.objects "
+            f'WHERE {" AND ".join(where)} ORDER BY name COLLATE "C" {direction} LIMIT %(batch)s',
+            {**params, "bound": bound, "batch": batch})
+        for r in rows:
+            rest = r["name"][len(prefix):]
+            idx = rest.find("/")
+            if idx >= 0:
+                folder = r["name"][: len(prefix) + idx + 1]
+                results.append({"_row": None, "folder": folder})
+                # Past the folder: below it when descending; when ascending, from folder[:-1] + "0"
+                # ('0' follows '/' in "C" order, so every key of the folder sorts below it).
+                bound, inclusive = (folder, False) if desc else (folder[:-1] + "0", True)
+                batch = 16
+                break
+            results.append({"_row": r, "folder": None})
+            bound, inclusive = r["name"], False
+            if len(results) > limit:
+                break
+        else:
+            if len(rows) < batch:
+                break
+            batch = min(batch * 2, limit + 1)
+    return results
 
 
 async def list_v2(bucket_id: str, body: dict) -> dict | Response:
@@ -499,6 +595,12 @@ async def list_v2(bucket_id: str, body: dict) -> dict | Response:
     if prefix:
         conds.append("name LIKE %(pat)s")
         params["pat"] = _like_escape(prefix) + "%"
+        # the same as a range the name index can seek to (a bulk bucket's folder among a million keys)
+        conds.append('name COLLATE "C" >= %(prefix_low)s')
+        params["prefix_low"] = prefix
+        if ord(prefix[-1]) < 0xD7FF:
+            conds.append('name COLLATE "C" < %(prefix_high)s')
+            params["prefix_high"] = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     if start_after:
         params["sa"] = start_after
         if col and after and not with_delimiter:
@@ -520,22 +622,7 @@ async def list_v2(bucket_id: str, body: dict) -> dict | Response:
         rows = await APP.db.fetch(sql + " LIMIT %(lim)s", params)
         results = [{"_row": r, "folder": None} for r in rows]
     else:
-        # folders first reach us as their first key; collapse them here
-        rows = await APP.db.fetch(sql, params)
-        prev = None
-        for r in rows:
-            rest = r["name"][len(prefix):]
-            idx = rest.find("/")
-            if idx >= 0:
-                folder = r["name"][: len(prefix) + idx + 1]
-                if folder == prev:
-                    continue
-                prev = folder
-                results.append({"_row": None, "folder": folder})
-            else:
-                results.append({"_row": r, "folder": None})
-            if len(results) > limit:
-                break
+        results = await _list_v2_delimited(conds, params, prefix, desc, limit)
 
     truncated = len(results) > limit
     page = results[:limit]
@@ -605,6 +692,11 @@ def _file_iter(path: str, start: int, length: int, cut_at: int | None):
             yield data
 
 
+def _cut_iter(data: bytes, cut: int):
+    yield data[:cut]
+    raise ConnectionAbortedError("sandbox fault: truncated download")
+
+
 async def get_object(request: Request, bucket_id: str, key: str, role: str, head: bool) -> Response:
     row = await APP.db.fetchone(
         "SELECT o.id, o.name, o.version, o.metadata, o.updated_at, o.created_at, b.public "
@@ -615,10 +707,15 @@ async def get_object(request: Request, bucket_id: str, key: str, role: str, head
             return no_such_bucket(head)
         return no_such_key(head)
     path = os.path.join(APP.blobs, str(row["id"]))
+    bulk = None
     try:
         size = os.path.getsize(path)
     except OSError:
-        return no_such_key(head)
+        # A row of a bulk bucket without a blob file is generated from (seed, key) (sandbox/bulk.py).
+        bulk = APP.bulk.get(bucket_id)
+        if bulk is None:
+            return no_such_key(head)
+        size = bulk["size"]
     md = row["metadata"] or {}
     content_type = md.get("mimetype") or "application/octet-stream"
     if content_type.split(";")[0].strip().lower() == "text/html":
@@ -650,6 +747,11 @@ async def get_object(request: Request, bucket_id: str, key: str, role: str, head
     APP.faults.count("downloads")
     await hold_at("download")
     cut = length // 2 if APP.faults.roll_truncate() else None
+    if bulk is not None:
+        data = object_bytes(bulk["seed"], row["name"], size)[start:start + length]
+        if cut is None:
+            return Response(data, status_code=status, headers=headers)
+        return StreamingResponse(_cut_iter(data, cut), status_code=status, headers=headers)
     if cut is None and length <= CHUNK:
         with open(path, "rb") as fh:
             fh.seek(start)
