@@ -582,8 +582,8 @@ def check_backup_age(context: dict) -> dict:
                                          base_url=settings.base_url, dag_id=DAG_ID)
             if alert is not None:
                 channels = send_alert(alert, settings, context)
-                log.info("%s sent (%s): %s", notice.value.capitalize(), ", ".join(channels),
-                         alert.subject)
+                log.info("%s sent (%s): %s", "Recovered notice" if notice is StaleNotice.RECOVERED
+                         else notice.value.capitalize(), ", ".join(channels), alert.subject)
             if state_missing is None and settings.configured:
                 alert_state.record_stale_notice(connection, notice, now)
     if not stale:
@@ -598,7 +598,11 @@ def check_backup_age(context: dict) -> dict:
         said = f"{notice.value} sent: {', '.join(channels) or 'none'}"
     else:
         due = episode.next_reminder_at(reminder_hours)
-        said = (f"alert already sent {episode.alerted_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} "
-                "UTC; " + (f"next reminder from {due.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
-                           if due else "no reminders (supabase_backup_stale_reminder_hours = 0)"))
+        said = (f"no notice now: alerted {_utc_minute(episode.alerted_at)}; "
+                + (f"next reminder from {_utc_minute(due)}" if due
+                   else "no reminders (supabase_backup_stale_reminder_hours = 0)"))
     raise AirflowFailException(f"{subject} ({said})")
+
+
+def _utc_minute(moment: datetime) -> str:
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
