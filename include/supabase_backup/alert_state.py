@@ -21,6 +21,8 @@ never not at all.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 from psycopg import pq
 
@@ -51,7 +53,8 @@ def lock_stale_episode(connection: psycopg.Connection) -> StaleEpisode | None:
                         reminders_sent=reminders_sent)
 
 
-def record_stale_notice(connection: psycopg.Connection, notice: StaleNotice, now) -> None:
+def record_stale_notice(connection: psycopg.Connection, notice: StaleNotice,
+                        now: datetime) -> None:
     """Record a notice that was sent: an alert opens the episode, a reminder moves its clock on, a
     recovered notice closes it. ``now`` is the checking worker's clock, the one ``stale_notice``
     compared against."""
