@@ -2,10 +2,23 @@
 ### Supabase backup: staleness check
 
 Every hour, checks that `backup_history` holds a verified successful backup newer than the Airflow
-Variable `supabase_backup_max_backup_age_hours` (e.g. 26 for a daily backup). When none is, it
-sends an alert (e-mail to `supabase_backup_alert_email`, Slack through the connection named by
-`supabase_backup_alert_slack_conn_id`) and fails, so the grid shows it too; it alerts again at each
-check until a backup succeeds. Without that Variable the check is skipped.
+Variable `supabase_backup_max_backup_age_hours` (e.g. 26 for a daily backup). Without that Variable
+the check is skipped.
+
+**The task fails at every check that finds the project stale**, so this grid stays truthful. The
+notifications (e-mail to `supabase_backup_alert_email`, Slack through the connection named by
+`supabase_backup_alert_slack_conn_id`) are de-duplicated per stale episode instead:
+
+- one **alert** when the project becomes stale;
+- quiet while it stays stale, except a **reminder** every `supabase_backup_stale_reminder_hours`
+  (default 24; `0` = never remind);
+- one **recovered** notice when a verified backup appears again after an alert, then quiet.
+
+The open episode lives in the table `backup_alert_state` of the Supabase project's database, beside
+`backup_history`: it survives Airflow restarts, and a row lock lets one check decide at a time
+however many schedulers run (`include/supabase_backup/alert_state.py` says why not a Variable). A
+notice that cannot be sent is not recorded, so the retry sends it. Without that table (the migration
+not re-applied after an upgrade) every stale check alerts, and the alert names the migration.
 
 Why a DAG and not an Airflow 3 deadline alert: a deadline watches one DAG run's duration, but a
 backup can go stale with no run at all (the DAG paused, the scheduler down) or with runs that end

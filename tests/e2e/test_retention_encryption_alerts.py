@@ -1,6 +1,6 @@
 """Issue 11 end to end, the real DAGs against the sandbox: an age-encrypted backup whose
 apply_retention task deletes old archives; a failed run whose alert e-mail reaches a real SMTP
-server (aiosmtpd); the staleness check's e-mail."""
+server (aiosmtpd); the staleness check's e-mail, once per stale episode."""
 
 from __future__ import annotations
 
@@ -225,9 +225,77 @@ def test_a_stale_project_sends_an_email(small_sandbox, airflow_metadata, old_his
     assert "run scheduled__old" in text and "more than the 26 hours allowed" in text
     assert f"{BASE_URL}/backup/ui" in text
 
+    # Fresh enough under a looser limit: the alert's episode closes with one notice.
     fresh = run_staleness_check(small_sandbox, supabase_backup_max_backup_age_hours="1000",
                                 supabase_backup_alert_email="ops@example.com")
-    assert fresh.state == "success" and len(smtp_sink.messages) == 1
+    assert fresh.state == "success" and len(smtp_sink.messages) == 2
+    assert smtp_sink.messages[1][1]["Subject"] == (
+        "[supabase-backup] RECOVERED: verified backup scheduled__old")
+
+
+def test_a_stale_project_alerts_once_reminds_and_says_when_it_recovered(
+        small_sandbox, airflow_metadata, old_history_database, smtp_sink, monkeypatch):
+    """The real DAG, the real episode store (backup_alert_state in the project's database) and
+    the real e-mail path, over a day and a half of checks: the checks' clock moves between runs."""
+    from supabase_backup import airflow_resources
+
+    clock = [datetime.now(timezone.utc)]
+    monkeypatch.setattr(airflow_resources, "utc_now", lambda: clock[0])
+    variables = {"supabase_backup_max_backup_age_hours": "26",
+                 "supabase_backup_stale_reminder_hours": "24",
+                 "supabase_backup_alert_email": "ops@example.com",
+                 "supabase_backup_ui_base_url": BASE_URL}
+
+    def check_after(elapsed: timedelta) -> tuple[str, list[str]]:
+        """Move the clock on, run one check: its DAG run state and the subjects it e-mailed."""
+        clock[0] += elapsed
+        already = len(smtp_sink.messages)
+        dag_run = run_staleness_check(small_sandbox, **variables)
+        return dag_run.state, [message["Subject"] for _, message in smtp_sink.messages[already:]]
+
+    stale = "[supabase-backup] STALE: no verified backup in 26 h"
+    assert check_after(timedelta(0)) == ("failed", [stale])
+    first_alert = body_text(smtp_sink.messages[-1][1])
+    assert "Next reminder in 24 h while it stays stale" in first_alert
+    # Still stale an hour later: the task fails again (the grid stays truthful), no e-mail.
+    assert check_after(timedelta(hours=1)) == ("failed", [])
+    # The 24th hourly check, started a few seconds earlier in its hour than the first: a reminder.
+    assert check_after(timedelta(hours=23, seconds=-3)) == (
+        "failed", ["[supabase-backup] STILL STALE: no verified backup in 26 h"])
+    assert "reminder 1." in body_text(smtp_sink.messages[-1][1])
+    assert check_after(timedelta(hours=1)) == ("failed", [])
+
+    # A verified backup lands: one recovered notice, then nothing.
+    with small_sandbox.connect(old_history_database) as connection:
+        connection.execute(
+            "INSERT INTO public.backup_history (run_id, status, trigger, started_at, finished_at, "
+            "s3_bucket, s3_key) VALUES ('scheduled__new', 'success', 'scheduled', %s, %s, 'b', "
+            "'supabase-backups/backup-new.zip')", (clock[0] - timedelta(minutes=20), clock[0]))
+    assert check_after(timedelta(minutes=30)) == (
+        "success", ["[supabase-backup] RECOVERED: verified backup scheduled__new"])
+    recovered = body_text(smtp_sink.messages[-1][1])
+    assert "run scheduled__new" in recovered and "1 reminder sent" in recovered
+    assert check_after(timedelta(hours=1)) == ("success", [])
+    with small_sandbox.connect(old_history_database) as connection:
+        assert connection.execute(
+            "SELECT alerted_at, reminders_sent, recovered_at = %s FROM public.backup_alert_state",
+            (clock[0] - timedelta(hours=1),)).fetchone() == (None, 0, True)
+
+
+def test_without_the_episode_table_every_stale_check_still_alerts(
+        small_sandbox, airflow_metadata, old_history_database, smtp_sink):
+    """Code upgraded, migration not re-applied: better an alert every hour than none."""
+    with small_sandbox.connect(old_history_database) as connection:
+        connection.execute("DROP TABLE public.backup_alert_state")
+    for _ in range(2):
+        dag_run = run_staleness_check(
+            small_sandbox, supabase_backup_max_backup_age_hours="26",
+            supabase_backup_alert_email="ops@example.com")
+        assert dag_run.state == "failed"
+    assert len(smtp_sink.messages) == 2
+    text = body_text(smtp_sink.messages[-1][1])
+    assert "Alerting at every check: Table public.backup_alert_state does not exist" in text
+    assert "include/sql/001_backup_system.sql" in text
 
 
 def test_a_failed_retention_fails_the_dag_run_but_the_backup_row_stays_success(

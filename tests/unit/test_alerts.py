@@ -1,10 +1,21 @@
-"""What alerts say: the run, the cause from the history row, links to the run and the Backups page."""
+"""What alerts say: the run, the cause from the history row, links to the run and the Backups page;
+and when a stale project is worth a notice (one per episode)."""
 
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from supabase_backup.alerts import AlertSettings, is_stale, run_alert, stale_alert
+from supabase_backup.alerts import (
+    REMINDER_EARLY_ALLOWANCE,
+    AlertSettings,
+    StaleEpisode,
+    StaleNotice,
+    is_stale,
+    recovered_notice,
+    run_alert,
+    stale_alert,
+    stale_notice,
+)
 from supabase_backup.errors import ConfigurationError
 
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=timezone.utc)
@@ -51,7 +62,11 @@ def test_staleness():
 
 @pytest.mark.parametrize("name, value", [("supabase_backup_alert_email", "not-an-address"),
                                          ("supabase_backup_max_backup_age_hours", "-3"),
-                                         ("supabase_backup_max_backup_age_hours", "soon")])
+                                         ("supabase_backup_max_backup_age_hours", "soon"),
+                                         ("supabase_backup_stale_reminder_hours", "-1"),
+                                         ("supabase_backup_stale_reminder_hours", "daily"),
+                                         ("supabase_backup_stale_reminder_hours", "nan"),
+                                         ("supabase_backup_stale_reminder_hours", "inf")])
 def test_bad_alert_variables_are_named(name, value):
     with pytest.raises(ConfigurationError, match=name):
         AlertSettings.from_variables(lambda n, d: value if n == name else d, None)
@@ -61,3 +76,117 @@ def test_settings_defaults_and_base_url_fallback():
     settings = AlertSettings.from_variables(lambda n, d: d, "http://airflow:8080/")
     assert not settings.configured and settings.base_url == "http://airflow:8080"
     assert settings.smtp_conn_id == "smtp_default" and settings.max_backup_age_hours is None
+    assert settings.stale_reminder_hours == 24
+
+
+@pytest.mark.parametrize("value, hours", [("0", 0.0), ("12", 12.0), ("0.5", 0.5), (" 48 ", 48.0),
+                                          ("", 24.0)])
+def test_the_reminder_interval_variable(value, hours):
+    settings = AlertSettings.from_variables(
+        lambda n, d: value if n == "supabase_backup_stale_reminder_hours" else d, None)
+    assert settings.stale_reminder_hours == hours
+
+
+# --- one notice per stale episode ----------------------------------------------------------------
+
+ALERTED = datetime(2026, 11, 27, 10, 0, 5, tzinfo=timezone.utc)
+OPEN = StaleEpisode(alerted_at=ALERTED, last_notified_at=ALERTED)
+REMINDED = StaleEpisode(alerted_at=ALERTED, last_notified_at=ALERTED + timedelta(hours=24),
+                        reminders_sent=1)
+BERLIN = timezone(timedelta(hours=1))
+TOKYO = timezone(timedelta(hours=9))
+ALLOWANCE = REMINDER_EARLY_ALLOWANCE
+ALERT, REMINDER, RECOVERED, QUIET = (StaleNotice.ALERT, StaleNotice.REMINDER,
+                                     StaleNotice.RECOVERED, StaleNotice.QUIET)
+
+
+@pytest.mark.parametrize("stale, episode, now, reminder_hours, expected", [
+    # becoming stale: one alert, whatever the reminder setting
+    (True, None, ALERTED, 24, ALERT),
+    (True, None, ALERTED, 0, ALERT),
+    # staying stale: quiet at the next hourly checks
+    (True, OPEN, ALERTED + timedelta(hours=1), 24, QUIET),
+    (True, OPEN, ALERTED + timedelta(hours=23), 24, QUIET),
+    # the reminder boundary: due at 24 h less the allowance, so the 24th hourly check (started a
+    # few seconds earlier in the hour than the one that alerted) reminds, not the 25th
+    (True, OPEN, ALERTED + timedelta(hours=24) - ALLOWANCE - timedelta(seconds=1), 24, QUIET),
+    (True, OPEN, ALERTED + timedelta(hours=24) - ALLOWANCE, 24, REMINDER),
+    (True, OPEN, ALERTED + timedelta(hours=24) - timedelta(seconds=3), 24, REMINDER),
+    (True, OPEN, ALERTED + timedelta(hours=30), 24, REMINDER),  # checks missed (scheduler down)
+    # the next reminder counts from the last one, not from the alert
+    (True, REMINDED, ALERTED + timedelta(hours=25), 24, QUIET),
+    (True, REMINDED, ALERTED + timedelta(hours=47), 24, QUIET),
+    (True, REMINDED, ALERTED + timedelta(hours=48), 24, REMINDER),
+    # reminder 0: never, however long it stays stale
+    (True, OPEN, ALERTED + timedelta(days=30), 0, QUIET),
+    # a short interval reminds at every hourly check
+    (True, OPEN, ALERTED + timedelta(hours=1) - timedelta(seconds=4), 1, REMINDER),
+    # recovery: one notice when an alert was sent, nothing when none was
+    (False, OPEN, ALERTED + timedelta(hours=2), 24, RECOVERED),
+    (False, REMINDED, ALERTED + timedelta(days=3), 0, RECOVERED),
+    (False, None, ALERTED, 24, QUIET),
+    # time zones: the same instants written in other offsets decide the same way
+    (True, StaleEpisode(alerted_at=ALERTED.astimezone(TOKYO),
+                        last_notified_at=ALERTED.astimezone(TOKYO)),
+     (ALERTED + timedelta(hours=24) - ALLOWANCE).astimezone(BERLIN), 24, REMINDER),
+    (True, StaleEpisode(alerted_at=ALERTED.astimezone(TOKYO),
+                        last_notified_at=ALERTED.astimezone(TOKYO)),
+     (ALERTED + timedelta(hours=23)).astimezone(BERLIN), 24, QUIET),
+    # a clock that went backwards (a skewed worker) stays quiet rather than reminding
+    (True, OPEN, ALERTED - timedelta(hours=2), 24, QUIET),
+])
+def test_stale_notice(stale, episode, now, reminder_hours, expected):
+    assert stale_notice(stale=stale, episode=episode, now=now,
+                        reminder_hours=reminder_hours) is expected
+
+
+@pytest.mark.parametrize("now, episode", [
+    (datetime(2026, 11, 28, 7), None),
+    (NOW, StaleEpisode(alerted_at=datetime(2026, 11, 27, 7), last_notified_at=NOW)),
+])
+def test_stale_notice_refuses_naive_times(now, episode):
+    with pytest.raises(ValueError, match="timezone-aware"):
+        stale_notice(stale=True, episode=episode, now=now, reminder_hours=24)
+
+
+def test_a_day_of_hourly_checks_sends_one_alert_and_one_reminder():
+    """The decision played over 49 hourly checks whose start drifts by a few seconds, the episode
+    kept the way alert_state keeps it."""
+    episode, sent = None, []
+    for hour in range(49):
+        now = ALERTED + timedelta(hours=hour, seconds=(-1) ** hour * 4)
+        notice = stale_notice(stale=True, episode=episode, now=now, reminder_hours=24)
+        if notice is ALERT:
+            episode = StaleEpisode(alerted_at=now, last_notified_at=now)
+        elif notice is REMINDER:
+            episode = StaleEpisode(alerted_at=episode.alerted_at, last_notified_at=now,
+                                   reminders_sent=episode.reminders_sent + 1)
+        if notice is not QUIET:
+            sent.append((hour, notice))
+    assert sent == [(0, ALERT), (24, REMINDER), (48, REMINDER)]
+
+
+def test_what_the_reminder_and_the_recovered_notice_say():
+    latest = {"run_id": "old", "s3_bucket": "b", "s3_key": "p/backup.zip",
+              "finished_at": NOW - timedelta(hours=30)}
+    first = stale_alert(latest=latest, max_age_hours=26, now=NOW, base_url="https://af",
+                        dag_id="supabase_backup", reminder_hours=24)
+    assert first.subject == "[supabase-backup] STALE: no verified backup in 26 h"
+    assert "Next reminder in 24 h while it stays stale" in first.text
+    assert "No reminders" in stale_alert(latest=latest, max_age_hours=26, now=NOW,
+                                         base_url="https://af", dag_id="d", reminder_hours=0).text
+    episode = StaleEpisode(alerted_at=NOW - timedelta(hours=24),
+                           last_notified_at=NOW - timedelta(hours=24))
+    reminder = stale_alert(latest=latest, max_age_hours=26, now=NOW, base_url="https://af",
+                           dag_id="supabase_backup", reminder_hours=24, episode=episode)
+    assert reminder.subject == "[supabase-backup] STILL STALE: no verified backup in 26 h"
+    assert ("Still stale since the first alert, 2026-11-27 07:00:00 UTC (24.0 h ago); reminder 1."
+            in reminder.text)
+    fresh = {**latest, "run_id": "scheduled__new", "finished_at": NOW - timedelta(minutes=5)}
+    recovered = recovered_notice(latest=fresh, episode=episode, now=NOW, base_url="https://af",
+                                 dag_id="supabase_backup")
+    assert recovered.subject == "[supabase-backup] RECOVERED: verified backup scheduled__new"
+    assert ("run scheduled__new, s3://b/p/backup.zip, finished 2026-11-28 06:55:00 UTC"
+            in recovered.text)
+    assert "(24.0 h ago); 0 reminders sent." in recovered.text
+    assert "https://af/backup/ui" in recovered.text
