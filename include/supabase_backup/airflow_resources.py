@@ -381,8 +381,9 @@ def finish_drill(plan: dict | None, verified: dict | None, compared: dict | None
 # --- alerts (issue 11) ----------------------------------------------------------------------------
 
 
-def read_alert_settings():
-    """The alert Variables; the links' base URL falls back to Airflow's ``[api] base_url``."""
+def read_alert_settings(*, staleness: bool = True):
+    """The alert Variables; the links' base URL falls back to Airflow's ``[api] base_url``.
+    ``staleness=False`` for the failure alerts: they do not depend on the staleness Variables."""
     from airflow.configuration import conf
     from airflow.sdk import Variable
 
@@ -390,7 +391,7 @@ def read_alert_settings():
 
     return AlertSettings.from_variables(
         lambda name, default: Variable.get(name, default=default),
-        conf.get("api", "base_url", fallback=None))
+        conf.get("api", "base_url", fallback=None), staleness=staleness)
 
 
 def send_alert(alert, settings, context: dict) -> list[str]:
@@ -464,7 +465,7 @@ def _make_notifier_class():
         def _notify(self, context) -> None:
             from supabase_backup.alerts import run_alert
 
-            settings = read_alert_settings()
+            settings = read_alert_settings(staleness=False)
             if not settings.configured:
                 log.info("No alert channel configured (supabase_backup_alert_email, "
                          "supabase_backup_alert_slack_conn_id): no alert sent")

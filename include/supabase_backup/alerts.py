@@ -56,7 +56,10 @@ class AlertSettings:
         return bool(self.email_to or self.slack_conn_id)
 
     @classmethod
-    def from_variables(cls, get_variable, default_base_url: str | None) -> "AlertSettings":
+    def from_variables(cls, get_variable, default_base_url: str | None, *,
+                       staleness: bool = True) -> "AlertSettings":
+        """``staleness=False`` (the failure alerts) leaves the staleness Variables unread, so a
+        mistyped one stops only the staleness check, never the alert of a failed backup."""
         emails = tuple(item.strip() for item in (get_variable("supabase_backup_alert_email", None)
                                                  or "").split(",") if item.strip())
         for address in emails:
@@ -64,7 +67,8 @@ class AlertSettings:
                 raise ConfigurationError(
                     f"supabase_backup_alert_email holds {address!r}, not an e-mail address "
                     "(comma-separated addresses, e.g. ops@example.com,oncall@example.com)")
-        age_text = (get_variable("supabase_backup_max_backup_age_hours", None) or "").strip()
+        age_text = (get_variable("supabase_backup_max_backup_age_hours", None) or "").strip() \
+            if staleness else ""
         max_age = None
         if age_text:
             try:
@@ -75,7 +79,8 @@ class AlertSettings:
                 raise ConfigurationError(
                     f"supabase_backup_max_backup_age_hours must be a positive number of hours, "
                     f"not {age_text!r} (e.g. 26 for a daily backup)")
-        reminder_text = (get_variable("supabase_backup_stale_reminder_hours", None) or "").strip()
+        reminder_text = (get_variable("supabase_backup_stale_reminder_hours", None) or "").strip() \
+            if staleness else ""
         reminder_hours = DEFAULT_STALE_REMINDER_HOURS
         if reminder_text:
             try:

@@ -72,6 +72,15 @@ def test_bad_alert_variables_are_named(name, value):
         AlertSettings.from_variables(lambda n, d: value if n == name else d, None)
 
 
+@pytest.mark.parametrize("name", ["supabase_backup_max_backup_age_hours",
+                                  "supabase_backup_stale_reminder_hours"])
+def test_a_bad_staleness_variable_never_stops_a_failure_alert(name):
+    settings = AlertSettings.from_variables(
+        lambda n, d: "soon" if n == name else ("ops@example.com" if n.endswith("email") else d),
+        None, staleness=False)
+    assert settings.configured and settings.email_to == ("ops@example.com",)
+
+
 def test_settings_defaults_and_base_url_fallback():
     settings = AlertSettings.from_variables(lambda n, d: d, "http://airflow:8080/")
     assert not settings.configured and settings.base_url == "http://airflow:8080"
