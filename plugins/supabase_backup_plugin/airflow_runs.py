@@ -17,9 +17,28 @@ from supabase_backup.config import DAG_ID
 
 ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
 
-# The check for an active run and the trigger are one step for the requests this api-server process
-# serves at once (FastAPI runs them on a thread pool). Requests reaching other api-server processes
-# can still both pass the check; the DAG's max_active_runs=1 then queues the second run.
+# The check for an active run and the trigger are one step, across every api-server process:
+# start_run's transaction first locks the DAG's row in Airflow's `dag` table (FOR NO KEY UPDATE,
+# the mode Airflow itself locks dag rows in), then checks, then inserts the run and commits, which
+# releases the lock. A second caller waits on the row until the first run is committed, and then
+# sees it. Why this lock, and why it is safe:
+# - It is short: held for one check and one trigger_dag (the run and its task instances
+#   inserted), never across a task or a run. In the race test a cold api-server process held it
+#   about 2.6 s, 8 processes sharing 2 cores.
+# - The scheduler locks the dag rows of due DAGs with SKIP LOCKED (DagModel.dags_needing_dagruns)
+#   and commits as soon as it has created their runs: it never waits on us (it skips the DAG for
+#   one loop), and we wait on it only while it creates this DAG's scheduled run, which we then see
+#   and refuse to run beside. A Postgres advisory lock, taken by this plugin alone, would not
+#   order us with the scheduler. The dag-processor locks the rows it rewrites while it writes one
+#   batch of parse results. Nothing holds a dag row across a task or a run.
+# - NO KEY UPDATE does not conflict with the KEY SHARE locks of foreign-key checks, so rows that
+#   reference the DAG (dag_version, dag_run) are inserted by others without waiting on us.
+# - It takes a session of its own, not the thread's scoped session: trigger_dag calls
+#   DagRun.find_duplicate, which opens the scoped session and commits it; in that session, the
+#   commit would end our transaction, and the lock, between the check and the insert (the race
+#   test then starts 5 runs of 8). Airflow's own REST API triggers in a session of its own too.
+# SQLite (one writer at a time) ignores FOR UPDATE; there the thread lock keeps the requests one
+# api-server process serves at once (FastAPI runs them on a thread pool) from racing.
 _TRIGGER_LOCK = threading.Lock()
 
 
@@ -55,19 +74,19 @@ def start_run(conf: dict, user_name: str) -> str:
     """Trigger the DAG as the REST API does (triggered by REST_API, the user recorded as the
     triggering user). Refuses while another run is queued or running: ``max_active_runs=1`` would
     queue it behind, and two backups of one project at once help nobody."""
-    with _TRIGGER_LOCK:
-        with create_session() as session:
-            dag = session.scalar(select(DagModel).where(DagModel.dag_id == DAG_ID))
-            if dag is None:
-                raise DagUnavailable(f"Airflow does not know the DAG {DAG_ID}: is its file in the "
-                                     "DAGs folder, and has the dag-processor parsed it?")
-            if dag.is_paused:
-                raise DagUnavailable(f"the DAG {DAG_ID} is paused, so a run would never start; "
-                                     "unpause it in Airflow first")
-            if active := active_runs(session):
-                raise RunActive(*active[0])
+    with _TRIGGER_LOCK, create_session(scoped=False) as session:
+        dag = session.scalar(select(DagModel).where(DagModel.dag_id == DAG_ID)
+                             .with_for_update(key_share=True))
+        if dag is None:
+            raise DagUnavailable(f"Airflow does not know the DAG {DAG_ID}: is its file in the "
+                                 "DAGs folder, and has the dag-processor parsed it?")
+        if dag.is_paused:
+            raise DagUnavailable(f"the DAG {DAG_ID} is paused, so a run would never start; "
+                                 "unpause it in Airflow first")
+        if active := active_runs(session):
+            raise RunActive(*active[0])
         dag_run = trigger_dag(DAG_ID, conf=conf, triggered_by=DagRunTriggeredByType.REST_API,
-                              triggering_user_name=user_name)
+                              triggering_user_name=user_name, session=session)
         return dag_run.run_id
 
 
