@@ -97,6 +97,8 @@ def summarise(runs: list[dict]) -> dict:
         "max_seconds": max(seconds),
         "mib_per_second": round(runs[0]["bytes"] / 2**20 / median_seconds, 1),
         "median_cpu_seconds": round(statistics.median(run["cpu_seconds"] for run in runs), 2),
+        "median_user_cpu_seconds": round(statistics.median(run["user_cpu_seconds"] for run in runs), 2),
+        "median_system_cpu_seconds": round(statistics.median(run["system_cpu_seconds"] for run in runs), 2),
         "median_peak_rss_mib": round(statistics.median(run["peak_rss_mib"] for run in runs), 1),
         "median_rss_after_imports_mib": round(statistics.median(run["rss_after_imports_mib"] for run in runs), 1),
         "median_rss_growth_mib": round(statistics.median(run["rss_growth_mib"] for run in runs), 1),
@@ -109,7 +111,8 @@ def print_table(document: dict) -> None:
     print()
     print(f"Storage export: {document['settings']['small_objects']} small objects + {document['settings']['big_mib']} MiB object, "
           f"{document['settings']['concurrency']} threads, median of {document['settings']['repeat']}, {document['machine']['cpus']} CPUs")
-    header = f"{'variant':<18} {'median s':>9} {'min-max s':>13} {'MiB/s':>7} {'CPU s':>6} {'peak RSS':>9} {'RSS growth':>11} {'vs floor':>9}"
+    header = (f"{'variant':<18} {'median s':>9} {'min-max s':>13} {'MiB/s':>7} {'CPU s':>6} {'user':>5} {'sys':>5} "
+              f"{'peak RSS':>9} {'RSS growth':>11} {'vs floor':>9}")
     print(header)
     print("-" * len(header))
     for name in ORDER:
@@ -118,13 +121,15 @@ def print_table(document: dict) -> None:
         summary = variants[name]["summary"]
         spread = f"{summary['min_seconds']:.2f}-{summary['max_seconds']:.2f}"
         print(f"{name:<18} {summary['median_seconds']:>9.2f} {spread:>13} {summary['mib_per_second']:>7.1f} "
-              f"{summary['median_cpu_seconds']:>6.2f} {summary['median_peak_rss_mib']:>8.1f}M "
+              f"{summary['median_cpu_seconds']:>6.2f} {summary['median_user_cpu_seconds']:>5.2f} "
+              f"{summary['median_system_cpu_seconds']:>5.2f} {summary['median_peak_rss_mib']:>8.1f}M "
               f"{summary['median_rss_growth_mib']:>10.1f}M {document['ratios_vs_floor'][name]:>8.2f}x")
     exporter = variants["exporter"]["summary"]
     print()
     print(f"exporter / floor (median seconds): {document['ratios_vs_floor']['exporter']:.2f}x   "
           f"exporter / careful: {document['exporter_vs_careful']:.2f}x   "
-          f"exporter / floor-http.client: {document['exporter_vs_http_client']:.2f}x")
+          f"exporter / floor-http.client: {document['exporter_vs_http_client']:.2f}x   "
+          f"exporter / floor-urllib3: {document['exporter_vs_floor_urllib3']:.2f}x")
     print(f"exporter RSS: {exporter['median_rss_after_imports_mib']:.1f} MiB after imports, "
           f"+{exporter['median_rss_growth_mib']:.1f} MiB during the export (max +{exporter['max_rss_growth_mib']:.1f})")
 
@@ -201,6 +206,8 @@ def run_export_suite(args) -> None:
                                      / variants["careful"]["summary"]["median_seconds"], 2),
         "exporter_vs_http_client": round(variants["exporter"]["summary"]["median_seconds"]
                                          / variants["floor-http.client"]["summary"]["median_seconds"], 2),
+        "exporter_vs_floor_urllib3": round(variants["exporter"]["summary"]["median_seconds"]
+                                           / variants["floor-urllib3"]["summary"]["median_seconds"], 2),
         "variants": variants,
         "suite_seconds": round(time.perf_counter() - started, 1),
     }
