@@ -218,6 +218,8 @@ def main() -> None:
     print(json.dumps({
         "seconds": round(seconds, 3), "objects": objects, "bytes": total,
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime, 2),
+        "user_cpu_seconds": round(usage.ru_utime - before.ru_utime, 2),
+        "system_cpu_seconds": round(usage.ru_stime - before.ru_stime, 2),
         "peak_rss_mib": round(peak_rss_mib, 1), "rss_after_imports_mib": round(rss_after_imports_mib, 1),
         "rss_growth_mib": round(peak_rss_mib - rss_after_imports_mib, 1),
     }))

@@ -10,8 +10,8 @@ Every JSON call goes through the httpx client of ``api_client.open_client``.
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -191,46 +191,65 @@ def _iter_list_v1(client: httpx.Client, bucket_id: str, limit: int) -> Iterator[
 
 def read_ahead(items: Iterator[Any], max_items: int, thread_name: str) -> Iterator[Any]:
     """Run ``items`` in a background thread, keeping at most ``max_items`` ready: the next listing page
-    is fetched while downloads proceed, and the listing never runs more than that far ahead."""
-    buffer: queue.Queue[Any] = queue.Queue(maxsize=max_items)
-    finished = object()
-    stop = threading.Event()
+    is fetched while downloads proceed, and the listing never runs more than that far ahead. An error
+    of ``items`` is raised here after the items that came before it.
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+    Each side wakes the other only when the other waits for it: the listing thread once the buffer is
+    down to half, the consumer when an item arrives while it waits. A ``queue.Queue`` woke the listing
+    thread for every item taken from a full buffer: a thread switch per object.
+    """
+    ready: collections.deque[Any] = collections.deque()
+    lock = threading.Lock()
+    item_added = threading.Condition(lock)
+    room_made = threading.Condition(lock)
+    refill_below = max(1, max_items // 2)
+    # All below change under ``lock``.
+    producer_waits = consumer_waits = stopped = finished = False
+    failure: BaseException | None = None
 
     def produce() -> None:
+        nonlocal producer_waits, finished, failure
         try:
             for item in items:
-                if not put(item):
-                    return
+                with lock:
+                    while len(ready) >= max_items and not stopped:
+                        producer_waits = True
+                        room_made.wait()
+                        producer_waits = False
+                    if stopped:
+                        return
+                    ready.append(item)
+                    if consumer_waits:
+                        item_added.notify()
         except BaseException as error:  # handed to the consumer, which raises it in its own thread
-            put(_ListingFailed(error))
-            return
-        put(finished)
+            with lock:
+                failure = error
+        finally:
+            with lock:
+                finished = True
+                item_added.notify()
 
     producer = threading.Thread(target=produce, name=thread_name, daemon=True)
     producer.start()
     try:
         while True:
-            item = buffer.get()
-            if item is finished:
-                return
-            if isinstance(item, _ListingFailed):
-                raise item.error
+            with lock:
+                while not ready and not finished:
+                    consumer_waits = True
+                    item_added.wait()
+                    consumer_waits = False
+                if not ready:
+                    if failure is not None:
+                        raise failure
+                    return
+                item = ready.popleft()
+                if producer_waits and len(ready) < refill_below:
+                    room_made.notify()
             yield item
     finally:
-        stop.set()
+        with lock:
+            stopped = True
+            room_made.notify()
         producer.join(timeout=5)
 
-
-@dataclass(frozen=True)
-class _ListingFailed:
-    error: BaseException
 

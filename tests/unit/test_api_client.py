@@ -222,6 +222,24 @@ def test_retries_are_bounded_and_the_last_error_is_raised():
     assert handler.requests == api_client.RETRY_ATTEMPTS
 
 
+def test_retries_back_off_exponentially_with_jitter_up_to_the_cap(monkeypatch):
+    waits = []
+    monkeypatch.setattr(api_client.time, "sleep", waits.append)
+    monkeypatch.setattr(api_client, "RETRY_ATTEMPTS", 6)
+    monkeypatch.setattr(api_client, "RETRY_INITIAL_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(api_client, "RETRY_MAX_WAIT_SECONDS", 5.0)
+    monkeypatch.setattr(api_client, "RETRY_JITTER_SECONDS", 0.0)
+    with pytest.raises(ApiTransientError):
+        run(Scripted((503, {"message": "down"})))
+    assert waits == [0.5, 1.0, 2.0, 4.0, 5.0]
+    monkeypatch.setattr(api_client, "RETRY_JITTER_SECONDS", 1.0)
+    waits.clear()
+    with pytest.raises(ApiTransientError):
+        run(Scripted((503, {"message": "down"})))
+    assert all(low <= wait <= low + 1.0 for low, wait in zip([0.5, 1.0, 2.0, 4.0], waits))
+    assert waits[-1] == 5.0
+
+
 def test_client_errors_are_never_retried():
     handler = Scripted((400, {"statusCode": "400", "code": "InvalidKey", "error": "x", "message": "bad"}))
     with pytest.raises(ApiError):

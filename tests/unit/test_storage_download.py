@@ -185,6 +185,28 @@ def test_a_listing_that_fails_part_way_fails_the_export(tmp_path, serve_fake):
         export_bucket(serve_fake(fake), staging_for(tmp_path), page_size=10)
 
 
+def test_progress_is_reported_from_the_exporting_thread_and_ends_with_the_totals(tmp_path, serve_fake, monkeypatch):
+    from supabase_backup import storage_download
+
+    monkeypatch.setattr(storage_download, "PROGRESS_LOG_SECONDS", 0.01)
+    keys = {f"k{n:03d}": bytes([n]) * n for n in range(200)}
+    fake = FakeStorage({"media": keys})
+    fake.vanished.add("k007")
+    reports = []
+
+    def report(counts):
+        reports.append((threading.get_ident(), counts))
+
+    summary = export_bucket(serve_fake(fake), staging_for(tmp_path), concurrency=4, report_progress=report)
+    assert {thread for thread, _ in reports} == {threading.get_ident()}
+    assert reports[-1][1] == {
+        "bucket": "media", "objects_done": 200, "objects_known": 200, "listing_done": True,
+        "bytes_done": summary["bytes"], "missing": 1, "unreadable": 0,
+    }  # fmt: skip
+    done = [counts["objects_done"] for _, counts in reports]
+    assert done == sorted(done)
+
+
 def test_a_retried_export_starts_over(tmp_path, serve_fake):
     fake = FakeStorage({"media": {"a": b"1", "b": b"2"}})
     staging = staging_for(tmp_path)

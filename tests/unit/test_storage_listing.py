@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from urllib.parse import unquote
 
 import httpx
@@ -16,6 +18,7 @@ from supabase_backup.storage_listing import (
     list_buckets,
     list_objects,
     object_route,
+    read_ahead,
 )
 from tests.unit.storage_fake import (
     SETTINGS,
@@ -137,3 +140,55 @@ def test_v1_walk_never_loops_on_empty_or_repeated_folder_names():
     assert prefixes == ["", "a/"]
 
 
+# --- read_ahead -------------------------------------------------------------------------------------
+
+
+def test_read_ahead_gives_every_item_in_order_never_more_than_max_items_ahead():
+    produced = []
+
+    def items():
+        for number in range(5000):
+            produced.append(number)
+            yield number
+
+    taken = []
+    for item in read_ahead(items(), max_items=100, thread_name="test-read-ahead"):
+        taken.append(item)
+        assert len(produced) - len(taken) <= 100
+    assert taken == list(range(5000))
+
+
+def test_read_ahead_raises_the_listing_error_after_the_items_before_it():
+    def items():
+        yield from range(30)
+        raise RuntimeError("page 2 failed")
+
+    taken = []
+    with pytest.raises(RuntimeError, match="page 2 failed"):
+        for item in read_ahead(items(), max_items=10, thread_name="test-read-ahead"):
+            taken.append(item)
+    assert taken == list(range(30))
+
+
+def test_read_ahead_keeps_up_with_a_slow_listing_and_stops_when_closed():
+    def slow_items():
+        for number in range(20):
+            time.sleep(0.001)
+            yield number
+
+    assert list(read_ahead(slow_items(), max_items=1, thread_name="test-read-ahead")) == list(range(20))
+
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    ahead = read_ahead(endless(), max_items=10, thread_name="test-read-ahead-endless")
+    assert next(ahead) == 0
+    ahead.close()
+    count = len(produced)
+    time.sleep(0.1)
+    assert len(produced) == count <= 12
+    assert not any(thread.name == "test-read-ahead-endless" for thread in threading.enumerate())
