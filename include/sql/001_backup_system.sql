@@ -85,11 +85,25 @@ CREATE TABLE IF NOT EXISTS public.backup_downloads (
 
 CREATE INDEX IF NOT EXISTS backup_downloads_history_id_idx ON public.backup_downloads (history_id);
 
+-- The staleness check's open episode (alert_state.py): one row per kind of alert, so the hourly
+-- check alerts once when the project goes stale, reminds, and says when it recovers, instead of
+-- alerting every hour. Machine state, not a setting a person edits (those live in
+-- system_settings_kv). Idempotent, and locked down with the tables below.
+CREATE TABLE IF NOT EXISTS public.backup_alert_state (
+    alert            text PRIMARY KEY,                   -- 'stale'
+    alerted_at       timestamptz,                        -- first notice of the open episode; NULL: none open
+    last_notified_at timestamptz,                        -- that notice or the latest reminder
+    reminders_sent   integer NOT NULL DEFAULT 0,
+    recovered_at     timestamptz,                        -- when the last episode closed
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
 -- Only the service role and postgres may read or write these tables: RLS on, no policies, and no
 -- grants for the API roles. (service_role bypasses RLS on Supabase.)
 ALTER TABLE public.system_settings_kv ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.backup_history ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.backup_downloads ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.backup_alert_state ENABLE ROW LEVEL SECURITY;
 
 DO $$
 DECLARE
@@ -102,6 +116,7 @@ BEGIN
             EXECUTE format('REVOKE ALL ON SEQUENCE public.backup_history_id_seq FROM %I', api_role);
             EXECUTE format('REVOKE ALL ON public.backup_downloads FROM %I', api_role);
             EXECUTE format('REVOKE ALL ON SEQUENCE public.backup_downloads_id_seq FROM %I', api_role);
+            EXECUTE format('REVOKE ALL ON public.backup_alert_state FROM %I', api_role);
         END IF;
     END LOOP;
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
@@ -110,6 +125,7 @@ BEGIN
         GRANT USAGE, SELECT ON SEQUENCE public.backup_history_id_seq TO service_role;
         GRANT SELECT, INSERT, UPDATE, DELETE ON public.backup_downloads TO service_role;
         GRANT USAGE, SELECT ON SEQUENCE public.backup_downloads_id_seq TO service_role;
+        GRANT SELECT, INSERT, UPDATE, DELETE ON public.backup_alert_state TO service_role;
     END IF;
 END
 $$;
@@ -123,33 +139,3 @@ ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encrypted boolean NOT
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encryption_recipients text[];
 CREATE INDEX IF NOT EXISTS backup_history_retention_idx ON public.backup_history (started_at DESC)
     WHERE status = 'success' AND deleted_at IS NULL;
-
--- The staleness check's open episode (alert_state.py): one row per kind of alert, so the hourly
--- check alerts once when the project goes stale, reminds, and says when it recovers, instead of
--- alerting every hour. Machine state, not a setting a person edits (those live in
--- system_settings_kv). Idempotent and locked down like the tables above.
-CREATE TABLE IF NOT EXISTS public.backup_alert_state (
-    alert            text PRIMARY KEY,                   -- 'stale'
-    alerted_at       timestamptz,                        -- first notice of the open episode; NULL: none open
-    last_notified_at timestamptz,                        -- that notice or the latest reminder
-    reminders_sent   integer NOT NULL DEFAULT 0,
-    recovered_at     timestamptz,                        -- when the last episode closed
-    updated_at       timestamptz NOT NULL DEFAULT now()
-);
-
-ALTER TABLE public.backup_alert_state ENABLE ROW LEVEL SECURITY;
-
-DO $$
-DECLARE
-    api_role text;
-BEGIN
-    FOREACH api_role IN ARRAY ARRAY['anon', 'authenticated'] LOOP
-        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = api_role) THEN
-            EXECUTE format('REVOKE ALL ON public.backup_alert_state FROM %I', api_role);
-        END IF;
-    END LOOP;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
-        GRANT SELECT, INSERT, UPDATE, DELETE ON public.backup_alert_state TO service_role;
-    END IF;
-END
-$$;

@@ -32,6 +32,7 @@ from supabase_backup.errors import ManifestInvalid, UnsafeMemberPath, Verificati
 from supabase_backup.manifest import read_manifest
 from supabase_backup.table_figures import recorded_method
 from supabase_backup.units import format_bytes
+from supabase_backup.verify import open_central_directory_index
 from supabase_backup.zip_stream import MemberReader, ZipDamaged, ZipEntry, ZipReader
 
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
@@ -121,16 +122,8 @@ class RestoreArchive:
     def _build_index(self) -> sqlite3.Connection:
         self._scratch = tempfile.TemporaryDirectory(prefix="supabase-backup-restore-",
                                                     dir=self._scratch_folder)
-        database = sqlite3.connect(str(Path(self._scratch.name) / "members.sqlite"),
-                                   check_same_thread=False)
-        database.executescript("""
-            PRAGMA journal_mode = OFF;
-            PRAGMA synchronous = OFF;
-            PRAGMA cache_size = -16000;
-            PRAGMA temp_store = FILE;
-            CREATE TABLE stored (name TEXT NOT NULL, method INTEGER, flags INTEGER, crc INTEGER,
-                                 compressed_size INTEGER, size INTEGER, header_offset INTEGER);
-        """)
+        database = open_central_directory_index(Path(self._scratch.name) / "members.sqlite",
+                                                check_same_thread=False)
         batch, count = [], 0
         try:
             for entry in self._reader.entries():

@@ -46,8 +46,11 @@ def verify_archive(path, label: str | None = None, *, scratch_folder=None) -> di
     return _verify(path, label, scratch_folder)
 
 
-def _open_scratch(folder: str) -> sqlite3.Connection:
-    database = sqlite3.connect(str(Path(folder) / "verify.sqlite"))
+def open_central_directory_index(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A scratch SQLite database on disk with an empty ``stored`` table, one row per central
+    directory entry (verify here, RestoreArchive in restore.py): throw-away data, so no journal and
+    no syncs, and a 16 MB page cache, which bounds what it holds in memory."""
+    database = sqlite3.connect(str(path), check_same_thread=check_same_thread)
     database.executescript("""
         PRAGMA journal_mode = OFF;
         PRAGMA synchronous = OFF;
@@ -55,8 +58,14 @@ def _open_scratch(folder: str) -> sqlite3.Connection:
         PRAGMA temp_store = FILE;
         CREATE TABLE stored (name TEXT NOT NULL, method INTEGER, flags INTEGER, crc INTEGER,
                              compressed_size INTEGER, size INTEGER, header_offset INTEGER);
-        CREATE TABLE listed (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT) WITHOUT ROWID;
     """)
+    return database
+
+
+def _open_scratch(folder: str) -> sqlite3.Connection:
+    database = open_central_directory_index(Path(folder) / "verify.sqlite")
+    database.execute("CREATE TABLE listed (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT) "
+                     "WITHOUT ROWID")
     return database
 
 
