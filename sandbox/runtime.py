@@ -47,7 +47,7 @@ def _port_open(port: int, timeout: float = 0.2) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -280,7 +280,7 @@ def _apply_schema(s: dict, p: dict[str, Path]) -> None:
 # ------------------------------------------------------------------------------------------------
 def _running(pidfile: Path, port: int) -> bool:
     pid = _read_pid(pidfile)
-    return bool(pid and _pid_alive(pid) and _port_open(port))
+    return bool(pid and pid_alive(pid) and _port_open(port))
 
 
 def _spawn(cmd: list[str], pidfile: Path, logname: str, p: dict[str, Path], env: dict | None = None) -> int:
@@ -298,7 +298,7 @@ def _wait_port(port: int, pid: int, what: str, logfile: Path, timeout: float = 3
     while time.time() < deadline:
         if _port_open(port):
             return
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             break
         time.sleep(0.05)
     tail = logfile.read_text(errors="replace")[-3000:] if logfile.exists() else ""
@@ -318,15 +318,15 @@ def _kill_group(pidfile: Path, marker: str, timeout: float = 10) -> None:
     if not pid:
         return
     # only ever signal the process group we started (the pid file may be stale after a reboot)
-    if _pid_alive(pid) and marker in _cmdline(pid):
+    if pid_alive(pid) and marker in _cmdline(pid):
         try:
             os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
         deadline = time.time() + timeout
-        while time.time() < deadline and _pid_alive(pid):
+        while time.time() < deadline and pid_alive(pid):
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             try:
                 os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:

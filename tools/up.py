@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from sandbox.runtime import pid_alive  # a zombie counts as dead
 from tools.demo import PROJECT_ROOT, airflow_environment, apply_migration, libpq_environment, \
     sandbox_exports
 
@@ -41,16 +42,6 @@ def write_private(path: Path, text: str) -> None:
     path.touch(mode=0o600, exist_ok=True)
     path.chmod(0o600)
     path.write_text(text)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def our_process(pid: int, name: str) -> bool:

@@ -146,18 +146,7 @@ def test_a_drill_of_a_backup_whose_figures_disagree_fails_naming_the_tables(
 def test_a_drill_without_its_server_connection_fails_saying_which_to_set(
         small_sandbox, backup, airflow_metadata):
     os.environ.pop("AIRFLOW_CONN_SUPABASE_BACKUP_DRILL_DB", None)
-    saved = {name: os.environ.get(name) for name in small_sandbox.env}
-    os.environ.update(small_sandbox.env)
-    try:
-        from airflow.utils.cli import get_bagged_dag
-
-        dag_run = get_bagged_dag(None, "supabase_backup_restore_drill").test(run_conf={})
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    dag_run = run_dag("supabase_backup_restore_drill", small_sandbox.env)
     row = drill_row(small_sandbox, dag_run)
     assert dag_run.state == "failed" and row["status"] == "failed"
     assert "supabase_backup_drill_db" in row["error"]
