@@ -21,6 +21,7 @@ from pyrage import x25519
 
 from tests.archive_reader import read_archive
 from tests.conftest import PROJECT_ROOT
+from tests.e2e.conftest import run_dag
 from tests.sandbox_fixtures import MIGRATION
 
 BASE_URL = "https://airflow.example.com"
@@ -195,21 +196,10 @@ def old_history_database(small_sandbox, monkeypatch):
 
 
 def run_staleness_check(sandbox, **variables):
-    from airflow.utils.cli import get_bagged_dag
-
     environment = {**{name: value for name, value in sandbox.env.items()
                       if name != "AIRFLOW_CONN_SUPABASE_DB"},
                    **{f"AIRFLOW_VAR_{name.upper()}": value for name, value in variables.items()}}
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    try:
-        return get_bagged_dag(None, "supabase_backup_staleness").test()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return run_dag("supabase_backup_staleness", environment)
 
 
 def test_a_stale_project_sends_an_email(small_sandbox, airflow_metadata, old_history_database,
