@@ -93,8 +93,8 @@ def staging_area(spec: dict):
 
 
 def exporter(spec: dict, staging) -> dict:
-    from supabase_backup.api_client import ApiSettings
-    from supabase_backup.storage_download import export_bucket
+    from supabase_backup.sources.api_client import ApiSettings
+    from supabase_backup.sources.storage_download import export_bucket
 
     summary = export_bucket(ApiSettings(spec["api_url"], spec["service_key"]), staging.bucket(spec["bucket"]),
                             concurrency=spec["concurrency"])
@@ -105,7 +105,7 @@ def exporter(spec: dict, staging) -> dict:
 def inventory(spec: dict, staging) -> dict:
     import psycopg
 
-    from supabase_backup.database import write_storage_inventory
+    from supabase_backup.sources.database import write_storage_inventory
 
     with psycopg.connect(spec["db_url"]) as connection:
         counts = write_storage_inventory(connection, staging, [spec["bucket"]])
@@ -113,7 +113,7 @@ def inventory(spec: dict, staging) -> dict:
 
 
 def reconcile(spec: dict, staging) -> dict:
-    from supabase_backup.reconcile import reconcile_bucket
+    from supabase_backup.sources.reconcile import reconcile_bucket
 
     def fetch_missing(bucket, keys):
         raise AssertionError(f"the export missed {len(keys)} objects")
@@ -137,9 +137,9 @@ def main() -> None:
 
     staging = None
     if args.variant != "floor-urllib3":
-        import supabase_backup.database  # noqa: F401
-        import supabase_backup.reconcile  # noqa: F401
-        import supabase_backup.storage_download  # noqa: F401
+        import supabase_backup.sources.database  # noqa: F401
+        import supabase_backup.sources.reconcile  # noqa: F401
+        import supabase_backup.sources.storage_download  # noqa: F401
 
         staging = staging_area(spec)
         staging.run_folder.exists()  # loads the filesystem implementation

@@ -48,7 +48,7 @@ def cpu_seconds() -> float:
 
 
 def planned_members(spec: dict):
-    from supabase_backup.archive import PlannedMember
+    from supabase_backup.archive.build import PlannedMember
 
     for name, path, size, sha256, content_type in json.loads(Path(spec["members"]).read_text()):
         yield PlannedMember(name, Path(path), size, sha256, content_type)
@@ -56,7 +56,7 @@ def planned_members(spec: dict):
 
 def compressor(spec: dict, variant: str):
     """zlib level 6 for the ``-zlib`` variants, else the library's default (isal level 2)."""
-    from supabase_backup import zip_stream
+    from supabase_backup.archive import zip_stream
 
     return zip_stream.zlib_compressor if variant.endswith("-zlib") else zip_stream.isal_compressor
 
@@ -91,7 +91,8 @@ def synthetic_bytes(number: int) -> bytes:
 
 
 def synthetic_members(count: int, manifest_path: str | None = None):
-    from supabase_backup.archive import MANIFEST_MEMBER, PlannedMember
+    from supabase_backup.archive.members import MANIFEST_MEMBER
+    from supabase_backup.archive.build import PlannedMember
 
     if manifest_path:
         with open(manifest_path, "rb") as manifest_file:
@@ -118,7 +119,7 @@ class ZipfileArchive:
         self.first_unsafe = None
 
     def read_central_directory(self) -> int:
-        from supabase_backup.restore import member_path_problem
+        from supabase_backup.archive.members import member_path_problem
 
         infos = self._zip.infolist()
         for info in infos:
@@ -128,7 +129,7 @@ class ZipfileArchive:
         return len(infos)
 
     def entry(self, name: str):
-        from supabase_backup.zip_stream import ZipEntry
+        from supabase_backup.archive.zip_stream import ZipEntry
 
         try:
             info = self._zip.getinfo(name)
@@ -154,7 +155,7 @@ def million_restore(variant: str, spec: dict) -> dict:
     opened by name and read as the storage upload does, without the HTTP (``-read-``)."""
     import contextlib
 
-    from supabase_backup import restore
+    from supabase_backup.restore import archive as restore
 
     if variant == "million-restore-dry-run-ours":
         from supabase_backup.cli import main as command
@@ -208,7 +209,7 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
         s3_client(spec).upload_file(spec["file"], spec["s3_bucket"], spec["s3_key"])
         extra["archive_bytes"] = Path(spec["file"]).stat().st_size
     elif variant.startswith("ours-build"):
-        from supabase_backup.archive import write_archive
+        from supabase_backup.archive.build import write_archive
 
         output = scratch / f"{variant}.zip"
         with output.open("wb") as file:
@@ -220,7 +221,7 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
         else:
             output.unlink()
     elif variant == "build-then-upload_file":
-        from supabase_backup.archive import write_archive
+        from supabase_backup.archive.build import write_archive
 
         output = scratch / "then-upload.zip"
         with output.open("wb") as file:
@@ -232,8 +233,8 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
         output.unlink()
         client.delete_object(Bucket=spec["s3_bucket"], Key=key)
     elif variant == "ours-streamed":
-        from supabase_backup import destination
-        from supabase_backup.archive import write_archive
+        from supabase_backup.destination import s3 as destination
+        from supabase_backup.archive.build import write_archive
 
         client = s3_client(spec)
         result = destination.stream_archive(
@@ -251,7 +252,7 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
         extra["local_copy_bytes"] = local.stat().st_size
         local.unlink()
     elif variant == "ours-verify-s3":
-        from supabase_backup import destination
+        from supabase_backup.destination import s3 as destination
 
         result = destination.read_back_and_verify(
             s3_client(spec), spec["s3_bucket"], spec["s3_key"], size=spec["s3_size"],
@@ -260,7 +261,7 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
     elif variant in ("million-write-ours", "million-write-zipfile"):
         output = scratch / f"{variant}.zip"
         if variant == "million-write-ours":
-            from supabase_backup.archive import write_archive
+            from supabase_backup.archive.build import write_archive
 
             with output.open("wb") as file:
                 extra.update(write_archive(file, synthetic_members(spec["objects"], spec["manifest"]), CREATED,
@@ -280,7 +281,7 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
         else:
             output.unlink()
     elif variant == "million-verify-ours":
-        from supabase_backup.verify import verify_archive
+        from supabase_backup.archive.verify import verify_archive
 
         extra.update(verify_archive(spec["archive"], scratch_folder=spec["scratch"]))
     elif variant == "million-verify-zipfile":
@@ -305,9 +306,9 @@ def run(variant: str, spec: dict, rss_after_imports: float) -> dict:
     elif variant in ("ours-dump_database", "ours-dump_database-counts"):
         import shutil
 
-        from supabase_backup.database import DatabaseSettings, dump_database
+        from supabase_backup.sources.database import DatabaseSettings, dump_database
         from supabase_backup.staging import StagingArea
-        from supabase_backup.table_figures import DEFAULT_MAX_BYTES
+        from supabase_backup.sources.table_figures import DEFAULT_MAX_BYTES
 
         staging = StagingArea.at(f"file://{scratch}/ours-staging")
         # -counts: supabase_backup_exact_figures_max_bytes=0, every table's exact count but no
@@ -329,8 +330,8 @@ def main() -> None:
     parser.add_argument("--spec", required=True)
     args = parser.parse_args()
     spec = json.loads(Path(args.spec).read_text())
-    import supabase_backup.archive  # noqa: F401 - imports before the clock starts
-    import supabase_backup.destination  # noqa: F401
+    import supabase_backup.archive.build  # noqa: F401 - imports before the clock starts
+    import supabase_backup.destination.s3  # noqa: F401
     import boto3  # noqa: F401
     rss_after_imports = rss_now_mib()
     cpu_before = cpu_seconds()

@@ -8,7 +8,7 @@ baseline on median wall seconds.
 
 | stage | ours | baseline |
 |---|---|---|
-| archive build, medium tree | ``archive.write_archive`` (isal deflate; and zlib) | Info-ZIP ``zip -r`` default level |
+| archive build, medium tree | ``build.write_archive`` (isal deflate; and zlib) | Info-ZIP ``zip -r`` default level |
 | build + upload, 1 GiB tree | ``destination.stream_archive`` (zip written into the multipart upload) | ``write_archive`` to a file, then boto3 ``upload_file`` |
 | verify from S3, 1 GiB archive | ``destination.read_back_and_verify`` (ranged reads) | boto3 ``download_file`` then ``unzip -t`` |
 | 1M × 1 KB archive (``--million``) | ``write_archive`` / ``verify_archive`` | ``zipfile`` writing / reading the same members |
@@ -206,8 +206,10 @@ def archive_with_manifest(members: list, scratch: Path, output: Path) -> tuple[i
     """A real backup archive (manifest first) of ``members``, for the verify stage."""
     import io
 
-    from supabase_backup import archive, manifest
-    from supabase_backup.hashing import HashingWriter
+    from supabase_backup.archive import members
+    from supabase_backup.archive import build
+    from supabase_backup.archive import manifest
+    from supabase_backup.archive.hashing import HashingWriter
 
     manifest_path = scratch / "verify-manifest.json"
     with manifest_path.open("w", encoding="utf-8") as manifest_file:
@@ -215,14 +217,14 @@ def archive_with_manifest(members: list, scratch: Path, output: Path) -> tuple[i
                                 ({"path": name, "size": size, "sha256": sha256}
                                  for name, _, size, sha256, _ in members))
     manifest_bytes = manifest_path.read_bytes()
-    planned = [archive.PlannedMember(archive.MANIFEST_MEMBER, manifest_path, len(manifest_bytes),
+    planned = [build.PlannedMember(members.MANIFEST_MEMBER, manifest_path, len(manifest_bytes),
                                      hashlib.sha256(manifest_bytes).hexdigest())]
-    planned += [archive.PlannedMember(name, Path(path), size, sha256, content_type)
+    planned += [build.PlannedMember(name, Path(path), size, sha256, content_type)
                 for name, path, size, sha256, content_type in members]
     del io
     with output.open("wb") as file:
         writer = HashingWriter(file)
-        archive.write_archive(writer, planned, archive_created())
+        build.write_archive(writer, planned, archive_created())
     return writer.size, writer.sha256
 
 
@@ -238,8 +240,8 @@ def million_manifest(count: int, path: Path, *, objects: bool = False) -> None:
     sys.path.insert(0, str(HERE))
     from stage_runner import synthetic_members  # noqa: E402
 
-    from supabase_backup import manifest
-    from supabase_backup.archive import key_of_member
+    from supabase_backup.archive import manifest
+    from supabase_backup.archive.members import key_of_member
 
     def listed(member):
         entry = {"path": member.name, "size": member.size, "sha256": member.sha256}

@@ -135,9 +135,9 @@ def export(url: str, staging_dir: Path, concurrency: int) -> None:
     sys.path.insert(0, str(ROOT / "include"))
     from airflow.sdk import ObjectStoragePath
 
-    from supabase_backup.api_client import ApiSettings
+    from supabase_backup.sources.api_client import ApiSettings
     from supabase_backup.staging import StagingArea
-    from supabase_backup.storage_download import export_bucket
+    from supabase_backup.sources.storage_download import export_bucket
 
     staging = StagingArea(ObjectStoragePath(f"file://{staging_dir}")).bucket("media")
     # Importing Airflow's SDK alone takes ~85 MiB; report it so the exporter's own share is visible.

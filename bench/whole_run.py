@@ -245,7 +245,7 @@ class WholeRun:
     # --- set-up, not measured ------------------------------------------------------------------
     def prepare(self) -> None:
         from tools import demo
-        from supabase_backup.database import choose_pg_dump
+        from supabase_backup.sources.database import choose_pg_dump
 
         demo.apply_migration(self.database_environment)
         subprocess.run([self.airflow, "db", "migrate"], env=self.environment, check=True,

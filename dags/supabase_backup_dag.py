@@ -32,8 +32,12 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
-from supabase_backup import airflow_resources as resources, config, retention, steps
-from supabase_backup.airflow_resources import run_step
+from supabase_backup import config
+from supabase_backup.airflow import alerting
+from supabase_backup.airflow import backup_run
+from supabase_backup.destination import retention
+from supabase_backup.backup import tasks
+from supabase_backup.airflow.backup_run import run_step
 
 ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
 BACKUPS_PAGE = "/plugin/backups"  # the Backups page of the plugin, on this Airflow's own address
@@ -55,14 +59,14 @@ def part_included(part: str):
     doc_md=__doc__,
     # A failed or incomplete run (record_history fails) or a failed retention fails the DAG run:
     # one alert per failed run, naming the cause from its backup_history row.
-    on_failure_callback=resources.backup_alert_notifier(),
+    on_failure_callback=alerting.backup_alert_notifier(),
     default_args={
         "retries": 2,
         "retry_delay": RETRY_DELAY,
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),
-        "on_failure_callback": resources.on_task_failure,
+        "on_failure_callback": backup_run.on_task_failure,
     },
     params={
         "force": Param(False, type="boolean", title="Force",
@@ -81,57 +85,57 @@ def part_included(part: str):
 def supabase_backup():
     @task.short_circuit(execution_timeout=timedelta(minutes=5))
     def plan_run(params=None, dag_run=None) -> dict | None:
-        return resources.start_run(dag_run, params)
+        return backup_run.start_run(dag_run, params)
 
     @task(execution_timeout=timedelta(minutes=10))
     def prepare_staging(plan: dict) -> None:
-        run_step(steps.prepare_staging, plan)
+        run_step(tasks.prepare_staging, plan)
 
     @task.run_if(part_included("include_database"), skip_message="include_database is false")
     @task(execution_timeout=timedelta(hours=6))
     def dump_database(plan: dict) -> dict:
-        return run_step(steps.dump_database, plan)
+        return run_step(tasks.dump_database, plan)
 
     @task.run_if(part_included("include_auth"), skip_message="include_auth is false")
     @task(execution_timeout=timedelta(hours=2))
     def export_auth_users(plan: dict) -> dict:
-        return run_step(steps.export_auth_users, plan)
+        return run_step(tasks.export_auth_users, plan)
 
     @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
     @task(execution_timeout=timedelta(minutes=10))
     def list_buckets(plan: dict) -> list[str]:
-        return run_step(steps.list_buckets, plan)
+        return run_step(tasks.list_buckets, plan)
 
     @task(execution_timeout=timedelta(minutes=30))
     def plan_bucket_exports(plan: dict, bucket_ids: list[str]) -> list[dict]:
-        return run_step(steps.plan_bucket_exports, plan, list(bucket_ids))
+        return run_step(tasks.plan_bucket_exports, plan, list(bucket_ids))
 
     # One task per bucket, or per shard of a bucket bigger than supabase_backup_shard_max_objects;
     # the grid shows "media" or "media [2/4]".
     @task(execution_timeout=timedelta(hours=6), max_active_tis_per_dagrun=4,
           map_index_template="{{ task.op_kwargs['unit']['label'] }}")
     def export_bucket(plan: dict, unit: dict) -> dict:
-        return run_step(steps.export_bucket, plan, unit)
+        return run_step(tasks.export_bucket, plan, unit)
 
     @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=2))
     def reconcile(plan: dict, bucket_ids: list[str], database_summary: dict | None,
                   units: list[dict]) -> dict:
-        return run_step(steps.reconcile, plan, list(bucket_ids), database_summary, list(units))
+        return run_step(tasks.reconcile, plan, list(bucket_ids), database_summary, list(units))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=4))
     def build_archive(plan: dict, database_summary: dict | None, auth_summary: dict | None,
                       storage_summary: dict | None, bucket_ids: list[str] | None) -> dict:
-        return run_step(steps.build_archive, plan, database_summary, auth_summary,
+        return run_step(tasks.build_archive, plan, database_summary, auth_summary,
                         storage_summary, list(bucket_ids) if bucket_ids else None)
 
     @task(execution_timeout=timedelta(hours=4))
     def upload_archive(plan: dict, archive: dict) -> dict:
-        return run_step(steps.upload_archive, plan, archive)
+        return run_step(tasks.upload_archive, plan, archive)
 
     @task(outlets=[ARCHIVE_ASSET], execution_timeout=timedelta(hours=4))
     def verify_upload(plan: dict, archive: dict, location: dict, outlet_events=None) -> dict:
-        verified = run_step(steps.verify_upload, plan, archive, location)
+        verified = run_step(tasks.verify_upload, plan, archive, location)
         outlet_events[ARCHIVE_ASSET].extra = {
             "s3_url": verified["s3_url"], "s3_bucket": verified["s3_bucket"],
             "s3_key": verified["s3_key"], "sha256": verified["sha256"],
@@ -145,7 +149,7 @@ def supabase_backup():
     def record_history(plan: dict | None, verified: dict | None, archive: dict | None,
                        database_summary: dict | None, auth_summary: dict | None,
                        storage_summary: dict | None, ti=None, dag_run=None) -> dict:
-        return resources.record_history(
+        return backup_run.record_history(
             plan, verified, {"archive": archive, "database": database_summary,
                              "auth": auth_summary, "storage": storage_summary},
             ti=ti, dag_run=dag_run)
@@ -153,7 +157,7 @@ def supabase_backup():
     # After a verified run. Its failure callback only alerts (with the exception): it never writes
     # the history row, so a failed retention cannot turn the verified success row into a failed one.
     @task(execution_timeout=timedelta(minutes=30),
-          on_failure_callback=resources.backup_alert_notifier(after_verification=True))
+          on_failure_callback=alerting.backup_alert_notifier(after_verification=True))
     def apply_retention(plan: dict, verified: dict) -> dict:
         if not plan.get("retention"):
             from airflow.sdk.exceptions import AirflowSkipException
@@ -164,7 +168,7 @@ def supabase_backup():
     @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
     def cleanup_staging(plan: dict | None) -> None:
         if plan:
-            run_step(steps.cleanup_staging, plan)
+            run_step(tasks.cleanup_staging, plan)
 
     plan = plan_run()
     staging = prepare_staging(plan)

@@ -25,8 +25,11 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
-from supabase_backup import airflow_resources as resources, config, drill
-from supabase_backup.airflow_resources import run_drill_step
+from supabase_backup import config
+from supabase_backup.airflow import alerting
+from supabase_backup.airflow import drill_run
+from supabase_backup.restore import drill
+from supabase_backup.airflow.drill_run import run_drill_step
 
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_SECONDS", "60")))
 
@@ -40,7 +43,7 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_
     tags=["backup", "supabase", "restore-drill"],
     doc_md=__doc__,
     # A failed drill is a loud failure: the same notifiers as a failed backup (when configured).
-    on_failure_callback=resources.backup_alert_notifier("drill"),
+    on_failure_callback=alerting.backup_alert_notifier("drill"),
     default_args={
         "retries": 2,
         "retry_delay": RETRY_DELAY,
@@ -57,7 +60,7 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_
 def supabase_backup_restore_drill():
     @task(execution_timeout=timedelta(minutes=5))
     def plan_drill(params=None, dag_run=None) -> dict:
-        return resources.start_drill(dag_run, params)
+        return drill_run.start_drill(dag_run, params)
 
     @task(execution_timeout=timedelta(hours=4))
     def verify_backup(plan: dict) -> dict:
@@ -82,7 +85,7 @@ def supabase_backup_restore_drill():
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=3, execution_timeout=timedelta(minutes=10))
     def record_drill(plan: dict | None, verified: dict | None, compared: dict | None, ti=None,
                      dag_run=None) -> dict:
-        return resources.finish_drill(plan, verified, compared, ti=ti, dag_run=dag_run)
+        return drill_run.finish_drill(plan, verified, compared, ti=ti, dag_run=dag_run)
 
     plan = plan_drill()
     verified = verify_backup(plan)

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
 
-from supabase_backup import airflow_resources as resources
+from supabase_backup.airflow import staleness
 
 
 @dag(
@@ -48,7 +48,7 @@ from supabase_backup import airflow_resources as resources
 def supabase_backup_staleness():
     @task
     def check_backup_age(**context) -> dict:
-        return resources.check_backup_age(context)
+        return staleness.check_backup_age(context)
 
     check_backup_age()
 

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, fields
 from urllib.parse import urlsplit
 
 from supabase_backup.errors import ConfigurationError
+from supabase_backup.retention_rules import RetentionRules
 
 DAG_ID = "supabase_backup"
 DRILL_DAG_ID = "supabase_backup_restore_drill"
@@ -159,8 +160,6 @@ class BackupSettings:
 
 
 def _retention_rules(value) -> dict | None:
-    from supabase_backup.retention import RetentionRules
-
     rules = RetentionRules.parse(value)
     return asdict(rules) if rules else None
 
@@ -168,8 +167,6 @@ def _retention_rules(value) -> dict | None:
 def _age_recipients(value) -> tuple[str, ...] | None:
     if value is None or not str(value).strip():
         return None  # checked only when set: pyrage is needed only to encrypt
-    from supabase_backup.encryption import parse_recipients
-
     return parse_recipients(value)
 
 
@@ -308,3 +305,36 @@ class RunPlan:
         if plan.get("age_recipients"):
             plan["age_recipients"] = tuple(plan["age_recipients"])
         return cls(**plan)
+
+
+def age_recipient(text: str):
+    """The pyrage recipient of one public key. pyrage is imported here, not at the top: a
+    deployment without encryption never loads it (its wheel is optional in a minimal install)."""
+    import pyrage
+
+    if text.startswith("age1"):
+        return pyrage.x25519.Recipient.from_str(text)
+    if text.startswith(("ssh-ed25519 ", "ssh-rsa ")):
+        return pyrage.ssh.Recipient.from_str(text)
+    raise ValueError("not an age1… or ssh public key")
+
+
+def parse_recipients(value) -> tuple[str, ...] | None:
+    """The recipients as given (comma-separated text or a list), each checked; None when unset.
+    A secret key pasted by mistake is refused without echoing it."""
+    if value is None:
+        return None
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    recipients = tuple(dict.fromkeys(item.strip() for item in items if item and item.strip()))
+    for index, recipient in enumerate(recipients, 1):
+        if recipient.upper().startswith("AGE-SECRET-KEY-"):
+            raise ConfigurationError(
+                f"supabase_backup_age_recipients item {index} is an age SECRET key: put only "
+                "public keys (age1…) there, remove the secret from the Variable and rotate it")
+        try:
+            age_recipient(recipient)
+        except Exception:  # noqa: BLE001 - pyrage raises its own types
+            raise ConfigurationError(
+                f"supabase_backup_age_recipients item {index} ({recipient[:12]}…) is not an age "
+                "public key: use age1… keys (age-keygen -y key.txt) separated by commas") from None
+    return recipients or None

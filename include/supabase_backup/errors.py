@@ -329,3 +329,14 @@ class RetentionFailed(BackupError):
     """Retention could not delete s3://{bucket}/{key}: {reason}. The backup itself is verified and recorded; fix the access and the next run's retention deletes it."""
 
     fields = ("bucket", "key", "reason")
+
+
+class RunFailed(BackupError):
+    """Backup failed: {reason}"""
+
+
+def scrub(message: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message

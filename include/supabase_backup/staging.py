@@ -29,11 +29,11 @@ once, differ from another only by case, or contain ``..``; none of that can reac
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Union
 from urllib.parse import quote
-
-from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -146,3 +146,12 @@ def ensure_parent(path: StagingPath) -> StagingPath:
     """Create the folder a file will be written into (a no-op on object stores)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def read_json_lines(path) -> Iterator[dict]:
+    if not path.exists():
+        return
+    with path.open("r", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)

@@ -15,10 +15,10 @@ from fastapi import Depends
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from supabase_backup import airflow_resources
+from supabase_backup.airflow import connections
 from supabase_backup.config import DAG_ID
 from supabase_backup.errors import BackupError
-from supabase_backup.steps import scrub
+from supabase_backup.errors import scrub
 
 CurrentUser = GetUserDep
 
@@ -35,14 +35,14 @@ class ServiceUnavailable(Exception):
 
 def safe_message(error: BaseException) -> str:
     """An error's text with our connections' passwords and keys removed."""
-    return scrub(str(error), airflow_resources.connection_secrets())
+    return scrub(str(error), connections.connection_secrets())
 
 
 def open_database() -> Iterator[psycopg.Connection]:
     """A connection to the Supabase database from the ``supabase_db`` Airflow connection, one per
     request, in autocommit mode."""
     try:
-        settings = airflow_resources.database_settings()
+        settings = connections.database_settings()
     except BackupError as error:
         raise ServiceUnavailable(safe_message(error)) from None
     except Exception as error:  # an undefined connection: AirflowNotFoundException

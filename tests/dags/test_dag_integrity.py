@@ -58,13 +58,13 @@ def test_the_dag_file_does_not_shadow_the_package():
     DAG file's module name differs from the package's."""
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(PROJECT_ROOT / "dags"), str(PROJECT_ROOT / "include")])}
-    code = ("import supabase_backup_dag, supabase_backup.steps; "
+    code = ("import supabase_backup_dag, supabase_backup.backup.tasks; "
             "assert supabase_backup_dag.ARCHIVE_ASSET.name == 'supabase_backup_archive'; "
-            "print(supabase_backup.steps.__file__)")
+            "print(supabase_backup.backup.tasks.__file__)")
     result = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
                             text=True, cwd=str(PROJECT_ROOT / "dags"))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().endswith("include/supabase_backup/steps.py")
+    assert result.stdout.strip().endswith("include/supabase_backup/backup/tasks.py")
 
 
 def test_parsing_reads_no_variable_and_opens_no_connection(monkeypatch):

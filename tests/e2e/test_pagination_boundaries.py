@@ -14,10 +14,10 @@ import pytest
 from upath import UPath
 
 import sandbox as sandbox_package
-from supabase_backup.api_client import ApiSettings
-from supabase_backup.auth_users import export_auth_users
+from supabase_backup.sources.api_client import ApiSettings
+from supabase_backup.sources.auth_users import export_auth_users
 from supabase_backup.staging import StagingArea
-from supabase_backup.storage_download import export_bucket
+from supabase_backup.sources.storage_download import export_bucket
 from tests.sandbox_fixtures import start_sandbox
 
 OBJECTS_PER_FOLDER = (1, 99, 100, 101, 999, 1000, 1001, 1500, 1501)

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.conftest import run_dag
 
-from supabase_backup import history
+from supabase_backup.records import history
 from tests.postgres_servers import DEBIAN_POSTGRES_15, bare_server
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ import pytest
 
 from tests.archive_reader import read_archive
 
-from supabase_backup.api_client import ApiSettings
+from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.cli import main
-from supabase_backup.restore import RestoreArchive, read_header_and_members
-from supabase_backup.restore_storage import Progress, restore_storage
+from supabase_backup.restore.archive import RestoreArchive, read_header_and_members
+from supabase_backup.restore.storage import Progress, restore_storage
 from tests.sandbox_fixtures import start_sandbox
 
 SKIP_TABLES = {("public", "backup_history")}  # written to by the backup run itself
@@ -115,9 +115,9 @@ def test_database_restore_matches_every_table(small_sandbox, archive, monkeypatc
 def test_missing_extensions_are_refused_unless_skipped_and_missing_roles_are_created(
         small_sandbox, tmp_path, monkeypatch):
     """A hand-made dump naming an extension no Postgres here offers and a role the cluster lacks."""
-    from supabase_backup.database import DatabaseSettings
+    from supabase_backup.sources.database import DatabaseSettings
     from supabase_backup.errors import ExtensionsMissing
-    from supabase_backup.restore_database import restore_database
+    from supabase_backup.restore.database import restore_database
 
     role = f"restore_role_{uuid.uuid4().hex[:8]}"
     dump = (
@@ -164,9 +164,9 @@ def test_missing_extensions_are_refused_unless_skipped_and_missing_roles_are_cre
 
 
 def test_a_failing_statement_rolls_everything_back(small_sandbox):
-    from supabase_backup.database import DatabaseSettings
+    from supabase_backup.sources.database import DatabaseSettings
     from supabase_backup.errors import RestoreFailed
-    from supabase_backup.restore_database import restore_database
+    from supabase_backup.restore.database import restore_database
 
     name = f"restored_{uuid.uuid4().hex[:8]}"
     with small_sandbox.connect() as connection:

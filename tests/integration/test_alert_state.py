@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from supabase_backup import alert_state
-from supabase_backup.alerts import StaleEpisode, StaleNotice
+from supabase_backup.records import alert_state
+from supabase_backup.records.alert_state import StaleEpisode, StaleNotice
 from supabase_backup.errors import MigrationMissing
 from tests.sandbox_fixtures import MIGRATION
 

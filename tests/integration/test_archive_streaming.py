@@ -13,7 +13,10 @@ from datetime import datetime, timezone
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from supabase_backup import archive, destination, manifest
+from supabase_backup.archive import members
+from supabase_backup.archive import build
+from supabase_backup.destination import s3 as destination
+from supabase_backup.archive import manifest
 
 STARTED = datetime(2031, 5, 6, 7, 8, tzinfo=timezone.utc)
 
@@ -36,12 +39,12 @@ def members(tmp_path):
               for name, data in contents.items()]
     text = io.StringIO()
     manifest.write_manifest(text, {"run": {"run_id": "streamed"}}, listed)
-    contents = {archive.MANIFEST_MEMBER: text.getvalue().encode(), **contents}
+    contents = {members.MANIFEST_MEMBER: text.getvalue().encode(), **contents}
     planned = []
     for number, (name, data) in enumerate(contents.items()):
         path = tmp_path / f"staged-{number}"
         path.write_bytes(data)
-        planned.append(archive.PlannedMember(name, path, len(data),
+        planned.append(build.PlannedMember(name, path, len(data),
                                              hashlib.sha256(data).hexdigest()))
     return contents, planned
 
@@ -58,9 +61,9 @@ def test_a_streamed_archive_holds_what_a_local_one_holds(s3, members, monkeypatc
     contents, planned = members
     monkeypatch.setattr(destination, "STREAM_PART_BYTES", 5 * 2**20)  # several parts
     local = io.BytesIO()
-    archive.write_archive(local, planned, STARTED)
+    build.write_archive(local, planned, STARTED)
     result = destination.stream_archive(
-        client, lambda output: archive.write_archive(output, planned, STARTED), bucket,
+        client, lambda output: build.write_archive(output, planned, STARTED), bucket,
         f"stream-{os.getpid()}/", STARTED, manifest_sha256="m" * 64)
     body = client.get_object(Bucket=bucket, Key=result["s3_key"])["Body"].read()
     assert (len(body), hashlib.sha256(body).hexdigest()) == (result["bytes"], result["sha256"])
@@ -103,7 +106,7 @@ def test_a_failed_part_is_retried_alone_and_a_taken_key_is_never_overwritten(s3,
     monkeypatch.setattr(destination, "head_object",
                         lambda c, b, k: real_head(client, b, k) if k.endswith("-2.zip") else None)
     result = destination.stream_archive(
-        flaky, lambda output: archive.write_archive(output, planned, STARTED), bucket, prefix,
+        flaky, lambda output: build.write_archive(output, planned, STARTED), bucket, prefix,
         STARTED, manifest_sha256="m" * 64)
     assert flaky.failures == 1
     assert result["s3_key"] == taken.replace(".zip", "-2.zip")
@@ -121,7 +124,7 @@ def test_a_retried_streamed_upload_adopts_its_own_archive_and_verify_hashes_it(s
     _, planned = members
     prefix = f"stream-retry-{os.getpid()}/"
     first = destination.stream_archive(
-        client, lambda output: archive.write_archive(output, planned, STARTED), bucket, prefix,
+        client, lambda output: build.write_archive(output, planned, STARTED), bucket, prefix,
         STARTED, manifest_sha256="a" * 64)
     retried = destination.stream_archive(
         client, lambda output: pytest.fail("the retry wrote the archive again"), bucket, prefix,
@@ -132,6 +135,6 @@ def test_a_retried_streamed_upload_adopts_its_own_archive_and_verify_hashes_it(s
                                                 size=retried["bytes"], sha256=None)
     assert verified["sha256"] == first["sha256"]
     other = destination.stream_archive(
-        client, lambda output: archive.write_archive(output, planned, STARTED), bucket, prefix,
+        client, lambda output: build.write_archive(output, planned, STARTED), bucket, prefix,
         STARTED, manifest_sha256="b" * 64)
     assert other["s3_key"] == first["s3_key"].replace(".zip", "-2.zip")  # another archive

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from supabase_backup import database
+from supabase_backup.sources import database
 from supabase_backup.errors import DatabaseDumpFailed
 from supabase_backup.staging import StagingArea
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 from upath import UPath
 
-from supabase_backup import destination
+from supabase_backup.destination import s3 as destination
 from supabase_backup.errors import VerificationFailed
 
 STARTED = datetime(2030, 1, 2, 3, 4, tzinfo=timezone.utc)

@@ -6,7 +6,8 @@ import uuid
 import psycopg
 import pytest
 
-from supabase_backup import history, settings
+from supabase_backup.records import history
+from supabase_backup.records import enabled as settings
 from supabase_backup.errors import HistoryRowMissing, MigrationMissing
 from tests.sandbox_fixtures import MIGRATION
 

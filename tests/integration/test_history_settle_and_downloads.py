@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from supabase_backup import history
+from supabase_backup.records import history
 from tests.sandbox_fixtures import MIGRATION
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from supabase_backup import database
+from supabase_backup.sources import database
 from supabase_backup.errors import PgDumpTooOld
 from supabase_backup.staging import StagingArea
 from tests.airflow_services import free_port

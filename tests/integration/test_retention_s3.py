@@ -12,8 +12,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from supabase_backup import history, retention
-from supabase_backup.retention import RetentionRules
+from supabase_backup.records import history
+from supabase_backup.destination import retention
+from supabase_backup.retention_rules import RetentionRules
 from tests.conftest import PROJECT_ROOT
 from tests.sandbox_fixtures import MIGRATION
 

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from supabase_backup.database import DatabaseSettings
-from supabase_backup.shards import (
+from supabase_backup.sources.database import DatabaseSettings
+from supabase_backup.sources.shards import (
     KeyRange,
     plan_export_units,
     read_spool,

@@ -9,8 +9,9 @@ from dataclasses import replace
 import psycopg
 import pytest
 
-from supabase_backup import database, table_figures
-from supabase_backup.restore_database import open_text, restore_database
+from supabase_backup.sources import database
+from supabase_backup.sources import table_figures
+from supabase_backup.restore.database import open_text, restore_database
 from supabase_backup.staging import StagingArea
 
 SCHEMA = """

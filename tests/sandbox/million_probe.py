@@ -27,11 +27,11 @@ def main() -> None:
         spec = json.load(spec_file)
     import psycopg
 
-    from supabase_backup.api_client import ApiSettings, open_client
-    from supabase_backup.database import write_storage_inventory
-    from supabase_backup.reconcile import reconcile_bucket
+    from supabase_backup.sources.api_client import ApiSettings, open_client
+    from supabase_backup.sources.database import write_storage_inventory
+    from supabase_backup.sources.reconcile import reconcile_bucket
     from supabase_backup.staging import StagingArea
-    from supabase_backup.storage_listing import list_objects
+    from supabase_backup.sources.storage_listing import list_objects
 
     staging = StagingArea.at(f"file://{spec['staging']}")
     staging.run_folder.exists()  # loads the filesystem implementation before the baseline

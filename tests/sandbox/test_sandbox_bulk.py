@@ -95,9 +95,9 @@ def test_wire_contract_of_a_bulk_bucket(api, bulk_bucket):
 
 
 def test_the_exporter_stages_every_bulk_object_as_generated(sbx, bulk_bucket, tmp_path):
-    from supabase_backup.api_client import ApiSettings
+    from supabase_backup.sources.api_client import ApiSettings
     from supabase_backup.staging import StagingArea
-    from supabase_backup.storage_download import export_bucket
+    from supabase_backup.sources.storage_download import export_bucket
 
     # the wire test replaced and deleted one object: a different count re-creates the bucket's rows
     sandbox.add_bulk_bucket(sbx, "bulk-small", SMALL_OBJECTS, size=1024, seed=7)

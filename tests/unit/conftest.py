@@ -2,7 +2,7 @@
 
 import pytest
 
-from supabase_backup import api_client
+from supabase_backup.sources import api_client
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from upath import UPath
 
-from supabase_backup.api_client import ApiSettings
+from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.staging import StagingArea
 from tests.unit.http_server import CHUNKED, DROP, RESET, STALL, TRUNCATE, Reply, serve
 

@@ -5,17 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from supabase_backup.alerts import (
-    REMINDER_EARLY_ALLOWANCE,
-    AlertSettings,
-    StaleEpisode,
-    StaleNotice,
-    is_stale,
-    recovered_notice,
-    run_alert,
-    stale_alert,
-    stale_notice,
-)
+from supabase_backup.records.alert_state import REMINDER_EARLY_ALLOWANCE, StaleEpisode, StaleNotice
+from supabase_backup.alerts.settings import AlertSettings
+from supabase_backup.alerts.decisions import is_stale, stale_notice
+from supabase_backup.alerts.messages import recovered_notice, run_alert, stale_alert
 from supabase_backup.errors import ConfigurationError
 
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=timezone.utc)

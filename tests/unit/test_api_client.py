@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from supabase_backup import api_client
-from supabase_backup.api_client import (
+from supabase_backup.sources import api_client
+from supabase_backup.sources.api_client import (
     ApiSettings,
     decode_error,
     decode_error_reply,
@@ -253,7 +253,7 @@ def test_client_errors_are_never_retried():
 
 def test_retry_log_lines_never_hold_the_key(caplog):
     handler = Scripted((503, {"message": "down"}), (200, []))
-    with caplog.at_level("WARNING", logger="supabase_backup.api_client"):
+    with caplog.at_level("WARNING", logger="supabase_backup.sources.api_client"):
         run(handler)
     assert "attempt 1 of" in caplog.text
     assert SECRET not in caplog.text

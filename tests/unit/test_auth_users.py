@@ -11,8 +11,8 @@ import httpx
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from supabase_backup.api_client import ApiSettings
-from supabase_backup.auth_users import export_auth_users
+from supabase_backup.sources.api_client import ApiSettings
+from supabase_backup.sources.auth_users import export_auth_users
 from supabase_backup.errors import ApiUnauthorized, IncompleteExport
 
 SECRET = "eyJhbGciOiJIUzI1NiJ9.service-role.never-shown"

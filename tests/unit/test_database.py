@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from supabase_backup import database
+from supabase_backup.sources import database
 from supabase_backup.errors import PgDumpTooOld
 
 

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from supabase_backup import destination
+from supabase_backup.destination import s3 as destination
 from supabase_backup.errors import ArchiveNotFound, ConfigurationError
 
 

@@ -6,7 +6,7 @@ import re
 import zipfile
 from types import SimpleNamespace
 
-from supabase_backup import drill
+from supabase_backup.restore import drill
 
 
 def test_scratch_database_names_are_short_plain_and_one_per_run():

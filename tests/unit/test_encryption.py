@@ -8,7 +8,9 @@ import zipfile
 import pytest
 from pyrage import x25519
 
-from supabase_backup import encryption, manifest
+from supabase_backup.archive import encryption
+from supabase_backup import config
+from supabase_backup.archive import manifest
 from supabase_backup.cli import main
 from supabase_backup.errors import ConfigurationError, DecryptionFailed, IdentityMismatch
 
@@ -98,15 +100,15 @@ def test_an_encrypted_archive_needs_an_identity(encrypted, capsys):
 
 def test_recipients_are_checked_and_a_secret_key_is_never_echoed(keys):
     recipients, _ = keys
-    assert encryption.parse_recipients(f" {recipients[0]} ,{recipients[1]},{recipients[0]}") == \
+    assert config.parse_recipients(f" {recipients[0]} ,{recipients[1]},{recipients[0]}") == \
         (recipients[0], recipients[1])
-    assert encryption.parse_recipients("") is None
+    assert config.parse_recipients("") is None
     secret = str(x25519.Identity.generate())
     with pytest.raises(ConfigurationError, match="SECRET key") as error:
-        encryption.parse_recipients(f"{recipients[0]},{secret}")
+        config.parse_recipients(f"{recipients[0]},{secret}")
     assert secret not in str(error.value) and secret[15:] not in str(error.value)
     with pytest.raises(ConfigurationError, match="item 1"):
-        encryption.parse_recipients("age1notakey")
+        config.parse_recipients("age1notakey")
 
 
 def test_the_run_plan_carries_the_recipients(keys):

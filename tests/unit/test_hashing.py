@@ -1,7 +1,7 @@
 import hashlib
 import io
 
-from supabase_backup.hashing import HashingWriter, copy_hashing
+from supabase_backup.archive.hashing import HashingWriter, copy_hashing
 
 
 def test_copy_hashing_copies_counts_and_hashes():

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from supabase_backup import manifest
+from supabase_backup.archive import manifest
 
 
 def test_manifest_is_plain_json_and_streams_back():

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from supabase_backup import reconcile
+from supabase_backup.sources import reconcile
 from supabase_backup.errors import InventoryMismatch
-from supabase_backup.staging import StagingArea
+from supabase_backup.staging import StagingArea, read_json_lines
 
 
 def write_lines(path, rows):
@@ -88,7 +88,7 @@ def test_objects_the_api_cannot_serve_are_listed_unreadable_not_fatal(staging):
     )
     assert (summary["objects"], summary["unreadable"], summary["deleted_after_snapshot"]) == (1, 2, 0)
     unreadable = {row["key"]: row["reason"] for row in
-                  reconcile.read_json_lines(bucket.folder / "unreadable_final.jsonl")}
+                  read_json_lines(bucket.folder / "unreadable_final.jsonl")}
     assert unreadable == {"broken": "ApiTransientError: 500 again",
                           "stuck": reconcile.NOT_SERVED_REASON}
 
@@ -125,7 +125,7 @@ def test_metadata_is_the_stored_one_never_the_download_headers(staging):
     reconcile.reconcile_bucket(staging, "b", have_inventory=True,
                                fetch_missing=lambda bucket, keys: ([], []),
                                keys_still_present=lambda bucket_id, keys: set())
-    rows = {row["key"]: row for row in reconcile.read_json_lines(bucket.folder / "reconciled.jsonl")}
+    rows = {row["key"]: row for row in read_json_lines(bucket.folder / "reconciled.jsonl")}
     assert (rows["page.html"]["content_type"], rows["page.html"]["cache_control"],
             rows["page.html"]["etag"]) == ("text/html", "max-age=60", '"e1"')
     assert (rows["changed.css"]["content_type"], rows["changed.css"]["cache_control"]) == (
@@ -136,7 +136,7 @@ def test_metadata_is_the_stored_one_never_the_download_headers(staging):
 def test_a_name_that_is_also_a_folder_steps_into_it(staging):
     """Keys x and x/y, .. and ../z, a/ and a//b: every member name is a file, none a folder of
     another, and each decodes back to its key."""
-    from supabase_backup.archive import key_of_member
+    from supabase_backup.archive.members import key_of_member
 
     keys = ["x", "x/y", "..", "../z", "a/", "a//b", "plain.txt", "x!"]
     bucket = staging.bucket("b")
@@ -145,7 +145,7 @@ def test_a_name_that_is_also_a_folder_steps_into_it(staging):
                                fetch_missing=lambda bucket, keys: ([], []),
                                keys_still_present=lambda bucket_id, keys: set())
     members = {row["key"]: row["member"]
-               for row in reconcile.read_json_lines(bucket.folder / "reconciled.jsonl")}
+               for row in read_json_lines(bucket.folder / "reconciled.jsonl")}
     assert members["x"] == "storage/b/x/%00" and members["x/y"] == "storage/b/x/y"
     assert members["x!"] == "storage/b/x!" and members["plain.txt"] == "storage/b/plain.txt"
     assert members[".."] == "storage/b/%2E%2E/%00"

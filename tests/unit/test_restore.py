@@ -15,21 +15,21 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from supabase_backup import manifest
-from supabase_backup.api_client import ApiSettings
-from supabase_backup.archive import object_member_name
+from supabase_backup.archive import manifest
+from supabase_backup.sources.api_client import ApiSettings
+from supabase_backup.archive.members import object_member_name
 from supabase_backup.cli import main
 from supabase_backup.errors import UnsafeMemberPath
-from supabase_backup.restore import (
+from supabase_backup.restore.archive import (
     RestoreArchive,
     check_member_names,
     iter_objects,
-    member_path_problem,
     plan_restore,
     read_header_and_members,
 )
-from supabase_backup.restore_storage import restore_storage
-from supabase_backup.zip_stream import StreamingZipWriter
+from supabase_backup.archive.members import member_path_problem
+from supabase_backup.restore.storage import restore_storage
+from supabase_backup.archive.zip_stream import StreamingZipWriter
 
 DUMP = b"SET statement_timeout = 0;\nCREATE TABLE public.t (id int);\n"
 OBJECTS = [("avatars", "u/1.png", b"\x89PNG" + b"\x00" * 60, "image/png", "max-age=3600"),
@@ -348,7 +348,8 @@ def test_the_database_member_streams_to_the_restore_without_zipfile(tmp_path, no
                                                                     monkeypatch, capsys, target):
     """The command's database path: the dump opened twice (scan, then run) from the index, and for
     a Supabase target db/roles.sql only when the archive holds it."""
-    from supabase_backup import restore_database, restore_supabase
+    from supabase_backup.restore import database as restore_database
+    from supabase_backup.restore import supabase as restore_supabase
 
     path = tmp_path / "many.zip"
     write_many(path, 3000)

@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from supabase_backup.restore_database import DumpFilter, scan_dump
+from supabase_backup.restore.database import DumpFilter, scan_dump
 
 # Shaped like pg_dump 15 plain output of a Supabase project with pg_cron (--no-owner
 # --no-privileges): every entry has its "-- Name: …; Type: …; Schema: …; Owner: -" header.

@@ -1,7 +1,7 @@
 """restore_supabase: which pg_dump entries run on a fresh Supabase project, and how cron jobs and
 migration histories are read, on a small hand-made plain dump."""
 
-from supabase_backup.restore_supabase import (
+from supabase_backup.restore.supabase import (
     SupabaseFilter,
     SupabaseTarget,
     comparable_figures,

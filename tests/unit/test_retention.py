@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from supabase_backup.errors import ConfigurationError
-from supabase_backup.retention import Backup, RetentionRules, format_plan, plan_retention
+from supabase_backup.retention_rules import Backup, RetentionRules, format_plan, plan_retention
 
 
 def backup(number: int, when: str) -> Backup:

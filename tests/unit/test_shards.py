@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from supabase_backup.shards import (
+from supabase_backup.sources.shards import (
     KeyRange,
     plan_key_ranges,
     ranges_from_boundaries,
@@ -13,7 +13,7 @@ from supabase_backup.shards import (
     units_for_bucket,
     whole_bucket_unit,
 )
-from supabase_backup.storage_download import combine_summaries
+from supabase_backup.sources.storage_download import combine_summaries
 
 
 def keys(count, seed):

@@ -5,7 +5,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from supabase_backup import history, steps
+from supabase_backup.records import history
+from supabase_backup.backup import outcome
+from supabase_backup import errors
 
 VERIFIED = {"s3_bucket": "b", "s3_key": "k.zip", "bytes": 10, "sha256": "ab" * 32}
 
@@ -37,7 +39,7 @@ class FakeDatabase:
 
 
 def finish(verified, failed_tasks, summaries=None):
-    return steps.finish_run(FakeDatabase(), run_id="r", trigger="scheduled", triggered_by=None,
+    return outcome.finish_run(FakeDatabase(), run_id="r", trigger="scheduled", triggered_by=None,
                             verified=verified, summaries=summaries or {"archive": {}},
                             failed_tasks=failed_tasks)
 
@@ -51,7 +53,7 @@ def test_a_verified_archive_is_a_success_whatever_ran_after_it(monkeypatch):
 
 def test_no_verified_archive_is_a_failure_that_keeps_the_first_reason(monkeypatch):
     recorder = Recorder(monkeypatch, existing_error="export_bucket: Storage answered HTTP 503")
-    with pytest.raises(steps.RunFailed, match="export_bucket: Storage answered HTTP 503"):
+    with pytest.raises(errors.RunFailed, match="export_bucket: Storage answered HTTP 503"):
         finish(None, ["export_bucket"])
     (name, call), = recorder.calls
     assert name == "record_failed" and call["trigger"] == "scheduled"
@@ -60,13 +62,13 @@ def test_no_verified_archive_is_a_failure_that_keeps_the_first_reason(monkeypatc
 
 def test_no_failed_task_and_no_archive_is_still_a_failure(monkeypatch):
     Recorder(monkeypatch)
-    with pytest.raises(steps.RunFailed, match="skipped or cleared"):
+    with pytest.raises(errors.RunFailed, match="skipped or cleared"):
         finish(None, [])
 
 
 def test_the_failure_callback_scrubs_secrets_and_records_the_real_trigger(monkeypatch):
     recorder = Recorder(monkeypatch)
-    message = steps.record_task_failure(
+    message = outcome.record_task_failure(
         FakeDatabase(), run_id="r", task_id="plan_run",
         error=RuntimeError("password hunter2 refused"), trigger="api", triggered_by="ops",
         secrets=["hunter2"])
@@ -80,7 +82,7 @@ def test_a_verified_archive_lacking_unreadable_objects_is_incomplete_and_fails(m
     recorder = Recorder(monkeypatch)
     storage = {"objects": 9, "unreadable": 2, "unreadable_examples": [
         {"bucket": "media", "key": "a.png", "reason": "NoSuchKey but in storage.objects"}]}
-    with pytest.raises(steps.RunFailed, match="incomplete: 2 object.*media/a.png"):
+    with pytest.raises(errors.RunFailed, match="incomplete: 2 object.*media/a.png"):
         finish(VERIFIED, [], {"archive": {}, "storage": storage})
     (name, call), = recorder.calls
     assert name == "record_success" and call["status"] == "incomplete"

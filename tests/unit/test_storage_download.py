@@ -12,16 +12,16 @@ import threading
 
 import pytest
 
-from supabase_backup import api_client
-from supabase_backup.api_client import ApiSettings, DownloadPool
+from supabase_backup.sources import api_client
+from supabase_backup.sources.api_client import ApiSettings, DownloadPool
 from supabase_backup.errors import ApiNotFound, ApiTransientError, ApiUnauthorized, ObjectDownloadFailed
-from supabase_backup.storage_download import (
+from supabase_backup.sources.storage_download import (
     _DownloadCancelled,
     download_object,
     export_bucket,
     fetch_objects,
 )
-from supabase_backup.storage_listing import object_route
+from supabase_backup.sources.storage_listing import object_route
 from tests.unit.http_server import DROP, RESET, STALL, TRUNCATE, Reply, serve
 from tests.unit.storage_fake import (  # noqa: F401 - serve_fake is a fixture
     SECRET,
@@ -152,7 +152,7 @@ def test_a_client_error_is_not_retried(tmp_path, serve_fake):
 
 
 def test_many_failures_in_a_row_mean_the_service_is_failing(tmp_path, serve_fake, monkeypatch):
-    from supabase_backup import storage_download
+    from supabase_backup.sources import storage_download
 
     monkeypatch.setattr(storage_download, "MAX_FAILURES_IN_A_ROW", 3)
     fake = FakeStorage({"media": {f"bad-{n}": b"x" for n in range(5)}})
@@ -186,7 +186,7 @@ def test_a_listing_that_fails_part_way_fails_the_export(tmp_path, serve_fake):
 
 
 def test_progress_is_reported_from_the_exporting_thread_and_ends_with_the_totals(tmp_path, serve_fake, monkeypatch):
-    from supabase_backup import storage_download
+    from supabase_backup.sources import storage_download
 
     monkeypatch.setattr(storage_download, "PROGRESS_LOG_SECONDS", 0.01)
     keys = {f"k{n:03d}": bytes([n]) * n for n in range(200)}

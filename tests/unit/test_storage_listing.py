@@ -11,9 +11,9 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from supabase_backup.api_client import open_client
+from supabase_backup.sources.api_client import open_client
 from supabase_backup.errors import ApiNotFound
-from supabase_backup.storage_listing import (
+from supabase_backup.sources.storage_listing import (
     encode_path_segment,
     list_buckets,
     list_objects,

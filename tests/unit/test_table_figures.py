@@ -1,6 +1,6 @@
 """table_figures.compare_figures: what counts as a difference and what is only not compared."""
 
-from supabase_backup.table_figures import TableFigures, compare_figures
+from supabase_backup.sources.table_figures import TableFigures, compare_figures
 
 
 def recorded(schema, table, rows, checksum="c" * 32, **extra):

@@ -7,9 +7,9 @@ import zipfile
 
 import pytest
 
-from supabase_backup import manifest
+from supabase_backup.archive import manifest
 from supabase_backup.errors import VerificationFailed
-from supabase_backup.verify import verify_archive
+from supabase_backup.archive.verify import verify_archive
 
 MEMBERS = {"db/backup.sql": b"CREATE TABLE t();\n" * 100, "storage/b/a%2F/b": b"\x00\x01" * 50}
 

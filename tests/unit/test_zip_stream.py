@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from supabase_backup.zip_stream import StreamingZipWriter, ZipDamaged, ZipReader
+from supabase_backup.archive.zip_stream import StreamingZipWriter, ZipDamaged, ZipReader
 
 DATE = (2026, 1, 2, 3, 4, 6)
 

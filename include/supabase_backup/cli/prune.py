@@ -6,7 +6,12 @@ import argparse
 import json
 from urllib.parse import urlsplit
 
+from supabase_backup import retention_rules
+from supabase_backup.destination import retention
+from supabase_backup.destination import s3 as destination
 from supabase_backup.errors import EXIT_OK, ConfigurationError
+from supabase_backup.retention_rules import RULE_NAMES, RetentionRules
+from supabase_backup.sources.database import DatabaseSettings
 
 HELP = "delete old archives by retention rules (keep-last/daily/weekly/monthly/yearly)"
 DESCRIPTION = """\
@@ -43,7 +48,6 @@ def register(commands) -> None:
 
 
 def rules_from_arguments(arguments):
-    from supabase_backup.retention import RULE_NAMES, RetentionRules
 
     rules = json.loads(arguments.rules) if arguments.rules else {}
     if not isinstance(rules, dict):
@@ -61,8 +65,6 @@ def rules_from_arguments(arguments):
 
 
 def run(arguments) -> int:
-    from supabase_backup import destination, retention
-    from supabase_backup.database import DatabaseSettings
 
     if not arguments.database_url:
         raise ConfigurationError("--database-url is required (the database holding backup_history)")
@@ -80,5 +82,5 @@ def run(arguments) -> int:
                            "reasons": d.reasons} for d in decisions]
         print(json.dumps(result))
     else:
-        print(retention.format_plan(decisions, rules, dry_run=arguments.dry_run))
+        print(retention_rules.format_plan(decisions, rules, dry_run=arguments.dry_run))
     return EXIT_OK

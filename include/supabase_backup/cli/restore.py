@@ -8,10 +8,34 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from supabase_backup.errors import EXIT_CODES_HELP, EXIT_OK, ConfigurationError, RestoreIncomplete, RestoreRefused
+from supabase_backup.archive import encryption
+from supabase_backup.archive.members import DATABASE_MEMBER, ROLES_MEMBER
+from supabase_backup.archive.verify import verify_archive
+from supabase_backup.destination import location
+from supabase_backup.errors import (
+    EXIT_CODES_HELP,
+    EXIT_OK,
+    ConfigurationError,
+    FiguresDiffer,
+    RestoreIncomplete,
+    RestoreRefused,
+)
+from supabase_backup.restore import archive as restore_archive
+from supabase_backup.restore import supabase as restore_supabase
+from supabase_backup.restore import database as database_restore
+from supabase_backup.restore.database import EXTENSION_SCHEMAS, open_text
+from supabase_backup.restore.storage import Progress, restore_storage
+from supabase_backup.sources.api_client import ApiSettings
+from supabase_backup.sources.database import DatabaseSettings
+from supabase_backup.sources.table_figures import (
+    SORTED_MD5_METHOD,
+    checksum_tables_and_method,
+    compare_figures,
+    compute_figures_of,
+)
 
 if TYPE_CHECKING:
-    from supabase_backup.restore import RestoreArchive
+    from supabase_backup.restore.archive import RestoreArchive
 
 HELP = "restore an archive: the database into an empty Postgres, the objects into a Storage API"
 DESCRIPTION = """\
@@ -102,29 +126,23 @@ def _check_arguments(arguments) -> tuple[bool, bool]:
 
 
 def run(arguments) -> int:
-    from supabase_backup import restore
-    from supabase_backup.archive import DATABASE_MEMBER
-    from supabase_backup.verify import verify_archive
-
-    from supabase_backup import encryption
-
     restore_db, restore_objects = _check_arguments(arguments)
     encryption.refuse_without_identity(arguments.archive, arguments.identity)
-    opened = (encryption.open_decrypted(arguments.archive, arguments.identity)
-              if arguments.identity else restore.open_archive(arguments.archive))
+    opened = (location.open_decrypted(arguments.archive, arguments.identity)
+              if arguments.identity else location.open_archive(arguments.archive))
     with opened as (archive_file, label):
-        # Read with bounded memory whatever the member count: no zipfile.ZipFile (restore.py).
-        with restore.RestoreArchive(archive_file, label) as archive:
-            names = restore.check_member_names(archive)
+        # Read with bounded memory whatever the member count: no zipfile.ZipFile (archive.py).
+        with restore_archive.RestoreArchive(archive_file, label) as archive:
+            names = restore_archive.check_member_names(archive)
             verified = verify_archive(archive_file, label=label)
             print(f"Verified {label}: {names:,} member names are safe; "
                   f"{verified['members_checked']:,} members match the manifest.", file=sys.stderr)
-            plan = restore.plan_restore(archive)
+            plan = restore_archive.plan_restore(archive)
             if arguments.dry_run:
                 print(plan.describe(arguments.only, _safe_url(arguments.database_url),
                                     arguments.storage_url))
                 return EXIT_OK
-            header, _ = restore.read_header_and_members(archive)
+            header, _ = restore_archive.read_header_and_members(archive)
             if restore_db:
                 if plan.database_bytes is None:
                     if arguments.only == "db":
@@ -141,28 +159,19 @@ def run(arguments) -> int:
 def _safe_url(url: str | None) -> str | None:
     if not url:
         return url
-    from supabase_backup.database import DatabaseSettings
 
     return DatabaseSettings.from_url(url).describe()
 
 
 def _restore_database(arguments, archive: RestoreArchive, member: str, tables: list[dict],
                       label: str, figures_method: str | None) -> None:
-    from supabase_backup.database import DatabaseSettings
-    from supabase_backup.errors import FiguresDiffer
-    from supabase_backup.restore_database import EXTENSION_SCHEMAS, open_text, restore_database
-    from supabase_backup.table_figures import (
-        SORTED_MD5_METHOD, checksum_tables_and_method, compare_figures, compute_figures_of,
-    )
 
-    from supabase_backup import restore_supabase
 
     target = DatabaseSettings.from_url(arguments.database_url)
     into_supabase = arguments.target == "supabase" or (
         arguments.target == "auto" and restore_supabase.is_supabase_project(target))
     not_compared_tables: dict[str, str] = {}
     if into_supabase:
-        from supabase_backup.archive import ROLES_MEMBER
 
         has_roles = ROLES_MEMBER in archive
         result = restore_supabase.restore_into_supabase(
@@ -171,7 +180,7 @@ def _restore_database(arguments, archive: RestoreArchive, member: str, tables: l
             open_roles=(lambda: open_text(archive.open(ROLES_MEMBER))) if has_roles else None)
         tables, not_compared_tables = restore_supabase.comparable_figures(tables)
     else:
-        result = restore_database(lambda: open_text(archive.open(member)), target,
+        result = database_restore.restore_database(lambda: open_text(archive.open(member)), target,
                                   skip_extensions=arguments.skip_extension, psql=arguments.psql)
     print(result.describe())
     if not any(entry.get("rows") is not None for entry in tables):
@@ -201,8 +210,6 @@ def _restore_database(arguments, archive: RestoreArchive, member: str, tables: l
 
 
 def _restore_storage(arguments, archive: RestoreArchive, header: dict, plan) -> None:
-    from supabase_backup.api_client import ApiSettings
-    from supabase_backup.restore_storage import Progress, restore_storage
 
     settings = ApiSettings(arguments.storage_url, os.environ[arguments.storage_key_env])
     progress = Progress({bucket.bucket: (bucket.objects, bucket.bytes)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from supabase_backup.archive.encryption import refuse_without_identity
+from supabase_backup.archive.hashing import copy_hashing
+from supabase_backup.archive.verify import verify_archive
+from supabase_backup.destination import s3 as destination
+from supabase_backup.destination.location import open_decrypted
 from supabase_backup.errors import EXIT_OK
-from supabase_backup.hashing import copy_hashing
 from supabase_backup.units import format_bytes
 
 HELP = "check an archive against its manifest (a local file or s3://bucket/key)"
@@ -35,10 +39,8 @@ def register(commands) -> None:
 def verify_location(location: str) -> dict:
     """Verify a local path or an s3:// URL; returns what verify_archive found plus the archive's
     own size and sha256."""
-    from supabase_backup.verify import verify_archive
 
     if location.startswith("s3://"):
-        from supabase_backup import destination
 
         bucket, key = destination.parse_s3_url(location)
         archive_file, reader = destination.open_s3_archive(
@@ -58,8 +60,6 @@ def verify_location(location: str) -> dict:
 def verify_encrypted(location: str, identity_file: str) -> dict:
     """Decrypt (streamed, to a temporary file) and verify the plaintext against its manifest;
     the size and sha256 reported are the ciphertext's, as recorded in backup_history."""
-    from supabase_backup.encryption import open_decrypted
-    from supabase_backup.verify import verify_archive
 
     with open_decrypted(location, identity_file) as (plaintext, label):
         result = verify_archive(plaintext, label=label)
@@ -70,7 +70,6 @@ def verify_encrypted(location: str, identity_file: str) -> dict:
 
 
 def run(arguments) -> int:
-    from supabase_backup.encryption import refuse_without_identity
 
     refuse_without_identity(arguments.archive, arguments.identity)
     if arguments.identity:

@@ -6,7 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi import APIRouter, HTTPException, Query
 
-from supabase_backup import airflow_resources, destination, history
+from supabase_backup.airflow import connections
+from supabase_backup.destination import s3 as destination
+from supabase_backup.records import history
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import (
     CanRead, CanTrigger, CurrentUser, Database, ServiceUnavailable, safe_message,
@@ -62,7 +64,7 @@ def create_download_url(history_id: int, user: CurrentUser, connection: Database
         raise HTTPException(404, f"the archive of backup {history_id} was deleted by retention "
                                  f"({row.get('deleted_by')}) on {row['deleted_at']:%Y-%m-%d %H:%M} UTC")
     try:
-        client = airflow_resources.s3_client()
+        client = connections.s3_client()
         if destination.head_object(client, row["s3_bucket"], row["s3_key"]) is None:
             raise HTTPException(404, f"the archive of backup {history_id} is no longer in "
                                      f"s3://{row['s3_bucket']}/{row['s3_key']}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from supabase_backup import history
+from supabase_backup.records import history
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, Database
 from supabase_backup_plugin.routes.history import settle_stale_rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from supabase_backup import settings
+from supabase_backup.records import enabled as settings
 from supabase_backup_plugin.dependencies import CanEditDag, CanReadDag, CurrentUser, Database
 from supabase_backup_plugin.schemas import Settings, SettingsUpdate
 

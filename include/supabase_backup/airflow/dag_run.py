@@ -1,0 +1,70 @@
+"""The facts of a DAG run (who and what started it, how often it was cleared, whether it ended,
+which tasks failed) as plain values, and how a task fails: permanent errors without retries."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from supabase_backup.config import DAG_ID
+from supabase_backup.errors import BackupError
+
+log = logging.getLogger(__name__)
+
+
+def trigger_of(dag_run: Any) -> str:
+    """scheduled | manual | api | asset. A run started through the Backups plugin or a REST client
+    that passes ``{"trigger": "api"}`` in its conf counts as api; every other manual run (the UI's
+    Trigger button calls the same REST API) is manual."""
+    run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
+    if run_type == "scheduled":
+        return "scheduled"
+    if run_type == "asset_triggered":
+        return "asset"
+    if (dag_run.conf or {}).get("trigger") == "api":
+        return "api"
+    return "manual"
+
+
+def triggered_by(dag_run: Any) -> str | None:
+    """The Airflow user who triggered the run (None for scheduled runs)."""
+    return getattr(dag_run, "triggering_user_name", None) or None
+
+
+def attempt_of(dag_run: Any) -> int:
+    """How many times the run was cleared: a cleared run's outcome replaces the earlier one's."""
+    return int(getattr(dag_run, "clear_number", 0) or 0)
+
+
+@contextlib.contextmanager
+def failing_fast():
+    """Permanent errors (a configuration error, a missing migration, a missing or too old pg_dump,
+    a refused key) fail the task at once: retrying them only keeps the run ``running`` for minutes.
+    Other errors are raised as they are, for the task's retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except BackupError as error:
+        if error.permanent:
+            raise AirflowFailException(str(error)) from error
+        raise
+
+
+def dag_run_has_ended(run_id: str, dag_id: str = DAG_ID) -> bool:
+    """Whether Airflow says the DAG run is over (or no longer knows it), asked from a task."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        state = RuntimeTaskInstance.get_dagrun_state(dag_id, run_id)
+    except Exception:  # noqa: BLE001 - a run Airflow no longer has cannot still be running
+        log.info("Airflow has no run %s of %s: treating it as ended", run_id, dag_id)
+        return True
+    return str(getattr(state, "value", state)) not in ("queued", "running")
+
+
+def failed_task_ids(ti: Any, run_id: str) -> list[str]:
+    """Tasks of the run that failed themselves (not those that only could not run because of them)."""
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+    return sorted(task_id for task_id, state in states.items() if state == "failed")

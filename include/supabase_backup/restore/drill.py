@@ -1,0 +1,292 @@
+"""The restore drill: prove a backup by restoring it (the task bodies of the
+``supabase_backup_restore_drill`` DAG).
+
+A drill takes the newest successful backup from ``backup_history`` (or the one its trigger form
+names), reads the archive back from S3 and verifies every member against the manifest, restores
+its database into a new scratch database (``CREATE DATABASE drill_…``) on the drill server with
+the same code as ``supabase-backup restore`` (``restore_database``), then computes every table's
+exact row count and content checksum there (``table_figures``) and compares them with the figures
+the backup recorded inside the dump's own snapshot. The scratch database is dropped whatever
+happens. The outcome is a ``kind = 'drill'`` row in ``backup_history``; its ``details`` say what
+was compared and, for a failed drill, which tables differ.
+
+Extensions the drill server does not offer are skipped, as ``--skip-extension`` would: their
+tables are listed as not compared (with the reason) rather than failing the drill.
+
+Like ``steps``, nothing here knows Airflow: ``airflow_resources`` builds the resources and the DAG
+file only wires the tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Protocol
+
+from psycopg import sql
+
+from supabase_backup.archive.members import DATABASE_MEMBER
+from supabase_backup.config import (
+    AWS_CONN_ID,
+    DATABASE_CONN_ID,
+    DRILL_CONN_ID,
+    DRILL_DAG_ID,
+)
+from supabase_backup.destination import s3 as destination
+from supabase_backup.errors import DrillFailed, FiguresDiffer, NothingToDrill
+from supabase_backup.records import history
+from supabase_backup.restore.archive import (
+    RestoreArchive,
+    check_member_names,
+    read_header_and_members,
+)
+from supabase_backup.restore.database import (
+    EXTENSION_SCHEMAS,
+    open_text,
+    restore_database,
+)
+from supabase_backup.sources import table_figures
+from supabase_backup.sources.database import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+# How many differing tables the error message names (the history row's details hold them all).
+DIFFERENCES_IN_MESSAGE = 10
+
+
+class DrillResources(Protocol):
+    """What a drill task may use; ``airflow_resources.DrillTaskResources`` builds it."""
+
+    database: DatabaseSettings  # the Supabase database: backup_history lives there
+    drill_server: DatabaseSettings  # where scratch databases are created (its maintenance db)
+    s3: Any
+
+
+@dataclass(frozen=True)
+class DrillPlan:
+    """One drill's choices, made by its first task and passed to the others (no secret)."""
+
+    run_id: str  # the history row's key: "<drill dag id>:<dag run id>"
+    dag_run_id: str
+    trigger: str
+    started_at: str
+    scratch_database: str
+    backup_run_id: str
+    s3_bucket: str
+    s3_key: str
+    size_bytes: int
+    sha256: str
+    triggered_by: str | None = None
+    database_conn_id: str = DATABASE_CONN_ID
+    drill_conn_id: str = DRILL_CONN_ID
+    aws_conn_id: str = AWS_CONN_ID
+
+    @property
+    def archive_url(self) -> str:
+        return f"s3://{self.s3_bucket}/{self.s3_key}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: "dict | DrillPlan") -> "DrillPlan":
+        if isinstance(value, DrillPlan):
+            return value
+        known = {item.name for item in fields(cls)}
+        return cls(**{name: item for name, item in value.items() if name in known})
+
+
+def history_run_id(dag_run_id: str) -> str:
+    return f"{DRILL_DAG_ID}:{dag_run_id}"
+
+
+def scratch_database_name(dag_run_id: str, started_at: str) -> str:
+    """``drill_<UTC start>_<8 hex of the run id>``: a plain identifier under Postgres' 63 bytes,
+    one per run, so a retry finds (and replaces) its own scratch database and no other."""
+    stamp = re.sub(r"[^0-9]", "", started_at)[:14]
+    return f"drill_{stamp}_{hashlib.sha1(dag_run_id.encode()).hexdigest()[:8]}"
+
+
+# --- the tasks ------------------------------------------------------------------------------------
+
+
+def plan_drill(resources: DrillResources, *, dag_run_id: str, trigger: str, started_at: str,
+               triggered_by: str | None = None, backup_run_id: str | None = None,
+               conn_ids: dict | None = None) -> DrillPlan:
+    """Record the drill as running and choose the backup: the newest successful one, or
+    ``backup_run_id``'s (which must have succeeded)."""
+    run_id = history_run_id(dag_run_id)
+    with resources.database.connect(autocommit=True) as connection:
+        history.record_running(connection, run_id, trigger, triggered_by, dag_id=DRILL_DAG_ID,
+                               kind=history.DRILL)
+        if backup_run_id:
+            row = history.get_by_run_id(connection, backup_run_id)
+            if row is None or row.get("kind", history.BACKUP) != history.BACKUP \
+                    or row["status"] != "success":
+                raise NothingToDrill(
+                    f"backup_history has no successful backup with run id {backup_run_id!r}")
+        else:
+            row = history.latest_success(connection, history.BACKUP)
+            if row is None:
+                raise NothingToDrill("backup_history has no successful backup yet")
+    plan = DrillPlan(
+        run_id=run_id, dag_run_id=dag_run_id, trigger=trigger, triggered_by=triggered_by,
+        started_at=started_at, scratch_database=scratch_database_name(dag_run_id, started_at),
+        backup_run_id=row["run_id"], s3_bucket=row["s3_bucket"], s3_key=row["s3_key"],
+        size_bytes=int(row["size_bytes"]), sha256=row["sha256"], **(conn_ids or {}))
+    log.info("Drilling backup %s (%s, finished %s) into scratch database %s", plan.backup_run_id,
+             plan.archive_url, row.get("finished_at"), plan.scratch_database)
+    return plan
+
+
+def verify_backup(plan: DrillPlan, resources: DrillResources) -> dict:
+    """Read the archive back from S3: every member against the manifest, the whole object against
+    the size and sha256 in the backup's history row."""
+    result = destination.read_back_and_verify(resources.s3, plan.s3_bucket, plan.s3_key,
+                                              size=plan.size_bytes, sha256=plan.sha256)
+    return {name: result[name] for name in ("members_checked", "content_bytes", "format_version",
+                                            "seconds") if name in result}
+
+
+def _scratch(plan: DrillPlan, resources: DrillResources) -> DatabaseSettings:
+    return replace(resources.drill_server, dbname=plan.scratch_database)
+
+
+def create_scratch_database(plan: DrillPlan, resources: DrillResources) -> None:
+    """A new, empty database for this drill (a leftover of this run's earlier attempt is replaced)."""
+    name = sql.Identifier(plan.scratch_database)
+    with resources.drill_server.connect(autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    log.info("Created scratch database %s on %s", plan.scratch_database,
+             resources.drill_server.describe())
+
+
+def _open_archive(plan: DrillPlan, resources: DrillResources):
+    archive_file, _ = destination.open_s3_archive(resources.s3, plan.s3_bucket, plan.s3_key)
+    return archive_file
+
+
+def read_recorded_tables(plan: DrillPlan, resources: DrillResources) -> tuple[dict, list[dict]]:
+    """The manifest's ``database`` section and its tables' recorded figures."""
+    with _open_archive(plan, resources) as archive_file, \
+            RestoreArchive(archive_file, plan.archive_url) as archive:
+        header, _ = read_header_and_members(archive)
+    section = header.get("database") or {}
+    if not section.get("included", True) or not section:
+        raise DrillFailed(f"{plan.archive_url} holds no database dump (the run left it out)")
+    return section, list(section.get("tables") or [])
+
+
+def restore_backup(plan: DrillPlan, resources: DrillResources) -> dict:
+    """Restore the archive's dump into the scratch database (streamed from S3 by ranged reads,
+    one transaction), skipping extensions the drill server lacks."""
+    started = time.monotonic()
+    with _open_archive(plan, resources) as archive_file, \
+            RestoreArchive(archive_file, plan.archive_url) as archive:
+        check_member_names(archive)
+        header, _ = read_header_and_members(archive)
+        section = header.get("database") or {}
+        if not section or not section.get("included", True):
+            raise DrillFailed(f"{plan.archive_url} holds no database dump (the run left it out)")
+        member = section.get("member", DATABASE_MEMBER)
+        result = restore_database(lambda: open_text(archive.open(member)),
+                                  _scratch(plan, resources), skip_unavailable_extensions=True)
+    summary = {
+        "statements": result.statements,
+        "roles_created": result.roles_created,
+        "extensions_skipped": result.extensions_skipped,
+        "entries_skipped": len(result.skipped_entries),
+        "psql_messages": result.psql_messages[:20],
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    log.info("Restored %s into %s: %s statements in %.1f s; extensions skipped: %s",
+             plan.archive_url, plan.scratch_database, f"{result.statements:,}",
+             summary["seconds"], ", ".join(result.extensions_skipped) or "none")
+    return summary
+
+
+def compare_with_manifest(plan: DrillPlan, resources: DrillResources, restored: dict) -> dict:
+    """Every table's exact count and checksum in the scratch database against the manifest's.
+    The comparison goes into the drill's history row first, so a failed drill's row names the
+    tables that differ; then a difference raises FiguresDiffer."""
+    started = time.monotonic()
+    section, recorded = read_recorded_tables(plan, resources)
+    if not any(entry.get("rows") is not None for entry in recorded):
+        raise DrillFailed(f"the manifest of {plan.archive_url} records no exact figures (a backup "
+                          "made before they existed): nothing to compare a restore with")
+    skipped_schemas = {EXTENSION_SCHEMAS[name]: f"extension {name} is not available on the drill "
+                       "server (skipped by the restore)"
+                       for name in restored.get("extensions_skipped") or []
+                       if name in EXTENSION_SCHEMAS}
+    checksum_tables, method, unknown_method = table_figures.checksum_tables_and_method(
+        recorded, table_figures.recorded_method(section))
+    figures = table_figures.compute_figures_of(_scratch(plan, resources),
+                                               checksum_tables=checksum_tables, method=method)
+    comparison = table_figures.compare_figures(recorded, figures,
+                                               not_compared_schemas=skipped_schemas)
+    if unknown_method:
+        comparison.not_compared.append(unknown_method)
+    result = {**comparison.to_dict(), "snapshot_time": section.get("snapshot_time"),
+              "seconds": round(time.monotonic() - started, 3)}
+    with resources.database.connect(autocommit=True) as connection:
+        history.record_details(connection, plan.run_id, {
+            "backup_run_id": plan.backup_run_id, "archive": plan.archive_url,
+            "scratch_database": plan.scratch_database, "restore": restored, "comparison": result})
+    if not comparison.ok:
+        shown = comparison.differences[:DIFFERENCES_IN_MESSAGE]
+        more = len(comparison.differences) - len(shown)
+        raise FiguresDiffer(plan.archive_url, len(comparison.differences),
+                            "; ".join(shown) + (f"; and {more} more" if more else ""))
+    log.info("Drill comparison: %d tables (%s rows, %d checksums) equal to the figures recorded at "
+             "%s; not compared: %s", comparison.compared, f"{comparison.rows:,}",
+             comparison.checksums_compared, section.get("snapshot_time"),
+             "; ".join(comparison.not_compared) or "none")
+    return result
+
+
+def drop_scratch_database(plan: DrillPlan, resources: DrillResources) -> None:
+    name = sql.Identifier(plan.scratch_database)
+    with resources.drill_server.connect(autocommit=True) as connection:
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    log.info("Dropped scratch database %s", plan.scratch_database)
+
+
+# --- the outcome ----------------------------------------------------------------------------------
+
+
+def record_failure(database_settings: DatabaseSettings, *, run_id: str, trigger: str,
+                   triggered_by: str | None, message: str) -> None:
+    """Put a failed step's reason on the drill's row (the first reason stays)."""
+    with database_settings.connect(autocommit=True) as connection:
+        history.record_failed(connection, run_id, message, trigger=trigger,
+                              triggered_by=triggered_by, dag_id=DRILL_DAG_ID, kind=history.DRILL)
+
+
+def finish_drill(database_settings: DatabaseSettings, *, run_id: str, trigger: str,
+                 triggered_by: str | None, plan: dict | None, verified: dict | None,
+                 compared: dict | None, failed_tasks: list[str]) -> dict:
+    """The drill's final row: success exactly when the archive verified and every compared
+    table matched; otherwise failed with the first reason, and DrillFailed says it."""
+    with database_settings.connect(autocommit=True) as connection:
+        if plan and verified and compared is not None and not compared.get("differences") \
+                and not failed_tasks:
+            drill_plan = DrillPlan.from_dict(plan)
+            history.record_drill_success(
+                connection, run_id,
+                {"s3_bucket": drill_plan.s3_bucket, "s3_key": drill_plan.s3_key,
+                 "size_bytes": drill_plan.size_bytes, "sha256": drill_plan.sha256},
+                {"verified": verified})
+            log.info("Drill succeeded: %s restored, %d tables and %s rows equal to the backup's "
+                     "figures", drill_plan.archive_url, compared["tables_compared"],
+                     f"{compared['rows_compared']:,}")
+            return {"status": "success", **compared}
+        reason = (f"task(s) {', '.join(failed_tasks)} failed (see their logs)" if failed_tasks
+                  else "a required task was skipped or cleared; run the drill again")
+        history.record_failed(connection, run_id, reason, trigger=trigger,
+                              triggered_by=triggered_by, dag_id=DRILL_DAG_ID, kind=history.DRILL)
+        row = history.get_by_run_id(connection, run_id) or {}
+    raise DrillFailed(row.get("error") or reason)
