@@ -33,11 +33,10 @@ from airflow.sdk import Asset, Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
 from supabase_backup import config
-from supabase_backup.airflow import alerting
-from supabase_backup.airflow import backup_run
-from supabase_backup.destination import retention
-from supabase_backup.backup import tasks
+from supabase_backup.airflow import alerting, backup_run
 from supabase_backup.airflow.backup_run import run_step
+from supabase_backup.backup import tasks
+from supabase_backup.destination import retention
 
 ARCHIVE_ASSET = Asset(name="supabase_backup_archive", uri="supabase-backup://archive")
 BACKUPS_PAGE = "/plugin/backups"  # the Backups page of the plugin, on this Airflow's own address
@@ -69,17 +68,31 @@ def part_included(part: str):
         "on_failure_callback": backup_run.on_task_failure,
     },
     params={
-        "force": Param(False, type="boolean", title="Force",
-                       description="Back up even when backup_enabled is false."),
-        "buckets": Param(None, type=["null", "array"], items={"type": "string"},
-                         title="Buckets",
-                         description="Only these buckets (default: the configured list, or all)."),
-        "include_database": Param(True, type="boolean", title="Database",
-                                  description="Include the pg_dump of the database."),
-        "include_auth": Param(True, type="boolean", title="Auth users",
-                              description="Include auth/users.json."),
-        "include_storage": Param(True, type="boolean", title="Storage",
-                                 description="Include the Storage buckets."),
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force",
+            description="Back up even when backup_enabled is false.",
+        ),
+        "buckets": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string"},
+            title="Buckets",
+            description="Only these buckets (default: the configured list, or all).",
+        ),
+        "include_database": Param(
+            True,
+            type="boolean",
+            title="Database",
+            description="Include the pg_dump of the database.",
+        ),
+        "include_auth": Param(
+            True, type="boolean", title="Auth users", description="Include auth/users.json."
+        ),
+        "include_storage": Param(
+            True, type="boolean", title="Storage", description="Include the Storage buckets."
+        ),
     },
 )
 def supabase_backup():
@@ -112,22 +125,37 @@ def supabase_backup():
 
     # One task per bucket, or per shard of a bucket bigger than supabase_backup_shard_max_objects;
     # the grid shows "media" or "media [2/4]".
-    @task(execution_timeout=timedelta(hours=6), max_active_tis_per_dagrun=4,
-          map_index_template="{{ task.op_kwargs['unit']['label'] }}")
+    @task(
+        execution_timeout=timedelta(hours=6),
+        max_active_tis_per_dagrun=4,
+        map_index_template="{{ task.op_kwargs['unit']['label'] }}",
+    )
     def export_bucket(plan: dict, unit: dict) -> dict:
         return run_step(tasks.export_bucket, plan, unit)
 
     @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=2))
-    def reconcile(plan: dict, bucket_ids: list[str], database_summary: dict | None,
-                  units: list[dict]) -> dict:
+    def reconcile(
+        plan: dict, bucket_ids: list[str], database_summary: dict | None, units: list[dict]
+    ) -> dict:
         return run_step(tasks.reconcile, plan, list(bucket_ids), database_summary, list(units))
 
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=4))
-    def build_archive(plan: dict, database_summary: dict | None, auth_summary: dict | None,
-                      storage_summary: dict | None, bucket_ids: list[str] | None) -> dict:
-        return run_step(tasks.build_archive, plan, database_summary, auth_summary,
-                        storage_summary, list(bucket_ids) if bucket_ids else None)
+    def build_archive(
+        plan: dict,
+        database_summary: dict | None,
+        auth_summary: dict | None,
+        storage_summary: dict | None,
+        bucket_ids: list[str] | None,
+    ) -> dict:
+        return run_step(
+            tasks.build_archive,
+            plan,
+            database_summary,
+            auth_summary,
+            storage_summary,
+            list(bucket_ids) if bucket_ids else None,
+        )
 
     @task(execution_timeout=timedelta(hours=4))
     def upload_archive(plan: dict, archive: dict) -> dict:
@@ -137,32 +165,58 @@ def supabase_backup():
     def verify_upload(plan: dict, archive: dict, location: dict, outlet_events=None) -> dict:
         verified = run_step(tasks.verify_upload, plan, archive, location)
         outlet_events[ARCHIVE_ASSET].extra = {
-            "s3_url": verified["s3_url"], "s3_bucket": verified["s3_bucket"],
-            "s3_key": verified["s3_key"], "sha256": verified["sha256"],
-            "bytes": verified["bytes"], "run_id": plan["run_id"],
+            "s3_url": verified["s3_url"],
+            "s3_bucket": verified["s3_bucket"],
+            "s3_key": verified["s3_key"],
+            "sha256": verified["sha256"],
+            "bytes": verified["bytes"],
+            "run_id": plan["run_id"],
             "backups_page": BACKUPS_PAGE,
         }
         return verified
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, on_failure_callback=None, retries=3,
-          execution_timeout=timedelta(minutes=10))
-    def record_history(plan: dict | None, verified: dict | None, archive: dict | None,
-                       database_summary: dict | None, auth_summary: dict | None,
-                       storage_summary: dict | None, ti=None, dag_run=None) -> dict:
+    @task(
+        trigger_rule=TriggerRule.ALL_DONE,
+        on_failure_callback=None,
+        retries=3,
+        execution_timeout=timedelta(minutes=10),
+    )
+    def record_history(
+        plan: dict | None,
+        verified: dict | None,
+        archive: dict | None,
+        database_summary: dict | None,
+        auth_summary: dict | None,
+        storage_summary: dict | None,
+        ti=None,
+        dag_run=None,
+    ) -> dict:
         return backup_run.record_history(
-            plan, verified, {"archive": archive, "database": database_summary,
-                             "auth": auth_summary, "storage": storage_summary},
-            ti=ti, dag_run=dag_run)
+            plan,
+            verified,
+            {
+                "archive": archive,
+                "database": database_summary,
+                "auth": auth_summary,
+                "storage": storage_summary,
+            },
+            ti=ti,
+            dag_run=dag_run,
+        )
 
     # After a verified run. Its failure callback only alerts (with the exception): it never writes
     # the history row, so a failed retention cannot turn the verified success row into a failed one.
-    @task(execution_timeout=timedelta(minutes=30),
-          on_failure_callback=alerting.backup_alert_notifier(after_verification=True))
+    @task(
+        execution_timeout=timedelta(minutes=30),
+        on_failure_callback=alerting.backup_alert_notifier(after_verification=True),
+    )
     def apply_retention(plan: dict, verified: dict) -> dict:
         if not plan.get("retention"):
             from airflow.sdk.exceptions import AirflowSkipException
 
-            raise AirflowSkipException("supabase_backup_retention is not set: every archive is kept")
+            raise AirflowSkipException(
+                "supabase_backup_retention is not set: every archive is kept"
+            )
         return run_step(retention.apply_after_run, plan, verified)
 
     @task(execution_timeout=timedelta(minutes=30), on_failure_callback=None)
@@ -183,8 +237,9 @@ def supabase_backup():
     archive = build_archive(plan, database_summary, auth_summary, storage_summary, bucket_ids)
     location = upload_archive(plan, archive)
     verified = verify_upload(plan, archive, location)
-    finished = record_history(plan, verified, archive, database_summary, auth_summary,
-                              storage_summary)
+    finished = record_history(
+        plan, verified, archive, database_summary, auth_summary, storage_summary
+    )
     finished >> cleanup_staging(plan).as_teardown(setups=staging)
     finished >> apply_retention(plan, verified)
 

@@ -26,10 +26,9 @@ from airflow.sdk import Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
 from supabase_backup import config
-from supabase_backup.airflow import alerting
-from supabase_backup.airflow import drill_run
-from supabase_backup.restore import drill
+from supabase_backup.airflow import alerting, drill_run
 from supabase_backup.airflow.drill_run import run_drill_step
+from supabase_backup.restore import drill
 
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_SECONDS", "60")))
 
@@ -52,9 +51,13 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_
         "execution_timeout": timedelta(hours=2),
     },
     params={
-        "backup_run_id": Param(None, type=["null", "string"], title="Backup run id",
-                               description="Drill this backup (its supabase_backup run id) "
-                                           "instead of the newest successful one."),
+        "backup_run_id": Param(
+            None,
+            type=["null", "string"],
+            title="Backup run id",
+            description="Drill this backup (its supabase_backup run id) "
+            "instead of the newest successful one.",
+        ),
     },
 )
 def supabase_backup_restore_drill():
@@ -83,8 +86,9 @@ def supabase_backup_restore_drill():
         run_drill_step(drill.drop_scratch_database, plan)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=3, execution_timeout=timedelta(minutes=10))
-    def record_drill(plan: dict | None, verified: dict | None, compared: dict | None, ti=None,
-                     dag_run=None) -> dict:
+    def record_drill(
+        plan: dict | None, verified: dict | None, compared: dict | None, ti=None, dag_run=None
+    ) -> dict:
         return drill_run.finish_drill(plan, verified, compared, ti=ti, dag_run=dag_run)
 
     plan = plan_drill()

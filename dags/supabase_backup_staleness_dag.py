@@ -42,8 +42,11 @@ from supabase_backup.airflow import staleness
     max_active_runs=1,
     tags=["backup", "supabase", "alerts"],
     doc_md=__doc__,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=1),
-                  "execution_timeout": timedelta(minutes=5)},
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "execution_timeout": timedelta(minutes=5),
+    },
 )
 def supabase_backup_staleness():
     @task

@@ -95,7 +95,7 @@ class BackupSettings:
     age_recipients: tuple[str, ...] | None = None  # public keys; None: no client-side encryption
 
     @classmethod
-    def from_variables(cls, get_variable) -> "BackupSettings":
+    def from_variables(cls, get_variable) -> BackupSettings:
         """Build from a ``get_variable(name, default)`` callable (Airflow's ``Variable.get``)."""
         bucket = (get_variable("supabase_backup_s3_bucket", None) or "").strip()
         if not bucket:
@@ -120,8 +120,9 @@ class BackupSettings:
             raise ConfigurationError(
                 f"supabase_backup_sse must be one of {', '.join(SSE_CHOICES)}, not {sse!r}"
             )
-        max_bytes_text = get_variable("supabase_backup_exact_figures_max_bytes",
-                                      str(DEFAULT_EXACT_FIGURES_MAX_BYTES))
+        max_bytes_text = get_variable(
+            "supabase_backup_exact_figures_max_bytes", str(DEFAULT_EXACT_FIGURES_MAX_BYTES)
+        )
         try:
             max_bytes = int(str(max_bytes_text).strip())
         except ValueError:
@@ -131,8 +132,9 @@ class BackupSettings:
                 f"supabase_backup_exact_figures_max_bytes must be a whole number of bytes (0 or "
                 f"more; tables larger get a row count without a checksum), not {max_bytes_text!r}"
             )
-        shard_text = get_variable("supabase_backup_shard_max_objects",
-                                  str(DEFAULT_SHARD_MAX_OBJECTS))
+        shard_text = get_variable(
+            "supabase_backup_shard_max_objects", str(DEFAULT_SHARD_MAX_OBJECTS)
+        )
         try:
             shard_max_objects = int(str(shard_text).strip())
         except ValueError:
@@ -146,7 +148,8 @@ class BackupSettings:
             s3_bucket=bucket,
             s3_prefix=checked_prefix(get_variable("supabase_backup_s3_prefix", DEFAULT_S3_PREFIX)),
             staging_root=checked_staging_root(
-                get_variable("supabase_backup_staging_root", DEFAULT_STAGING_ROOT)),
+                get_variable("supabase_backup_staging_root", DEFAULT_STAGING_ROOT)
+            ),
             buckets=parse_bucket_list(get_variable("supabase_backup_buckets", None)),
             download_concurrency=concurrency,
             server_side_encryption=sse,
@@ -190,8 +193,11 @@ def checked_staging_root(value: str | None) -> str:
     if root.startswith("/"):
         root = f"file://{root}"
     parts = urlsplit(root)
-    if parts.scheme not in STAGING_SCHEMES or (parts.scheme == "file" and not parts.path.startswith("/")) \
-            or (parts.scheme != "file" and not parts.netloc):
+    if (
+        parts.scheme not in STAGING_SCHEMES
+        or (parts.scheme == "file" and not parts.path.startswith("/"))
+        or (parts.scheme != "file" and not parts.netloc)
+    ):
         raise ConfigurationError(
             f"the Airflow Variable supabase_backup_staging_root is {value!r}: use an absolute "
             f"file:///folder or an object-store URL such as s3://bucket/staging "
@@ -214,7 +220,9 @@ def parse_bucket_list(value) -> tuple[str, ...] | None:
             try:
                 names = [str(item).strip() for item in json.loads(text)]
             except json.JSONDecodeError as error:
-                raise ConfigurationError(f"bucket list {text!r} is not valid JSON: {error}") from None
+                raise ConfigurationError(
+                    f"bucket list {text!r} is not valid JSON: {error}"
+                ) from None
         else:
             names = [part.strip() for part in text.split(",")]
     names = [name for name in names if name]
@@ -257,13 +265,24 @@ class RunPlan:
     age_recipients: tuple[str, ...] | None = None  # encrypt the archive to these public keys
 
     @classmethod
-    def create(cls, settings: BackupSettings, *, run_id: str, trigger: str, started_at: str,
-               params: dict, triggered_by: str | None = None,
-               logical_date: str | None = None, attempt: int = 0) -> "RunPlan":
+    def create(
+        cls,
+        settings: BackupSettings,
+        *,
+        run_id: str,
+        trigger: str,
+        started_at: str,
+        params: dict,
+        triggered_by: str | None = None,
+        logical_date: str | None = None,
+        attempt: int = 0,
+    ) -> RunPlan:
         """Combine the Variables with the trigger form's Params; refuse a run that would back up
         nothing."""
-        include = {part: bool(params.get(part, True))
-                   for part in ("include_database", "include_auth", "include_storage")}
+        include = {
+            part: bool(params.get(part, True))
+            for part in ("include_database", "include_auth", "include_storage")
+        }
         if not any(include.values()):
             raise ConfigurationError(
                 "include_database, include_auth and include_storage are all false: the run would "
@@ -273,19 +292,29 @@ class RunPlan:
             raise ConfigurationError(f"unknown trigger {trigger!r} (expected one of {TRIGGERS})")
         requested = parse_bucket_list(params.get("buckets"))
         return cls(
-            run_id=run_id, trigger=trigger, triggered_by=triggered_by, started_at=started_at,
-            logical_date=logical_date, attempt=attempt, forced=bool(params.get("force", False)), **include,
+            run_id=run_id,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            started_at=started_at,
+            logical_date=logical_date,
+            attempt=attempt,
+            forced=bool(params.get("force", False)),
+            **include,
             buckets=requested or settings.buckets,
-            s3_bucket=settings.s3_bucket, s3_prefix=settings.s3_prefix,
+            s3_bucket=settings.s3_bucket,
+            s3_prefix=settings.s3_prefix,
             staging_root=settings.staging_root,
             download_concurrency=settings.download_concurrency,
             server_side_encryption=settings.server_side_encryption,
-            sse_kms_key_id=settings.sse_kms_key_id, pg_dump_path=settings.pg_dump_path,
+            sse_kms_key_id=settings.sse_kms_key_id,
+            pg_dump_path=settings.pg_dump_path,
             exact_figures_max_bytes=settings.exact_figures_max_bytes,
             shard_max_objects=settings.shard_max_objects,
-            database_conn_id=settings.database_conn_id, api_conn_id=settings.api_conn_id,
+            database_conn_id=settings.database_conn_id,
+            api_conn_id=settings.api_conn_id,
             aws_conn_id=settings.aws_conn_id,
-            retention=settings.retention, age_recipients=settings.age_recipients,
+            retention=settings.retention,
+            age_recipients=settings.age_recipients,
         )
 
     def to_dict(self) -> dict:
@@ -295,7 +324,7 @@ class RunPlan:
         return plan
 
     @classmethod
-    def from_dict(cls, value: "dict | RunPlan") -> "RunPlan":
+    def from_dict(cls, value: dict | RunPlan) -> RunPlan:
         if isinstance(value, RunPlan):
             return value
         known = {item.name for item in fields(cls)}
@@ -330,11 +359,13 @@ def parse_recipients(value) -> tuple[str, ...] | None:
         if recipient.upper().startswith("AGE-SECRET-KEY-"):
             raise ConfigurationError(
                 f"supabase_backup_age_recipients item {index} is an age SECRET key: put only "
-                "public keys (age1…) there, remove the secret from the Variable and rotate it")
+                "public keys (age1…) there, remove the secret from the Variable and rotate it"
+            )
         try:
             age_recipient(recipient)
         except Exception:  # noqa: BLE001 - pyrage raises its own types
             raise ConfigurationError(
                 f"supabase_backup_age_recipients item {index} ({recipient[:12]}…) is not an age "
-                "public key: use age1… keys (age-keygen -y key.txt) separated by commas") from None
+                "public key: use age1… keys (age-keygen -y key.txt) separated by commas"
+            ) from None
     return recipients or None

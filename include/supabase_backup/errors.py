@@ -92,8 +92,11 @@ class BackupError(Exception):
 
 def template_fields(error_class: type[BackupError]) -> set[str]:
     """The field names a class's template uses (tests hold them equal to ``fields``)."""
-    return {name.split(".")[0].split("[")[0].split("!")[0]
-            for _, name, _, _ in string.Formatter().parse(error_class.template()) if name}
+    return {
+        name.split(".")[0].split("[")[0].split("!")[0]
+        for _, name, _, _ in string.Formatter().parse(error_class.template())
+        if name
+    }
 
 
 class ConfigurationError(BackupError):

@@ -18,10 +18,9 @@ weeks (Monday first), months and years are taken in ``timezone`` (an IANA name; 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from datetime import timezone as dt_timezone
-from typing import Iterable
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from supabase_backup.errors import ConfigurationError
@@ -39,7 +38,7 @@ class RetentionRules:
     timezone: str = "UTC"
 
     @classmethod
-    def parse(cls, value) -> "RetentionRules | None":
+    def parse(cls, value) -> RetentionRules | None:
         """The Variable's JSON (or a dict); None when unset or empty (= keep everything)."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
@@ -49,22 +48,26 @@ class RetentionRules:
             except json.JSONDecodeError as error:
                 raise ConfigurationError(
                     f"supabase_backup_retention is not valid JSON ({error}): use e.g. "
-                    '{"keep_daily": 7, "keep_weekly": 4}') from None
+                    '{"keep_daily": 7, "keep_weekly": 4}'
+                ) from None
         if not isinstance(value, dict):
             raise ConfigurationError(
-                'supabase_backup_retention must be a JSON object, e.g. {"keep_daily": 7}')
+                'supabase_backup_retention must be a JSON object, e.g. {"keep_daily": 7}'
+            )
         unknown = sorted(set(value) - set(RULE_NAMES) - {"timezone"})
         if unknown:
             raise ConfigurationError(
                 f"supabase_backup_retention has unknown key(s) {', '.join(unknown)}: use "
-                f"{', '.join(RULE_NAMES)} and timezone")
+                f"{', '.join(RULE_NAMES)} and timezone"
+            )
         counts = {}
         for name in RULE_NAMES:
             count = value.get(name, 0)
             if isinstance(count, bool) or not isinstance(count, int) or count < -1:
                 raise ConfigurationError(
                     f"supabase_backup_retention: {name} must be a whole number ≥ 0 (or -1 for "
-                    f"every period), not {count!r}")
+                    f"every period), not {count!r}"
+                )
             counts[name] = count
         zone = value.get("timezone") or "UTC"
         try:
@@ -72,11 +75,13 @@ class RetentionRules:
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigurationError(
                 f"supabase_backup_retention: timezone {zone!r} is not an IANA time zone name "
-                "(e.g. UTC, Europe/Berlin)") from None
+                "(e.g. UTC, Europe/Berlin)"
+            ) from None
         if not any(counts.values()):
             raise ConfigurationError(
                 "supabase_backup_retention keeps nothing: set at least one keep_* rule above 0 "
-                "(or unset the Variable to keep every backup)")
+                "(or unset the Variable to keep every backup)"
+            )
         return cls(**counts, timezone=zone)
 
     def describe(self) -> str:
@@ -120,20 +125,27 @@ def _period(rule: str, moment: datetime, index: int, zone: ZoneInfo):
     return local.year
 
 
-_REASON = {"keep_last": "last", "keep_daily": "daily", "keep_weekly": "weekly",
-           "keep_monthly": "monthly", "keep_yearly": "yearly"}
+_REASON = {
+    "keep_last": "last",
+    "keep_daily": "daily",
+    "keep_weekly": "weekly",
+    "keep_monthly": "monthly",
+    "keep_yearly": "yearly",
+}
 
 
-def plan_retention(backups: Iterable[Backup], rules: RetentionRules, *,
-                   protected: dict[int, str] | None = None) -> list[Decision]:
+def plan_retention(
+    backups: Iterable[Backup], rules: RetentionRules, *, protected: dict[int, str] | None = None
+) -> list[Decision]:
     """Newest first, each backup with keep or forget and the reasons it is kept.
 
     ``protected`` maps history ids that must stay whatever the rules say (in use) to the reason.
     The newest backup is always kept.
     """
     zone = ZoneInfo(rules.timezone)
-    ordered = sorted(backups, key=lambda backup: (backup.started_at, backup.history_id),
-                     reverse=True)
+    ordered = sorted(
+        backups, key=lambda backup: (backup.started_at, backup.history_id), reverse=True
+    )
     remaining = {rule: getattr(rules, rule) for rule in RULE_NAMES}
     last_period: dict[str, object] = {rule: None for rule in RULE_NAMES}
     decisions = []
@@ -178,12 +190,14 @@ def _period_label(rule: str, moment: datetime, zone: ZoneInfo) -> str:
 
 def format_plan(decisions: list[Decision], rules: RetentionRules, *, dry_run: bool) -> str:
     """The table ``supabase-backup prune`` prints: every candidate, keep or delete, and why."""
-    lines = [f"{rules.describe()} (periods in {rules.timezone}); "
-             f"{sum(d.keep for d in decisions)} kept, "
-             f"{sum(not d.keep for d in decisions)} {'would be deleted' if dry_run else 'deleted'}"]
+    lines = [
+        f"{rules.describe()} (periods in {rules.timezone}); "
+        f"{sum(d.keep for d in decisions)} kept, "
+        f"{sum(not d.keep for d in decisions)} {'would be deleted' if dry_run else 'deleted'}"
+    ]
     for decision in decisions:
         backup = decision.backup
-        when = backup.started_at.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = backup.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
         action = "keep  " if decision.keep else ("would delete" if dry_run else "delete")
         why = ", ".join(decision.reasons) if decision.keep else "no rule keeps it"
         lines.append(f"  {action:<12} #{backup.history_id:<5} {when}  {backup.s3_key}  ({why})")

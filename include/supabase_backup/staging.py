@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Union
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class BucketStaging:
     def object_path(self, sequence_number: int) -> StagingPath:
         return self.objects_folder / f"{sequence_number:08d}"
 
-    def shard(self, number: int) -> "BucketStaging":
+    def shard(self, number: int) -> BucketStaging:
         """Shard ``number`` (from 1) of this bucket: its own folder inside the bucket's."""
         return BucketStaging(self.bucket_id, self.folder / SHARDS_FOLDER / f"{number:04d}")
 
@@ -88,7 +89,7 @@ class StagingArea:
     run_folder: StagingPath
 
     @classmethod
-    def for_run(cls, root: "Union[str, StagingPath]", run_id: str) -> "StagingArea":
+    def for_run(cls, root: str | StagingPath, run_id: str) -> StagingArea:
         """The run's folder under ``root`` (a path object, or a URL opened with universal_pathlib)."""
         if isinstance(root, str):
             from upath import UPath
@@ -97,7 +98,7 @@ class StagingArea:
         return cls(root / run_folder_name(run_id))
 
     @classmethod
-    def at(cls, run_folder: str) -> "StagingArea":
+    def at(cls, run_folder: str) -> StagingArea:
         """A staging area at an exact folder URL (tests and tools)."""
         from upath import UPath
 

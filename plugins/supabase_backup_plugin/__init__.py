@@ -30,10 +30,19 @@ def backup_app():
 class SupabaseBackupPlugin(AirflowPlugin):
     name = "supabase_backup"
     react_apps = [
-        {"name": "Backups", "bundle_url": BUNDLE_URL, "destination": "nav",
-         "url_route": "backups", "category": "browse"},
-        {"name": "Backups", "bundle_url": BUNDLE_URL, "destination": "dag",
-         "url_route": "supabase-backups"},
+        {
+            "name": "Backups",
+            "bundle_url": BUNDLE_URL,
+            "destination": "nav",
+            "url_route": "backups",
+            "category": "browse",
+        },
+        {
+            "name": "Backups",
+            "bundle_url": BUNDLE_URL,
+            "destination": "dag",
+            "url_route": "supabase-backups",
+        },
     ]
 
     @property

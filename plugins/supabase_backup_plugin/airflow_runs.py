@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sqlalchemy import select
-
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.models import DagModel, DagRun, TaskInstance
 from airflow.utils.session import create_session
 from airflow.utils.state import DagRunState
 from airflow.utils.types import DagRunTriggeredByType
+from sqlalchemy import select
+
 from supabase_backup.config import DAG_ID
 
 ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
@@ -63,11 +63,14 @@ def _state(value) -> str | None:
 
 
 def active_runs(session) -> list[tuple[str, str]]:
-    return [(run_id, _state(state)) for run_id, state in session.execute(
-        select(DagRun.run_id, DagRun.state)
-        .where(DagRun.dag_id == DAG_ID, DagRun.state.in_(ACTIVE_STATES))
-        .order_by(DagRun.run_after)
-    )]
+    return [
+        (run_id, _state(state))
+        for run_id, state in session.execute(
+            select(DagRun.run_id, DagRun.state)
+            .where(DagRun.dag_id == DAG_ID, DagRun.state.in_(ACTIVE_STATES))
+            .order_by(DagRun.run_after)
+        )
+    ]
 
 
 def start_run(conf: dict, user_name: str) -> str:
@@ -75,18 +78,28 @@ def start_run(conf: dict, user_name: str) -> str:
     triggering user). Refuses while another run is queued or running: ``max_active_runs=1`` would
     queue it behind, and two backups of one project at once help nobody."""
     with _TRIGGER_LOCK, create_session(scoped=False) as session:
-        dag = session.scalar(select(DagModel).where(DagModel.dag_id == DAG_ID)
-                             .with_for_update(key_share=True))
+        dag = session.scalar(
+            select(DagModel).where(DagModel.dag_id == DAG_ID).with_for_update(key_share=True)
+        )
         if dag is None:
-            raise DagUnavailable(f"Airflow does not know the DAG {DAG_ID}: is its file in the "
-                                 "DAGs folder, and has the dag-processor parsed it?")
+            raise DagUnavailable(
+                f"Airflow does not know the DAG {DAG_ID}: is its file in the "
+                "DAGs folder, and has the dag-processor parsed it?"
+            )
         if dag.is_paused:
-            raise DagUnavailable(f"the DAG {DAG_ID} is paused, so a run would never start; "
-                                 "unpause it in Airflow first")
+            raise DagUnavailable(
+                f"the DAG {DAG_ID} is paused, so a run would never start; "
+                "unpause it in Airflow first"
+            )
         if active := active_runs(session):
             raise RunActive(*active[0])
-        dag_run = trigger_dag(DAG_ID, conf=conf, triggered_by=DagRunTriggeredByType.REST_API,
-                              triggering_user_name=user_name, session=session)
+        dag_run = trigger_dag(
+            DAG_ID,
+            conf=conf,
+            triggered_by=DagRunTriggeredByType.REST_API,
+            triggering_user_name=user_name,
+            session=session,
+        )
         return dag_run.run_id
 
 
@@ -110,9 +123,13 @@ def run_with_tasks(run_id: str) -> dict[str, Any] | None:
             "start_date": _iso(run.start_date),
             "end_date": _iso(run.end_date),
             "tasks": [
-                {"task_id": instance.task_id, "map_index": instance.map_index,
-                 "label": instance.rendered_map_index, "state": _state(instance.state),
-                 "try_number": instance.try_number}
+                {
+                    "task_id": instance.task_id,
+                    "map_index": instance.map_index,
+                    "label": instance.rendered_map_index,
+                    "state": _state(instance.state),
+                    "try_number": instance.try_number,
+                }
                 for instance in instances
             ],
         }
@@ -123,7 +140,12 @@ def still_active(run_ids: list[str]) -> set[str]:
     if not run_ids:
         return set()
     with create_session() as session:
-        return set(session.scalars(
-            select(DagRun.run_id).where(DagRun.dag_id == DAG_ID, DagRun.run_id.in_(run_ids),
-                                        DagRun.state.in_(ACTIVE_STATES))
-        ))
+        return set(
+            session.scalars(
+                select(DagRun.run_id).where(
+                    DagRun.dag_id == DAG_ID,
+                    DagRun.run_id.in_(run_ids),
+                    DagRun.state.in_(ACTIVE_STATES),
+                )
+            )
+        )

@@ -48,10 +48,13 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(psycopg.Error)
     async def database_error(request: Request, error: psycopg.Error) -> JSONResponse:
-        log.warning("%s %s: database error %s", request.method, request.url.path,
-                    type(error).__name__)
-        return JSONResponse({"detail": f"the Supabase database refused the request: "
-                                       f"{safe_message(error)}"}, status_code=503)
+        log.warning(
+            "%s %s: database error %s", request.method, request.url.path, type(error).__name__
+        )
+        return JSONResponse(
+            {"detail": f"the Supabase database refused the request: {safe_message(error)}"},
+            status_code=503,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:

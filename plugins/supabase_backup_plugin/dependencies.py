@@ -8,17 +8,17 @@ DAG (PUT: the enabled switch). No token is a 401, a token without the permission
 
 from __future__ import annotations
 
-from typing import Annotated, Iterator
+from collections.abc import Iterator
+from typing import Annotated
 
 import psycopg
-from fastapi import Depends
-
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from fastapi import Depends
+
 from supabase_backup.airflow import connections
 from supabase_backup.config import DAG_ID
-from supabase_backup.errors import BackupError
-from supabase_backup.errors import scrub
+from supabase_backup.errors import BackupError, scrub
 
 CurrentUser = GetUserDep
 
@@ -45,16 +45,18 @@ def open_database() -> Iterator[psycopg.Connection]:
         settings = connections.database_settings()
     except BackupError as error:
         raise ServiceUnavailable(safe_message(error)) from None
-    except Exception as error:  # an undefined connection: AirflowNotFoundException
+    except Exception as error:  # noqa: BLE001 - an undefined connection: AirflowNotFoundException
         raise ServiceUnavailable(
             f"the Airflow connection supabase_db cannot be read ({type(error).__name__}: "
-            f"{safe_message(error)})") from None
+            f"{safe_message(error)})"
+        ) from None
     try:
         connection = settings.connect(autocommit=True)
     except psycopg.Error as error:
         raise ServiceUnavailable(
             f"the Supabase database {settings.describe()} cannot be reached: "
-            f"{scrub(str(error), [settings.password or ''])}".strip()) from None
+            f"{scrub(str(error), [settings.password or ''])}".strip()
+        ) from None
     try:
         yield connection
     finally:

@@ -16,13 +16,14 @@ class TriggerRequest(BaseModel):
 
     force: bool = Field(False, description="Back up even when backup_enabled is false.")
     buckets: list[str] | None = Field(
-        None, description="Only these buckets (default: the configured list, or all).")
+        None, description="Only these buckets (default: the configured list, or all)."
+    )
     include_database: bool = Field(True, description="Include the pg_dump of the database.")
     include_auth: bool = Field(True, description="Include auth/users.json.")
     include_storage: bool = Field(True, description="Include the Storage buckets.")
 
     @model_validator(mode="after")
-    def something_to_back_up(self) -> "TriggerRequest":
+    def something_to_back_up(self) -> TriggerRequest:
         if not (self.include_database or self.include_auth or self.include_storage):
             raise ValueError("nothing to back up: include the database, Auth users or Storage")
         if self.buckets is not None and any(not name.strip() for name in self.buckets):
@@ -86,16 +87,21 @@ class Counts(BaseModel):
     bytes_done: int = 0
     missing: int = 0
     listing_done: bool = False
-    shards: int | None = Field(None, description="For a bucket exported in shards: how many; its "
-                               "counts are those of all its shards together.")
+    shards: int | None = Field(
+        None,
+        description="For a bucket exported in shards: how many; its "
+        "counts are those of all its shards together.",
+    )
 
 
 class Progress(BaseModel):
     step: str | None = Field(None, description="The step running now, as the tasks report it.")
     updated_at: str | None = None
     buckets: dict[str, Counts] = {}
-    total: Counts = Field(default_factory=Counts,
-                          description="All buckets together; listing_done when every bucket's is.")
+    total: Counts = Field(
+        default_factory=Counts,
+        description="All buckets together; listing_done when every bucket's is.",
+    )
 
 
 class RunStatus(BaseModel):
@@ -118,8 +124,10 @@ class DownloadUrl(BaseModel):
 
 
 class Settings(BaseModel):
-    backup_enabled: bool = Field(description="False: scheduled and triggered runs record a "
-                                 "skipped row and stop (unless triggered with force).")
+    backup_enabled: bool = Field(
+        description="False: scheduled and triggered runs record a "
+        "skipped row and stop (unless triggered with force)."
+    )
 
 
 class SettingsUpdate(BaseModel):

@@ -22,10 +22,11 @@ def read_alert_settings(*, staleness: bool = True):
     from airflow.configuration import conf
     from airflow.sdk import Variable
 
-
     return AlertSettings.from_variables(
         lambda name, default: Variable.get(name, default=default),
-        conf.get("api", "base_url", fallback=None), staleness=staleness)
+        conf.get("api", "base_url", fallback=None),
+        staleness=staleness,
+    )
 
 
 def send_alert(alert, settings, context: dict) -> list[str]:
@@ -36,17 +37,23 @@ def send_alert(alert, settings, context: dict) -> list[str]:
     if settings.email_to:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-        SmtpNotifier(to=list(settings.email_to), subject=alert.subject,
-                     html_content=alert.html(), smtp_conn_id=settings.smtp_conn_id,
-                     from_email=_sender(settings.smtp_conn_id)).notify(context)
+        SmtpNotifier(
+            to=list(settings.email_to),
+            subject=alert.subject,
+            html_content=alert.html(),
+            smtp_conn_id=settings.smtp_conn_id,
+            from_email=_sender(settings.smtp_conn_id),
+        ).notify(context)
         sent.append("email")
     if settings.slack_conn_id:
         from airflow.providers.slack.notifications.slack_webhook import (
             SlackWebhookNotifier,
         )
 
-        SlackWebhookNotifier(slack_webhook_conn_id=settings.slack_conn_id,
-                             text=f"*{alert.subject}*\n```{alert.text}```").notify(context)
+        SlackWebhookNotifier(
+            slack_webhook_conn_id=settings.slack_conn_id,
+            text=f"*{alert.subject}*\n```{alert.text}```",
+        ).notify(context)
         sent.append("slack")
     return sent
 
@@ -100,8 +107,10 @@ def _make_notifier_class():
         def _notify(self, context) -> None:
             settings = read_alert_settings(staleness=False)
             if not settings.configured:
-                log.info("No alert channel configured (supabase_backup_alert_email, "
-                         "supabase_backup_alert_slack_conn_id): no alert sent")
+                log.info(
+                    "No alert channel configured (supabase_backup_alert_email, "
+                    "supabase_backup_alert_slack_conn_id): no alert sent"
+                )
                 return
             dag_run = context["dag_run"]
             ti = context.get("ti")  # None in a DAG-level callback
@@ -110,8 +119,11 @@ def _make_notifier_class():
             except Exception as error:  # noqa: BLE001 - alert anyway, saying why the row is missing
                 log.warning("Could not read backup_history for the alert: %s", error)
                 row = None
-            if (self.kind == "backup" and not self.after_verification
-                    and (row or {}).get("status") == "success"):
+            if (
+                self.kind == "backup"
+                and not self.after_verification
+                and (row or {}).get("status") == "success"
+            ):
                 log.info("The backup is verified; the task that failed after it sent its own alert")
                 return
             failed = []
@@ -123,13 +135,18 @@ def _make_notifier_class():
             if ti is not None and ti.task_id not in failed:
                 failed.append(ti.task_id)
             exception = context.get("exception")
-            task_error = (f"{ti.task_id}: {exception}" if ti is not None and exception
-                          else None)
+            task_error = f"{ti.task_id}: {exception}" if ti is not None and exception else None
             if task_error:
                 task_error = scrub(task_error, connection_secrets())
-            alert = run_alert(kind=self.kind, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
-                              row=row, base_url=settings.base_url, failed_tasks=sorted(failed),
-                              task_error=task_error)
+            alert = run_alert(
+                kind=self.kind,
+                dag_id=dag_run.dag_id,
+                run_id=dag_run.run_id,
+                row=row,
+                base_url=settings.base_url,
+                failed_tasks=sorted(failed),
+                task_error=task_error,
+            )
             channels = send_alert(alert, settings, context)
             log.info("Alert sent (%s): %s", ", ".join(channels), alert.subject)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from supabase_backup.airflow.connections import (
     airflow_version,
@@ -70,13 +71,13 @@ class TaskResources:
 
 def plan_run(dag_run: Any, params: dict) -> RunPlan:
     """Resolve the Variables and the trigger form's Params once, for the whole run."""
-    started = dag_run.start_date or dag_run.run_after or datetime.now(timezone.utc)
+    started = dag_run.start_date or dag_run.run_after or datetime.now(UTC)
     return RunPlan.create(
         read_backup_settings(),
         run_id=dag_run.run_id,
         trigger=trigger_of(dag_run),
         triggered_by=triggered_by(dag_run),
-        started_at=started.astimezone(timezone.utc).isoformat(),
+        started_at=started.astimezone(UTC).isoformat(),
         logical_date=dag_run.logical_date.isoformat() if dag_run.logical_date else None,
         params=dict(params),
         attempt=attempt_of(dag_run),
@@ -105,27 +106,38 @@ def on_task_failure(context: dict) -> None:
     try:
         dag_run = context["dag_run"]
         outcome.record_task_failure(
-            database_settings(), run_id=context["run_id"], task_id=context["ti"].task_id,
-            error=context.get("exception"), trigger=trigger_of(dag_run),
-            triggered_by=triggered_by(dag_run), secrets=connection_secrets(),
+            database_settings(),
+            run_id=context["run_id"],
+            task_id=context["ti"].task_id,
+            error=context.get("exception"),
+            trigger=trigger_of(dag_run),
+            triggered_by=triggered_by(dag_run),
+            secrets=connection_secrets(),
             attempt=attempt_of(dag_run),
         )
     except Exception:  # noqa: BLE001
         log.exception("Could not record the failure in backup_history")
 
 
-def record_history(plan: dict | None, verified: dict | None, summaries: dict, *, ti: Any,
-                   dag_run: Any) -> dict:
+def record_history(
+    plan: dict | None, verified: dict | None, summaries: dict, *, ti: Any, dag_run: Any
+) -> dict:
     """The final history row. Success exactly when the archive was uploaded and verified; otherwise
     a failed row, and the task fails so the DAG run does."""
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
         return outcome.finish_run(
-            database_settings(RunPlan.from_dict(plan).database_conn_id if plan else DATABASE_CONN_ID),
-            run_id=dag_run.run_id, trigger=trigger_of(dag_run), triggered_by=triggered_by(dag_run),
-            verified=verified, summaries=summaries,
-            failed_tasks=failed_task_ids(ti, dag_run.run_id), attempt=attempt_of(dag_run),
+            database_settings(
+                RunPlan.from_dict(plan).database_conn_id if plan else DATABASE_CONN_ID
+            ),
+            run_id=dag_run.run_id,
+            trigger=trigger_of(dag_run),
+            triggered_by=triggered_by(dag_run),
+            verified=verified,
+            summaries=summaries,
+            failed_tasks=failed_task_ids(ti, dag_run.run_id),
+            attempt=attempt_of(dag_run),
         )
     except RunFailed as failure:  # the row says why: retrying cannot change the outcome
         raise AirflowFailException(str(failure)) from None
@@ -135,5 +147,3 @@ def record_history(plan: dict | None, verified: dict | None, summaries: dict, *,
 
 
 # --- alerts (issue 11) ----------------------------------------------------------------------------
-
-

@@ -24,9 +24,7 @@ def read_backup_settings() -> BackupSettings:
     """The Variables, validated (a missing or wrong one is a ConfigurationError naming it)."""
     from airflow.sdk import Variable
 
-    return BackupSettings.from_variables(
-        lambda name, default: Variable.get(name, default=default)
-    )
+    return BackupSettings.from_variables(lambda name, default: Variable.get(name, default=default))
 
 
 def database_settings(conn_id: str = DATABASE_CONN_ID) -> DatabaseSettings:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from supabase_backup.airflow.connections import (
     connection_secrets,
@@ -31,10 +32,17 @@ log = logging.getLogger(__name__)
 class DrillTaskResources:
     """``drill.DrillResources`` from Airflow, resolved on first use."""
 
-    def __init__(self, database_conn_id: str = DATABASE_CONN_ID, drill_conn_id: str = DRILL_CONN_ID,
-                 aws_conn_id: str = AWS_CONN_ID) -> None:
-        self.conn_ids = {"database_conn_id": database_conn_id, "drill_conn_id": drill_conn_id,
-                         "aws_conn_id": aws_conn_id}
+    def __init__(
+        self,
+        database_conn_id: str = DATABASE_CONN_ID,
+        drill_conn_id: str = DRILL_CONN_ID,
+        aws_conn_id: str = AWS_CONN_ID,
+    ) -> None:
+        self.conn_ids = {
+            "database_conn_id": database_conn_id,
+            "drill_conn_id": drill_conn_id,
+            "aws_conn_id": aws_conn_id,
+        }
 
     @functools.cached_property
     def database(self) -> DatabaseSettings:
@@ -57,33 +65,53 @@ class DrillTaskResources:
         return [secret for secret in found if secret]
 
 
-def _record_drill_failure(resources: DrillTaskResources, *, run_id: str, trigger: str,
-                          triggered_by: str | None, step_name: str, error: BaseException) -> None:
+def _record_drill_failure(
+    resources: DrillTaskResources,
+    *,
+    run_id: str,
+    trigger: str,
+    triggered_by: str | None,
+    step_name: str,
+    error: BaseException,
+) -> None:
     try:
         message = scrub(f"{step_name}: {error}", resources.secrets())
-        drill.record_failure(resources.database, run_id=run_id, trigger=trigger,
-                             triggered_by=triggered_by, message=message)
+        drill.record_failure(
+            resources.database,
+            run_id=run_id,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            message=message,
+        )
     except Exception:  # noqa: BLE001 - the original failure is the one to raise
         log.exception("Could not record the drill's failure in backup_history")
 
 
 def start_drill(dag_run: Any, params: dict) -> dict:
     """The drill's first task: record it, choose the backup, name the scratch database."""
-    started = dag_run.start_date or dag_run.run_after or datetime.now(timezone.utc)
+    started = dag_run.start_date or dag_run.run_after or datetime.now(UTC)
     resources = DrillTaskResources()
     trigger = trigger_of(dag_run)
     try:
         with failing_fast():
             plan = drill.plan_drill(
-                resources, dag_run_id=dag_run.run_id, trigger=trigger,
+                resources,
+                dag_run_id=dag_run.run_id,
+                trigger=trigger,
                 triggered_by=triggered_by(dag_run),
-                started_at=started.astimezone(timezone.utc).isoformat(),
+                started_at=started.astimezone(UTC).isoformat(),
                 backup_run_id=(params or {}).get("backup_run_id") or None,
-                conn_ids=resources.conn_ids)
+                conn_ids=resources.conn_ids,
+            )
     except BaseException as error:
-        _record_drill_failure(resources, run_id=drill.history_run_id(dag_run.run_id),
-                              trigger=trigger, triggered_by=triggered_by(dag_run),
-                              step_name="plan_drill", error=error)
+        _record_drill_failure(
+            resources,
+            run_id=drill.history_run_id(dag_run.run_id),
+            trigger=trigger,
+            triggered_by=triggered_by(dag_run),
+            step_name="plan_drill",
+            error=error,
+        )
         raise
     return plan.to_dict()
 
@@ -91,29 +119,41 @@ def start_drill(dag_run: Any, params: dict) -> dict:
 def run_drill_step(step: Callable[..., Any], plan: dict, *args: Any) -> Any:
     """Run a drill step; a failure is written on the drill's history row before it is raised."""
     drill_plan = drill.DrillPlan.from_dict(plan)
-    resources = DrillTaskResources(drill_plan.database_conn_id, drill_plan.drill_conn_id,
-                                   drill_plan.aws_conn_id)
+    resources = DrillTaskResources(
+        drill_plan.database_conn_id, drill_plan.drill_conn_id, drill_plan.aws_conn_id
+    )
     try:
         with failing_fast():
             return step(drill_plan, resources, *args)
     except BaseException as error:
-        _record_drill_failure(resources, run_id=drill_plan.run_id, trigger=drill_plan.trigger,
-                              triggered_by=drill_plan.triggered_by, step_name=step.__name__,
-                              error=error)
+        _record_drill_failure(
+            resources,
+            run_id=drill_plan.run_id,
+            trigger=drill_plan.trigger,
+            triggered_by=drill_plan.triggered_by,
+            step_name=step.__name__,
+            error=error,
+        )
         raise
 
 
-def finish_drill(plan: dict | None, verified: dict | None, compared: dict | None, *, ti: Any,
-                 dag_run: Any) -> dict:
+def finish_drill(
+    plan: dict | None, verified: dict | None, compared: dict | None, *, ti: Any, dag_run: Any
+) -> dict:
     """The drill's final history row; a failed drill fails the task and so the DAG run."""
     from airflow.sdk.exceptions import AirflowFailException
 
     conn_id = (plan or {}).get("database_conn_id", DATABASE_CONN_ID)
     try:
         return drill.finish_drill(
-            database_settings(conn_id), run_id=drill.history_run_id(dag_run.run_id),
-            trigger=trigger_of(dag_run), triggered_by=triggered_by(dag_run), plan=plan,
-            verified=verified, compared=compared,
-            failed_tasks=failed_task_ids(ti, dag_run.run_id))
+            database_settings(conn_id),
+            run_id=drill.history_run_id(dag_run.run_id),
+            trigger=trigger_of(dag_run),
+            triggered_by=triggered_by(dag_run),
+            plan=plan,
+            verified=verified,
+            compared=compared,
+            failed_tasks=failed_task_ids(ti, dag_run.run_id),
+        )
     except BackupError as failure:  # the row says why: retrying cannot change the outcome
         raise AirflowFailException(str(failure)) from None

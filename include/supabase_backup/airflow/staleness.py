@@ -8,7 +8,7 @@ project is stale, so Airflow's grid stays truthful.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from supabase_backup.airflow.alerting import read_alert_settings, send_alert
 from supabase_backup.airflow.connections import database_settings
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def utc_now() -> datetime:
     """The staleness check's clock (the tests move it on to play out a day of hourly checks)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def check_backup_age(context: dict) -> dict:
@@ -34,7 +34,6 @@ def check_backup_age(context: dict) -> dict:
     per stale episode: an alert, reminders every ``supabase_backup_stale_reminder_hours``, and a
     recovered notice (``alerts.stale_notice`` decides, ``alert_state`` remembers)."""
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
 
     with failing_fast():
         settings = read_alert_settings()
@@ -63,29 +62,51 @@ def check_backup_age(context: dict) -> dict:
             elif state_missing is not None:
                 notice = StaleNotice.ALERT if stale else StaleNotice.QUIET
             else:
-                notice = stale_notice(stale=stale, episode=episode, now=now,
-                                      reminder_hours=reminder_hours)
+                notice = stale_notice(
+                    stale=stale, episode=episode, now=now, reminder_hours=reminder_hours
+                )
             if notice in (StaleNotice.ALERT, StaleNotice.REMINDER):
                 alert = stale_alert(
-                    latest=latest, max_age_hours=settings.max_backup_age_hours, now=now,
-                    base_url=settings.base_url, dag_id=DAG_ID,
+                    latest=latest,
+                    max_age_hours=settings.max_backup_age_hours,
+                    now=now,
+                    base_url=settings.base_url,
+                    dag_id=DAG_ID,
                     reminder_hours=None if state_missing else reminder_hours,
-                    episode=episode if notice is StaleNotice.REMINDER else None)
+                    episode=episode if notice is StaleNotice.REMINDER else None,
+                )
                 if state_missing is not None:
-                    alert = Alert(subject=alert.subject,
-                                  text=f"{alert.text}\n\nAlerting at every check: {state_missing}")
+                    alert = Alert(
+                        subject=alert.subject,
+                        text=f"{alert.text}\n\nAlerting at every check: {state_missing}",
+                    )
             elif notice is StaleNotice.RECOVERED:
-                alert = recovered_notice(latest=latest, episode=episode, now=now,
-                                         base_url=settings.base_url, dag_id=DAG_ID)
+                alert = recovered_notice(
+                    latest=latest,
+                    episode=episode,
+                    now=now,
+                    base_url=settings.base_url,
+                    dag_id=DAG_ID,
+                )
             if alert is not None:
                 channels = send_alert(alert, settings, context)
-                log.info("%s sent (%s): %s", "Recovered notice" if notice is StaleNotice.RECOVERED
-                         else notice.value.capitalize(), ", ".join(channels), alert.subject)
+                log.info(
+                    "%s sent (%s): %s",
+                    "Recovered notice"
+                    if notice is StaleNotice.RECOVERED
+                    else notice.value.capitalize(),
+                    ", ".join(channels),
+                    alert.subject,
+                )
             if state_missing is None and settings.configured:
                 alert_state.record_stale_notice(connection, notice, now)
     if not stale:
-        return {"stale": False, "latest_run_id": latest["run_id"], "notice": notice.value,
-                "channels": channels}
+        return {
+            "stale": False,
+            "latest_run_id": latest["run_id"],
+            "notice": notice.value,
+            "channels": channels,
+        }
     # The task fails at every stale check, so Airflow's grid stays truthful; only the notices
     # are de-duplicated.
     subject = f"[supabase-backup] STALE: no verified backup in {settings.max_backup_age_hours:g} h"
@@ -95,11 +116,13 @@ def check_backup_age(context: dict) -> dict:
         said = f"{notice.value} sent: {', '.join(channels) or 'none'}"
     else:
         due = episode.next_reminder_at(reminder_hours)
-        said = (f"no notice now: alerted {_utc_minute(episode.alerted_at)}; "
-                + (f"next reminder from {_utc_minute(due)}" if due
-                   else "no reminders (supabase_backup_stale_reminder_hours = 0)"))
+        said = f"no notice now: alerted {_utc_minute(episode.alerted_at)}; " + (
+            f"next reminder from {_utc_minute(due)}"
+            if due
+            else "no reminders (supabase_backup_stale_reminder_hours = 0)"
+        )
     raise AirflowFailException(f"{subject} ({said})")
 
 
 def _utc_minute(moment: datetime) -> str:
-    return f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

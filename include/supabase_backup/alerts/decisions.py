@@ -20,8 +20,9 @@ def is_stale(latest: dict | None, max_age_hours: float, now: datetime) -> bool:
     return (now - finished).total_seconds() > max_age_hours * 3600
 
 
-def stale_notice(*, stale: bool, episode: StaleEpisode | None, now: datetime,
-                 reminder_hours: float) -> StaleNotice:
+def stale_notice(
+    *, stale: bool, episode: StaleEpisode | None, now: datetime, reminder_hours: float
+) -> StaleNotice:
     """The notice one check sends, from whether the project is stale now, the open episode (None
     when people were never alerted, or were told it recovered) and the time. Pure: the caller keeps
     the episode and records what it sent."""

@@ -28,19 +28,27 @@ class AlertSettings:
         return bool(self.email_to or self.slack_conn_id)
 
     @classmethod
-    def from_variables(cls, get_variable, default_base_url: str | None, *,
-                       staleness: bool = True) -> "AlertSettings":
+    def from_variables(
+        cls, get_variable, default_base_url: str | None, *, staleness: bool = True
+    ) -> AlertSettings:
         """``staleness=False`` (the failure alerts) leaves the staleness Variables unread, so a
         mistyped one stops only the staleness check, never the alert of a failed backup."""
-        emails = tuple(item.strip() for item in (get_variable("supabase_backup_alert_email", None)
-                                                 or "").split(",") if item.strip())
+        emails = tuple(
+            item.strip()
+            for item in (get_variable("supabase_backup_alert_email", None) or "").split(",")
+            if item.strip()
+        )
         for address in emails:
             if "@" not in address:
                 raise ConfigurationError(
                     f"supabase_backup_alert_email holds {address!r}, not an e-mail address "
-                    "(comma-separated addresses, e.g. ops@example.com,oncall@example.com)")
-        age_text = (get_variable("supabase_backup_max_backup_age_hours", None) or "").strip() \
-            if staleness else ""
+                    "(comma-separated addresses, e.g. ops@example.com,oncall@example.com)"
+                )
+        age_text = (
+            (get_variable("supabase_backup_max_backup_age_hours", None) or "").strip()
+            if staleness
+            else ""
+        )
         max_age = None
         if age_text:
             try:
@@ -50,9 +58,13 @@ class AlertSettings:
             if max_age <= 0:
                 raise ConfigurationError(
                     f"supabase_backup_max_backup_age_hours must be a positive number of hours, "
-                    f"not {age_text!r} (e.g. 26 for a daily backup)")
-        reminder_text = (get_variable("supabase_backup_stale_reminder_hours", None) or "").strip() \
-            if staleness else ""
+                    f"not {age_text!r} (e.g. 26 for a daily backup)"
+                )
+        reminder_text = (
+            (get_variable("supabase_backup_stale_reminder_hours", None) or "").strip()
+            if staleness
+            else ""
+        )
         reminder_hours = DEFAULT_STALE_REMINDER_HOURS
         if reminder_text:
             try:
@@ -62,13 +74,19 @@ class AlertSettings:
             if not 0 <= reminder_hours < float("inf"):
                 raise ConfigurationError(
                     f"supabase_backup_stale_reminder_hours must be a number of hours, 0 or more, "
-                    f"not {reminder_text!r} (e.g. 24 for a daily reminder; 0 for none)")
-        base_url = (get_variable("supabase_backup_ui_base_url", None) or default_base_url
-                    or "http://localhost:8080").rstrip("/")
+                    f"not {reminder_text!r} (e.g. 24 for a daily reminder; 0 for none)"
+                )
+        base_url = (
+            get_variable("supabase_backup_ui_base_url", None)
+            or default_base_url
+            or "http://localhost:8080"
+        ).rstrip("/")
         return cls(
             email_to=emails,
             smtp_conn_id=get_variable("supabase_backup_alert_smtp_conn_id", None)
             or DEFAULT_SMTP_CONNECTION,
             slack_conn_id=get_variable("supabase_backup_alert_slack_conn_id", None) or None,
-            max_backup_age_hours=max_age, stale_reminder_hours=reminder_hours,
-            base_url=base_url)
+            max_backup_age_hours=max_age,
+            stale_reminder_hours=reminder_hours,
+            base_url=base_url,
+        )

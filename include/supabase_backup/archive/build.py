@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator
 
 from supabase_backup.archive.hashing import HashingWriter, copy_hashing, copy_into
 from supabase_backup.archive.manifest import write_manifest
@@ -78,12 +78,24 @@ class PlannedMember:
 
 
 def _zip_date_time(moment: datetime) -> tuple:
-    return (max(moment.year, 1980), moment.month, moment.day, moment.hour, moment.minute,
-            moment.second)
+    return (
+        max(moment.year, 1980),
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+    )
 
 
-def write_archive(output, members: Iterable[PlannedMember], created_at: datetime, *,
-                  spill_folder=None, compressor_factory=None) -> dict:
+def write_archive(
+    output,
+    members: Iterable[PlannedMember],
+    created_at: datetime,
+    *,
+    spill_folder=None,
+    compressor_factory=None,
+) -> dict:
     """Write the zip to a binary file object (only ``write`` is used); every member's bytes are
     re-hashed as they are copied and must match the staged sha256 (a staging file that changed
     underneath fails the build).
@@ -95,23 +107,30 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
     count = stored = 0
     total = 0
     date_time = _zip_date_time(created_at)
-    with StreamingZipWriter(output, spill_folder=spill_folder,
-                            compressor_factory=compressor_factory) as archive:
+    with StreamingZipWriter(
+        output, spill_folder=spill_folder, compressor_factory=compressor_factory
+    ) as archive:
         for member in members:
             with member.source.open("rb") as source:
                 sample = source.read(SAMPLE_SIZE)
                 store = should_store(member.name, member.content_type, sample)
                 stored += store
-                sink = archive.begin(member.name, date_time=date_time, deflate=not store,
-                                     large=member.size >= ZIP64_LIMIT)
+                sink = archive.begin(
+                    member.name,
+                    date_time=date_time,
+                    deflate=not store,
+                    large=member.size >= ZIP64_LIMIT,
+                )
                 copied = HashingWriter(sink)
                 copied.write(sample)
                 copy_into(source, copied)
                 archive.end(sink)
             if copied.size != member.size or copied.sha256 != member.sha256:
                 raise StagingCorrupted(
-                    member.name, f"it changed after it was written: {copied.size} bytes, sha256 "
-                    f"{copied.sha256} (expected {member.size}, {member.sha256}); run the backup again")
+                    member.name,
+                    f"it changed after it was written: {copied.size} bytes, sha256 "
+                    f"{copied.sha256} (expected {member.size}, {member.sha256}); run the backup again",
+                )
             count += 1
             total += copied.size
             if count % 1000 == 0:
@@ -119,8 +138,12 @@ def write_archive(output, members: Iterable[PlannedMember], created_at: datetime
     seconds = max(time.monotonic() - started, 1e-6)
     log.info(
         "Archive built: manifest.json and %s members it lists (%s stored uncompressed), %s of "
-        "member content in %.1f s (%s)", f"{count - 1:,}", f"{stored:,}", format_bytes(total),
-        seconds, format_rate(total, seconds),
+        "member content in %.1f s (%s)",
+        f"{count - 1:,}",
+        f"{stored:,}",
+        format_bytes(total),
+        seconds,
+        format_rate(total, seconds),
     )
     return {"members": count, "stored_members": stored, "content_bytes": total}
 
@@ -134,21 +157,36 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
 
     if database and database.get("included"):
         yield (
-            PlannedMember(DATABASE_MEMBER, staging.database_dump, database["bytes"],
-                          database["sha256"], "application/sql"),
+            PlannedMember(
+                DATABASE_MEMBER,
+                staging.database_dump,
+                database["bytes"],
+                database["sha256"],
+                "application/sql",
+            ),
             {"path": DATABASE_MEMBER, "size": database["bytes"], "sha256": database["sha256"]},
         )
         roles = database.get("roles") or {}
         if roles.get("included"):
             yield (
-                PlannedMember(ROLES_MEMBER, staging.database_roles, roles["bytes"],
-                              roles["sha256"], "application/sql"),
+                PlannedMember(
+                    ROLES_MEMBER,
+                    staging.database_roles,
+                    roles["bytes"],
+                    roles["sha256"],
+                    "application/sql",
+                ),
                 {"path": ROLES_MEMBER, "size": roles["bytes"], "sha256": roles["sha256"]},
             )
     if auth and auth.get("included", True):
         yield (
-            PlannedMember(AUTH_USERS_MEMBER, staging.auth_users, auth["bytes"], auth["sha256"],
-                          "application/json"),
+            PlannedMember(
+                AUTH_USERS_MEMBER,
+                staging.auth_users,
+                auth["bytes"],
+                auth["sha256"],
+                "application/json",
+            ),
             {"path": AUTH_USERS_MEMBER, "size": auth["bytes"], "sha256": auth["sha256"]},
         )
     for bucket_id in bucket_ids:
@@ -156,8 +194,13 @@ def plan_members(staging, *, database: dict | None, auth: dict | None, bucket_id
         for record in read_json_lines(bucket.folder / "reconciled.jsonl"):
             name = record["member"]  # chosen by reconcile, which sees every name of the bucket
             yield (
-                PlannedMember(name, bucket.folder / record["file"], record["size"],
-                              record["sha256"], record.get("content_type")),
+                PlannedMember(
+                    name,
+                    bucket.folder / record["file"],
+                    record["size"],
+                    record["sha256"],
+                    record.get("content_type"),
+                ),
                 {
                     "path": name,
                     "size": record["size"],
@@ -182,50 +225,91 @@ def write_manifest_file(staging, header: dict, *, database, auth, bucket_ids) ->
     manifest_path = ensure_parent(staging.run_folder / "archive" / MANIFEST_MEMBER)
     with manifest_path.open("w", encoding="utf-8") as manifest_file:
         member_count = write_manifest(
-            manifest_file, header,
-            (entry for _, entry in plan_members(
-                staging, database=database, auth=auth, bucket_ids=bucket_ids)),
+            manifest_file,
+            header,
+            (
+                entry
+                for _, entry in plan_members(
+                    staging, database=database, auth=auth, bucket_ids=bucket_ids
+                )
+            ),
         )
     with manifest_path.open("rb") as manifest_file:
         manifest_size, manifest_sha256 = copy_hashing(manifest_file)
-    return {"manifest_path": str(manifest_path), "manifest_bytes": manifest_size,
-            "manifest_sha256": manifest_sha256, "manifest_members": member_count}
+    return {
+        "manifest_path": str(manifest_path),
+        "manifest_bytes": manifest_size,
+        "manifest_sha256": manifest_sha256,
+        "manifest_members": member_count,
+    }
 
 
-def write_zip(output, staging, manifest: dict, *, database, auth, bucket_ids, created_at,
-              spill_folder=None, compressor_factory=None) -> dict:
+def write_zip(
+    output,
+    staging,
+    manifest: dict,
+    *,
+    database,
+    auth,
+    bucket_ids,
+    created_at,
+    spill_folder=None,
+    compressor_factory=None,
+) -> dict:
     """Write the zip (manifest.json first, then every staged member) to ``output``, a file-like
     with ``write``: a local file or a multipart upload (destination.stream_archive)."""
     manifest_path = staging.run_folder / "archive" / MANIFEST_MEMBER
 
     def all_members() -> Iterator[PlannedMember]:
-        yield PlannedMember(MANIFEST_MEMBER, manifest_path, manifest["manifest_bytes"],
-                            manifest["manifest_sha256"], "application/json")
-        for planned, _ in plan_members(staging, database=database, auth=auth,
-                                       bucket_ids=bucket_ids):
+        yield PlannedMember(
+            MANIFEST_MEMBER,
+            manifest_path,
+            manifest["manifest_bytes"],
+            manifest["manifest_sha256"],
+            "application/json",
+        )
+        for planned, _ in plan_members(
+            staging, database=database, auth=auth, bucket_ids=bucket_ids
+        ):
             yield planned
 
-    written = write_archive(output, all_members(), created_at, spill_folder=spill_folder,
-                            compressor_factory=compressor_factory)
+    written = write_archive(
+        output,
+        all_members(),
+        created_at,
+        spill_folder=spill_folder,
+        compressor_factory=compressor_factory,
+    )
     if written["members"] != manifest["manifest_members"] + 1:
         raise StagingCorrupted(
-            "the archive", f"wrote {written['members']} members, the manifest lists "
-            f"{manifest['manifest_members']} + 1; run the backup again")
+            "the archive",
+            f"wrote {written['members']} members, the manifest lists "
+            f"{manifest['manifest_members']} + 1; run the backup again",
+        )
     return {**written, "manifest_sha256": manifest["manifest_sha256"]}
 
 
-def build_archive(staging, header: dict, *, database, auth, bucket_ids, created_at,
-                  compressor_factory=None) -> dict:
+def build_archive(
+    staging, header: dict, *, database, auth, bucket_ids, created_at, compressor_factory=None
+) -> dict:
     """Write manifest.json and the zip into staging; returns the archive's size and sha256."""
 
-    manifest = write_manifest_file(staging, header, database=database, auth=auth,
-                                   bucket_ids=bucket_ids)
+    manifest = write_manifest_file(
+        staging, header, database=database, auth=auth, bucket_ids=bucket_ids
+    )
     archive_path = ensure_parent(staging.archive)
     with archive_path.open("wb") as raw_output:
         writer = HashingWriter(raw_output)
-        written = write_zip(writer, staging, manifest, database=database, auth=auth,
-                            bucket_ids=bucket_ids, created_at=created_at,
-                            compressor_factory=compressor_factory)
+        written = write_zip(
+            writer,
+            staging,
+            manifest,
+            database=database,
+            auth=auth,
+            bucket_ids=bucket_ids,
+            created_at=created_at,
+            compressor_factory=compressor_factory,
+        )
     return {
         "path": str(archive_path),
         "bytes": writer.size,

@@ -49,8 +49,11 @@ def encrypt_file(source: Path, target: Path, recipients: tuple[str, ...]) -> dic
         writer = HashingWriter(sink)
         pyrage.encrypt_io(plaintext, writer, [age_recipient(item) for item in recipients])
         writer.flush()
-    log.info("Encrypted the archive to %d age recipient(s): %d bytes of ciphertext",
-             len(recipients), writer.size)
+    log.info(
+        "Encrypted the archive to %d age recipient(s): %d bytes of ciphertext",
+        len(recipients),
+        writer.size,
+    )
     return {"bytes": writer.size, "sha256": writer.sha256}
 
 
@@ -70,14 +73,21 @@ def load_identities(identity_file: str) -> list:
             except Exception:  # noqa: BLE001
                 raise ConfigurationError(
                     f"identity file {identity_file} holds a line that is not an age identity "
-                    "(AGE-SECRET-KEY-…)") from None
+                    "(AGE-SECRET-KEY-…)"
+                ) from None
     if not identities:
         raise ConfigurationError(f"identity file {identity_file} holds no AGE-SECRET-KEY- line")
     return identities
 
 
-def decrypt_stream(source: IO[bytes], target: IO[bytes], identity_file: str, *, label: str,
-                   recipients: str = "its recipients") -> None:
+def decrypt_stream(
+    source: IO[bytes],
+    target: IO[bytes],
+    identity_file: str,
+    *,
+    label: str,
+    recipients: str = "its recipients",
+) -> None:
     """Decrypt ``source`` into ``target``, streamed. A wrong identity is IdentityMismatch; altered
     or truncated ciphertext is DecryptionFailed."""
     import pyrage
@@ -97,13 +107,20 @@ def is_encrypted_name(name: str) -> bool:
     return name.endswith(".zip" + ENCRYPTED_SUFFIX)
 
 
-def decrypted_copy(source: IO[bytes], folder: str, identity_file: str, *, label: str,
-                   recipients: str = "its recipients") -> Path:
+def decrypted_copy(
+    source: IO[bytes],
+    folder: str,
+    identity_file: str,
+    *,
+    label: str,
+    recipients: str = "its recipients",
+) -> Path:
     """Decrypt into a private temporary file in ``folder`` (zip needs to seek; disk, not memory,
     holds the plaintext). The caller removes it."""
 
-    descriptor, name = tempfile.mkstemp(prefix="supabase-backup-decrypted-", suffix=".zip",
-                                        dir=folder)
+    descriptor, name = tempfile.mkstemp(
+        prefix="supabase-backup-decrypted-", suffix=".zip", dir=folder
+    )
     try:
         with os.fdopen(descriptor, "wb") as target:
             decrypt_stream(source, target, identity_file, label=label, recipients=recipients)
@@ -122,4 +139,5 @@ def refuse_without_identity(location: str, identity_file: str | None) -> None:
     if is_encrypted_name(location) and not identity_file:
         raise ConfigurationError(
             f"{location} is encrypted (age): pass --identity FILE with the AGE-SECRET-KEY-… of "
-            "one of its recipients")
+            "one of its recipients"
+        )

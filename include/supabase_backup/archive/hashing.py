@@ -4,7 +4,8 @@ pass that moves it, never read a second time just to hash it."""
 from __future__ import annotations
 
 import hashlib
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -46,16 +47,21 @@ class HashingWriter:
         return self._digest.hexdigest()
 
 
-def copy_hashing(source: IO[bytes], sink: IO[bytes] | None = None, *,
-                 on_chunk: Callable[[int], None] | None = None) -> tuple[int, str]:
+def copy_hashing(
+    source: IO[bytes],
+    sink: IO[bytes] | None = None,
+    *,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
     """Copy ``source`` to ``sink`` (or just read it, with no sink); returns (size, sha256)."""
     writer = HashingWriter(sink)
     copy_into(source, writer, on_chunk=on_chunk)
     return writer.size, writer.sha256
 
 
-def copy_into(source: IO[bytes], writer: HashingWriter, *,
-              on_chunk: Callable[[int], None] | None = None) -> None:
+def copy_into(
+    source: IO[bytes], writer: HashingWriter, *, on_chunk: Callable[[int], None] | None = None
+) -> None:
     """Copy ``source`` through a HashingWriter that may already hold earlier bytes (a sample)."""
     while chunk := source.read(CHUNK_SIZE):
         writer.write(chunk)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from supabase_backup import __version__
 from supabase_backup.errors import ManifestInvalid
@@ -29,8 +30,13 @@ PASSWORD_HASHES_NOTE = (
 )
 
 
-def storage_section(bucket_summaries: list[dict], totals: dict, snapshot: str | None,
-                    deleted: list[dict], unreadable: list[dict]) -> dict:
+def storage_section(
+    bucket_summaries: list[dict],
+    totals: dict,
+    snapshot: str | None,
+    deleted: list[dict],
+    unreadable: list[dict],
+) -> dict:
     """The manifest's ``storage`` section: each bucket's export summary and settings, the totals,
     how the export lines up with the database snapshot (``deleted`` lists objects in the snapshot
     that were gone when fetched), and the objects that could not be read, each with its reason (an
@@ -50,8 +56,16 @@ def storage_section(bucket_summaries: list[dict], totals: dict, snapshot: str | 
     }
 
 
-def build_header(*, plan: dict, created_at: datetime, project: dict, tool_versions: dict,
-                 database: dict | None, auth: dict | None, storage: dict | None) -> dict:
+def build_header(
+    *,
+    plan: dict,
+    created_at: datetime,
+    project: dict,
+    tool_versions: dict,
+    database: dict | None,
+    auth: dict | None,
+    storage: dict | None,
+) -> dict:
     """Every key of manifest.json but ``members`` (FORMAT.md shows them all).
 
     ``plan`` is the run plan (``RunPlan.to_dict()``); its run facts become ``run`` and the rest is
@@ -61,16 +75,21 @@ def build_header(*, plan: dict, created_at: datetime, project: dict, tool_versio
     run_keys = ("run_id", "trigger", "triggered_by", "logical_date", "started_at", "attempt")
     database_section = None
     if database:
-        database_section = {name: value for name, value in database.items()
-                            if name not in ("pg_dump", "inventory_by_bucket")}  # worker-local facts
+        database_section = {
+            name: value
+            for name, value in database.items()
+            if name not in ("pg_dump", "inventory_by_bucket")
+        }  # worker-local facts
     auth_section = None
     if auth:
         auth_section = {**auth, "password_hashes": PASSWORD_HASHES_NOTE}
     return {
         "created_at": created_at.isoformat(),
         "project": project,
-        "run": {"dag_id": plan.get("dag_id", "supabase_backup"),
-                **{name: plan.get(name) for name in run_keys}},
+        "run": {
+            "dag_id": plan.get("dag_id", "supabase_backup"),
+            **{name: plan.get(name) for name in run_keys},
+        },
         "plan": {name: value for name, value in plan.items() if name not in run_keys},
         "tools": {
             "supabase_backup": __version__,

@@ -73,7 +73,7 @@ def key_of_member(member_path: str) -> tuple[str, str]:
 
     _, bucket_folder, encoded = member_path.split("/", 2)
     if encoded.endswith(FOLDER_FILE_SUFFIX):
-        encoded = encoded[:-len(FOLDER_FILE_SUFFIX)]
+        encoded = encoded[: -len(FOLDER_FILE_SUFFIX)]
     return unquote(bucket_folder), unquote(encoded)
 
 

@@ -46,7 +46,9 @@ def verify_archive(path, label: str | None = None, *, scratch_folder=None) -> di
     return _verify(path, label, scratch_folder)
 
 
-def open_central_directory_index(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
+def open_central_directory_index(
+    path: Path, *, check_same_thread: bool = True
+) -> sqlite3.Connection:
     """A scratch SQLite database on disk with an empty ``stored`` table, one row per central
     directory entry (verify here, RestoreArchive in restore.py): throw-away data, so no journal and
     no syncs, and a 16 MB page cache, which bounds what it holds in memory."""
@@ -64,8 +66,9 @@ def open_central_directory_index(path: Path, *, check_same_thread: bool = True) 
 
 def _open_scratch(folder: str) -> sqlite3.Connection:
     database = open_central_directory_index(Path(folder) / "verify.sqlite")
-    database.execute("CREATE TABLE listed (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT) "
-                     "WITHOUT ROWID")
+    database.execute(
+        "CREATE TABLE listed (name TEXT PRIMARY KEY, size INTEGER, sha256 TEXT) WITHOUT ROWID"
+    )
     return database
 
 
@@ -74,7 +77,9 @@ def _verify(file, label: str, scratch_folder) -> dict:
         reader = ZipReader(file)
     except ZipDamaged as error:
         raise VerificationFailed(label, f"not a readable zip file ({error})") from None
-    with tempfile.TemporaryDirectory(prefix="supabase-backup-verify-", dir=scratch_folder) as scratch:
+    with tempfile.TemporaryDirectory(
+        prefix="supabase-backup-verify-", dir=scratch_folder
+    ) as scratch:
         database = _open_scratch(scratch)
         try:
             return _verify_with(database, reader, label)
@@ -89,12 +94,15 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
         raise VerificationFailed(label, f"not a readable zip file ({error})") from None
     database.execute("CREATE INDEX stored_by_name ON stored (name)")
     twice = database.execute(
-        "SELECT name FROM stored GROUP BY name HAVING count(*) > 1 LIMIT 1").fetchone()
+        "SELECT name FROM stored GROUP BY name HAVING count(*) > 1 LIMIT 1"
+    ).fetchone()
     if twice:
         raise VerificationFailed(label, f"the zip holds member {twice[0]!r} twice")
     manifest_row = database.execute(
         "SELECT name, method, flags, crc, compressed_size, size, header_offset FROM stored "
-        "WHERE name = ?", (MANIFEST_MEMBER,)).fetchone()
+        "WHERE name = ?",
+        (MANIFEST_MEMBER,),
+    ).fetchone()
     if manifest_row is None:
         raise VerificationFailed(label, "manifest.json is missing")
     try:
@@ -106,26 +114,33 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
 
     missing = database.execute(
         "SELECT name FROM listed WHERE name = ? OR name NOT IN (SELECT name FROM stored) LIMIT 1",
-        (MANIFEST_MEMBER,)).fetchone()
+        (MANIFEST_MEMBER,),
+    ).fetchone()
     if missing:
         raise VerificationFailed(label, f"member {missing[0]!r} is listed but missing")
     strangers = database.execute(
         "SELECT count(*), min(name) FROM stored WHERE name != ? AND name NOT IN "
-        "(SELECT name FROM listed)", (MANIFEST_MEMBER,)).fetchone()
+        "(SELECT name FROM listed)",
+        (MANIFEST_MEMBER,),
+    ).fetchone()
     if strangers[0]:
-        raise VerificationFailed(label, f"{strangers[0]} member(s) not in the manifest, e.g. "
-                                        f"{strangers[1]!r}")
+        raise VerificationFailed(
+            label, f"{strangers[0]} member(s) not in the manifest, e.g. {strangers[1]!r}"
+        )
     if header["format_version"] >= 2:
         clash = _first_file_folder_clash(database, "stored")
         if clash:
             raise VerificationFailed(
-                label, f"member {clash[0]!r} is also the folder of member {clash[1]!r}: "
-                       "unzip could not extract both")
+                label,
+                f"member {clash[0]!r} is also the folder of member {clash[1]!r}: "
+                "unzip could not extract both",
+            )
 
     checked = total = 0
     rows = database.execute(
         "SELECT s.name, s.method, s.flags, s.crc, s.compressed_size, s.size, s.header_offset, "
-        "l.size, l.sha256 FROM stored s JOIN listed l ON l.name = s.name ORDER BY s.header_offset")
+        "l.size, l.sha256 FROM stored s JOIN listed l ON l.name = s.name ORDER BY s.header_offset"
+    )
     for row in rows:
         entry = ZipEntry(*row[:7])
         listed_size, listed_sha256 = row[7], row[8]
@@ -137,12 +152,19 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
             raise VerificationFailed(label, f"damaged member: {error}") from None
         if digest.size != listed_size or digest.sha256 != listed_sha256:
             raise VerificationFailed(
-                label, f"member {entry.name!r} has {digest.size} bytes / sha256 {digest.sha256}, "
-                       f"manifest says {listed_size} / {listed_sha256}")
+                label,
+                f"member {entry.name!r} has {digest.size} bytes / sha256 {digest.sha256}, "
+                f"manifest says {listed_size} / {listed_sha256}",
+            )
         checked += 1
         total += digest.size
-    log.info("Verified %s: all %s members manifest.json lists (%s of member content) match their "
-             "size and sha256", label, f"{checked:,}", format_bytes(total))
+    log.info(
+        "Verified %s: all %s members manifest.json lists (%s of member content) match their "
+        "size and sha256",
+        label,
+        f"{checked:,}",
+        format_bytes(total),
+    )
     return {
         "members_checked": checked,
         "content_bytes": total,
@@ -154,16 +176,26 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
 def _load_central_directory(database: sqlite3.Connection, reader: ZipReader) -> None:
     batch = []
     for entry in reader.entries():
-        batch.append((entry.name, entry.method, entry.flags, entry.crc, entry.compressed_size,
-                      entry.size, entry.header_offset))
+        batch.append(
+            (
+                entry.name,
+                entry.method,
+                entry.flags,
+                entry.crc,
+                entry.compressed_size,
+                entry.size,
+                entry.header_offset,
+            )
+        )
         if len(batch) >= _BATCH:
             database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
             batch.clear()
     database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
 
 
-def _load_manifest(database: sqlite3.Connection, reader: ZipReader, entry: ZipEntry,
-                   label: str) -> dict:
+def _load_manifest(
+    database: sqlite3.Connection, reader: ZipReader, entry: ZipEntry, label: str
+) -> dict:
     """Stream manifest.json's members into ``listed``; returns its header."""
     text = io.TextIOWrapper(io.BufferedReader(reader.open(entry), _READ_BUFFER), encoding="utf-8")
     header, members = read_manifest(text)

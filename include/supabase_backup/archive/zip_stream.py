@@ -21,8 +21,9 @@ import io
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Iterator
+from typing import IO
 
 STORED = 0
 DEFLATED = 8
@@ -84,7 +85,7 @@ def _default_compressor():
 class _MemberSink:
     """What one member's bytes are written to: counts, CRC-32 and (for deflate) compresses."""
 
-    def __init__(self, writer: "StreamingZipWriter", compressor) -> None:
+    def __init__(self, writer: StreamingZipWriter, compressor) -> None:
         self._writer = writer
         self._compressor = compressor
         self.size = 0
@@ -134,8 +135,16 @@ class StreamingZipWriter:
         self._output.write(data)
         self._offset += len(data)
 
-    def add(self, name: str, chunks, *, date_time: tuple, deflate: bool, large: bool = False,
-            mode: int = 0o644) -> _MemberSink:
+    def add(
+        self,
+        name: str,
+        chunks,
+        *,
+        date_time: tuple,
+        deflate: bool,
+        large: bool = False,
+        mode: int = 0o644,
+    ) -> _MemberSink:
         """Write one member from an iterable of byte chunks; returns its sink (size, crc, …)."""
         sink = self.begin(name, date_time=date_time, deflate=deflate, large=large)
         for chunk in chunks:
@@ -160,8 +169,23 @@ class StreamingZipWriter:
         version = _VERSION_ZIP64 if large else _VERSION_DEFAULT
         sink = _MemberSink(self, self._compressor_factory() if deflate else None)
         sink._header = (encoded, flags, method, dos_time, dos_date, self._offset, large, version)
-        self._emit(_LOCAL_HEADER.pack(_LOCAL_SIGNATURE, version, flags, method, dos_time, dos_date,
-                                      0, sizes, sizes, len(encoded), len(extra)) + encoded + extra)
+        self._emit(
+            _LOCAL_HEADER.pack(
+                _LOCAL_SIGNATURE,
+                version,
+                flags,
+                method,
+                dos_time,
+                dos_date,
+                0,
+                sizes,
+                sizes,
+                len(encoded),
+                len(extra),
+            )
+            + encoded
+            + extra
+        )
         self._open_member = True
         return sink
 
@@ -171,11 +195,13 @@ class StreamingZipWriter:
         if not large and (sink.size >= _LIMIT_32 or sink.compressed_size >= _LIMIT_32):
             raise ValueError(f"member {encoded!r} reached 4 GiB without large=True")
         if large:
-            descriptor = struct.pack("<4sLQQ", _DESCRIPTOR_SIGNATURE, sink.crc,
-                                     sink.compressed_size, sink.size)
+            descriptor = struct.pack(
+                "<4sLQQ", _DESCRIPTOR_SIGNATURE, sink.crc, sink.compressed_size, sink.size
+            )
         else:
-            descriptor = struct.pack("<4sLLL", _DESCRIPTOR_SIGNATURE, sink.crc,
-                                     sink.compressed_size, sink.size)
+            descriptor = struct.pack(
+                "<4sLLL", _DESCRIPTOR_SIGNATURE, sink.crc, sink.compressed_size, sink.size
+            )
         self._emit(descriptor)
         zip64_fields = []
         size_field = sink.size
@@ -194,10 +220,31 @@ class StreamingZipWriter:
         if zip64_fields:
             extra = struct.pack(f"<HH{len(zip64_fields)}Q", 1, 8 * len(zip64_fields), *zip64_fields)
             version = _VERSION_ZIP64
-        entry = _CENTRAL_ENTRY.pack(
-            _CENTRAL_SIGNATURE, version, _UNIX, version, 0, flags, method, dos_time, dos_date,
-            sink.crc, compressed_field, size_field, len(encoded), len(extra), 0, 0, 0,
-            (0o100000 | mode) << 16, offset_field) + encoded + extra
+        entry = (
+            _CENTRAL_ENTRY.pack(
+                _CENTRAL_SIGNATURE,
+                version,
+                _UNIX,
+                version,
+                0,
+                flags,
+                method,
+                dos_time,
+                dos_date,
+                sink.crc,
+                compressed_field,
+                size_field,
+                len(encoded),
+                len(extra),
+                0,
+                0,
+                0,
+                (0o100000 | mode) << 16,
+                offset_field,
+            )
+            + encoded
+            + extra
+        )
         self._central.write(entry)
         self._central_size += len(entry)
         self._count += 1
@@ -217,14 +264,36 @@ class StreamingZipWriter:
         count, size = self._count, self._central_size
         if count >= _LIMIT_16 or central_offset >= _LIMIT_32 or size >= _LIMIT_32:
             end64_offset = self._offset
-            self._emit(_END64.pack(_END64_SIGNATURE, _END64.size - 12, _VERSION_ZIP64,
-                                   _VERSION_ZIP64, 0, 0, count, count, size, central_offset))
+            self._emit(
+                _END64.pack(
+                    _END64_SIGNATURE,
+                    _END64.size - 12,
+                    _VERSION_ZIP64,
+                    _VERSION_ZIP64,
+                    0,
+                    0,
+                    count,
+                    count,
+                    size,
+                    central_offset,
+                )
+            )
             self._emit(_END64_LOCATOR.pack(_END64_LOCATOR_SIGNATURE, 0, end64_offset, 1))
-        self._emit(_END.pack(_END_SIGNATURE, 0, 0, min(count, _LIMIT_16), min(count, _LIMIT_16),
-                             min(size, _LIMIT_32), min(central_offset, _LIMIT_32), 0))
+        self._emit(
+            _END.pack(
+                _END_SIGNATURE,
+                0,
+                0,
+                min(count, _LIMIT_16),
+                min(count, _LIMIT_16),
+                min(size, _LIMIT_32),
+                min(central_offset, _LIMIT_32),
+                0,
+            )
+        )
         self._closed = True
 
-    def __enter__(self) -> "StreamingZipWriter":
+    def __enter__(self) -> StreamingZipWriter:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
@@ -270,7 +339,7 @@ class ZipReader:
         _, _, _, _, count, size, offset, _ = _END.unpack_from(tail, position)
         end_offset = total - tail_size + position
         locator_at = position - _END64_LOCATOR.size
-        if locator_at >= 0 and tail[locator_at:locator_at + 4] == _END64_LOCATOR_SIGNATURE:
+        if locator_at >= 0 and tail[locator_at : locator_at + 4] == _END64_LOCATOR_SIGNATURE:
             _, _, end64_offset, _ = _END64_LOCATOR.unpack_from(tail, locator_at)
             file.seek(end64_offset)
             record = file.read(_END64.size)
@@ -294,13 +363,32 @@ class ZipReader:
             fields = _CENTRAL_ENTRY.unpack_from(buffer, at)
             if fields[0] != _CENTRAL_SIGNATURE:
                 raise ZipDamaged("a central directory entry has a bad signature")
-            (_, _, _, _, _, flags, method, _, _, crc, compressed, size, name_length, extra_length,
-             comment_length, _, _, _, offset) = fields
+            (
+                _,
+                _,
+                _,
+                _,
+                _,
+                flags,
+                method,
+                _,
+                _,
+                crc,
+                compressed,
+                size,
+                name_length,
+                extra_length,
+                comment_length,
+                _,
+                _,
+                _,
+                offset,
+            ) = fields
             entry_length = fixed + name_length + extra_length + comment_length
             while len(buffer) - at < entry_length:
                 buffer, at = self._refill(buffer, at), 0
-            raw_name = buffer[at + fixed:at + fixed + name_length]
-            extra = buffer[at + fixed + name_length:at + fixed + name_length + extra_length]
+            raw_name = buffer[at + fixed : at + fixed + name_length]
+            extra = buffer[at + fixed + name_length : at + fixed + name_length + extra_length]
             at += entry_length
             if _LIMIT_32 in (size, compressed, offset):
                 size, compressed, offset = _apply_zip64_extra(extra, size, compressed, offset)
@@ -316,7 +404,7 @@ class ZipReader:
             raise ZipDamaged("the central directory ends early")
         return buffer[at:] + chunk
 
-    def open(self, entry: ZipEntry) -> "MemberReader":
+    def open(self, entry: ZipEntry) -> MemberReader:
         return MemberReader(self._file, entry)
 
 
@@ -374,9 +462,11 @@ class MemberReader(io.RawIOBase):
                 self._done = True
                 self._account(tail)
                 if self._size != self.entry.size or self._crc != self.entry.crc:
-                    raise ZipDamaged(f"member {self.entry.name!r}: {self._size} bytes, CRC "
-                                     f"{self._crc:08x}; the directory says {self.entry.size}, "
-                                     f"{self.entry.crc:08x}")
+                    raise ZipDamaged(
+                        f"member {self.entry.name!r}: {self._size} bytes, CRC "
+                        f"{self._crc:08x}; the directory says {self.entry.size}, "
+                        f"{self.entry.crc:08x}"
+                    )
                 return tail
             else:
                 self._file.seek(self._position)
@@ -404,8 +494,9 @@ class MemberReader(io.RawIOBase):
             self._crc = zlib.crc32(data, self._crc)
             self._size += len(data)
             if self._size > self.entry.size:
-                raise ZipDamaged(f"member {self.entry.name!r} holds more than its "
-                                 f"{self.entry.size} bytes")
+                raise ZipDamaged(
+                    f"member {self.entry.name!r} holds more than its {self.entry.size} bytes"
+                )
 
     def readable(self) -> bool:
         return True

@@ -13,8 +13,9 @@ import contextlib
 import json
 import logging
 import tempfile
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from supabase_backup.archive import build, manifest, members
 from supabase_backup.backup.outcome import settle_ended_runs
@@ -64,8 +65,11 @@ class RunResources(Protocol):
 # --- the first task ---------------------------------------------------------------------------------
 
 
-def start_run(plan: RunPlan, resources: RunResources,
-              run_has_ended: Callable[[str], bool] = lambda run_id: False) -> bool:
+def start_run(
+    plan: RunPlan,
+    resources: RunResources,
+    run_has_ended: Callable[[str], bool] = lambda run_id: False,
+) -> bool:
     """Record the run as running and go on (True), or record it skipped and stop (False). Rows of
     earlier runs left ``running`` are settled first (``run_has_ended`` asks Airflow)."""
     with resources.database.connect(autocommit=True) as connection:
@@ -76,19 +80,25 @@ def start_run(plan: RunPlan, resources: RunResources,
                 "backups are disabled (system_settings_kv.backup_enabled = false); "
                 "trigger with force=true to back up anyway"
             )
-            history.record_skipped(connection, plan.run_id, plan.trigger, reason,
-                                   triggered_by=plan.triggered_by)
+            history.record_skipped(
+                connection, plan.run_id, plan.trigger, reason, triggered_by=plan.triggered_by
+            )
             log.warning("Skipping: %s", reason)
             return False
-        history.record_running(connection, plan.run_id, plan.trigger, plan.triggered_by,
-                               attempt=plan.attempt)
+        history.record_running(
+            connection, plan.run_id, plan.trigger, plan.triggered_by, attempt=plan.attempt
+        )
         history.record_progress(connection, plan.run_id, step="starting")
     # Everything checkable before data moves: a missing or read-only bucket is found now, not
     # after an hour of export.
 
-    destination.check_writable(resources.s3, plan.s3_bucket, plan.s3_prefix,
-                               server_side_encryption=plan.server_side_encryption,
-                               kms_key_id=plan.sse_kms_key_id)
+    destination.check_writable(
+        resources.s3,
+        plan.s3_bucket,
+        plan.s3_prefix,
+        server_side_encryption=plan.server_side_encryption,
+        kms_key_id=plan.sse_kms_key_id,
+    )
     if not enabled:
         log.warning("Backups are disabled, but force=true: backing up anyway")
     log.info("Run plan: %s", json.dumps(plan.to_dict(), sort_keys=True))
@@ -157,7 +167,9 @@ def list_buckets(plan: RunPlan, resources: RunResources) -> list[str]:
     return wanted
 
 
-def plan_bucket_exports(plan: RunPlan, resources: RunResources, bucket_ids: list[str]) -> list[dict]:
+def plan_bucket_exports(
+    plan: RunPlan, resources: RunResources, bucket_ids: list[str]
+) -> list[dict]:
     """The export units: one per bucket, several (key-range shards) for a bucket with more than
     ``plan.shard_max_objects`` objects (shards.py). Read from storage.objects while the dump runs,
     so no export waits for it."""
@@ -165,8 +177,11 @@ def plan_bucket_exports(plan: RunPlan, resources: RunResources, bucket_ids: list
         units = shards.plan_export_units(connection, list(bucket_ids), plan.shard_max_objects)
     split = {bucket: count for bucket, count in shards.shard_counts(units).items() if count > 1}
     if split:
-        log.info("Exporting in shards of at most %d objects: %s", plan.shard_max_objects,
-                 ", ".join(f"{bucket} in {count}" for bucket, count in split.items()))
+        log.info(
+            "Exporting in shards of at most %d objects: %s",
+            plan.shard_max_objects,
+            ", ".join(f"{bucket} in {count}" for bucket, count in split.items()),
+        )
         try:
             with resources.database.connect(autocommit=True) as connection:
                 history.record_buckets_pending(connection, plan.run_id, list(bucket_ids), split)
@@ -188,23 +203,38 @@ def export_bucket(plan: RunPlan, resources: RunResources, unit: dict | str) -> d
         history.record_progress(connection, plan.run_id, step="exporting storage")
 
         def report(progress: dict) -> None:
-            history.record_progress(connection, plan.run_id, bucket=bucket_id, counts=progress,
-                                    shard=unit["shard"] if sharded else None)
+            history.record_progress(
+                connection,
+                plan.run_id,
+                bucket=bucket_id,
+                counts=progress,
+                shard=unit["shard"] if sharded else None,
+            )
 
         listing = None
         if sharded:
             key_range = shards.KeyRange(unit["start"], unit["stop"])
-            spool = resources_held.enter_context(tempfile.TemporaryFile(
-                "w+", encoding="utf-8", prefix="supabase-backup-shard-"))
+            spool = resources_held.enter_context(
+                tempfile.TemporaryFile("w+", encoding="utf-8", prefix="supabase-backup-shard-")
+            )
             with resources.database.connect() as listing_connection:
-                count = shards.spool_objects_in_range(listing_connection, bucket_id, key_range,
-                                                      spool)
-            log.info("%s: %d objects in keys from %r up to %r (storage.objects)", unit["label"],
-                     count, key_range.start, key_range.stop)
+                count = shards.spool_objects_in_range(
+                    listing_connection, bucket_id, key_range, spool
+                )
+            log.info(
+                "%s: %d objects in keys from %r up to %r (storage.objects)",
+                unit["label"],
+                count,
+                key_range.start,
+                key_range.stop,
+            )
             listing = ObjectListing(bucket_id, shards.LISTING_DATABASE, shards.read_spool(spool))
         summary = export_one_bucket(
-            resources.api, target, concurrency=plan.download_concurrency,
-            report_progress=report, listing=listing,
+            resources.api,
+            target,
+            concurrency=plan.download_concurrency,
+            report_progress=report,
+            listing=listing,
         )
     if sharded:
         summary.update(shard=unit["shard"], of=unit["of"])
@@ -226,14 +256,20 @@ def _combine_shard_summaries(staging: StagingArea, shard_counts: dict[str, int])
                 raise StagingCorrupted(
                     f"export_bucket[{bucket_id} [{number}/{count}]]",
                     "its staged export is gone or never finished; clear this run's tasks together "
-                    "with their upstream tasks (Clear, with Upstream), or trigger a new run")
+                    "with their upstream tasks (Clear, with Upstream), or trigger a new run",
+                )
             summaries.append(json.loads(path.read_text()))
         with (bucket.folder / "summary.json").open("w", encoding="utf-8") as output:
             json.dump(combine_summaries(bucket_id, summaries), output)
 
 
-def reconcile(plan: RunPlan, resources: RunResources, bucket_ids: list[str],
-              database_summary: dict | None, units: list[dict] | None = None) -> dict:
+def reconcile(
+    plan: RunPlan,
+    resources: RunResources,
+    bucket_ids: list[str],
+    database_summary: dict | None,
+    units: list[dict] | None = None,
+) -> dict:
     """Make the exports agree with the database's storage.objects (see reconcile.py). ``units``
     are the export units (plan_bucket_exports): a bucket exported in shards is merged back into
     one here.
@@ -245,8 +281,12 @@ def reconcile(plan: RunPlan, resources: RunResources, bucket_ids: list[str],
     staging = resources.staging
     if database_summary is None:
         database_summary = database.dump_database(
-            resources.database, staging, include_dump=False, include_inventory=True,
-            inventory_buckets=list(plan.buckets) if plan.buckets else None)
+            resources.database,
+            staging,
+            include_dump=False,
+            include_inventory=True,
+            inventory_buckets=list(plan.buckets) if plan.buckets else None,
+        )
         database_summary["snapshot"] = None  # the transaction that held it has ended
     # The inventory covers the same selection as list_buckets, so a bucket only the database
     # knows would silently go missing from the archive: refuse that.
@@ -267,8 +307,12 @@ def reconcile(plan: RunPlan, resources: RunResources, bucket_ids: list[str],
     shard_counts = shards.shard_counts(units or [])
     _combine_shard_summaries(staging, shard_counts)
     result = reconcile_buckets(
-        staging, bucket_ids, have_inventory="inventory_objects" in database_summary,
-        fetch_missing=fetch_missing, keys_still_present=keys_still_present, shards=shard_counts,
+        staging,
+        bucket_ids,
+        have_inventory="inventory_objects" in database_summary,
+        fetch_missing=fetch_missing,
+        keys_still_present=keys_still_present,
+        shards=shard_counts,
     )
     result["snapshot"] = database_summary.get("snapshot")
     return result
@@ -280,25 +324,39 @@ def reconcile(plan: RunPlan, resources: RunResources, bucket_ids: list[str],
 def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summary: dict) -> dict:
     bucket_settings = {}
     if staging.bucket_list.exists():
-        bucket_settings = {bucket.pop("id"): bucket
-                           for bucket in json.loads(staging.bucket_list.read_text())}
+        bucket_settings = {
+            bucket.pop("id"): bucket for bucket in json.loads(staging.bucket_list.read_text())
+        }
     reconciled = {item["bucket"]: item for item in storage_summary.get("buckets", [])}
     buckets, deleted, unreadable = [], [], []
     for bucket_id in bucket_ids:
         bucket = staging.bucket(bucket_id)
         export_summary = json.loads((bucket.folder / "summary.json").read_text())
-        buckets.append({**export_summary, **reconciled.get(bucket_id, {}),
-                        "settings": bucket_settings.get(bucket_id, {})})
-        deleted.extend({"bucket": bucket_id, **row}
-                       for row in read_json_lines(bucket.folder / "deleted.jsonl"))
-        unreadable.extend({"bucket": bucket_id, **row}
-                          for row in read_json_lines(bucket.folder / UNREADABLE_FINAL_FILE_NAME))
-    return manifest.storage_section(buckets, storage_summary, storage_summary.get("snapshot"),
-                                    deleted, unreadable)
+        buckets.append(
+            {
+                **export_summary,
+                **reconciled.get(bucket_id, {}),
+                "settings": bucket_settings.get(bucket_id, {}),
+            }
+        )
+        deleted.extend(
+            {"bucket": bucket_id, **row} for row in read_json_lines(bucket.folder / "deleted.jsonl")
+        )
+        unreadable.extend(
+            {"bucket": bucket_id, **row}
+            for row in read_json_lines(bucket.folder / UNREADABLE_FINAL_FILE_NAME)
+        )
+    return manifest.storage_section(
+        buckets, storage_summary, storage_summary.get("snapshot"), deleted, unreadable
+    )
 
 
-def _require_staged_exports(staging: StagingArea, database_summary: dict | None,
-                            auth_summary: dict | None, bucket_ids: list[str]) -> None:
+def _require_staged_exports(
+    staging: StagingArea,
+    database_summary: dict | None,
+    auth_summary: dict | None,
+    bucket_ids: list[str],
+) -> None:
     """Every export this archive needs is still staged. A failed run's teardown removes its
     staging; clearing only the failed tasks then re-runs this step without the exports that had
     succeeded, and the fix is to re-run them too."""
@@ -307,25 +365,34 @@ def _require_staged_exports(staging: StagingArea, database_summary: dict | None,
         needed.append(("dump_database", staging.database_dump))
     if auth_summary and auth_summary.get("included"):
         needed.append(("export_auth_users", staging.auth_users))
-    needed.extend((f"export_bucket[{bucket_id}]", staging.bucket(bucket_id).folder / "reconciled.jsonl")
-                  for bucket_id in bucket_ids)
+    needed.extend(
+        (f"export_bucket[{bucket_id}]", staging.bucket(bucket_id).folder / "reconciled.jsonl")
+        for bucket_id in bucket_ids
+    )
     gone = [task for task, path in needed if not path.exists()]
     if gone:
         raise StagingCorrupted(
-            ", ".join(gone), "its staged export is gone (a failed run's cleanup removes staging); "
+            ", ".join(gone),
+            "its staged export is gone (a failed run's cleanup removes staging); "
             "clear this run's tasks together with their upstream tasks (Clear, with Upstream), "
-            "or trigger a new run")
+            "or trigger a new run",
+        )
 
 
-def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict | None,
-                  auth_summary: dict | None, storage_summary: dict | None,
-                  bucket_ids: list[str] | None) -> dict:
+def build_archive(
+    plan: RunPlan,
+    resources: RunResources,
+    database_summary: dict | None,
+    auth_summary: dict | None,
+    storage_summary: dict | None,
+    bucket_ids: list[str] | None,
+) -> dict:
     """manifest.json and the zip, from what the included parts staged."""
     _report_step(plan, resources, "building the archive")
     staging = resources.staging
     bucket_ids = list(bucket_ids or []) if plan.include_storage else []
     _require_staged_exports(staging, database_summary, auth_summary, bucket_ids)
-    created_at = datetime.now(timezone.utc)
+    created_at = datetime.now(UTC)
     header = manifest.build_header(
         plan=plan.to_dict(),
         created_at=created_at,
@@ -334,23 +401,43 @@ def build_archive(plan: RunPlan, resources: RunResources, database_summary: dict
         database=database_summary,
         auth=auth_summary,
         storage=_storage_section(staging, bucket_ids, storage_summary or {})
-        if plan.include_storage else None,
+        if plan.include_storage
+        else None,
     )
     if plan.stream_archive and not plan.age_recipients:  # encryption needs the local zip
         # The zip itself is written by upload_archive, straight into S3: only the manifest (and
         # what is needed to list the members again) is kept here.
-        members = {"database": _member_source(database_summary),
-                   "auth": _member_source(auth_summary), "bucket_ids": bucket_ids}
-        result = build.write_manifest_file(staging, header, database=members["database"],
-                                             auth=members["auth"], bucket_ids=bucket_ids)
-        expected = (sum((part or {}).get("bytes") or 0 for part in (database_summary, auth_summary))
-                    + ((storage_summary or {}).get("bytes") or 0) + result["manifest_bytes"]
-                    + 200 * (result["manifest_members"] + 1))
-        result.update(streamed=True, created_at=created_at.isoformat(), members_source=members,
-                      expected_bytes=expected)
+        members = {
+            "database": _member_source(database_summary),
+            "auth": _member_source(auth_summary),
+            "bucket_ids": bucket_ids,
+        }
+        result = build.write_manifest_file(
+            staging,
+            header,
+            database=members["database"],
+            auth=members["auth"],
+            bucket_ids=bucket_ids,
+        )
+        expected = (
+            sum((part or {}).get("bytes") or 0 for part in (database_summary, auth_summary))
+            + ((storage_summary or {}).get("bytes") or 0)
+            + result["manifest_bytes"]
+            + 200 * (result["manifest_members"] + 1)
+        )
+        result.update(
+            streamed=True,
+            created_at=created_at.isoformat(),
+            members_source=members,
+            expected_bytes=expected,
+        )
     else:
         result = build.build_archive(
-            staging, header, database=database_summary, auth=auth_summary, bucket_ids=bucket_ids,
+            staging,
+            header,
+            database=database_summary,
+            auth=auth_summary,
+            bucket_ids=bucket_ids,
             created_at=created_at,
         )
     result["storage_buckets"] = len(bucket_ids) if plan.include_storage else None
@@ -361,65 +448,102 @@ def _member_source(summary: dict | None) -> dict | None:
     """What plan_members needs of an export's summary."""
     if not summary:
         return None
-    return {name: summary.get(name) for name in ("included", "bytes", "sha256", "roles")
-            if name in summary}
+    return {
+        name: summary.get(name)
+        for name in ("included", "bytes", "sha256", "roles")
+        if name in summary
+    }
 
 
 def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict) -> dict:
 
     _report_step(plan, resources, "uploading the archive")
     if plan.age_recipients:  # client-side encryption (issue 11): see encrypted_archive
-
         archive_path = resources.staging.archive
         return encrypted_archive.encrypt_and_upload(
-            resources.s3, archive_path, archive_path.with_name(archive_path.name + ".age"),
-            plan.s3_bucket, plan.s3_prefix,
-            datetime.fromisoformat(plan.started_at).astimezone(timezone.utc),
-            recipients=tuple(plan.age_recipients), sha256=archive_summary["sha256"],
-            size=archive_summary["bytes"], server_side_encryption=plan.server_side_encryption,
-            kms_key_id=plan.sse_kms_key_id)
-    started_at = datetime.fromisoformat(plan.started_at).astimezone(timezone.utc)
+            resources.s3,
+            archive_path,
+            archive_path.with_name(archive_path.name + ".age"),
+            plan.s3_bucket,
+            plan.s3_prefix,
+            datetime.fromisoformat(plan.started_at).astimezone(UTC),
+            recipients=tuple(plan.age_recipients),
+            sha256=archive_summary["sha256"],
+            size=archive_summary["bytes"],
+            server_side_encryption=plan.server_side_encryption,
+            kms_key_id=plan.sse_kms_key_id,
+        )
+    started_at = datetime.fromisoformat(plan.started_at).astimezone(UTC)
     if archive_summary.get("streamed"):
         members = archive_summary["members_source"]
         staging = resources.staging
 
         def write(output) -> dict:
             return build.write_zip(
-                output, staging, archive_summary, database=members["database"],
-                auth=members["auth"], bucket_ids=members["bucket_ids"],
-                created_at=datetime.fromisoformat(archive_summary["created_at"]))
+                output,
+                staging,
+                archive_summary,
+                database=members["database"],
+                auth=members["auth"],
+                bucket_ids=members["bucket_ids"],
+                created_at=datetime.fromisoformat(archive_summary["created_at"]),
+            )
 
         return destination.stream_archive(
-            resources.s3, write, plan.s3_bucket, plan.s3_prefix, started_at,
+            resources.s3,
+            write,
+            plan.s3_bucket,
+            plan.s3_prefix,
+            started_at,
             manifest_sha256=archive_summary["manifest_sha256"],
             expected_bytes=archive_summary.get("expected_bytes") or 0,
-            server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id)
+            server_side_encryption=plan.server_side_encryption,
+            kms_key_id=plan.sse_kms_key_id,
+        )
     return destination.upload_archive(
-        resources.s3, resources.staging.archive, plan.s3_bucket, plan.s3_prefix, started_at,
-        sha256=archive_summary["sha256"], size=archive_summary["bytes"],
-        server_side_encryption=plan.server_side_encryption, kms_key_id=plan.sse_kms_key_id,
+        resources.s3,
+        resources.staging.archive,
+        plan.s3_bucket,
+        plan.s3_prefix,
+        started_at,
+        sha256=archive_summary["sha256"],
+        size=archive_summary["bytes"],
+        server_side_encryption=plan.server_side_encryption,
+        kms_key_id=plan.sse_kms_key_id,
     )
 
 
-def verify_upload(plan: RunPlan, resources: RunResources, archive_summary: dict,
-                  location: dict) -> dict:
+def verify_upload(
+    plan: RunPlan, resources: RunResources, archive_summary: dict, location: dict
+) -> dict:
 
     _report_step(plan, resources, "verifying the uploaded archive")
     if location.get("encrypted"):
-
         result = encrypted_archive.read_back_and_check(
-            resources.s3, location["s3_bucket"], location["s3_key"],
-            size=location["ciphertext_bytes"], sha256=location["ciphertext_sha256"])
-        result.update(members_checked=location["plaintext_members_checked"],
-                      format_version=location["format_version"])
+            resources.s3,
+            location["s3_bucket"],
+            location["s3_key"],
+            size=location["ciphertext_bytes"],
+            sha256=location["ciphertext_sha256"],
+        )
+        result.update(
+            members_checked=location["plaintext_members_checked"],
+            format_version=location["format_version"],
+        )
         with resources.database.connect(autocommit=True) as connection:
             history.record_encryption(connection, plan.run_id, location["recipients"])
-        return {**location, **result,
-                "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
+        return {
+            **location,
+            **result,
+            "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}",
+        }
     written = location if location.get("streamed") else archive_summary  # who knows the bytes
     result = destination.read_back_and_verify(
-        resources.s3, location["s3_bucket"], location["s3_key"],
-        size=written["bytes"], sha256=written["sha256"],
+        resources.s3,
+        location["s3_bucket"],
+        location["s3_key"],
+        size=written["bytes"],
+        sha256=written["sha256"],
     )
     if plan.attempt:  # a cleared run may have been encrypted before: the row says what is true now
         with resources.database.connect(autocommit=True) as connection:
@@ -434,5 +558,3 @@ def cleanup_staging(plan: RunPlan, resources: RunResources) -> None:
 
 
 # --- the outcome ------------------------------------------------------------------------------------
-
-

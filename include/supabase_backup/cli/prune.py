@@ -30,19 +30,30 @@ marked. The database password comes from PGPASSWORD, never from the command line
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("prune", help=HELP, description=DESCRIPTION,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", metavar="URL",
-                        help="postgresql://user@host:port/dbname holding backup_history, without "
-                             "a password (set PGPASSWORD)")
-    parser.add_argument("--rules", metavar="JSON",
-                        help='the rules as the Variable supabase_backup_retention holds them, e.g. '
-                             '\'{"keep_daily": 7, "keep_weekly": 4}\'')
+    parser = commands.add_parser(
+        "prune",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="postgresql://user@host:port/dbname holding backup_history, without "
+        "a password (set PGPASSWORD)",
+    )
+    parser.add_argument(
+        "--rules",
+        metavar="JSON",
+        help="the rules as the Variable supabase_backup_retention holds them, e.g. "
+        '\'{"keep_daily": 7, "keep_weekly": 4}\'',
+    )
     for name in ("last", "daily", "weekly", "monthly", "yearly"):
         parser.add_argument(f"--keep-{name}", type=int, metavar="N", dest=f"keep_{name}")
     parser.add_argument("--timezone", metavar="TZ", help="IANA time zone of the periods (UTC)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="show what would be deleted and why; delete nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would be deleted and why; delete nothing"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(run=run)
 
@@ -59,8 +70,9 @@ def rules_from_arguments(arguments):
         rules["timezone"] = arguments.timezone
     parsed = RetentionRules.parse(rules) if rules else None
     if parsed is None:
-        raise ConfigurationError("no rule given: pass --keep-daily N (or another --keep-* rule) "
-                                 "or --rules JSON")
+        raise ConfigurationError(
+            "no rule given: pass --keep-daily N (or another --keep-* rule) or --rules JSON"
+        )
     return parsed
 
 
@@ -69,17 +81,26 @@ def run(arguments) -> int:
     if not arguments.database_url:
         raise ConfigurationError("--database-url is required (the database holding backup_history)")
     if urlsplit(arguments.database_url).password is not None:
-        raise ConfigurationError("--database-url holds a password, which any user of this machine "
-                                 "can read in the process list: remove it and set PGPASSWORD")
+        raise ConfigurationError(
+            "--database-url holds a password, which any user of this machine "
+            "can read in the process list: remove it and set PGPASSWORD"
+        )
     rules = rules_from_arguments(arguments)
     client = None if arguments.dry_run else destination.s3_client_from_environment()
     with DatabaseSettings.from_url(arguments.database_url).connect(autocommit=True) as connection:
         result = retention.apply_retention(connection, client, rules, dry_run=arguments.dry_run)
     decisions = result.pop("decisions")
     if arguments.json:
-        result["plan"] = [{"history_id": d.backup.history_id, "s3_key": d.backup.s3_key,
-                           "started_at": d.backup.started_at.isoformat(), "keep": d.keep,
-                           "reasons": d.reasons} for d in decisions]
+        result["plan"] = [
+            {
+                "history_id": d.backup.history_id,
+                "s3_key": d.backup.s3_key,
+                "started_at": d.backup.started_at.isoformat(),
+                "keep": d.keep,
+                "reasons": d.reasons,
+            }
+            for d in decisions
+        ]
         print(json.dumps(result))
     else:
         print(retention_rules.format_plan(decisions, rules, dry_run=arguments.dry_run))

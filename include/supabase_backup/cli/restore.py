@@ -21,8 +21,8 @@ from supabase_backup.errors import (
     RestoreRefused,
 )
 from supabase_backup.restore import archive as restore_archive
-from supabase_backup.restore import supabase as restore_supabase
 from supabase_backup.restore import database as database_restore
+from supabase_backup.restore import supabase as restore_supabase
 from supabase_backup.restore.database import EXTENSION_SCHEMAS, open_text
 from supabase_backup.restore.storage import Progress, restore_storage
 from supabase_backup.sources.api_client import ApiSettings
@@ -76,33 +76,68 @@ and changes nothing."""
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("restore", help=HELP, description=DESCRIPTION,
-                                 epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = commands.add_parser(
+        "restore",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("archive", help="a backup-….zip file, or s3://bucket/key")
-    parser.add_argument("--only", choices=("db", "storage"),
-                        help="restore only the database or only the storage objects")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print what would be restored, with counts and sizes; change nothing")
-    parser.add_argument("--database-url", metavar="URL",
-                        default=os.environ.get("SUPABASE_BACKUP_RESTORE_DATABASE_URL"),
-                        help="postgresql://user@host:port/dbname of an EMPTY database "
-                             "(default: $SUPABASE_BACKUP_RESTORE_DATABASE_URL)")
-    parser.add_argument("--storage-url", metavar="URL",
-                        help="the target project URL (https://xyz.supabase.co); Storage is under "
-                             "/storage/v1 on it")
-    parser.add_argument("--storage-key-env", metavar="NAME", default="SUPABASE_SERVICE_ROLE_KEY",
-                        help="environment variable holding the target's service key "
-                             "(default: SUPABASE_SERVICE_ROLE_KEY)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace objects that exist on the target with different bytes")
-    parser.add_argument("--skip-extension", metavar="NAME", action="append", default=[],
-                        help="restore without this extension the target lacks (repeat per name)")
-    parser.add_argument("--target", choices=("auto", "postgres", "supabase"), default="auto",
-                        help="postgres: an empty database; supabase: a fresh Supabase project's "
-                             "postgres database; auto (default): supabase when the target has "
-                             "auth.schema_migrations")
-    parser.add_argument("--identity", metavar="FILE",
-                        help="age identity file to decrypt an encrypted ….zip.age archive")
+    parser.add_argument(
+        "--only",
+        choices=("db", "storage"),
+        help="restore only the database or only the storage objects",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be restored, with counts and sizes; change nothing",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=os.environ.get("SUPABASE_BACKUP_RESTORE_DATABASE_URL"),
+        help="postgresql://user@host:port/dbname of an EMPTY database "
+        "(default: $SUPABASE_BACKUP_RESTORE_DATABASE_URL)",
+    )
+    parser.add_argument(
+        "--storage-url",
+        metavar="URL",
+        help="the target project URL (https://xyz.supabase.co); Storage is under /storage/v1 on it",
+    )
+    parser.add_argument(
+        "--storage-key-env",
+        metavar="NAME",
+        default="SUPABASE_SERVICE_ROLE_KEY",
+        help="environment variable holding the target's service key "
+        "(default: SUPABASE_SERVICE_ROLE_KEY)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace objects that exist on the target with different bytes",
+    )
+    parser.add_argument(
+        "--skip-extension",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="restore without this extension the target lacks (repeat per name)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("auto", "postgres", "supabase"),
+        default="auto",
+        help="postgres: an empty database; supabase: a fresh Supabase project's "
+        "postgres database; auto (default): supabase when the target has "
+        "auth.schema_migrations",
+    )
+    parser.add_argument(
+        "--identity",
+        metavar="FILE",
+        help="age identity file to decrypt an encrypted ….zip.age archive",
+    )
     parser.add_argument("--psql", metavar="PATH", help="the psql to run (default: psql on PATH)")
     parser.set_defaults(run=run)
 
@@ -113,34 +148,47 @@ def _check_arguments(arguments) -> tuple[bool, bool]:
     if arguments.dry_run:
         return restore_db, restore_storage
     if restore_db and not arguments.database_url:
-        raise ConfigurationError("--database-url is required to restore the database "
-                                 "(or pass --only storage)")
+        raise ConfigurationError(
+            "--database-url is required to restore the database (or pass --only storage)"
+        )
     if restore_storage:
         if not arguments.storage_url:
-            raise ConfigurationError("--storage-url is required to restore storage (or pass --only db)")
+            raise ConfigurationError(
+                "--storage-url is required to restore storage (or pass --only db)"
+            )
         if not os.environ.get(arguments.storage_key_env):
             raise ConfigurationError(
                 f"the environment variable {arguments.storage_key_env} (--storage-key-env) is not "
-                f"set: put the target project's service key in it")
+                f"set: put the target project's service key in it"
+            )
     return restore_db, restore_storage
 
 
 def run(arguments) -> int:
     restore_db, restore_objects = _check_arguments(arguments)
     encryption.refuse_without_identity(arguments.archive, arguments.identity)
-    opened = (location.open_decrypted(arguments.archive, arguments.identity)
-              if arguments.identity else location.open_archive(arguments.archive))
+    opened = (
+        location.open_decrypted(arguments.archive, arguments.identity)
+        if arguments.identity
+        else location.open_archive(arguments.archive)
+    )
     with opened as (archive_file, label):
         # Read with bounded memory whatever the member count: no zipfile.ZipFile (archive.py).
         with restore_archive.RestoreArchive(archive_file, label) as archive:
             names = restore_archive.check_member_names(archive)
             verified = verify_archive(archive_file, label=label)
-            print(f"Verified {label}: {names:,} member names are safe; "
-                  f"{verified['members_checked']:,} members match the manifest.", file=sys.stderr)
+            print(
+                f"Verified {label}: {names:,} member names are safe; "
+                f"{verified['members_checked']:,} members match the manifest.",
+                file=sys.stderr,
+            )
             plan = restore_archive.plan_restore(archive)
             if arguments.dry_run:
-                print(plan.describe(arguments.only, _safe_url(arguments.database_url),
-                                    arguments.storage_url))
+                print(
+                    plan.describe(
+                        arguments.only, _safe_url(arguments.database_url), arguments.storage_url
+                    )
+                )
                 return EXIT_OK
             header, _ = restore_archive.read_header_and_members(archive)
             if restore_db:
@@ -149,8 +197,9 @@ def run(arguments) -> int:
                         raise RestoreRefused("the archive holds no database dump")
                     print("Database: not in this archive; skipped.")
                 else:
-                    _restore_database(arguments, archive, DATABASE_MEMBER, plan.tables, label,
-                                      plan.figures_method)
+                    _restore_database(
+                        arguments, archive, DATABASE_MEMBER, plan.tables, label, plan.figures_method
+                    )
             if restore_objects:
                 _restore_storage(arguments, archive, header, plan)
     return EXIT_OK
@@ -163,35 +212,53 @@ def _safe_url(url: str | None) -> str | None:
     return DatabaseSettings.from_url(url).describe()
 
 
-def _restore_database(arguments, archive: RestoreArchive, member: str, tables: list[dict],
-                      label: str, figures_method: str | None) -> None:
-
+def _restore_database(
+    arguments,
+    archive: RestoreArchive,
+    member: str,
+    tables: list[dict],
+    label: str,
+    figures_method: str | None,
+) -> None:
 
     target = DatabaseSettings.from_url(arguments.database_url)
     into_supabase = arguments.target == "supabase" or (
-        arguments.target == "auto" and restore_supabase.is_supabase_project(target))
+        arguments.target == "auto" and restore_supabase.is_supabase_project(target)
+    )
     not_compared_tables: dict[str, str] = {}
     if into_supabase:
-
         has_roles = ROLES_MEMBER in archive
         result = restore_supabase.restore_into_supabase(
-            lambda: open_text(archive.open(member)), target,
-            skip_extensions=arguments.skip_extension, psql=arguments.psql,
-            open_roles=(lambda: open_text(archive.open(ROLES_MEMBER))) if has_roles else None)
+            lambda: open_text(archive.open(member)),
+            target,
+            skip_extensions=arguments.skip_extension,
+            psql=arguments.psql,
+            open_roles=(lambda: open_text(archive.open(ROLES_MEMBER))) if has_roles else None,
+        )
         tables, not_compared_tables = restore_supabase.comparable_figures(tables)
     else:
-        result = database_restore.restore_database(lambda: open_text(archive.open(member)), target,
-                                  skip_extensions=arguments.skip_extension, psql=arguments.psql)
+        result = database_restore.restore_database(
+            lambda: open_text(archive.open(member)),
+            target,
+            skip_extensions=arguments.skip_extension,
+            psql=arguments.psql,
+        )
     print(result.describe())
     if not any(entry.get("rows") is not None for entry in tables):
-        print("Figures: this archive records no exact row counts or checksums (made before they "
-              "existed); compare the row counts above by hand.")
+        print(
+            "Figures: this archive records no exact row counts or checksums (made before they "
+            "existed); compare the row counts above by hand."
+        )
         return
     # The same figures the backup recorded in the dump's snapshot, on the restored database.
-    skipped = {EXTENSION_SCHEMAS[name]: f"extension {name} skipped"
-               for name in result.extensions_skipped if name in EXTENSION_SCHEMAS}
+    skipped = {
+        EXTENSION_SCHEMAS[name]: f"extension {name} skipped"
+        for name in result.extensions_skipped
+        if name in EXTENSION_SCHEMAS
+    }
     checksum_tables, method, unknown_method = checksum_tables_and_method(
-        tables, figures_method or SORTED_MD5_METHOD)
+        tables, figures_method or SORTED_MD5_METHOD
+    )
     restored = compute_figures_of(target, checksum_tables=checksum_tables, method=method)
     if into_supabase:  # the project's own tables beyond the backup's are not differences
         recorded_names = {f"{entry['schema']}.{entry['table']}" for entry in tables}
@@ -200,9 +267,11 @@ def _restore_database(arguments, archive: RestoreArchive, member: str, tables: l
     comparison.not_compared.extend(f"{name}: {why}" for name, why in not_compared_tables.items())
     if unknown_method:
         comparison.not_compared.append(unknown_method)
-    print(f"Figures: {comparison.compared} tables, {comparison.rows:,} rows and "
-          f"{comparison.checksums_compared} content checksums compared with those recorded at "
-          f"dump time: {'all equal' if comparison.ok else f'{len(comparison.differences)} differ'}.")
+    print(
+        f"Figures: {comparison.compared} tables, {comparison.rows:,} rows and "
+        f"{comparison.checksums_compared} content checksums compared with those recorded at "
+        f"dump time: {'all equal' if comparison.ok else f'{len(comparison.differences)} differ'}."
+    )
     for line in comparison.not_compared:
         print(f"  not compared: {line}")
     if not comparison.ok:
@@ -212,11 +281,13 @@ def _restore_database(arguments, archive: RestoreArchive, member: str, tables: l
 def _restore_storage(arguments, archive: RestoreArchive, header: dict, plan) -> None:
 
     settings = ApiSettings(arguments.storage_url, os.environ[arguments.storage_key_env])
-    progress = Progress({bucket.bucket: (bucket.objects, bucket.bytes)
-                         for bucket in plan.buckets.values()})
+    progress = Progress(
+        {bucket.bucket: (bucket.objects, bucket.bytes) for bucket in plan.buckets.values()}
+    )
     try:
-        result = restore_storage(archive, header, settings, overwrite=arguments.overwrite,
-                                 progress=progress)
+        result = restore_storage(
+            archive, header, settings, overwrite=arguments.overwrite, progress=progress
+        )
     except RestoreIncomplete as error:
         print(error.result.describe())
         raise

@@ -25,14 +25,24 @@ members in order): no local copy, memory flat whatever the archive's size."""
 
 
 def register(commands) -> None:
-    parser = commands.add_parser("verify", help=HELP, description=DESCRIPTION,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = commands.add_parser(
+        "verify",
+        help=HELP,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("archive", help="a backup-….zip file, or s3://bucket/key")
-    parser.add_argument("--identity", metavar="FILE",
-                        help="age identity file (AGE-SECRET-KEY-…) to decrypt an encrypted "
-                             "….zip.age archive; the manifest is then checked on the plaintext")
-    parser.add_argument("--json", action="store_true",
-                        help="print the result as one JSON object instead of a sentence")
+    parser.add_argument(
+        "--identity",
+        metavar="FILE",
+        help="age identity file (AGE-SECRET-KEY-…) to decrypt an encrypted "
+        "….zip.age archive; the manifest is then checked on the plaintext",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON object instead of a sentence",
+    )
     parser.set_defaults(run=run)
 
 
@@ -41,14 +51,15 @@ def verify_location(location: str) -> dict:
     own size and sha256."""
 
     if location.startswith("s3://"):
-
         bucket, key = destination.parse_s3_url(location)
         archive_file, reader = destination.open_s3_archive(
-            destination.s3_client_from_environment(), bucket, key)
+            destination.s3_client_from_environment(), bucket, key
+        )
         with archive_file:
             result = verify_archive(archive_file, label=location)
-            result.update(bytes=reader.size, sha256=reader.finish_sha256(),
-                          bytes_fetched=reader.bytes_fetched)
+            result.update(
+                bytes=reader.size, sha256=reader.finish_sha256(), bytes_fetched=reader.bytes_fetched
+            )
         return result
     result = verify_archive(location)
     with open(location, "rb") as archive_file:
@@ -83,8 +94,10 @@ def run(arguments) -> int:
     if arguments.json:
         print(json.dumps({"ok": True, "archive": arguments.archive, **result}))
     else:
-        print(f"OK {label}: {result['members_checked']:,} members "
-              f"({format_bytes(result['content_bytes'])}) match the manifest "
-              f"(format {result['format_version']}, run {result['run_id']}); {whole} "
-              f"{format_bytes(size)}, sha256 {sha256}")
+        print(
+            f"OK {label}: {result['members_checked']:,} members "
+            f"({format_bytes(result['content_bytes'])}) match the manifest "
+            f"(format {result['format_version']}, run {result['run_id']}); {whole} "
+            f"{format_bytes(size)}, sha256 {sha256}"
+        )
     return EXIT_OK

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from supabase_backup.archive.encryption import decrypted_copy, recipients_label
 from supabase_backup.destination import s3 as destination
@@ -16,15 +17,14 @@ from supabase_backup.errors import ArchiveNotFound
 def open_archive(location: str) -> Iterator[tuple[io.BufferedIOBase, str]]:
     """(seekable binary file, label) of a local zip or s3://bucket/key (read by ranged GETs)."""
     if location.startswith("s3://"):
-
         bucket, key = destination.parse_s3_url(location)
         archive_file, _ = destination.open_s3_archive(
-            destination.s3_client_from_environment(), bucket, key)
+            destination.s3_client_from_environment(), bucket, key
+        )
     else:
         try:
             archive_file = open(location, "rb")
         except FileNotFoundError:
-
             raise ArchiveNotFound(location, "no such file") from None
     with archive_file:
         yield archive_file, location
@@ -41,7 +41,6 @@ def open_decrypted(location: str, identity_file: str) -> Iterator[tuple[IO[bytes
 
     folder = tempfile.gettempdir()
     if location.startswith("s3://"):
-
         bucket, key = destination.parse_s3_url(location)
         client = destination.s3_client_from_environment()
         head = destination.head_object(client, bucket, key)
@@ -49,13 +48,17 @@ def open_decrypted(location: str, identity_file: str) -> Iterator[tuple[IO[bytes
             raise ArchiveNotFound(location, "the key does not exist")
         body = client.get_object(Bucket=bucket, Key=key)["Body"]
         with body:
-            path = decrypted_copy(body, folder, identity_file, label=location,
-                                  recipients=recipients_label(head.get("Metadata")))
+            path = decrypted_copy(
+                body,
+                folder,
+                identity_file,
+                label=location,
+                recipients=recipients_label(head.get("Metadata")),
+            )
     else:
         try:
             source = open(location, "rb")
         except FileNotFoundError:
-
             raise ArchiveNotFound(location, "no such file") from None
         with source:
             path = decrypted_copy(source, folder, identity_file, label=location)

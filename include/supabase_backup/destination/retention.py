@@ -14,9 +14,8 @@ crash between the two leaves a row whose archive the next run deletes again (ide
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-from datetime import timezone as dt_timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from supabase_backup.errors import RetentionFailed
 from supabase_backup.records import history
@@ -38,31 +37,47 @@ DOWNLOAD_IN_USE_MINUTES = 15
 def candidates(connection) -> list[Backup]:
     """Verified successful backups whose archive is still there."""
 
-    return [Backup(history_id=row["id"], run_id=row["run_id"], started_at=row["started_at"],
-                   s3_bucket=row["s3_bucket"], s3_key=row["s3_key"],
-                   size_bytes=row["size_bytes"])
-            for row in history.retention_candidates(connection)]
+    return [
+        Backup(
+            history_id=row["id"],
+            run_id=row["run_id"],
+            started_at=row["started_at"],
+            s3_bucket=row["s3_bucket"],
+            s3_key=row["s3_key"],
+            size_bytes=row["size_bytes"],
+        )
+        for row in history.retention_candidates(connection)
+    ]
 
 
-def apply_retention(connection, s3_client, rules: RetentionRules, *, dry_run: bool = False,
-                    now: datetime | None = None,
-                    delete_object: Callable[[str, str], None] | None = None) -> dict:
+def apply_retention(
+    connection,
+    s3_client,
+    rules: RetentionRules,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    delete_object: Callable[[str, str], None] | None = None,
+) -> dict:
     """Plan and (unless ``dry_run``) delete. Each deletion re-checks, just before it, that no
     download or drill has started using the archive since the plan was made."""
 
-    now = now or datetime.now(dt_timezone.utc)
+    now = now or datetime.now(UTC)
     protected = history.archives_in_use(connection, now=now, minutes=DOWNLOAD_IN_USE_MINUTES)
     decisions = plan_retention(candidates(connection), rules, protected=protected)
     deleted, kept_late = [], []
     if delete_object is None:
+
         def delete_object(bucket: str, key: str) -> None:
             s3_client.delete_object(Bucket=bucket, Key=key)
+
     for decision in decisions:
         if decision.keep or dry_run:
             continue
         backup = decision.backup
-        late = history.archives_in_use(connection, now=datetime.now(dt_timezone.utc),
-                                       minutes=DOWNLOAD_IN_USE_MINUTES)
+        late = history.archives_in_use(
+            connection, now=datetime.now(UTC), minutes=DOWNLOAD_IN_USE_MINUTES
+        )
         if backup.history_id in late:
             decision.keep, decision.reasons = True, [late[backup.history_id]]
             kept_late.append(backup.history_id)
@@ -70,15 +85,30 @@ def apply_retention(connection, s3_client, rules: RetentionRules, *, dry_run: bo
         delete_object(backup.s3_bucket, backup.s3_key)
         history.mark_deleted(connection, backup.history_id, rules.describe())
         deleted.append(backup.history_id)
-        log.info("Retention deleted s3://%s/%s (run %s, %s)", backup.s3_bucket, backup.s3_key,
-                 backup.run_id, backup.started_at.isoformat())
-    log.info("Retention (%s): %d backup(s) considered, %d kept, %d %s", rules.describe(),
-             len(decisions), sum(d.keep for d in decisions),
-             sum(not d.keep for d in decisions), "would be deleted" if dry_run else "deleted")
-    return {"rules": rules.describe(), "dry_run": dry_run, "considered": len(decisions),
-            "kept": [d.backup.history_id for d in decisions if d.keep],
-            "deleted": deleted, "kept_because_in_use": kept_late,
-            "decisions": decisions}
+        log.info(
+            "Retention deleted s3://%s/%s (run %s, %s)",
+            backup.s3_bucket,
+            backup.s3_key,
+            backup.run_id,
+            backup.started_at.isoformat(),
+        )
+    log.info(
+        "Retention (%s): %d backup(s) considered, %d kept, %d %s",
+        rules.describe(),
+        len(decisions),
+        sum(d.keep for d in decisions),
+        sum(not d.keep for d in decisions),
+        "would be deleted" if dry_run else "deleted",
+    )
+    return {
+        "rules": rules.describe(),
+        "dry_run": dry_run,
+        "considered": len(decisions),
+        "kept": [d.backup.history_id for d in decisions if d.keep],
+        "deleted": deleted,
+        "kept_because_in_use": kept_late,
+        "decisions": decisions,
+    }
 
 
 def apply_after_run(plan, resources, verified: dict | None) -> dict:
@@ -100,8 +130,9 @@ def apply_after_run(plan, resources, verified: dict | None) -> dict:
         try:
             resources.s3.delete_object(Bucket=bucket, Key=key)
         except ClientError as error:
-            raise RetentionFailed(bucket, key, error.response.get("Error", {}).get("Code")
-                                  or str(error)) from None
+            raise RetentionFailed(
+                bucket, key, error.response.get("Error", {}).get("Code") or str(error)
+            ) from None
 
     with resources.database.connect(autocommit=True) as connection:
         result = apply_retention(connection, resources.s3, rules, delete_object=delete_object)

@@ -87,8 +87,14 @@ def encryption_arguments(server_side_encryption: str, kms_key_id: str | None) ->
     return extra
 
 
-def check_writable(client, bucket: str, prefix: str, *, server_side_encryption: str = "AES256",
-                   kms_key_id: str | None = None) -> None:
+def check_writable(
+    client,
+    bucket: str,
+    prefix: str,
+    *,
+    server_side_encryption: str = "AES256",
+    kms_key_id: str | None = None,
+) -> None:
     """Fail before any data moves if the archive could not be written: start a multipart upload
     under the prefix (with the run's encryption, so a KMS key is checked too) and abort it. No
     object is created."""
@@ -103,13 +109,21 @@ def check_writable(client, bucket: str, prefix: str, *, server_side_encryption: 
         if code == "NoSuchBucket":
             raise ConfigurationError(
                 f"the S3 bucket {bucket!r} does not exist: create it, or set the Airflow Variable "
-                "supabase_backup_s3_bucket to the bucket that receives the archives") from None
-        if code in ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId",
-                    "SignatureDoesNotMatch", "KMS.AccessDeniedException", "KMS.NotFoundException"):
+                "supabase_backup_s3_bucket to the bucket that receives the archives"
+            ) from None
+        if code in (
+            "AccessDenied",
+            "AllAccessDisabled",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "KMS.AccessDeniedException",
+            "KMS.NotFoundException",
+        ):
             raise ConfigurationError(
                 f"the aws_default connection may not write to s3://{bucket}/{prefix} ({code}): "
                 "allow s3:PutObject and s3:AbortMultipartUpload on the prefix (and the KMS key "
-                "with aws:kms); docs/DEPLOY.md has the policy") from None
+                "with aws:kms); docs/DEPLOY.md has the policy"
+            ) from None
         raise
 
 
@@ -123,9 +137,17 @@ def archive_key(prefix: str, started_at: datetime, attempt: int = 1, suffix: str
     return f"{prefix}{archive_file_name(started_at, attempt, suffix)}"
 
 
-def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, sha256: str | None,
-                       first_attempt: int = 1, suffix: str = "", *,
-                       manifest_sha256: str | None = None) -> tuple[str, bool, int]:
+def choose_archive_key(
+    client,
+    bucket: str,
+    prefix: str,
+    started_at: datetime,
+    sha256: str | None,
+    first_attempt: int = 1,
+    suffix: str = "",
+    *,
+    manifest_sha256: str | None = None,
+) -> tuple[str, bool, int]:
     """(key, already_uploaded, attempt): the first free key from ``first_attempt`` on, or the key
     already holding this archive: the same sha256 in its metadata, or, for a streamed archive (whose
     hash is known only once written), the same manifest's sha256 — the manifest names every
@@ -137,8 +159,9 @@ def choose_archive_key(client, bucket: str, prefix: str, started_at: datetime, s
             return key, False, attempt
         metadata = head.get("Metadata") or {}
         if (sha256 is not None and metadata.get(SHA256_METADATA_KEY) == sha256) or (
-                manifest_sha256 is not None
-                and metadata.get(MANIFEST_SHA256_METADATA_KEY) == manifest_sha256):
+            manifest_sha256 is not None
+            and metadata.get(MANIFEST_SHA256_METADATA_KEY) == manifest_sha256
+        ):
             return key, True, attempt
         log.info("s3://%s/%s holds another archive; trying the next name", bucket, key)
     raise ArchiveKeyTaken(bucket, archive_key(prefix, started_at, MAX_NAME_ATTEMPTS, suffix))
@@ -149,8 +172,10 @@ class _KeyTakenMeanwhile(Exception):
 
 
 def _is_precondition_failed(error: ClientError) -> bool:
-    return (error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
-            or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412)
+    return (
+        error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
+        or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 412
+    )
 
 
 def part_size_for(size: int) -> int:
@@ -164,8 +189,9 @@ def _put_if_absent(client, source_path, bucket: str, key: str, size: int, extra:
     try:
         if size <= MULTIPART_PART_BYTES:
             with source_path.open("rb") as source:
-                client.put_object(Bucket=bucket, Key=key, Body=source.read(), IfNoneMatch="*",
-                                  **extra)
+                client.put_object(
+                    Bucket=bucket, Key=key, Body=source.read(), IfNoneMatch="*", **extra
+                )
             return
         _multipart_if_absent(client, source_path, bucket, key, size, extra)
     except ClientError as error:
@@ -174,8 +200,9 @@ def _put_if_absent(client, source_path, bucket: str, key: str, size: int, extra:
         raise
 
 
-def _multipart_if_absent(client, source_path, bucket: str, key: str, size: int,
-                         extra: dict) -> None:
+def _multipart_if_absent(
+    client, source_path, bucket: str, key: str, size: int, extra: dict
+) -> None:
     part_size = part_size_for(size)
     upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
 
@@ -183,15 +210,21 @@ def _multipart_if_absent(client, source_path, bucket: str, key: str, size: int,
         with source_path.open("rb") as source:  # one handle per part: parts go in parallel
             source.seek((number - 1) * part_size)
             body = source.read(part_size)
-        reply = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                   PartNumber=number, Body=body)
+        reply = client.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+        )
         return {"PartNumber": number, "ETag": reply["ETag"]}
 
     try:
         with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
             parts = list(pool.map(upload_part, range(1, -(-size // part_size) + 1)))
-        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                         MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+        client.complete_multipart_upload(
+            Bucket=bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": parts},
+            IfNoneMatch="*",
+        )
     except BaseException:
         try:
             client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -206,8 +239,13 @@ def _is_transient(error: Exception) -> bool:
     if isinstance(error, ClientError):
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
         code = error.response.get("Error", {}).get("Code")
-        return status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError",
-                                         "ServiceUnavailable", "Throttling")
+        return status >= 500 or code in (
+            "SlowDown",
+            "RequestTimeout",
+            "InternalError",
+            "ServiceUnavailable",
+            "Throttling",
+        )
     return False
 
 
@@ -217,8 +255,16 @@ class MultipartUploadSink:
     and ``complete`` finishes the upload with ``If-None-Match: *`` (S3 refuses it atomically when
     the key exists meanwhile: _KeyTakenMeanwhile). Memory: (threads + 1) parts at most."""
 
-    def __init__(self, client, bucket: str, key: str, extra: dict, *,
-                 part_bytes: int = STREAM_PART_BYTES, threads: int = UPLOAD_THREADS) -> None:
+    def __init__(
+        self,
+        client,
+        bucket: str,
+        key: str,
+        extra: dict,
+        *,
+        part_bytes: int = STREAM_PART_BYTES,
+        threads: int = UPLOAD_THREADS,
+    ) -> None:
         self._client, self._bucket, self._key = client, bucket, key
         self._part_bytes = part_bytes
         self.upload_id = client.create_multipart_upload(Bucket=bucket, Key=key, **extra)["UploadId"]
@@ -232,8 +278,8 @@ class MultipartUploadSink:
         self._buffer += data
         self.size += len(data)
         while len(self._buffer) >= self._part_bytes:
-            self._submit(bytes(memoryview(self._buffer)[:self._part_bytes]))
-            del self._buffer[:self._part_bytes]
+            self._submit(bytes(memoryview(self._buffer)[: self._part_bytes]))
+            del self._buffer[: self._part_bytes]
         return len(data)
 
     def flush(self) -> None:
@@ -256,15 +302,24 @@ class MultipartUploadSink:
     def _upload_part(self, number: int, body: bytes) -> dict:
         for attempt in range(1, PART_ATTEMPTS + 1):
             try:
-                reply = self._client.upload_part(Bucket=self._bucket, Key=self._key,
-                                                 UploadId=self.upload_id, PartNumber=number,
-                                                 Body=body)
+                reply = self._client.upload_part(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=body,
+                )
                 return {"PartNumber": number, "ETag": reply["ETag"]}
             except (BotoCoreError, ClientError) as error:
                 if attempt == PART_ATTEMPTS or not _is_transient(error):
                     raise
-                log.warning("Part %d of s3://%s/%s failed (%s); retrying it", number,
-                            self._bucket, self._key, error)
+                log.warning(
+                    "Part %d of s3://%s/%s failed (%s); retrying it",
+                    number,
+                    self._bucket,
+                    self._key,
+                    error,
+                )
                 time.sleep(PART_RETRY_SECONDS * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
 
@@ -276,8 +331,12 @@ class MultipartUploadSink:
         self._pool.shutdown()
         try:
             self._client.complete_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
         except ClientError as error:
             if _is_precondition_failed(error):
                 self.abort()
@@ -287,16 +346,30 @@ class MultipartUploadSink:
     def abort(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         try:
-            self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key,
-                                                UploadId=self.upload_id)
+            self._client.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self.upload_id
+            )
         except (BotoCoreError, ClientError):
-            log.warning("Could not abort multipart upload %s of s3://%s/%s", self.upload_id,
-                        self._bucket, self._key)
+            log.warning(
+                "Could not abort multipart upload %s of s3://%s/%s",
+                self.upload_id,
+                self._bucket,
+                self._key,
+            )
 
 
-def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: datetime, *,
-                   manifest_sha256: str, expected_bytes: int = 0,
-                   server_side_encryption: str = "AES256", kms_key_id: str | None = None) -> dict:
+def stream_archive(
+    client,
+    write_archive,
+    bucket: str,
+    prefix: str,
+    started_at: datetime,
+    *,
+    manifest_sha256: str,
+    expected_bytes: int = 0,
+    server_side_encryption: str = "AES256",
+    kms_key_id: str | None = None,
+) -> dict:
     """Write the archive straight into S3 under the first free name: ``write_archive(output)``
     writes the zip to ``output`` (a file-like with ``write``) and returns its summary. No local
     copy: the bytes go up as multipart parts while the zip is written.
@@ -306,21 +379,33 @@ def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: 
     object carries its manifest's sha256 instead: a retried task recognises its own archive by it
     and adopts it (``already_uploaded``, sha256 None: the read-back computes it).
     """
-    extra = {"ContentType": "application/zip",
-             "Metadata": {MANIFEST_SHA256_METADATA_KEY: manifest_sha256},
-             **encryption_arguments(server_side_encryption, kms_key_id)}
+    extra = {
+        "ContentType": "application/zip",
+        "Metadata": {MANIFEST_SHA256_METADATA_KEY: manifest_sha256},
+        **encryption_arguments(server_side_encryption, kms_key_id),
+    }
     part_bytes = max(STREAM_PART_BYTES, -(-expected_bytes // 9_000))
     started = time.monotonic()
     attempt = 1
     while True:
         key, already_there, attempt = choose_archive_key(
-            client, bucket, prefix, started_at, None, attempt, manifest_sha256=manifest_sha256)
+            client, bucket, prefix, started_at, None, attempt, manifest_sha256=manifest_sha256
+        )
         if already_there:
             head = head_object(client, bucket, key)
-            log.info("s3://%s/%s already holds this archive (a retried upload); verifying it",
-                     bucket, key)
-            return {"s3_bucket": bucket, "s3_key": key, "bytes": head["ContentLength"],
-                    "sha256": None, "streamed": True, "already_uploaded": True}
+            log.info(
+                "s3://%s/%s already holds this archive (a retried upload); verifying it",
+                bucket,
+                key,
+            )
+            return {
+                "s3_bucket": bucket,
+                "s3_key": key,
+                "bytes": head["ContentLength"],
+                "sha256": None,
+                "streamed": True,
+                "already_uploaded": True,
+            }
         sink = MultipartUploadSink(client, bucket, key, extra, part_bytes=part_bytes)
         output = HashingWriter(sink)
         try:
@@ -328,8 +413,12 @@ def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: 
             sink.complete()
             break
         except _KeyTakenMeanwhile:
-            log.warning("s3://%s/%s was taken by another upload while this one ran; writing the "
-                        "archive again under the next name", bucket, key)
+            log.warning(
+                "s3://%s/%s was taken by another upload while this one ran; writing the "
+                "archive again under the next name",
+                bucket,
+                key,
+            )
             attempt += 1
         except BaseException:
             sink.abort()
@@ -337,11 +426,21 @@ def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: 
     seconds = max(time.monotonic() - started, 1e-6)
     head = head_object(client, bucket, key)
     if head is None or head["ContentLength"] != output.size:
-        raise UploadFailed(bucket, key, f"it holds {head and head['ContentLength']} bytes after the "
-                                        f"upload, expected {output.size}")
-    log.info("Streamed the archive to s3://%s/%s: %s in %.1f s (%s), %d parts", bucket, key,
-             format_bytes(output.size), seconds, format_rate(output.size, seconds),
-             -(-output.size // part_bytes))
+        raise UploadFailed(
+            bucket,
+            key,
+            f"it holds {head and head['ContentLength']} bytes after the "
+            f"upload, expected {output.size}",
+        )
+    log.info(
+        "Streamed the archive to s3://%s/%s: %s in %.1f s (%s), %d parts",
+        bucket,
+        key,
+        format_bytes(output.size),
+        seconds,
+        format_rate(output.size, seconds),
+        -(-output.size // part_bytes),
+    )
     return {
         **written,
         "s3_bucket": bucket,
@@ -356,9 +455,19 @@ def stream_archive(client, write_archive, bucket: str, prefix: str, started_at: 
 
 
 def upload_archive(
-    client, source_path, bucket: str, prefix: str, started_at: datetime, *, sha256: str,
-    size: int, server_side_encryption: str = "AES256", kms_key_id: str | None = None,
-    suffix: str = "", metadata: dict | None = None, content_type: str = "application/zip",
+    client,
+    source_path,
+    bucket: str,
+    prefix: str,
+    started_at: datetime,
+    *,
+    sha256: str,
+    size: int,
+    server_side_encryption: str = "AES256",
+    kms_key_id: str | None = None,
+    suffix: str = "",
+    metadata: dict | None = None,
+    content_type: str = "application/zip",
 ) -> dict:
     """Upload the archive under the first free name, never over another object.
 
@@ -366,14 +475,17 @@ def upload_archive(
     itself is conditional, so a second deployment or a re-run racing for the same minute gets 412
     and moves on to the next name instead of replacing an archive.
     """
-    extra = {"Metadata": {**(metadata or {}), SHA256_METADATA_KEY: sha256},
-             "ContentType": content_type,
-             **encryption_arguments(server_side_encryption, kms_key_id)}
+    extra = {
+        "Metadata": {**(metadata or {}), SHA256_METADATA_KEY: sha256},
+        "ContentType": content_type,
+        **encryption_arguments(server_side_encryption, kms_key_id),
+    }
     started = time.monotonic()
     attempt = 1
     while True:
-        key, already_there, attempt = choose_archive_key(client, bucket, prefix, started_at,
-                                                         sha256, attempt, suffix)
+        key, already_there, attempt = choose_archive_key(
+            client, bucket, prefix, started_at, sha256, attempt, suffix
+        )
         if already_there:
             log.info("s3://%s/%s already holds this archive (a retried upload)", bucket, key)
             return {"s3_bucket": bucket, "s3_key": key, "already_uploaded": True}
@@ -381,16 +493,28 @@ def upload_archive(
             _put_if_absent(client, source_path, bucket, key, size, extra)
             break
         except _KeyTakenMeanwhile:
-            log.warning("s3://%s/%s was taken by another upload while this one ran; trying the "
-                        "next name", bucket, key)
+            log.warning(
+                "s3://%s/%s was taken by another upload while this one ran; trying the next name",
+                bucket,
+                key,
+            )
             attempt += 1
     seconds = max(time.monotonic() - started, 1e-6)
     head = head_object(client, bucket, key)
     if head is None or head["ContentLength"] != size:
-        raise UploadFailed(bucket, key, f"it holds {head and head['ContentLength']} bytes after the "
-                                        f"upload, expected {size}")
-    log.info("Uploaded s3://%s/%s: the zip, %s, in %.1f s (%s)", bucket, key, format_bytes(size), seconds,
-             format_rate(size, seconds))
+        raise UploadFailed(
+            bucket,
+            key,
+            f"it holds {head and head['ContentLength']} bytes after the upload, expected {size}",
+        )
+    log.info(
+        "Uploaded s3://%s/%s: the zip, %s, in %.1f s (%s)",
+        bucket,
+        key,
+        format_bytes(size),
+        seconds,
+        format_rate(size, seconds),
+    )
     return {
         "s3_bucket": bucket,
         "s3_key": key,
@@ -439,8 +563,9 @@ class S3RangeReader(io.RawIOBase):
 
     def _fetch(self, start: int, end: int) -> bytes:
         """Bytes [start, end) of the object."""
-        body = self._client.get_object(Bucket=self._bucket, Key=self._key,
-                                       Range=f"bytes={start}-{end - 1}")["Body"]
+        body = self._client.get_object(
+            Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end - 1}"
+        )["Body"]
         with body:
             data = body.read()
         self.bytes_fetched += len(data)
@@ -455,8 +580,8 @@ class S3RangeReader(io.RawIOBase):
         data = self._fetch(start, end)
         if start == hashed:
             self._hash.write(data)
-        wanted = data[self._position - start:]
-        buffer[:len(wanted)] = wanted
+        wanted = data[self._position - start :]
+        buffer[: len(wanted)] = wanted
         self._position += len(wanted)
         return len(wanted)
 
@@ -490,18 +615,33 @@ def read_back_and_verify(client, bucket: str, key: str, *, size: int, sha256: st
         read_sha256 = reader.finish_sha256()
     sha256 = sha256 or read_sha256
     if (reader.size, read_sha256) != (size, sha256):
-        raise VerificationFailed(label, f"it reads back as {reader.size} bytes / sha256 "
-                                        f"{read_sha256}, the upload was {size} / {sha256}")
+        raise VerificationFailed(
+            label,
+            f"it reads back as {reader.size} bytes / sha256 "
+            f"{read_sha256}, the upload was {size} / {sha256}",
+        )
     seconds = time.monotonic() - started
-    log.info("Read back %s: %s fetched in %.1f s (%s), whole-archive sha256 matches", label,
-             format_bytes(reader.bytes_fetched), seconds, format_rate(reader.bytes_fetched, seconds))
-    result.update({"bytes": size, "sha256": sha256, "bytes_fetched": reader.bytes_fetched,
-                   "seconds": round(seconds, 3)})
+    log.info(
+        "Read back %s: %s fetched in %.1f s (%s), whole-archive sha256 matches",
+        label,
+        format_bytes(reader.bytes_fetched),
+        seconds,
+        format_rate(reader.bytes_fetched, seconds),
+    )
+    result.update(
+        {
+            "bytes": size,
+            "sha256": sha256,
+            "bytes_fetched": reader.bytes_fetched,
+            "seconds": round(seconds, 3),
+        }
+    )
     return result
 
 
-def presigned_download_url(client, bucket: str, key: str,
-                           expires_in: int = PRESIGNED_URL_SECONDS) -> str:
+def presigned_download_url(
+    client, bucket: str, key: str, expires_in: int = PRESIGNED_URL_SECONDS
+) -> str:
     """A GET URL for the archive that works for ``expires_in`` seconds (SigV4)."""
     return client.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in

@@ -42,17 +42,17 @@ REMINDER_EARLY_ALLOWANCE = timedelta(minutes=5)
 class StaleNotice(enum.Enum):
     """What one staleness check tells people."""
 
-    ALERT = "alert"          # the project just became stale (no episode open)
-    REMINDER = "reminder"    # still stale, and the reminder interval passed since the last notice
+    ALERT = "alert"  # the project just became stale (no episode open)
+    REMINDER = "reminder"  # still stale, and the reminder interval passed since the last notice
     RECOVERED = "recovered"  # a verified backup again after an alert: the episode closes
-    QUIET = "quiet"          # nothing people have not been told
+    QUIET = "quiet"  # nothing people have not been told
 
 
 @dataclass(frozen=True)
 class StaleEpisode:
     """A stale spell people were alerted to and not yet told is over."""
 
-    alerted_at: datetime        # the first notice
+    alerted_at: datetime  # the first notice
     last_notified_at: datetime  # the first notice or the latest reminder
     reminders_sent: int = 0
 
@@ -60,44 +60,57 @@ class StaleEpisode:
         """When the next reminder is due (None: never, ``reminder_hours`` is 0)."""
         if reminder_hours == 0:
             return None
-        return (self.last_notified_at + timedelta(hours=reminder_hours)
-                - REMINDER_EARLY_ALLOWANCE)
+        return self.last_notified_at + timedelta(hours=reminder_hours) - REMINDER_EARLY_ALLOWANCE
 
 
 def lock_stale_episode(connection: psycopg.Connection) -> StaleEpisode | None:
     """The open stale episode (None when none is), its row locked until the transaction ends.
     Must be called inside ``connection.transaction()``: outside one the lock would end at once."""
     if connection.info.transaction_status != pq.TransactionStatus.INTRANS:
-        raise RuntimeError("lock_stale_episode must run inside connection.transaction(): the "
-                           "row lock has to last until the notice is recorded")
+        raise RuntimeError(
+            "lock_stale_episode must run inside connection.transaction(): the "
+            "row lock has to last until the notice is recorded"
+        )
     require_table(connection, ALERT_STATE_TABLE)
     # The row exists from the first check on; creating it here (not in the migration) keeps a
     # table emptied by hand working. Two first checks at once: the second waits on the key.
-    connection.execute("INSERT INTO public.backup_alert_state (alert) VALUES (%s) "
-                       "ON CONFLICT (alert) DO NOTHING", (STALE,))
+    connection.execute(
+        "INSERT INTO public.backup_alert_state (alert) VALUES (%s) ON CONFLICT (alert) DO NOTHING",
+        (STALE,),
+    )
     alerted_at, last_notified_at, reminders_sent = connection.execute(
         "SELECT alerted_at, last_notified_at, reminders_sent FROM public.backup_alert_state "
-        "WHERE alert = %s FOR UPDATE", (STALE,)).fetchone()
+        "WHERE alert = %s FOR UPDATE",
+        (STALE,),
+    ).fetchone()
     if alerted_at is None:
         return None
-    return StaleEpisode(alerted_at=alerted_at, last_notified_at=last_notified_at or alerted_at,
-                        reminders_sent=reminders_sent)
+    return StaleEpisode(
+        alerted_at=alerted_at,
+        last_notified_at=last_notified_at or alerted_at,
+        reminders_sent=reminders_sent,
+    )
 
 
-def record_stale_notice(connection: psycopg.Connection, notice: StaleNotice,
-                        now: datetime) -> None:
+def record_stale_notice(connection: psycopg.Connection, notice: StaleNotice, now: datetime) -> None:
     """Record a notice that was sent: an alert opens the episode, a reminder moves its clock on, a
     recovered notice closes it. ``now`` is the checking worker's clock, the one ``stale_notice``
     compared against."""
     if notice is StaleNotice.ALERT:
-        statement = ("alerted_at = %(now)s, last_notified_at = %(now)s, reminders_sent = 0, "
-                     "recovered_at = NULL")
+        statement = (
+            "alerted_at = %(now)s, last_notified_at = %(now)s, reminders_sent = 0, "
+            "recovered_at = NULL"
+        )
     elif notice is StaleNotice.REMINDER:
         statement = "last_notified_at = %(now)s, reminders_sent = reminders_sent + 1"
     elif notice is StaleNotice.RECOVERED:
-        statement = ("alerted_at = NULL, last_notified_at = NULL, reminders_sent = 0, "
-                     "recovered_at = %(now)s")
+        statement = (
+            "alerted_at = NULL, last_notified_at = NULL, reminders_sent = 0, recovered_at = %(now)s"
+        )
     else:
         return
-    connection.execute(f"UPDATE public.backup_alert_state SET {statement}, updated_at = now() "
-                       "WHERE alert = %(alert)s", {"now": now, "alert": STALE})
+    connection.execute(
+        f"UPDATE public.backup_alert_state SET {statement}, updated_at = now() "
+        "WHERE alert = %(alert)s",
+        {"now": now, "alert": STALE},
+    )

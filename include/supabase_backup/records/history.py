@@ -47,8 +47,14 @@ SUCCESS_COLUMNS = (
 
 
 def record_running(
-    connection: psycopg.Connection, run_id: str, trigger: str, triggered_by: str | None = None,
-    dag_id: str = DAG_ID, *, attempt: int = 0, kind: str = BACKUP,
+    connection: psycopg.Connection,
+    run_id: str,
+    trigger: str,
+    triggered_by: str | None = None,
+    dag_id: str = DAG_ID,
+    *,
+    attempt: int = 0,
+    kind: str = BACKUP,
 ) -> None:
     """Start (or restart, on a cleared run) the row for ``run_id``. ``attempt`` is the DAG run's
     clear count: 0 for the first attempt, one more each time the run was cleared. A backup row
@@ -67,8 +73,14 @@ def record_running(
             run_attempt = EXCLUDED.run_attempt, started_at = now(), finished_at = NULL,
             error = NULL, updated_at = now()
         """,
-        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
-         "attempt": attempt, "kind": kind},
+        {
+            "run_id": run_id,
+            "dag_id": dag_id,
+            "trigger": trigger,
+            "triggered_by": triggered_by,
+            "attempt": attempt,
+            "kind": kind,
+        },
     )
 
 
@@ -77,7 +89,8 @@ def require_kind_column(connection: psycopg.Connection) -> None:
     require_table(connection, HISTORY_TABLE)
     row = connection.execute(
         "SELECT 1 FROM pg_attribute WHERE attrelid = 'public.backup_history'::regclass "
-        "AND attname = 'kind' AND NOT attisdropped").fetchone()
+        "AND attname = 'kind' AND NOT attisdropped"
+    ).fetchone()
     if not row:
         raise MigrationMissing("public.backup_history (with its column kind)")
 
@@ -93,8 +106,12 @@ def _kind_columns(connection: psycopg.Connection, kind: str) -> tuple[str, str]:
 
 
 def record_skipped(
-    connection: psycopg.Connection, run_id: str, trigger: str, reason: str,
-    triggered_by: str | None = None, dag_id: str = DAG_ID,
+    connection: psycopg.Connection,
+    run_id: str,
+    trigger: str,
+    reason: str,
+    triggered_by: str | None = None,
+    dag_id: str = DAG_ID,
 ) -> None:
     require_table(connection, HISTORY_TABLE)
     connection.execute(
@@ -111,8 +128,15 @@ def record_skipped(
 
 
 def record_failed(
-    connection: psycopg.Connection, run_id: str, reason: str, *, trigger: str,
-    triggered_by: str | None = None, dag_id: str = DAG_ID, attempt: int = 0, kind: str = BACKUP,
+    connection: psycopg.Connection,
+    run_id: str,
+    reason: str,
+    *,
+    trigger: str,
+    triggered_by: str | None = None,
+    dag_id: str = DAG_ID,
+    attempt: int = 0,
+    kind: str = BACKUP,
 ) -> None:
     """Mark the run failed. Within one attempt the first reason stays: the first failure is the one
     to act on, and the finish step's summary ("task(s) … failed") would otherwise bury it. A later
@@ -133,8 +157,15 @@ def record_failed(
                          ELSE COALESCE(backup_history.error, EXCLUDED.error) END,
             run_attempt = GREATEST(backup_history.run_attempt, EXCLUDED.run_attempt)
         """,
-        {"run_id": run_id, "dag_id": dag_id, "trigger": trigger, "triggered_by": triggered_by,
-         "attempt": attempt, "error": reason[:MAX_ERROR_LENGTH], "kind": kind},
+        {
+            "run_id": run_id,
+            "dag_id": dag_id,
+            "trigger": trigger,
+            "triggered_by": triggered_by,
+            "attempt": attempt,
+            "error": reason[:MAX_ERROR_LENGTH],
+            "kind": kind,
+        },
     )
 
 
@@ -142,11 +173,14 @@ def record_details(connection: psycopg.Connection, run_id: str, details: dict) -
     """Merge ``details`` into a row's details (a drill's comparison, before its outcome)."""
     connection.execute(
         "UPDATE public.backup_history SET details = COALESCE(details, '{}'::jsonb) || %s::jsonb, "
-        "updated_at = now() WHERE run_id = %s", (json.dumps(details), run_id))
+        "updated_at = now() WHERE run_id = %s",
+        (json.dumps(details), run_id),
+    )
 
 
-def record_drill_success(connection: psycopg.Connection, run_id: str, archive: dict,
-                         details: dict) -> None:
+def record_drill_success(
+    connection: psycopg.Connection, run_id: str, archive: dict, details: dict
+) -> None:
     """A drill restored ``archive`` (s3_bucket, s3_key, size_bytes, sha256) and every figure
     matched."""
     require_kind_column(connection)
@@ -158,16 +192,24 @@ def record_drill_success(connection: psycopg.Connection, run_id: str, archive: d
             sha256 = %(sha256)s, details = COALESCE(details, '{}'::jsonb) || %(details)s::jsonb
         WHERE run_id = %(run_id)s AND kind = 'drill'
         """,
-        {**{name: archive.get(name) for name in ("s3_bucket", "s3_key", "size_bytes", "sha256")},
-         "details": json.dumps(details), "run_id": run_id},
+        {
+            **{name: archive.get(name) for name in ("s3_bucket", "s3_key", "size_bytes", "sha256")},
+            "details": json.dumps(details),
+            "run_id": run_id,
+        },
     ).rowcount
     if updated != 1:
         raise HistoryRowMissing(run_id)
 
 
 def record_success(
-    connection: psycopg.Connection, run_id: str, summary: dict, details: dict | None = None, *,
-    status: Literal["success", "incomplete"] = "success", error: str | None = None,
+    connection: psycopg.Connection,
+    run_id: str,
+    summary: dict,
+    details: dict | None = None,
+    *,
+    status: Literal["success", "incomplete"] = "success",
+    error: str | None = None,
     attempt: int = 0,
 ) -> None:
     """Mark the run's verified archive with its location and counts: ``success``, or
@@ -176,8 +218,13 @@ def record_success(
     require_table(connection, HISTORY_TABLE)
     assignments = ", ".join(f"{column} = %({column})s" for column in SUCCESS_COLUMNS)
     values = {column: summary.get(column) for column in SUCCESS_COLUMNS}
-    values.update(run_id=run_id, status=status, error=error and error[:MAX_ERROR_LENGTH],
-                  details=json.dumps(details or {}), attempt=attempt)
+    values.update(
+        run_id=run_id,
+        status=status,
+        error=error and error[:MAX_ERROR_LENGTH],
+        details=json.dumps(details or {}),
+        attempt=attempt,
+    )
     updated = connection.execute(
         f"""
         UPDATE public.backup_history
@@ -192,9 +239,15 @@ def record_success(
         raise HistoryRowMissing(run_id)
 
 
-def record_progress(connection: psycopg.Connection, run_id: str, *, step: str | None = None,
-                    bucket: str | None = None, counts: dict | None = None,
-                    shard: int | None = None) -> None:
+def record_progress(
+    connection: psycopg.Connection,
+    run_id: str,
+    *,
+    step: str | None = None,
+    bucket: str | None = None,
+    counts: dict | None = None,
+    shard: int | None = None,
+) -> None:
     """Merge a running run's progress into its row: ``progress.step`` (the step now running) and
     ``progress.buckets.<bucket>`` (objects and bytes done of those known), or for one shard of a
     bucket exported in shards ``progress.buckets.<bucket>.shards.<shard>``, so shards reporting at
@@ -223,19 +276,34 @@ def record_progress(connection: psycopg.Connection, run_id: str, *, step: str | 
             updated_at = now()
         WHERE run_id = %(run_id)s AND status = 'running'
         """,
-        {"run_id": run_id, "step": step, "bucket": bucket,
-         "shard": str(shard) if shard is not None else None,
-         "counts": json.dumps(counts) if counts is not None else None},
+        {
+            "run_id": run_id,
+            "step": step,
+            "bucket": bucket,
+            "shard": str(shard) if shard is not None else None,
+            "counts": json.dumps(counts) if counts is not None else None,
+        },
     )
 
 
 def _pending_counts(bucket: str) -> dict:
-    return {"bucket": bucket, "objects_done": 0, "objects_known": 0, "listing_done": False,
-            "bytes_done": 0, "missing": 0, "unreadable": 0}
+    return {
+        "bucket": bucket,
+        "objects_done": 0,
+        "objects_known": 0,
+        "listing_done": False,
+        "bytes_done": 0,
+        "missing": 0,
+        "unreadable": 0,
+    }
 
 
-def record_buckets_pending(connection: psycopg.Connection, run_id: str, bucket_ids: list[str],
-                           shards: dict[str, int] | None = None) -> None:
+def record_buckets_pending(
+    connection: psycopg.Connection,
+    run_id: str,
+    bucket_ids: list[str],
+    shards: dict[str, int] | None = None,
+) -> None:
     """Enter every bucket the run will export into its progress, with nothing done and its listing
     not finished, so the run's total stays open ("3 of 3+") until the last bucket is listed rather
     than reading as complete while buckets that have not started are left out. ``shards`` names
@@ -245,8 +313,9 @@ def record_buckets_pending(connection: psycopg.Connection, run_id: str, bucket_i
     pending = {bucket: _pending_counts(bucket) for bucket in bucket_ids}
     for bucket, count in shards.items():
         if count > 1:
-            pending[bucket]["shards"] = {str(number): _pending_counts(bucket)
-                                         for number in range(1, count + 1)}
+            pending[bucket]["shards"] = {
+                str(number): _pending_counts(bucket) for number in range(1, count + 1)
+            }
     connection.execute(
         """
         UPDATE public.backup_history
@@ -270,8 +339,9 @@ def record_buckets_pending(connection: psycopg.Connection, run_id: str, bucket_i
 def _select(connection: psycopg.Connection, condition: str, parameters: tuple) -> list[dict]:
     require_table(connection, HISTORY_TABLE)
     with connection.cursor(row_factory=dict_row) as cursor:
-        return cursor.execute(f"SELECT * FROM public.backup_history {condition}",
-                              parameters).fetchall()
+        return cursor.execute(
+            f"SELECT * FROM public.backup_history {condition}", parameters
+        ).fetchall()
 
 
 def get_by_run_id(connection: psycopg.Connection, run_id: str) -> dict | None:
@@ -284,8 +354,14 @@ def get_by_id(connection: psycopg.Connection, history_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
-def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int = 0,
-                 status: str | None = None, kind: str | None = None) -> list[dict]:
+def list_history(
+    connection: psycopg.Connection,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    status: str | None = None,
+    kind: str | None = None,
+) -> list[dict]:
     """Newest first; only rows with ``status`` and of ``kind`` when they are given."""
     conditions, parameters = [], []
     if status is not None:
@@ -296,16 +372,23 @@ def list_history(connection: psycopg.Connection, *, limit: int = 50, offset: int
         conditions.append("kind = %s")
         parameters.append(kind)
     where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
-    return _select(connection, f"{where}ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
-                   (*parameters, limit, offset))
+    return _select(
+        connection,
+        f"{where}ORDER BY started_at DESC, id DESC LIMIT %s OFFSET %s",
+        (*parameters, limit, offset),
+    )
 
 
 def latest_success(connection: psycopg.Connection, kind: str = BACKUP) -> dict | None:
     """The newest successful row of ``kind`` (by when it finished), or None. ``incomplete``
     backups are not successes: they lack objects."""
     require_kind_column(connection)
-    rows = _select(connection, "WHERE kind = %s AND status = 'success' "
-                   "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1", (kind,))
+    rows = _select(
+        connection,
+        "WHERE kind = %s AND status = 'success' "
+        "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1",
+        (kind,),
+    )
     return rows[0] if rows else None
 
 
@@ -313,16 +396,21 @@ def count_history(connection: psycopg.Connection, status: str | None = None) -> 
     require_table(connection, HISTORY_TABLE)
     if status is None:
         return connection.execute("SELECT count(*) FROM public.backup_history").fetchone()[0]
-    return connection.execute("SELECT count(*) FROM public.backup_history WHERE status = %s",
-                              (status,)).fetchone()[0]
+    return connection.execute(
+        "SELECT count(*) FROM public.backup_history WHERE status = %s", (status,)
+    ).fetchone()[0]
 
 
 def running_run_ids(connection: psycopg.Connection, dag_id: str = DAG_ID) -> list[str]:
     """Run ids of the rows still marked ``running`` (candidates for ``settle_ended_runs``)."""
     require_table(connection, HISTORY_TABLE)
-    return [row[0] for row in connection.execute(
-        "SELECT run_id FROM public.backup_history WHERE status = 'running' AND dag_id = %s",
-        (dag_id,))]
+    return [
+        row[0]
+        for row in connection.execute(
+            "SELECT run_id FROM public.backup_history WHERE status = 'running' AND dag_id = %s",
+            (dag_id,),
+        )
+    ]
 
 
 def settle_ended_runs(connection: psycopg.Connection, ended_run_ids: list[str]) -> list[str]:
@@ -332,8 +420,10 @@ def settle_ended_runs(connection: psycopg.Connection, ended_run_ids: list[str]) 
     Returns the run ids settled."""
     if not ended_run_ids:
         return []
-    return [row[0] for row in connection.execute(
-        """
+    return [
+        row[0]
+        for row in connection.execute(
+            """
         UPDATE public.backup_history
         SET status = 'failed', finished_at = COALESCE(finished_at, now()), updated_at = now(),
             error = COALESCE(error, 'the run ended without recording its outcome; see Airflow run '
@@ -341,15 +431,17 @@ def settle_ended_runs(connection: psycopg.Connection, ended_run_ids: list[str]) 
         WHERE status = 'running' AND run_id = ANY(%s)
         RETURNING run_id
         """,
-        (list(ended_run_ids),),
-    )]
+            (list(ended_run_ids),),
+        )
+    ]
 
 
 DOWNLOADS_TABLE = "public.backup_downloads"
 
 
-def record_download(connection: psycopg.Connection, row: dict, *, requested_by: str,
-                    expires_in_seconds: int) -> int:
+def record_download(
+    connection: psycopg.Connection, row: dict, *, requested_by: str, expires_in_seconds: int
+) -> int:
     """Record one download URL minted for a history row (who, when, which archive): an archive
     holds the whole database, so every URL handed out is accounted for. Returns the record's id."""
     require_table(connection, DOWNLOADS_TABLE)
@@ -360,13 +452,24 @@ def record_download(connection: psycopg.Connection, row: dict, *, requested_by: 
         VALUES (%s, %s, %s, %s, %s, now(), now() + make_interval(secs => %s))
         RETURNING id
         """,
-        (row["id"], row["run_id"], row["s3_bucket"], row["s3_key"], requested_by,
-         expires_in_seconds),
+        (
+            row["id"],
+            row["run_id"],
+            row["s3_bucket"],
+            row["s3_key"],
+            requested_by,
+            expires_in_seconds,
+        ),
     ).fetchone()[0]
 
 
-def summarise_success(verified: dict, archive_summary: dict, database_summary: dict | None,
-                      auth_summary: dict | None, storage_summary: dict | None) -> dict:
+def summarise_success(
+    verified: dict,
+    archive_summary: dict,
+    database_summary: dict | None,
+    auth_summary: dict | None,
+    storage_summary: dict | None,
+) -> dict:
     """The columns of a success row, from the verified location and the tasks' summaries."""
     storage_summary = storage_summary or {}
     return {
@@ -395,7 +498,9 @@ def retention_candidates(connection: psycopg.Connection) -> list[dict]:
     return _select(
         connection,
         "WHERE status = 'success' AND COALESCE(kind, 'backup') = 'backup' AND deleted_at IS NULL "
-        "AND s3_key IS NOT NULL ORDER BY started_at DESC, id DESC", ())
+        "AND s3_key IS NOT NULL ORDER BY started_at DESC, id DESC",
+        (),
+    )
 
 
 def archives_in_use(connection: psycopg.Connection, *, now, minutes: int = 15) -> dict[int, str]:
@@ -406,26 +511,32 @@ def archives_in_use(connection: psycopg.Connection, *, now, minutes: int = 15) -
     with connection.cursor() as cursor:
         if _table_exists(connection, "public.backup_downloads"):
             for history_id, minted_at in cursor.execute(
-                    """
+                """
                     SELECT h.id, max(d.requested_at)
                     FROM public.backup_downloads d
                     JOIN public.backup_history h ON h.id = d.history_id OR h.s3_key = d.s3_key
                     WHERE d.requested_at > %s::timestamptz - make_interval(mins => %s)
                     GROUP BY h.id
-                    """, (now, minutes)).fetchall():
+                    """,
+                (now, minutes),
+            ).fetchall():
                 in_use[history_id] = f"download URL minted {minted_at:%H:%M:%S} UTC"
         drills = cursor.execute(
             "SELECT s3_bucket, s3_key FROM public.backup_history "
-            "WHERE kind = 'drill' AND status = 'running'").fetchall()
-        for drill_bucket, drill_key in drills:
+            "WHERE kind = 'drill' AND status = 'running'"
+        ).fetchall()
+        for _drill_bucket, drill_key in drills:
             if drill_key:
                 condition, parameters = "s3_key = %s AND kind = 'backup'", (drill_key,)
             else:
-                condition, parameters = ("status = 'success' AND kind = 'backup' ORDER BY "
-                                         "started_at DESC, id DESC LIMIT 1", ())
+                condition, parameters = (
+                    "status = 'success' AND kind = 'backup' ORDER BY "
+                    "started_at DESC, id DESC LIMIT 1",
+                    (),
+                )
             for (history_id,) in cursor.execute(
-                    f"SELECT id FROM public.backup_history WHERE {condition}",
-                    parameters).fetchall():
+                f"SELECT id FROM public.backup_history WHERE {condition}", parameters
+            ).fetchall():
                 in_use[history_id] = "a restore drill is using it"
     return in_use
 
@@ -438,20 +549,28 @@ def mark_deleted(connection: psycopg.Connection, history_id: int, deleted_by: st
     """Retention deleted this row's archive: say when and by which rules; the row stays."""
     connection.execute(
         "UPDATE public.backup_history SET deleted_at = now(), deleted_by = %s, updated_at = now() "
-        "WHERE id = %s AND deleted_at IS NULL", (deleted_by, history_id))
+        "WHERE id = %s AND deleted_at IS NULL",
+        (deleted_by, history_id),
+    )
 
 
-def record_encryption(connection: psycopg.Connection, run_id: str,
-                      recipients: list[str] | None) -> None:
+def record_encryption(
+    connection: psycopg.Connection, run_id: str, recipients: list[str] | None
+) -> None:
     """The run's archive is age ciphertext to ``recipients`` (public keys only), or plaintext."""
     connection.execute(
         "UPDATE public.backup_history SET encrypted = %s, encryption_recipients = %s, "
         "updated_at = now() WHERE run_id = %s",
-        (bool(recipients), list(recipients) if recipients else None, run_id))
+        (bool(recipients), list(recipients) if recipients else None, run_id),
+    )
 
 
 def latest_verified_backup(connection: psycopg.Connection) -> dict | None:
     """The newest verified successful backup (for the staleness alert)."""
-    rows = _select(connection, "WHERE status = 'success' AND COALESCE(kind, 'backup') = 'backup' "
-                               "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1", ())
+    rows = _select(
+        connection,
+        "WHERE status = 'success' AND COALESCE(kind, 'backup') = 'backup' "
+        "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1",
+        (),
+    )
     return rows[0] if rows else None

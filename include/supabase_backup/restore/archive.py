@@ -16,9 +16,10 @@ import io
 import sqlite3
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from supabase_backup.archive.manifest import read_manifest
 from supabase_backup.archive.members import (
@@ -72,7 +73,7 @@ class RestoreArchive:
         self.names_checked = 0
         self.first_unsafe: tuple[str, str] | None = None  # (name, problem), first in stored order
 
-    def __enter__(self) -> "RestoreArchive":
+    def __enter__(self) -> RestoreArchive:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -100,10 +101,12 @@ class RestoreArchive:
             return self._database
 
     def _build_index(self) -> sqlite3.Connection:
-        self._scratch = tempfile.TemporaryDirectory(prefix="supabase-backup-restore-",
-                                                    dir=self._scratch_folder)
-        database = open_central_directory_index(Path(self._scratch.name) / "members.sqlite",
-                                                check_same_thread=False)
+        self._scratch = tempfile.TemporaryDirectory(
+            prefix="supabase-backup-restore-", dir=self._scratch_folder
+        )
+        database = open_central_directory_index(
+            Path(self._scratch.name) / "members.sqlite", check_same_thread=False
+        )
         batch, count = [], 0
         try:
             for entry in self._reader.entries():
@@ -112,8 +115,17 @@ class RestoreArchive:
                     problem = member_path_problem(entry.name)
                     if problem:
                         self.first_unsafe = (entry.name, problem)
-                batch.append((entry.name, entry.method, entry.flags, entry.crc,
-                              entry.compressed_size, entry.size, entry.header_offset))
+                batch.append(
+                    (
+                        entry.name,
+                        entry.method,
+                        entry.flags,
+                        entry.crc,
+                        entry.compressed_size,
+                        entry.size,
+                        entry.header_offset,
+                    )
+                )
                 if len(batch) >= _BATCH:
                     database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
                     batch.clear()
@@ -133,9 +145,15 @@ class RestoreArchive:
         """The central directory entry of member ``name`` (the last stored, as zipfile's lookup
         would give; verify refuses an archive that holds a name twice), or None."""
         with self._lock:
-            row = self._index().execute(
-                "SELECT name, method, flags, crc, compressed_size, size, header_offset FROM stored "
-                "WHERE name = ? ORDER BY rowid DESC LIMIT 1", (name,)).fetchone()
+            row = (
+                self._index()
+                .execute(
+                    "SELECT name, method, flags, crc, compressed_size, size, header_offset FROM stored "
+                    "WHERE name = ? ORDER BY rowid DESC LIMIT 1",
+                    (name,),
+                )
+                .fetchone()
+            )
         return ZipEntry(*row) if row else None
 
     def __contains__(self, name: str) -> bool:
@@ -147,8 +165,9 @@ class RestoreArchive:
         entry = self.entry(name)
         if entry is None:
             raise KeyError(f"there is no member named {name!r} in {self.label}")
-        return io.BufferedReader(MemberReader(_SharedFileView(self._file, self._lock), entry),
-                                 READ_BUFFER)
+        return io.BufferedReader(
+            MemberReader(_SharedFileView(self._file, self._lock), entry), READ_BUFFER
+        )
 
 
 class _SharedFileView:
@@ -202,7 +221,8 @@ def iter_objects(archive: RestoreArchive) -> Iterator[dict]:
         if member["path"] not in (expected, expected + FOLDER_FILE_SUFFIX):  # format 2, rule 4
             raise ManifestInvalid(
                 f"member {member['path']!r} records bucket {entry['bucket']!r} and key "
-                f"{entry['key']!r}, which encode to {expected!r}")
+                f"{entry['key']!r}, which encode to {expected!r}"
+            )
         yield member
 
 
@@ -244,25 +264,31 @@ class RestorePlan:
                     f"Database: would stream {DATABASE_MEMBER} ({format_bytes(self.database_bytes)}) "
                     f"into psql --single-transaction{f' on {database}' if database else ''}: "
                     f"{len(self.tables)} tables, "
-                    f"about {estimated:,} rows (estimates at dump time).")
+                    f"about {estimated:,} rows (estimates at dump time)."
+                )
                 for table in self.tables:
-                    lines.append(f"  {table['schema']}.{table['table']}: "
-                                 f"~{max(int(table.get('row_estimate') or 0), 0):,} rows")
+                    lines.append(
+                        f"  {table['schema']}.{table['table']}: "
+                        f"~{max(int(table.get('row_estimate') or 0), 0):,} rows"
+                    )
         if only in (None, "storage"):
             if not self.buckets:
                 lines.append("Storage: not in this archive.")
             else:
-                lines.append(f"Storage: would upload up to {self.objects:,} objects "
-                             f"({format_bytes(self.object_bytes)}) in {len(self.buckets)} buckets "
-                             f"{f'to {storage} ' if storage else ''}(objects already there with "
-                             f"the same bytes are skipped):")
+                lines.append(
+                    f"Storage: would upload up to {self.objects:,} objects "
+                    f"({format_bytes(self.object_bytes)}) in {len(self.buckets)} buckets "
+                    f"{f'to {storage} ' if storage else ''}(objects already there with "
+                    f"the same bytes are skipped):"
+                )
                 for bucket in self.buckets.values():
                     settings = bucket.settings
                     lines.append(
                         f"  {bucket.bucket}: {bucket.objects:,} objects, {format_bytes(bucket.bytes)} "
                         f"(public={settings.get('public', False)}, "
                         f"file_size_limit={settings.get('file_size_limit')}, "
-                        f"allowed_mime_types={settings.get('allowed_mime_types')})")
+                        f"allowed_mime_types={settings.get('allowed_mime_types')})"
+                    )
         lines.append("Dry run: nothing was changed.")
         return "\n".join(lines)
 

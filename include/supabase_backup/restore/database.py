@@ -23,8 +23,9 @@ import shutil
 import subprocess
 import threading
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from supabase_backup.errors import (
     ConfigurationError,
@@ -51,15 +52,21 @@ RESERVED_ROLE_NAMES = frozenset({"public", "current_user", "session_user", "curr
 _IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\s,;."()]+)'
 _QUALIFIED = rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})?"
 _CREATE_EXTENSION = re.compile(
-    rf"^CREATE EXTENSION (?:IF NOT EXISTS )?(?P<name>{_IDENTIFIER})(?: WITH SCHEMA (?P<schema>{_IDENTIFIER}))?")
-_TOC_HEADER = re.compile(r"^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); "
-                         r"Schema: (?P<schema>.*); Owner: (?P<owner>.*)$")
+    rf"^CREATE EXTENSION (?:IF NOT EXISTS )?(?P<name>{_IDENTIFIER})(?: WITH SCHEMA (?P<schema>{_IDENTIFIER}))?"
+)
+_TOC_HEADER = re.compile(
+    r"^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); "
+    r"Schema: (?P<schema>.*); Owner: (?P<owner>.*)$"
+)
 _COPY_START = re.compile(r"^COPY .* FROM stdin;$")
 _POLICY = re.compile(
     rf"^(?:CREATE|ALTER) POLICY {_IDENTIFIER} ON {_QUALIFIED}(?: AS \w+)?(?: FOR \w+)?"
-    rf" TO (?P<roles>{_IDENTIFIER}(?:, {_IDENTIFIER})*)")
-_GRANT = re.compile(rf"^(?:GRANT|REVOKE) .* (?:TO|FROM) (?P<roles>{_IDENTIFIER}(?:, {_IDENTIFIER})*)"
-                    r"(?: WITH (?:GRANT|ADMIN) OPTION)?(?: GRANTED BY .*)?;$")
+    rf" TO (?P<roles>{_IDENTIFIER}(?:, {_IDENTIFIER})*)"
+)
+_GRANT = re.compile(
+    rf"^(?:GRANT|REVOKE) .* (?:TO|FROM) (?P<roles>{_IDENTIFIER}(?:, {_IDENTIFIER})*)"
+    r"(?: WITH (?:GRANT|ADMIN) OPTION)?(?: GRANTED BY .*)?;$"
+)
 _OWNER = re.compile(rf"^ALTER .* OWNER TO (?P<roles>{_IDENTIFIER});$")
 _DEFAULT_PRIVILEGES = re.compile(rf"^ALTER DEFAULT PRIVILEGES FOR ROLE (?P<roles>{_IDENTIFIER})")
 # psql's output without -q: one command tag per statement, "(n rows)" after a SELECT's result.
@@ -90,8 +97,11 @@ def _roles_in(statement: str) -> set[str]:
         match = pattern.match(statement)
         if match:
             names = re.findall(_IDENTIFIER, match.group("roles"))
-            return {role for role in map(unquote_identifier, names)
-                    if role not in RESERVED_ROLE_NAMES and not role.startswith("pg_")}
+            return {
+                role
+                for role in map(unquote_identifier, names)
+                if role not in RESERVED_ROLE_NAMES and not role.startswith("pg_")
+            }
     return set()
 
 
@@ -110,14 +120,18 @@ def iter_statement_lines(lines: Iterable[str]) -> Iterator[tuple[str, str | None
             in_copy = True
             yield line, None
             continue
-        if pending or text.startswith(("CREATE POLICY", "ALTER POLICY", "GRANT ", "REVOKE ", "ALTER ")):
+        if pending or text.startswith(
+            ("CREATE POLICY", "ALTER POLICY", "GRANT ", "REVOKE ", "ALTER ")
+        ):
             pending.append(text)
             if text.endswith(";"):
                 statement = " ".join(pending)
                 pending = []
                 yield line, statement
                 continue
-            if len(pending) > 1000:  # not a statement we read roles from (a long ALTER TABLE): let go
+            if (
+                len(pending) > 1000
+            ):  # not a statement we read roles from (a long ALTER TABLE): let go
                 pending = []
         yield line, None
 
@@ -132,7 +146,8 @@ def scan_dump(lines: Iterable[str]) -> DumpScan:
             if match:
                 schema = match.group("schema")
                 scan.extensions[unquote_identifier(match.group("name"))] = (
-                    unquote_identifier(schema) if schema else None)
+                    unquote_identifier(schema) if schema else None
+                )
         if statement:
             scan.roles |= _roles_in(statement)
     return scan
@@ -153,10 +168,15 @@ class DumpFilter:
     def _skips(self, name: str, entry_type: str, schema: str) -> bool:
         if entry_type == "EXTENSION" and name in self.skip_extensions:
             return True
-        if entry_type == "COMMENT" and name.startswith("EXTENSION ") and \
-                name[len("EXTENSION "):] in self.skip_extensions:
+        if (
+            entry_type == "COMMENT"
+            and name.startswith("EXTENSION ")
+            and name[len("EXTENSION ") :] in self.skip_extensions
+        ):
             return True
-        owned = {EXTENSION_SCHEMAS[name] for name in self.skip_extensions if name in EXTENSION_SCHEMAS}
+        owned = {
+            EXTENSION_SCHEMAS[name] for name in self.skip_extensions if name in EXTENSION_SCHEMAS
+        }
         return schema in owned
 
     def filter(self, lines: Iterable[str]) -> Iterator[str]:
@@ -197,18 +217,24 @@ def find_psql(configured: str | None = None) -> str:
         return configured
     found = shutil.which("psql")
     if not found:
-        raise ConfigurationError("psql was not found on PATH: install postgresql-client or pass --psql PATH")
+        raise ConfigurationError(
+            "psql was not found on PATH: install postgresql-client or pass --psql PATH"
+        )
     return found
 
 
 def _user_relations(connection) -> list[str]:
-    return [row[0] for row in connection.execute(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%' "
-        "ORDER BY 1 LIMIT 5").fetchall()]
+    return [
+        row[0]
+        for row in connection.execute(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
+            "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%' "
+            "ORDER BY 1 LIMIT 5"
+        ).fetchall()
+    ]
 
 
 @dataclass
@@ -218,8 +244,13 @@ class TargetCheck:
     skipped_extensions: list[str]
 
 
-def check_target(connection, scan: DumpScan, skip_extensions: Iterable[str], target: str,
-                 skip_unavailable_extensions: bool = False) -> TargetCheck:
+def check_target(
+    connection,
+    scan: DumpScan,
+    skip_extensions: Iterable[str],
+    target: str,
+    skip_unavailable_extensions: bool = False,
+) -> TargetCheck:
     """Refuse a target that is not empty or lacks unskipped extensions; list the roles to create.
     With ``skip_unavailable_extensions`` (the restore drill) every extension the target lacks is
     skipped instead of refused."""
@@ -227,7 +258,8 @@ def check_target(connection, scan: DumpScan, skip_extensions: Iterable[str], tar
     if relations:
         raise RestoreRefused(
             f"{target} is not empty (it has {', '.join(relations)}…); restore into a new database "
-            f"(createdb NAME) so nothing existing is mixed with the backup")
+            f"(createdb NAME) so nothing existing is mixed with the backup"
+        )
     available = {row[0] for row in connection.execute("SELECT name FROM pg_available_extensions")}
     missing = sorted(name for name in scan.extensions if name not in available)
     skip = set(skip_extensions) | (set(missing) if skip_unavailable_extensions else set())
@@ -238,26 +270,35 @@ def check_target(connection, scan: DumpScan, skip_extensions: Iterable[str], tar
     if not_in_dump:
         raise ConfigurationError(
             f"--skip-extension {', '.join(not_in_dump)}: the dump creates no such extension "
-            f"(it creates {', '.join(sorted(scan.extensions)) or 'none'})")
+            f"(it creates {', '.join(sorted(scan.extensions)) or 'none'})"
+        )
     existing_roles = {row[0] for row in connection.execute("SELECT rolname FROM pg_roles")}
     missing_roles = sorted(scan.roles - existing_roles)
     if missing_roles:
         can_create = connection.execute(
-            "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+            "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()[0]
         if not can_create:
             raise RestoreRefused(
                 f"the dump needs role(s) {', '.join(missing_roles)}, which {target} lacks, and the "
                 f"restoring user may not create roles: create them (CREATE ROLE name NOLOGIN) or "
-                f"connect as a user with CREATEROLE")
+                f"connect as a user with CREATEROLE"
+            )
     return TargetCheck(missing, missing_roles, sorted(skip))
 
 
 def count_rows(connection) -> dict[str, int]:
     """Exact row count of every table outside the system schemas."""
-    tables = [row[0] for row in connection.execute(
-        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-        "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1").fetchall()]
-    return {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+    tables = [
+        row[0]
+        for row in connection.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+        ).fetchall()
+    ]
+    return {
+        table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables
+    }
 
 
 def _role_preamble(roles: list[str]) -> list[str]:
@@ -270,11 +311,25 @@ def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> tup
 
     stdin is written by a thread while this one reads stdout (command tags, counted) and another
     drains stderr, so no pipe fills up. argv holds no credentials."""
-    arguments = [psql, "-X", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-P", "pager=off",
-                 "-f", "-"]
+    arguments = [
+        psql,
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "-P",
+        "pager=off",
+        "-f",
+        "-",
+    ]
     environment = {**os.environ, **settings.libpq_environment()}
-    process = subprocess.Popen(arguments, env=environment, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        arguments,
+        env=environment,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     messages: deque[str] = deque(maxlen=20)
     notices: list[str] = []
     writer_error: list[BaseException] = []
@@ -302,8 +357,10 @@ def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> tup
                     notices.append(message)
                 log.warning("psql: %s", message)
 
-    threads = [threading.Thread(target=write, name="psql-stdin", daemon=True),
-               threading.Thread(target=drain_errors, name="psql-stderr", daemon=True)]
+    threads = [
+        threading.Thread(target=write, name="psql-stdin", daemon=True),
+        threading.Thread(target=drain_errors, name="psql-stderr", daemon=True),
+    ]
     for thread in threads:
         thread.start()
     statements = 0
@@ -332,34 +389,48 @@ class DatabaseRestoreResult:
     psql_messages: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        lines = [f"Database restored into {self.target}: {self.statements:,} statements run in one "
-                 f"transaction; {len(self.row_counts)} tables, "
-                 f"{sum(self.row_counts.values()):,} rows."]
+        lines = [
+            f"Database restored into {self.target}: {self.statements:,} statements run in one "
+            f"transaction; {len(self.row_counts)} tables, "
+            f"{sum(self.row_counts.values()):,} rows."
+        ]
         lines.append("Roles created (NOLOGIN): " + (", ".join(self.roles_created) or "none"))
         if self.psql_messages:
-            lines.append(f"psql said ({len(self.psql_messages)} messages): "
-                         + " | ".join(self.psql_messages[:10]))
+            lines.append(
+                f"psql said ({len(self.psql_messages)} messages): "
+                + " | ".join(self.psql_messages[:10])
+            )
         if self.extensions_skipped:
-            lines.append(f"Extensions skipped: {', '.join(self.extensions_skipped)}; left out of the "
-                         f"dump: " + ("; ".join(self.skipped_entries) or "nothing else"))
+            lines.append(
+                f"Extensions skipped: {', '.join(self.extensions_skipped)}; left out of the "
+                f"dump: " + ("; ".join(self.skipped_entries) or "nothing else")
+            )
         lines.append("Rows per table:")
         lines.extend(f"  {table}: {count:,}" for table, count in self.row_counts.items())
         return "\n".join(lines)
 
 
-def restore_database(open_dump, settings: DatabaseSettings, *, skip_extensions: Iterable[str] = (),
-                     psql: str | None = None,
-                     skip_unavailable_extensions: bool = False) -> DatabaseRestoreResult:
+def restore_database(
+    open_dump,
+    settings: DatabaseSettings,
+    *,
+    skip_extensions: Iterable[str] = (),
+    psql: str | None = None,
+    skip_unavailable_extensions: bool = False,
+) -> DatabaseRestoreResult:
     """Restore the dump that ``open_dump()`` opens (a text file, opened once to scan, once to run)."""
     psql_path = find_psql(psql)
     target = settings.describe()
     with open_dump() as dump:
         scan = scan_dump(dump)
-    log.info("Scanned the dump: %s lines, extensions %s, roles named %s", f"{scan.lines:,}",
-             sorted(scan.extensions) or "none", sorted(scan.roles) or "none")
+    log.info(
+        "Scanned the dump: %s lines, extensions %s, roles named %s",
+        f"{scan.lines:,}",
+        sorted(scan.extensions) or "none",
+        sorted(scan.roles) or "none",
+    )
     with settings.connect(autocommit=True) as connection:
-        check = check_target(connection, scan, skip_extensions, target,
-                             skip_unavailable_extensions)
+        check = check_target(connection, scan, skip_extensions, target, skip_unavailable_extensions)
     dump_filter = DumpFilter(frozenset(check.skipped_extensions))
 
     def lines() -> Iterator[str]:
@@ -370,8 +441,15 @@ def restore_database(open_dump, settings: DatabaseSettings, *, skip_extensions: 
     statements, messages = run_psql(psql_path, settings, lines())
     with settings.connect(autocommit=True) as connection:
         counts = count_rows(connection)
-    return DatabaseRestoreResult(target, statements, check.missing_roles, check.skipped_extensions,
-                                 dump_filter.skipped_entries, counts, messages)
+    return DatabaseRestoreResult(
+        target,
+        statements,
+        check.missing_roles,
+        check.skipped_extensions,
+        dump_filter.skipped_entries,
+        counts,
+        messages,
+    )
 
 
 def open_text(binary: IO[bytes]) -> IO[str]:

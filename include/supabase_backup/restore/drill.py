@@ -92,7 +92,7 @@ class DrillPlan:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, value: "dict | DrillPlan") -> "DrillPlan":
+    def from_dict(cls, value: dict | DrillPlan) -> DrillPlan:
         if isinstance(value, DrillPlan):
             return value
         known = {item.name for item in fields(cls)}
@@ -113,42 +113,72 @@ def scratch_database_name(dag_run_id: str, started_at: str) -> str:
 # --- the tasks ------------------------------------------------------------------------------------
 
 
-def plan_drill(resources: DrillResources, *, dag_run_id: str, trigger: str, started_at: str,
-               triggered_by: str | None = None, backup_run_id: str | None = None,
-               conn_ids: dict | None = None) -> DrillPlan:
+def plan_drill(
+    resources: DrillResources,
+    *,
+    dag_run_id: str,
+    trigger: str,
+    started_at: str,
+    triggered_by: str | None = None,
+    backup_run_id: str | None = None,
+    conn_ids: dict | None = None,
+) -> DrillPlan:
     """Record the drill as running and choose the backup: the newest successful one, or
     ``backup_run_id``'s (which must have succeeded)."""
     run_id = history_run_id(dag_run_id)
     with resources.database.connect(autocommit=True) as connection:
-        history.record_running(connection, run_id, trigger, triggered_by, dag_id=DRILL_DAG_ID,
-                               kind=history.DRILL)
+        history.record_running(
+            connection, run_id, trigger, triggered_by, dag_id=DRILL_DAG_ID, kind=history.DRILL
+        )
         if backup_run_id:
             row = history.get_by_run_id(connection, backup_run_id)
-            if row is None or row.get("kind", history.BACKUP) != history.BACKUP \
-                    or row["status"] != "success":
+            if (
+                row is None
+                or row.get("kind", history.BACKUP) != history.BACKUP
+                or row["status"] != "success"
+            ):
                 raise NothingToDrill(
-                    f"backup_history has no successful backup with run id {backup_run_id!r}")
+                    f"backup_history has no successful backup with run id {backup_run_id!r}"
+                )
         else:
             row = history.latest_success(connection, history.BACKUP)
             if row is None:
                 raise NothingToDrill("backup_history has no successful backup yet")
     plan = DrillPlan(
-        run_id=run_id, dag_run_id=dag_run_id, trigger=trigger, triggered_by=triggered_by,
-        started_at=started_at, scratch_database=scratch_database_name(dag_run_id, started_at),
-        backup_run_id=row["run_id"], s3_bucket=row["s3_bucket"], s3_key=row["s3_key"],
-        size_bytes=int(row["size_bytes"]), sha256=row["sha256"], **(conn_ids or {}))
-    log.info("Drilling backup %s (%s, finished %s) into scratch database %s", plan.backup_run_id,
-             plan.archive_url, row.get("finished_at"), plan.scratch_database)
+        run_id=run_id,
+        dag_run_id=dag_run_id,
+        trigger=trigger,
+        triggered_by=triggered_by,
+        started_at=started_at,
+        scratch_database=scratch_database_name(dag_run_id, started_at),
+        backup_run_id=row["run_id"],
+        s3_bucket=row["s3_bucket"],
+        s3_key=row["s3_key"],
+        size_bytes=int(row["size_bytes"]),
+        sha256=row["sha256"],
+        **(conn_ids or {}),
+    )
+    log.info(
+        "Drilling backup %s (%s, finished %s) into scratch database %s",
+        plan.backup_run_id,
+        plan.archive_url,
+        row.get("finished_at"),
+        plan.scratch_database,
+    )
     return plan
 
 
 def verify_backup(plan: DrillPlan, resources: DrillResources) -> dict:
     """Read the archive back from S3: every member against the manifest, the whole object against
     the size and sha256 in the backup's history row."""
-    result = destination.read_back_and_verify(resources.s3, plan.s3_bucket, plan.s3_key,
-                                              size=plan.size_bytes, sha256=plan.sha256)
-    return {name: result[name] for name in ("members_checked", "content_bytes", "format_version",
-                                            "seconds") if name in result}
+    result = destination.read_back_and_verify(
+        resources.s3, plan.s3_bucket, plan.s3_key, size=plan.size_bytes, sha256=plan.sha256
+    )
+    return {
+        name: result[name]
+        for name in ("members_checked", "content_bytes", "format_version", "seconds")
+        if name in result
+    }
 
 
 def _scratch(plan: DrillPlan, resources: DrillResources) -> DatabaseSettings:
@@ -161,8 +191,11 @@ def create_scratch_database(plan: DrillPlan, resources: DrillResources) -> None:
     with resources.drill_server.connect(autocommit=True) as connection:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
         connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    log.info("Created scratch database %s on %s", plan.scratch_database,
-             resources.drill_server.describe())
+    log.info(
+        "Created scratch database %s on %s",
+        plan.scratch_database,
+        resources.drill_server.describe(),
+    )
 
 
 def _open_archive(plan: DrillPlan, resources: DrillResources):
@@ -172,8 +205,10 @@ def _open_archive(plan: DrillPlan, resources: DrillResources):
 
 def read_recorded_tables(plan: DrillPlan, resources: DrillResources) -> tuple[dict, list[dict]]:
     """The manifest's ``database`` section and its tables' recorded figures."""
-    with _open_archive(plan, resources) as archive_file, \
-            RestoreArchive(archive_file, plan.archive_url) as archive:
+    with (
+        _open_archive(plan, resources) as archive_file,
+        RestoreArchive(archive_file, plan.archive_url) as archive,
+    ):
         header, _ = read_header_and_members(archive)
     section = header.get("database") or {}
     if not section.get("included", True) or not section:
@@ -185,16 +220,21 @@ def restore_backup(plan: DrillPlan, resources: DrillResources) -> dict:
     """Restore the archive's dump into the scratch database (streamed from S3 by ranged reads,
     one transaction), skipping extensions the drill server lacks."""
     started = time.monotonic()
-    with _open_archive(plan, resources) as archive_file, \
-            RestoreArchive(archive_file, plan.archive_url) as archive:
+    with (
+        _open_archive(plan, resources) as archive_file,
+        RestoreArchive(archive_file, plan.archive_url) as archive,
+    ):
         check_member_names(archive)
         header, _ = read_header_and_members(archive)
         section = header.get("database") or {}
         if not section or not section.get("included", True):
             raise DrillFailed(f"{plan.archive_url} holds no database dump (the run left it out)")
         member = section.get("member", DATABASE_MEMBER)
-        result = restore_database(lambda: open_text(archive.open(member)),
-                                  _scratch(plan, resources), skip_unavailable_extensions=True)
+        result = restore_database(
+            lambda: open_text(archive.open(member)),
+            _scratch(plan, resources),
+            skip_unavailable_extensions=True,
+        )
     summary = {
         "statements": result.statements,
         "roles_created": result.roles_created,
@@ -203,9 +243,14 @@ def restore_backup(plan: DrillPlan, resources: DrillResources) -> dict:
         "psql_messages": result.psql_messages[:20],
         "seconds": round(time.monotonic() - started, 3),
     }
-    log.info("Restored %s into %s: %s statements in %.1f s; extensions skipped: %s",
-             plan.archive_url, plan.scratch_database, f"{result.statements:,}",
-             summary["seconds"], ", ".join(result.extensions_skipped) or "none")
+    log.info(
+        "Restored %s into %s: %s statements in %.1f s; extensions skipped: %s",
+        plan.archive_url,
+        plan.scratch_database,
+        f"{result.statements:,}",
+        summary["seconds"],
+        ", ".join(result.extensions_skipped) or "none",
+    )
     return summary
 
 
@@ -216,35 +261,61 @@ def compare_with_manifest(plan: DrillPlan, resources: DrillResources, restored: 
     started = time.monotonic()
     section, recorded = read_recorded_tables(plan, resources)
     if not any(entry.get("rows") is not None for entry in recorded):
-        raise DrillFailed(f"the manifest of {plan.archive_url} records no exact figures (a backup "
-                          "made before they existed): nothing to compare a restore with")
-    skipped_schemas = {EXTENSION_SCHEMAS[name]: f"extension {name} is not available on the drill "
-                       "server (skipped by the restore)"
-                       for name in restored.get("extensions_skipped") or []
-                       if name in EXTENSION_SCHEMAS}
+        raise DrillFailed(
+            f"the manifest of {plan.archive_url} records no exact figures (a backup "
+            "made before they existed): nothing to compare a restore with"
+        )
+    skipped_schemas = {
+        EXTENSION_SCHEMAS[name]: f"extension {name} is not available on the drill "
+        "server (skipped by the restore)"
+        for name in restored.get("extensions_skipped") or []
+        if name in EXTENSION_SCHEMAS
+    }
     checksum_tables, method, unknown_method = table_figures.checksum_tables_and_method(
-        recorded, table_figures.recorded_method(section))
-    figures = table_figures.compute_figures_of(_scratch(plan, resources),
-                                               checksum_tables=checksum_tables, method=method)
-    comparison = table_figures.compare_figures(recorded, figures,
-                                               not_compared_schemas=skipped_schemas)
+        recorded, table_figures.recorded_method(section)
+    )
+    figures = table_figures.compute_figures_of(
+        _scratch(plan, resources), checksum_tables=checksum_tables, method=method
+    )
+    comparison = table_figures.compare_figures(
+        recorded, figures, not_compared_schemas=skipped_schemas
+    )
     if unknown_method:
         comparison.not_compared.append(unknown_method)
-    result = {**comparison.to_dict(), "snapshot_time": section.get("snapshot_time"),
-              "seconds": round(time.monotonic() - started, 3)}
+    result = {
+        **comparison.to_dict(),
+        "snapshot_time": section.get("snapshot_time"),
+        "seconds": round(time.monotonic() - started, 3),
+    }
     with resources.database.connect(autocommit=True) as connection:
-        history.record_details(connection, plan.run_id, {
-            "backup_run_id": plan.backup_run_id, "archive": plan.archive_url,
-            "scratch_database": plan.scratch_database, "restore": restored, "comparison": result})
+        history.record_details(
+            connection,
+            plan.run_id,
+            {
+                "backup_run_id": plan.backup_run_id,
+                "archive": plan.archive_url,
+                "scratch_database": plan.scratch_database,
+                "restore": restored,
+                "comparison": result,
+            },
+        )
     if not comparison.ok:
         shown = comparison.differences[:DIFFERENCES_IN_MESSAGE]
         more = len(comparison.differences) - len(shown)
-        raise FiguresDiffer(plan.archive_url, len(comparison.differences),
-                            "; ".join(shown) + (f"; and {more} more" if more else ""))
-    log.info("Drill comparison: %d tables (%s rows, %d checksums) equal to the figures recorded at "
-             "%s; not compared: %s", comparison.compared, f"{comparison.rows:,}",
-             comparison.checksums_compared, section.get("snapshot_time"),
-             "; ".join(comparison.not_compared) or "none")
+        raise FiguresDiffer(
+            plan.archive_url,
+            len(comparison.differences),
+            "; ".join(shown) + (f"; and {more} more" if more else ""),
+        )
+    log.info(
+        "Drill comparison: %d tables (%s rows, %d checksums) equal to the figures recorded at "
+        "%s; not compared: %s",
+        comparison.compared,
+        f"{comparison.rows:,}",
+        comparison.checksums_compared,
+        section.get("snapshot_time"),
+        "; ".join(comparison.not_compared) or "none",
+    )
     return result
 
 
@@ -258,35 +329,80 @@ def drop_scratch_database(plan: DrillPlan, resources: DrillResources) -> None:
 # --- the outcome ----------------------------------------------------------------------------------
 
 
-def record_failure(database_settings: DatabaseSettings, *, run_id: str, trigger: str,
-                   triggered_by: str | None, message: str) -> None:
+def record_failure(
+    database_settings: DatabaseSettings,
+    *,
+    run_id: str,
+    trigger: str,
+    triggered_by: str | None,
+    message: str,
+) -> None:
     """Put a failed step's reason on the drill's row (the first reason stays)."""
     with database_settings.connect(autocommit=True) as connection:
-        history.record_failed(connection, run_id, message, trigger=trigger,
-                              triggered_by=triggered_by, dag_id=DRILL_DAG_ID, kind=history.DRILL)
+        history.record_failed(
+            connection,
+            run_id,
+            message,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            dag_id=DRILL_DAG_ID,
+            kind=history.DRILL,
+        )
 
 
-def finish_drill(database_settings: DatabaseSettings, *, run_id: str, trigger: str,
-                 triggered_by: str | None, plan: dict | None, verified: dict | None,
-                 compared: dict | None, failed_tasks: list[str]) -> dict:
+def finish_drill(
+    database_settings: DatabaseSettings,
+    *,
+    run_id: str,
+    trigger: str,
+    triggered_by: str | None,
+    plan: dict | None,
+    verified: dict | None,
+    compared: dict | None,
+    failed_tasks: list[str],
+) -> dict:
     """The drill's final row: success exactly when the archive verified and every compared
     table matched; otherwise failed with the first reason, and DrillFailed says it."""
     with database_settings.connect(autocommit=True) as connection:
-        if plan and verified and compared is not None and not compared.get("differences") \
-                and not failed_tasks:
+        if (
+            plan
+            and verified
+            and compared is not None
+            and not compared.get("differences")
+            and not failed_tasks
+        ):
             drill_plan = DrillPlan.from_dict(plan)
             history.record_drill_success(
-                connection, run_id,
-                {"s3_bucket": drill_plan.s3_bucket, "s3_key": drill_plan.s3_key,
-                 "size_bytes": drill_plan.size_bytes, "sha256": drill_plan.sha256},
-                {"verified": verified})
-            log.info("Drill succeeded: %s restored, %d tables and %s rows equal to the backup's "
-                     "figures", drill_plan.archive_url, compared["tables_compared"],
-                     f"{compared['rows_compared']:,}")
+                connection,
+                run_id,
+                {
+                    "s3_bucket": drill_plan.s3_bucket,
+                    "s3_key": drill_plan.s3_key,
+                    "size_bytes": drill_plan.size_bytes,
+                    "sha256": drill_plan.sha256,
+                },
+                {"verified": verified},
+            )
+            log.info(
+                "Drill succeeded: %s restored, %d tables and %s rows equal to the backup's figures",
+                drill_plan.archive_url,
+                compared["tables_compared"],
+                f"{compared['rows_compared']:,}",
+            )
             return {"status": "success", **compared}
-        reason = (f"task(s) {', '.join(failed_tasks)} failed (see their logs)" if failed_tasks
-                  else "a required task was skipped or cleared; run the drill again")
-        history.record_failed(connection, run_id, reason, trigger=trigger,
-                              triggered_by=triggered_by, dag_id=DRILL_DAG_ID, kind=history.DRILL)
+        reason = (
+            f"task(s) {', '.join(failed_tasks)} failed (see their logs)"
+            if failed_tasks
+            else "a required task was skipped or cleared; run the drill again"
+        )
+        history.record_failed(
+            connection,
+            run_id,
+            reason,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            dag_id=DRILL_DAG_ID,
+            kind=history.DRILL,
+        )
         row = history.get_by_run_id(connection, run_id) or {}
     raise DrillFailed(row.get("error") or reason)

@@ -20,8 +20,9 @@ import hashlib
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Iterator
+from typing import IO
 
 import httpx
 
@@ -48,15 +49,24 @@ UPLOAD_CHUNK = 1024 * 1024
 BUCKET_SETTINGS = ("public", "file_size_limit", "allowed_mime_types")
 
 UPLOADED, SKIPPED, OVERWRITTEN, CONFLICT, REFUSED = (
-    "uploaded", "skipped", "overwritten", "conflict", "refused")
+    "uploaded",
+    "skipped",
+    "overwritten",
+    "conflict",
+    "refused",
+)
 
 
 class Progress:
     """Objects and bytes done of the total, per bucket, on stderr: one line at most every
     ``interval`` seconds and one when a bucket is done (plain lines, no terminal tricks)."""
 
-    def __init__(self, totals: dict[str, tuple[int, int]], stream: IO[str] | None = None,
-                 interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        totals: dict[str, tuple[int, int]],
+        stream: IO[str] | None = None,
+        interval: float = 2.0,
+    ) -> None:
         self.totals = totals
         self.done = {bucket: [0, 0] for bucket in totals}
         self.stream = stream or sys.stderr
@@ -76,8 +86,12 @@ class Progress:
     def show(self, bucket: str) -> None:
         objects, size = self.done.get(bucket, [0, 0])
         total_objects, total_bytes = self.totals.get(bucket, (0, 0))
-        print(f"storage {bucket}: {objects:,}/{total_objects:,} objects, "
-              f"{format_bytes(size)}/{format_bytes(total_bytes)}", file=self.stream, flush=True)
+        print(
+            f"storage {bucket}: {objects:,}/{total_objects:,} objects, "
+            f"{format_bytes(size)}/{format_bytes(total_bytes)}",
+            file=self.stream,
+            flush=True,
+        )
 
 
 @dataclass
@@ -85,19 +99,24 @@ class StorageRestoreResult:
     target: str
     buckets_created: list[str] = field(default_factory=list)
     bucket_differences: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        (UPLOADED, SKIPPED, OVERWRITTEN, CONFLICT, REFUSED), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (UPLOADED, SKIPPED, OVERWRITTEN, CONFLICT, REFUSED), 0
+        )
+    )
     bytes_uploaded: int = 0
     conflicts: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         counts = self.counts
-        lines = [f"Storage restored into {self.target}: {counts[UPLOADED]:,} objects uploaded "
-                 f"({format_bytes(self.bytes_uploaded)}), {counts[OVERWRITTEN]:,} overwritten, "
-                 f"{counts[SKIPPED]:,} already there with the same bytes (skipped), "
-                 f"{counts[CONFLICT]:,} conflicting, {counts[REFUSED]:,} refused by the target.",
-                 "Buckets created: " + (", ".join(self.buckets_created) or "none")]
+        lines = [
+            f"Storage restored into {self.target}: {counts[UPLOADED]:,} objects uploaded "
+            f"({format_bytes(self.bytes_uploaded)}), {counts[OVERWRITTEN]:,} overwritten, "
+            f"{counts[SKIPPED]:,} already there with the same bytes (skipped), "
+            f"{counts[CONFLICT]:,} conflicting, {counts[REFUSED]:,} refused by the target.",
+            "Buckets created: " + (", ".join(self.buckets_created) or "none"),
+        ]
         for difference in self.bucket_differences:
             lines.append(f"Bucket kept as it was: {difference}")
         return "\n".join(lines)
@@ -105,12 +124,15 @@ class StorageRestoreResult:
     def problems(self) -> str | None:
         parts = []
         if self.conflicts:
-            parts.append(f"{len(self.conflicts)} object(s) already exist on the target with different "
-                         f"bytes (run again with --overwrite to replace them): "
-                         + "; ".join(self.conflicts))
+            parts.append(
+                f"{len(self.conflicts)} object(s) already exist on the target with different "
+                f"bytes (run again with --overwrite to replace them): " + "; ".join(self.conflicts)
+            )
         if self.refused:
-            parts.append(f"{len(self.refused)} object(s) were refused by the target: "
-                         + "; ".join(self.refused))
+            parts.append(
+                f"{len(self.refused)} object(s) were refused by the target: "
+                + "; ".join(self.refused)
+            )
         return " ".join(parts) or None
 
 
@@ -121,26 +143,46 @@ def ensure_buckets(client: httpx.Client, buckets: list[dict], result: StorageRes
         wanted = {name: settings.get(name) for name in BUCKET_SETTINGS}
         wanted["public"] = bool(wanted["public"])
         try:
-            existing = request_json(client, "GET", f"/storage/v1/bucket/{encode_path_segment(bucket_id)}",
-                                    what=f"Reading bucket {bucket_id!r}").json()
+            existing = request_json(
+                client,
+                "GET",
+                f"/storage/v1/bucket/{encode_path_segment(bucket_id)}",
+                what=f"Reading bucket {bucket_id!r}",
+            ).json()
         except ApiNotFound:
-            request_json(client, "POST", "/storage/v1/bucket", what=f"Creating bucket {bucket_id!r}",
-                         json={"id": bucket_id, "name": settings.get("name") or bucket_id, **wanted})
+            request_json(
+                client,
+                "POST",
+                "/storage/v1/bucket",
+                what=f"Creating bucket {bucket_id!r}",
+                json={"id": bucket_id, "name": settings.get("name") or bucket_id, **wanted},
+            )
             result.buckets_created.append(bucket_id)
             log.info("Created bucket %r with %s", bucket_id, wanted)
             continue
-        different = {name: (existing.get(name), value) for name, value in wanted.items()
-                     if (existing.get(name) or None) != (value or None)}
+        different = {
+            name: (existing.get(name), value)
+            for name, value in wanted.items()
+            if (existing.get(name) or None) != (value or None)
+        }
         if different:
             result.bucket_differences.append(
-                f"{bucket_id}: " + ", ".join(f"{name} is {now!r}, the backup had {then!r}"
-                                             for name, (now, then) in different.items()))
+                f"{bucket_id}: "
+                + ", ".join(
+                    f"{name} is {now!r}, the backup had {then!r}"
+                    for name, (now, then) in different.items()
+                )
+            )
 
 
 def _object_info(client: httpx.Client, bucket: str, key: str) -> dict | None:
     try:
-        return request_json(client, "GET", object_route(bucket, key, route="object/info"),
-                            what=f"Reading {bucket}/{key}").json()
+        return request_json(
+            client,
+            "GET",
+            object_route(bucket, key, route="object/info"),
+            what=f"Reading {bucket}/{key}",
+        ).json()
     except ApiNotFound:
         return None
 
@@ -159,8 +201,11 @@ def _remote_sha256(client: httpx.Client, bucket: str, key: str) -> str:
 
 def _upload(client: httpx.Client, archive: RestoreArchive, member: dict, upsert: bool) -> None:
     entry = member["object"]
-    headers = {"content-type": entry.get("content_type") or "application/octet-stream",
-               "content-length": str(member["size"]), "x-upsert": "true" if upsert else "false"}
+    headers = {
+        "content-type": entry.get("content_type") or "application/octet-stream",
+        "content-length": str(member["size"]),
+        "x-upsert": "true" if upsert else "false",
+    }
     if entry.get("cache_control"):
         headers["cache-control"] = entry["cache_control"]
 
@@ -171,27 +216,40 @@ def _upload(client: httpx.Client, archive: RestoreArchive, member: dict, upsert:
 
     def send() -> None:
         # A fresh generator per attempt: a retried upload starts again from the member's first byte.
-        response = client.post(object_route(entry["bucket"], entry["key"], route="object"),
-                               content=body(), headers=headers)
+        response = client.post(
+            object_route(entry["bucket"], entry["key"], route="object"),
+            content=body(),
+            headers=headers,
+        )
         raise_for_error(response)
 
     call_with_retries(f"Uploading {entry['bucket']}/{entry['key']}", send)
 
 
-def restore_object(client: httpx.Client, archive: RestoreArchive, member: dict, *, overwrite: bool,
-                   result: StorageRestoreResult) -> str:
+def restore_object(
+    client: httpx.Client,
+    archive: RestoreArchive,
+    member: dict,
+    *,
+    overwrite: bool,
+    result: StorageRestoreResult,
+) -> str:
     entry = member["object"]
     bucket, key = entry["bucket"], entry["key"]
     try:
         info = _object_info(client, bucket, key)
         if info is not None:
-            same = info.get("size") == member["size"] and \
-                _remote_sha256(client, bucket, key) == member["sha256"]
+            same = (
+                info.get("size") == member["size"]
+                and _remote_sha256(client, bucket, key) == member["sha256"]
+            )
             if same:
                 return SKIPPED
             if not overwrite:
-                result.conflicts.append(f"{bucket}/{key!r} (target {info.get('size')} bytes, "
-                                        f"backup {member['size']} bytes)")
+                result.conflicts.append(
+                    f"{bucket}/{key!r} (target {info.get('size')} bytes, "
+                    f"backup {member['size']} bytes)"
+                )
                 return CONFLICT
         _upload(client, archive, member, upsert=info is not None)
     except ApiTransientError:
@@ -203,9 +261,15 @@ def restore_object(client: httpx.Client, archive: RestoreArchive, member: dict, 
     return OVERWRITTEN if info is not None else UPLOADED
 
 
-def restore_storage(archive: RestoreArchive, header: dict, settings: ApiSettings, *,
-                    overwrite: bool = False, progress: Progress | None = None,
-                    client: httpx.Client | None = None) -> StorageRestoreResult:
+def restore_storage(
+    archive: RestoreArchive,
+    header: dict,
+    settings: ApiSettings,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    client: httpx.Client | None = None,
+) -> StorageRestoreResult:
     """Create the buckets and upload every object member; RestoreIncomplete lists what the target
     refused or what conflicted (after every other object was restored)."""
     result = StorageRestoreResult(settings.url)

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from supabase_backup.errors import ExtensionsMissing, RestoreRefused
 from supabase_backup.restore.database import (
@@ -58,28 +58,67 @@ from supabase_backup.sources.database import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
-MANAGED_SCHEMAS = frozenset({
-    "auth", "storage", "realtime", "_realtime", "extensions", "graphql", "graphql_public",
-    "pgbouncer", "vault", "pgsodium", "pgsodium_masks", "net", "cron", "pgtle", "_analytics",
-    "supabase_functions", "supabase_migrations", "_supavisor", "pg_catalog", "information_schema",
-})
+MANAGED_SCHEMAS = frozenset(
+    {
+        "auth",
+        "storage",
+        "realtime",
+        "_realtime",
+        "extensions",
+        "graphql",
+        "graphql_public",
+        "pgbouncer",
+        "vault",
+        "pgsodium",
+        "pgsodium_masks",
+        "net",
+        "cron",
+        "pgtle",
+        "_analytics",
+        "supabase_functions",
+        "supabase_migrations",
+        "_supavisor",
+        "pg_catalog",
+        "information_schema",
+    }
+)
 # Schemas whose rows are the project's data (not Supabase's bookkeeping) and are loaded.
 DATA_SCHEMAS = ("auth", "storage")
 MIGRATION_TABLES = frozenset({("auth", "schema_migrations"), ("storage", "migrations")})
 # Roles a Supabase project owns: never created by a restore (supautils refuses most of them).
-RESERVED_ROLES = frozenset({
-    "anon", "authenticated", "service_role", "authenticator", "dashboard_user", "pgbouncer",
-    "postgres", "supabase_admin", "supabase_auth_admin", "supabase_storage_admin",
-    "supabase_functions_admin", "supabase_replication_admin", "supabase_read_only_user",
-    "supabase_realtime_admin", "supabase_etl_admin", "pgsodium_keyholder", "pgsodium_keyiduser",
-    "pgsodium_keymaker", "pgtle_admin",
-})
+RESERVED_ROLES = frozenset(
+    {
+        "anon",
+        "authenticated",
+        "service_role",
+        "authenticator",
+        "dashboard_user",
+        "pgbouncer",
+        "postgres",
+        "supabase_admin",
+        "supabase_auth_admin",
+        "supabase_storage_admin",
+        "supabase_functions_admin",
+        "supabase_replication_admin",
+        "supabase_read_only_user",
+        "supabase_realtime_admin",
+        "supabase_etl_admin",
+        "pgsodium_keyholder",
+        "pgsodium_keyiduser",
+        "pgsodium_keymaker",
+        "pgtle_admin",
+    }
+)
 _ROLE_CREATE = re.compile(r'^CREATE ROLE (?P<name>"(?:[^"]|"")+"|\S+);$')
 _ROLE_ATTRIBUTES = re.compile(r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|\S+) WITH (?P<attributes>.*);$')
-_ROLE_SETTING = re.compile(r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|\S+) (?:IN DATABASE \S+ )?(?:SET|RESET) ')
-_ROLE_GRANT = re.compile(r'^GRANT (?P<role>"(?:[^"]|"")+"|\S+) TO (?P<member>"(?:[^"]|"")+"|\S+)'
-                         r'(?P<options>(?: WITH [A-Z ]+?(?: TRUE| FALSE| OPTION)?)*)'
-                         r'(?: GRANTED BY (?:"(?:[^"]|"")+"|\S+))?;$')
+_ROLE_SETTING = re.compile(
+    r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|\S+) (?:IN DATABASE \S+ )?(?:SET|RESET) '
+)
+_ROLE_GRANT = re.compile(
+    r'^GRANT (?P<role>"(?:[^"]|"")+"|\S+) TO (?P<member>"(?:[^"]|"")+"|\S+)'
+    r"(?P<options>(?: WITH [A-Z ]+?(?: TRUE| FALSE| OPTION)?)*)"
+    r'(?: GRANTED BY (?:"(?:[^"]|"")+"|\S+))?;$'
+)
 # Attributes postgres may not give on Supabase (superuser only): left out, and said so.
 DROPPED_ROLE_ATTRIBUTES = ("SUPERUSER", "REPLICATION", "BYPASSRLS")
 _COPY_HEADER = re.compile(r"^COPY (?P<table>\S+) \((?P<columns>.*)\) FROM stdin;$")
@@ -136,8 +175,9 @@ def plan_roles(lines: Iterable[str], existing: set[str]) -> RolesPlan:
         if is_reserved_role(member):
             plan.left_out.append(f"{role} to {member} (a role Supabase reserves)")
             continue
-        plan.statements.append(f"GRANT {quote_identifier(role)} TO {quote_identifier(member)}"
-                               f"{options};\n")
+        plan.statements.append(
+            f"GRANT {quote_identifier(role)} TO {quote_identifier(member)}{options};\n"
+        )
     return plan
 
 
@@ -199,7 +239,9 @@ def scan_supabase_dump(lines: Iterable[str]) -> SupabaseDumpScan:
                 migration_table = None
             else:
                 scan.migration_versions[migration_table].append(
-                    decode_copy_field(text.split("\t")[scan.migration_column(migration_table)]) or "")
+                    decode_copy_field(text.split("\t")[scan.migration_column(migration_table)])
+                    or ""
+                )
             continue
         if text.startswith("-- ") and _TOC_HEADER.match(text):
             scan.entries += 1
@@ -208,7 +250,8 @@ def scan_supabase_dump(lines: Iterable[str]) -> SupabaseDumpScan:
             if match:
                 schema = match.group("schema")
                 scan.extensions[unquote_identifier(match.group("name"))] = (
-                    unquote_identifier(schema) if schema else None)
+                    unquote_identifier(schema) if schema else None
+                )
         elif text.startswith("COPY ") and (header := _COPY_HEADER.match(text)):
             table = _split_qualified(header["table"])
             columns = [_unquote(column) for column in re.findall(_IDENT, header["columns"])]
@@ -235,76 +278,121 @@ class SupabaseTarget:
     roles: RolesPlan = field(default_factory=RolesPlan)
 
 
-def check_supabase_target(connection, scan: SupabaseDumpScan, target: str,
-                          skip_extensions: Iterable[str] = (),
-                          roles_lines: Iterable[str] | None = None) -> SupabaseTarget:
+def check_supabase_target(
+    connection,
+    scan: SupabaseDumpScan,
+    target: str,
+    skip_extensions: Iterable[str] = (),
+    roles_lines: Iterable[str] | None = None,
+) -> SupabaseTarget:
     """Refuse a target that is not a fresh Supabase project able to take this dump."""
-    if not connection.execute("SELECT to_regclass('auth.schema_migrations') IS NOT NULL").fetchone()[0]:
-        raise RestoreRefused(f"{target} is not a Supabase project (it has no auth.schema_migrations): "
-                             "use --target postgres for a plain Postgres database")
-    user_relations = [row[0] for row in connection.execute(
-        "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','S','f') "
-        "AND NOT (n.nspname = ANY(%s)) AND n.nspname NOT LIKE 'pg\\_%%' "
-        "AND n.nspname NOT LIKE 'supabase\\_%%' "
-        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
-        "  AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1 LIMIT 5",
-        (list(MANAGED_SCHEMAS),)).fetchall()]
+    if not connection.execute(
+        "SELECT to_regclass('auth.schema_migrations') IS NOT NULL"
+    ).fetchone()[0]:
+        raise RestoreRefused(
+            f"{target} is not a Supabase project (it has no auth.schema_migrations): "
+            "use --target postgres for a plain Postgres database"
+        )
+    user_relations = [
+        row[0]
+        for row in connection.execute(
+            "SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','S','f') "
+            "AND NOT (n.nspname = ANY(%s)) AND n.nspname NOT LIKE 'pg\\_%%' "
+            "AND n.nspname NOT LIKE 'supabase\\_%%' "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
+            "  AND d.objid = c.oid AND d.deptype = 'e') ORDER BY 1 LIMIT 5",
+            (list(MANAGED_SCHEMAS),),
+        ).fetchall()
+    ]
     if user_relations:
-        raise RestoreRefused(f"{target} already holds user tables ({', '.join(user_relations)}…): "
-                             "restore into a fresh project")
+        raise RestoreRefused(
+            f"{target} already holds user tables ({', '.join(user_relations)}…): "
+            "restore into a fresh project"
+        )
     for schema, table in sorted(scan.loaded_columns):
-        exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                    (f"{quote_identifier(schema)}.{quote_identifier(table)}",)).fetchone()[0]
+        exists = connection.execute(
+            "SELECT to_regclass(%s) IS NOT NULL",
+            (f"{quote_identifier(schema)}.{quote_identifier(table)}",),
+        ).fetchone()[0]
         if not exists:
             raise RestoreRefused(
                 f"the backup has rows for {schema}.{table}, which {target} does not have: the "
-                "project's auth or storage version differs from the source's")
-        if connection.execute(f"SELECT EXISTS (SELECT FROM {quote_identifier(schema)}."
-                              f"{quote_identifier(table)})").fetchone()[0]:
-            raise RestoreRefused(f"{schema}.{table} on {target} already has rows: restore into a "
-                                 "fresh project, not over one in use")
-        present = {row[0] for row in connection.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-            "AND NOT attisdropped", (f"{quote_identifier(schema)}.{quote_identifier(table)}",))}
-        missing = [column for column in scan.loaded_columns[(schema, table)] if column not in present]
+                "project's auth or storage version differs from the source's"
+            )
+        if connection.execute(
+            f"SELECT EXISTS (SELECT FROM {quote_identifier(schema)}.{quote_identifier(table)})"
+        ).fetchone()[0]:
+            raise RestoreRefused(
+                f"{schema}.{table} on {target} already has rows: restore into a "
+                "fresh project, not over one in use"
+            )
+        present = {
+            row[0]
+            for row in connection.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped",
+                (f"{quote_identifier(schema)}.{quote_identifier(table)}",),
+            )
+        }
+        missing = [
+            column for column in scan.loaded_columns[(schema, table)] if column not in present
+        ]
         if missing:
             raise RestoreRefused(
                 f"{schema}.{table} on {target} lacks column(s) {', '.join(missing)} that the backup "
-                "has: the project's auth or storage is older than the source's; upgrade it first")
+                "has: the project's auth or storage is older than the source's; upgrade it first"
+            )
     for table, versions in scan.migration_versions.items():
         column = "version" if table == ("auth", "schema_migrations") else "name"
-        have = {row[0] for row in connection.execute(
-            f"SELECT {column}::text FROM {table[0]}.{table[1]}")}
+        have = {
+            row[0]
+            for row in connection.execute(f"SELECT {column}::text FROM {table[0]}.{table[1]}")
+        }
         behind = sorted(set(versions) - have)
         if behind:
             raise RestoreRefused(
                 f"{target} lacks {len(behind)} {table[0]} migration(s) the source had "
                 f"({', '.join(behind[:5])}{'…' if len(behind) > 5 else ''}): its {table[0]} is older "
-                "than the source's; let the project upgrade first")
+                "than the source's; let the project upgrade first"
+            )
     installed = {row[0] for row in connection.execute("SELECT extname FROM pg_extension")}
     available = {row[0] for row in connection.execute("SELECT name FROM pg_available_extensions")}
     skip = set(skip_extensions)
-    wanted = {name: schema for name, schema in scan.extensions.items()
-              if name not in installed and name not in skip}
+    wanted = {
+        name: schema
+        for name, schema in scan.extensions.items()
+        if name not in installed and name not in skip
+    }
     unavailable = sorted(name for name in wanted if name not in available)
     if unavailable:
         raise ExtensionsMissing(", ".join(unavailable), target)
     roles = {row[0] for row in connection.execute("SELECT rolname FROM pg_roles")}
     roles_plan = plan_roles(roles_lines, roles) if roles_lines is not None else RolesPlan()
     missing_roles = sorted(scan.roles - roles - set(roles_plan.created))
-    reserved = [role for role in missing_roles if role in RESERVED_ROLES or role.startswith("supabase_")]
+    reserved = [
+        role for role in missing_roles if role in RESERVED_ROLES or role.startswith("supabase_")
+    ]
     if reserved:
-        raise RestoreRefused(f"the dump's policies name role(s) {', '.join(reserved)}, which Supabase "
-                             f"reserves and {target} lacks: this project is not like the source's")
-    triggers = {tuple(row) for row in connection.execute(
-        "SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal")}
-    policies = {tuple(row) for row in connection.execute(
-        "SELECT schemaname, tablename, policyname FROM pg_policies")}
+        raise RestoreRefused(
+            f"the dump's policies name role(s) {', '.join(reserved)}, which Supabase "
+            f"reserves and {target} lacks: this project is not like the source's"
+        )
+    triggers = {
+        tuple(row)
+        for row in connection.execute(
+            "SELECT n.nspname, c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal"
+        )
+    }
+    policies = {
+        tuple(row)
+        for row in connection.execute("SELECT schemaname, tablename, policyname FROM pg_policies")
+    }
     database = connection.execute("SELECT current_database()").fetchone()[0]
-    return SupabaseTarget(sorted(wanted.items()), missing_roles, triggers, policies, database,
-                          roles_plan)
+    return SupabaseTarget(
+        sorted(wanted.items()), missing_roles, triggers, policies, database, roles_plan
+    )
 
 
 @dataclass
@@ -339,7 +427,7 @@ class SupabaseFilter:
             if entry_type == "SCHEMA" and is_managed(name):
                 return f"managed schema {name}"
             if entry_type == "COMMENT" and name.startswith("SCHEMA "):
-                schema_name = name[len("SCHEMA "):]
+                schema_name = name[len("SCHEMA ") :]
                 if is_managed(schema_name) or schema_name == "public":
                     return "comments on Supabase's schemas"
             return None
@@ -360,8 +448,9 @@ class SupabaseFilter:
         if entry_type in ("TRIGGER", "POLICY"):
             table, _, object_name = name.partition(" ")
             label = f"{entry_type.lower()} {object_name} on {schema}.{table}"
-            if (schema, table, object_name) in (self.target.triggers if entry_type == "TRIGGER"
-                                                else self.target.policies):
+            if (schema, table, object_name) in (
+                self.target.triggers if entry_type == "TRIGGER" else self.target.policies
+            ):
                 self.kept_existing.append(label)
                 return "triggers and policies the project already has"
             self.added.append(label)
@@ -389,8 +478,9 @@ class SupabaseFilter:
                 in_copy = text != "\\."
                 if in_cron:
                     if in_copy:
-                        yield self._schedule(dict(zip(cron_columns, map(decode_copy_field,
-                                                                       text.split("\t")))))
+                        yield self._schedule(
+                            dict(zip(cron_columns, map(decode_copy_field, text.split("\t"))))
+                        )
                     else:
                         in_cron = False
                     continue
@@ -427,12 +517,16 @@ class SupabaseFilter:
         database = job.get("database") or self.target.database
         self.cron_jobs.append(name or f"job {job.get('jobid')}")
         if database != self.target.database or job.get("active") == "f":
-            call = (f"SELECT cron.schedule_in_database({sql_literal(name)}, {sql_literal(schedule)}, "
-                    f"{sql_literal(command)}, {sql_literal(database)}, NULL, "
-                    f"{'false' if job.get('active') == 'f' else 'true'});\n")
+            call = (
+                f"SELECT cron.schedule_in_database({sql_literal(name)}, {sql_literal(schedule)}, "
+                f"{sql_literal(command)}, {sql_literal(database)}, NULL, "
+                f"{'false' if job.get('active') == 'f' else 'true'});\n"
+            )
         elif name:
-            call = (f"SELECT cron.schedule({sql_literal(name)}, {sql_literal(schedule)}, "
-                    f"{sql_literal(command)});\n")
+            call = (
+                f"SELECT cron.schedule({sql_literal(name)}, {sql_literal(schedule)}, "
+                f"{sql_literal(command)});\n"
+            )
         else:
             call = f"SELECT cron.schedule({sql_literal(schedule)}, {sql_literal(command)});\n"
         return call
@@ -459,42 +553,76 @@ class SupabaseRestoreResult:
         return []
 
     def describe(self) -> str:
-        lines = [f"Restored into the Supabase project database {self.target}: {self.statements:,} "
-                 "statements in one transaction, with session_replication_role = replica."]
-        lines.append("Extensions created first: " + (", ".join(self.extensions_created) or "none needed"))
+        lines = [
+            f"Restored into the Supabase project database {self.target}: {self.statements:,} "
+            "statements in one transaction, with session_replication_role = replica."
+        ]
+        lines.append(
+            "Extensions created first: " + (", ".join(self.extensions_created) or "none needed")
+        )
         roles = self.roles_from_backup
-        lines.append("Roles created from db/roles.sql (no passwords: set them by hand): "
-                     + (", ".join(roles.created) or "none"))
+        lines.append(
+            "Roles created from db/roles.sql (no passwords: set them by hand): "
+            + (", ".join(roles.created) or "none")
+        )
         if roles.dropped_attributes:
-            lines.append("  attributes left out (superuser only): " + ", ".join(roles.dropped_attributes))
+            lines.append(
+                "  attributes left out (superuser only): " + ", ".join(roles.dropped_attributes)
+            )
         if roles.left_out:
             lines.append("  memberships left out: " + "; ".join(roles.left_out))
         lines.append("Roles created (NOLOGIN): " + (", ".join(self.roles_created) or "none"))
-        lines.append(f"Rows loaded into {len(self.loaded_tables)} auth/storage tables: "
-                     + ", ".join(self.loaded_tables))
-        lines.append("Triggers and policies added to Supabase's tables: " + ("; ".join(self.added) or "none"))
+        lines.append(
+            f"Rows loaded into {len(self.loaded_tables)} auth/storage tables: "
+            + ", ".join(self.loaded_tables)
+        )
+        lines.append(
+            "Triggers and policies added to Supabase's tables: " + ("; ".join(self.added) or "none")
+        )
         if self.kept_existing:
-            lines.append("Already in the project (kept as they are): " + "; ".join(self.kept_existing))
-        lines.append(f"Large objects: {self.large_objects}; cron jobs scheduled: "
-                     + (", ".join(self.cron_jobs) or "none"))
-        lines.append("Entries run: " + ", ".join(f"{key} ×{count}" for key, count in sorted(self.applied.items())))
-        lines.append("Left out: " + "; ".join(f"{reason} ×{count}" for reason, count in
-                                              sorted(self.skipped.items())))
+            lines.append(
+                "Already in the project (kept as they are): " + "; ".join(self.kept_existing)
+            )
+        lines.append(
+            f"Large objects: {self.large_objects}; cron jobs scheduled: "
+            + (", ".join(self.cron_jobs) or "none")
+        )
+        lines.append(
+            "Entries run: "
+            + ", ".join(f"{key} ×{count}" for key, count in sorted(self.applied.items()))
+        )
+        lines.append(
+            "Left out: "
+            + "; ".join(f"{reason} ×{count}" for reason, count in sorted(self.skipped.items()))
+        )
         if self.psql_messages:
-            lines.append(f"psql said ({len(self.psql_messages)} messages): " + " | ".join(self.psql_messages[:10]))
+            lines.append(
+                f"psql said ({len(self.psql_messages)} messages): "
+                + " | ".join(self.psql_messages[:10])
+            )
         return "\n".join(lines)
 
 
-def restore_into_supabase(open_dump, settings: DatabaseSettings, *, skip_extensions: Iterable[str] = (),
-                          psql: str | None = None, open_roles=None) -> SupabaseRestoreResult:
+def restore_into_supabase(
+    open_dump,
+    settings: DatabaseSettings,
+    *,
+    skip_extensions: Iterable[str] = (),
+    psql: str | None = None,
+    open_roles=None,
+) -> SupabaseRestoreResult:
     """Restore the dump ``open_dump()`` opens (twice: scan, then run) into a fresh Supabase project;
     ``open_roles()``, when given, opens the backup's ``db/roles.sql``."""
     psql_path = find_psql(psql)
     target_label = settings.describe()
     with open_dump() as dump:
         scan = scan_supabase_dump(dump)
-    log.info("Scanned the dump: %d entries, extensions %s, roles named %s", scan.entries,
-             sorted(scan.extensions), sorted(scan.roles))
+    log.info(
+        "Scanned the dump: %d entries, extensions %s, roles named %s",
+        scan.entries,
+        sorted(scan.extensions),
+        sorted(scan.roles),
+    )
     roles_lines = None
     if open_roles is not None:
         with open_roles() as roles_file:
@@ -509,16 +637,29 @@ def restore_into_supabase(open_dump, settings: DatabaseSettings, *, skip_extensi
 
     statements, messages = run_psql(psql_path, settings, lines())
     return SupabaseRestoreResult(
-        target_label, statements, [name for name, _ in target.extensions_to_create],
-        target.roles_to_create, target.roles, dump_filter.applied, dump_filter.skipped, dump_filter.added,
-        dump_filter.kept_existing, dump_filter.loaded_tables, dump_filter.cron_jobs,
-        dump_filter.large_objects, messages)
+        target_label,
+        statements,
+        [name for name, _ in target.extensions_to_create],
+        target.roles_to_create,
+        target.roles,
+        dump_filter.applied,
+        dump_filter.skipped,
+        dump_filter.added,
+        dump_filter.kept_existing,
+        dump_filter.loaded_tables,
+        dump_filter.cron_jobs,
+        dump_filter.large_objects,
+        messages,
+    )
 
 
 def is_supabase_project(settings: DatabaseSettings) -> bool:
     with settings.connect(autocommit=True) as connection:
-        return bool(connection.execute(
-            "SELECT to_regclass('auth.schema_migrations') IS NOT NULL").fetchone()[0])
+        return bool(
+            connection.execute(
+                "SELECT to_regclass('auth.schema_migrations') IS NOT NULL"
+            ).fetchone()[0]
+        )
 
 
 def comparable_figures(recorded: list[dict]) -> tuple[list[dict], dict[str, str]]:

@@ -23,9 +23,10 @@ import json
 import logging
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -52,6 +53,7 @@ def _quiet_httpx_request_lines() -> None:
     if logging.getLogger("httpx").level == logging.NOTSET:
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
+
 T = TypeVar("T")
 
 # Retry policy. Module constants rather than arguments so one place sets it for every call, and tests
@@ -77,7 +79,9 @@ TRANSIENT_ERROR_CODES = frozenset(
         "request_timeout",
     }
 )
-NOT_FOUND_ERROR_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "not_found", "user_not_found"})
+NOT_FOUND_ERROR_CODES = frozenset(
+    {"NoSuchKey", "NoSuchBucket", "NoSuchUpload", "not_found", "user_not_found"}
+)
 UNAUTHORIZED_ERROR_CODES = frozenset({"InvalidJWT", "no_authorization", "bad_jwt", "not_admin"})
 FEATURE_NOT_ENABLED_CODE = "FeatureNotEnabled"
 
@@ -96,9 +100,13 @@ class ApiSettings:
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"the Supabase URL must start with http:// or https://, got {self.url!r}")
+            raise ConfigurationError(
+                f"the Supabase URL must start with http:// or https://, got {self.url!r}"
+            )
         if not self.key:
-            raise ConfigurationError("the Supabase service key is empty; set it as the password of the supabase_api connection")
+            raise ConfigurationError(
+                "the Supabase service key is empty; set it as the password of the supabase_api connection"
+            )
         # Routes are joined as url + "/storage/v1/...", so the URL keeps no trailing slash.
         object.__setattr__(self, "url", self.url.rstrip("/"))
 
@@ -131,8 +139,12 @@ def open_client(
     return httpx.Client(
         base_url=settings.url,
         headers=_auth_headers(settings),
-        timeout=httpx.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS, write=60.0, pool=120.0),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        timeout=httpx.Timeout(
+            connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS, write=60.0, pool=120.0
+        ),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
         transport=transport,
         follow_redirects=False,
     )
@@ -140,7 +152,9 @@ def open_client(
 
 def service_name(origin: str, path: str) -> str:
     """How errors name the server: ``Supabase Auth at https://x.supabase.co`` or ``Supabase Storage at ...``."""
-    service = "Supabase Auth" if path.startswith("/auth/") or "/auth/v1/" in path else "Supabase Storage"
+    service = (
+        "Supabase Auth" if path.startswith("/auth/") or "/auth/v1/" in path else "Supabase Storage"
+    )
     return f"{service} at {origin}"
 
 
@@ -181,7 +195,12 @@ def decode_error_reply(
             status = int(body_status)
         except (TypeError, ValueError):
             pass
-    message = fields.get("message") or fields.get("msg") or fields.get("error_description") or fields.get("error")
+    message = (
+        fields.get("message")
+        or fields.get("msg")
+        or fields.get("error_description")
+        or fields.get("error")
+    )
     if not message:
         message = reason or body.decode("utf-8", errors="replace")[:200]
     args = (method, path, status_code, status, code, message)
@@ -207,7 +226,12 @@ def decode_error(response: httpx.Response) -> ApiError | ApiUnauthorized:
     path = request.url.raw_path.decode("ascii").split("?", 1)[0]
     origin = f"{request.url.scheme}://{request.url.netloc.decode('ascii')}"
     return decode_error_reply(
-        request.method, path, response.status_code, response.reason_phrase, response.content, service_name(origin, path)
+        request.method,
+        path,
+        response.status_code,
+        response.reason_phrase,
+        response.content,
+        service_name(origin, path),
     )
 
 
@@ -243,7 +267,9 @@ def _environment_proxy(url: str) -> str | None:
         proxy = f"http://{proxy}"
     if not proxy.startswith(("http://", "https://")):
         scheme = proxy.split("://", 1)[0]  # the rest may hold the proxy's password
-        raise ConfigurationError(f"only http:// and https:// proxies are supported for Storage downloads, got {scheme}://")
+        raise ConfigurationError(
+            f"only http:// and https:// proxies are supported for Storage downloads, got {scheme}://"
+        )
     return proxy
 
 
@@ -285,7 +311,9 @@ class DownloadPool:
         else:
             proxy_url = urllib3.util.parse_url(proxy)
             proxy_headers = (
-                urllib3.make_headers(proxy_basic_auth=unquote(proxy_url.auth)) if proxy_url.auth else None
+                urllib3.make_headers(proxy_basic_auth=unquote(proxy_url.auth))
+                if proxy_url.auth
+                else None
             )
             self._manager = urllib3.ProxyManager(
                 proxy_url._replace(auth=None).url, proxy_headers=proxy_headers, **options
@@ -307,15 +335,26 @@ class DownloadPool:
         try:
             if self._origin_pool is not None:
                 response = self._origin_pool.urlopen(
-                    "GET", path, headers=self._headers, preload_content=False, redirect=False, retries=False
+                    "GET",
+                    path,
+                    headers=self._headers,
+                    preload_content=False,
+                    redirect=False,
+                    retries=False,
                 )
             else:
                 response = self._manager.urlopen(
-                    "GET", self.origin + path, headers=self._headers, preload_content=False, redirect=False,
+                    "GET",
+                    self.origin + path,
+                    headers=self._headers,
+                    preload_content=False,
+                    redirect=False,
                     retries=False,
                 )
         except _URLLIB3_TRANSPORT_ERRORS as error:
-            raise ApiTransientError("GET", path, None, None, _transport_code(error), str(error)) from error
+            raise ApiTransientError(
+                "GET", path, None, None, _transport_code(error), str(error)
+            ) from error
         finished = False
         try:
             if 300 <= response.status < 400 or response.status in (204, 205, 206):
@@ -324,8 +363,14 @@ class DownloadPool:
                 response.drain_conn()
                 finished = True
                 location = response.headers.get("location", "no Location header")
-                raise ApiError("GET", path, response.status, response.status, None,
-                               f"expected the object's bytes, got HTTP {response.status} ({location})")
+                raise ApiError(
+                    "GET",
+                    path,
+                    response.status,
+                    response.status,
+                    None,
+                    f"expected the object's bytes, got HTTP {response.status} ({location})",
+                )
             if response.status >= 400:
                 try:
                     body = response.read()
@@ -334,18 +379,32 @@ class DownloadPool:
                 else:
                     finished = True
                 raise decode_error_reply(
-                    "GET", path, response.status, response.reason or "", body, service_name(self.origin, path)
+                    "GET",
+                    path,
+                    response.status,
+                    response.reason or "",
+                    body,
+                    service_name(self.origin, path),
                 )
             try:
                 yield response
             except _URLLIB3_TRANSPORT_ERRORS as error:
-                if isinstance(error, urllib3.exceptions.ProtocolError) and _is_incomplete_read(error):
+                if isinstance(error, urllib3.exceptions.ProtocolError) and _is_incomplete_read(
+                    error
+                ):
                     expected = response.headers.get("content-length", "?")
                     message = f"the body ended after {response.tell()} of {expected} bytes"
-                    raise ApiTransientError("GET", path, response.status, response.status, "TruncatedBody",
-                                        message) from error
-                raise ApiTransientError("GET", path, response.status, response.status,
-                                        _transport_code(error), str(error)) from error
+                    raise ApiTransientError(
+                        "GET", path, response.status, response.status, "TruncatedBody", message
+                    ) from error
+                raise ApiTransientError(
+                    "GET",
+                    path,
+                    response.status,
+                    response.status,
+                    _transport_code(error),
+                    str(error),
+                ) from error
             finished = True
         finally:
             if not finished:
@@ -355,7 +414,7 @@ class DownloadPool:
     def close(self) -> None:
         self._manager.clear()
 
-    def __enter__(self) -> "DownloadPool":
+    def __enter__(self) -> DownloadPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -364,7 +423,9 @@ class DownloadPool:
 
 def _is_incomplete_read(error: BaseException) -> bool:
     # urllib3 wraps its IncompleteRead (the body ended before Content-Length) in a ProtocolError.
-    return any(isinstance(arg, urllib3.exceptions.IncompleteRead) for arg in error.args) or "IncompleteRead" in str(error)
+    return any(
+        isinstance(arg, urllib3.exceptions.IncompleteRead) for arg in error.args
+    ) or "IncompleteRead" in str(error)
 
 
 def _transport_code(error: BaseException) -> str:
@@ -385,7 +446,9 @@ def is_transient(error: BaseException) -> bool:
         return True
     # RemoteProtocolError is what h11 raises when the peer closes mid-body; LocalProtocolError and
     # UnsupportedProtocol are our own mistakes and would fail the same way again.
-    return isinstance(error, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
+    return isinstance(
+        error, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+    )
 
 
 def call_with_retries(what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -413,10 +476,14 @@ def call_with_retries(what: str, function: Callable[..., T], *args: Any, **kwarg
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient),
         wait=tenacity.wait_exponential_jitter(
-            multiplier=RETRY_INITIAL_WAIT_SECONDS, max=RETRY_MAX_WAIT_SECONDS, jitter=RETRY_JITTER_SECONDS
+            multiplier=RETRY_INITIAL_WAIT_SECONDS,
+            max=RETRY_MAX_WAIT_SECONDS,
+            jitter=RETRY_JITTER_SECONDS,
         ),
         stop=tenacity.stop_after_attempt(RETRY_ATTEMPTS),
-        sleep=lambda seconds: time.sleep(seconds),  # looked up at each call, so a test can replace it
+        sleep=lambda seconds: time.sleep(
+            seconds
+        ),  # looked up at each call, so a test can replace it
         before_sleep=_log_retry(what),
         reraise=True,
     )
@@ -435,7 +502,9 @@ def _log_retry(what: str) -> Callable[[tenacity.RetryCallState], None]:
     return before_sleep
 
 
-def request_json(client: httpx.Client, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+def request_json(
+    client: httpx.Client, method: str, path: str, *, what: str, **kwargs: Any
+) -> httpx.Response:
     """Send one small request (listing, paging) with retries; return the successful, fully read response.
 
     Use ``response.json()`` for the body and ``response.headers`` for paging headers (X-Total-Count).

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
@@ -85,13 +86,24 @@ def _read_pages(client: httpx.Client, per_page: int) -> Iterator[_Page]:
     """Pages 1, 2, … with an explicit ``per_page``, until a page holds fewer than ``per_page`` users."""
     page = 1
     while True:
-        response = request_json(client, "GET", USERS_ROUTE, params={"page": page, "per_page": per_page},
-                                what=f"Listing Auth users (page {page})")
+        response = request_json(
+            client,
+            "GET",
+            USERS_ROUTE,
+            params={"page": page, "per_page": per_page},
+            what=f"Listing Auth users (page {page})",
+        )
         body = response.json()
         users = body.get("users") if isinstance(body, dict) else body
         if not isinstance(users, list):
-            raise ApiError("GET", USERS_ROUTE, response.status_code, response.status_code, None,
-                           "the reply has no users list")
+            raise ApiError(
+                "GET",
+                USERS_ROUTE,
+                response.status_code,
+                response.status_code,
+                None,
+                "the reply has no users list",
+            )
         yield _Page(users, _total_count(response))
         if len(users) < per_page:
             return
@@ -108,10 +120,14 @@ class _ProgressLog:
         if now - self.last_logged < PROGRESS_LOG_SECONDS:
             return
         self.last_logged = now
-        log.info("Auth users: pass %d, %d pages, %s users written of %s reported (%.0f users/s)",
-                 pass_number, pages, f"{written:,}",
-                 f"{total:,}" if total is not None else "an unknown number",
-                 written / max(now - self.started, 1e-6))
+        log.info(
+            "Auth users: pass %d, %d pages, %s users written of %s reported (%.0f users/s)",
+            pass_number,
+            pages,
+            f"{written:,}",
+            f"{total:,}" if total is not None else "an unknown number",
+            written / max(now - self.started, 1e-6),
+        )
 
 
 def export_auth_users(
@@ -140,8 +156,10 @@ def export_auth_users(
     total_reported: int | None = None
     passes: list[_Pass] = []
     ensure_parent(target)
-    with open_client(settings, max_connections=2, transport=transport) as client, \
-            target.open("wb") as file:
+    with (
+        open_client(settings, max_connections=2, transport=transport) as client,
+        target.open("wb") as file,
+    ):
         users_file = _UsersFile(HashingWriter(file))
         users_file.open_array()
         while len(passes) < max_passes:
@@ -155,13 +173,18 @@ def export_auth_users(
                 for user in page.users:
                     this_pass.ids.add(str(user["id"]))
                     users_file.add(user)
-                progress.maybe_log(this_pass.number, pages, len(users_file.written_ids), total_reported)
+                progress.maybe_log(
+                    this_pass.number, pages, len(users_file.written_ids), total_reported
+                )
             if total_reported is None or this_pass.consistent_with(total_reported):
                 break  # without a total, deduplication is all we can do
             log.warning(
                 "Auth users changed while paging (pass %d saw %s distinct users, totals reported %s); %s",
-                this_pass.number, f"{len(this_pass.ids):,}", sorted(this_pass.totals),
-                "paging again for users not yet written" if len(passes) < max_passes
+                this_pass.number,
+                f"{len(this_pass.ids):,}",
+                sorted(this_pass.totals),
+                "paging again for users not yet written"
+                if len(passes) < max_passes
                 else "no passes left",
             )
         written = len(users_file.written_ids)

@@ -22,9 +22,9 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterator
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
@@ -67,7 +67,7 @@ class DatabaseSettings:
     connect_timeout: int = 15
 
     @classmethod
-    def from_connection(cls, connection) -> "DatabaseSettings":
+    def from_connection(cls, connection) -> DatabaseSettings:
         """From an Airflow Connection (``AIRFLOW_CONN_SUPABASE_DB='postgresql://…'``)."""
         extra = connection.extra_dejson or {}
         return cls(
@@ -81,7 +81,7 @@ class DatabaseSettings:
         )
 
     @classmethod
-    def from_url(cls, url: str) -> "DatabaseSettings":
+    def from_url(cls, url: str) -> DatabaseSettings:
         """From a plain Postgres URL, ``postgresql://user:password@host:port/dbname?sslmode=require``
         (what the Supabase dashboard shows). The password is kept for libpq's environment only."""
         parts = urlsplit(url)
@@ -303,7 +303,8 @@ def dump_database(
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         connection.read_only = True
         snapshot, snapshot_time = connection.execute(
-            "SELECT pg_export_snapshot(), statement_timestamp()").fetchone()
+            "SELECT pg_export_snapshot(), statement_timestamp()"
+        ).fetchone()
         server_version_num = int(connection.execute("SHOW server_version_num").fetchone()[0])
         server_version = connection.execute("SHOW server_version").fetchone()[0].split()[0]
         row_estimates = [
@@ -330,8 +331,9 @@ def dump_database(
                 counts = write_storage_inventory(connection, staging, inventory_buckets)
                 summary["inventory_objects"] = sum(counts.values())
                 summary["inventory_by_bucket"] = counts
-                log.info("Storage inventory in snapshot %s: %d objects", snapshot,
-                         sum(counts.values()))
+                log.info(
+                    "Storage inventory in snapshot %s: %d objects", snapshot, sum(counts.values())
+                )
             if include_dump:
                 server_major = server_major_version(server_version_num)
                 path, client_version = choose_pg_dump(server_major, pg_dump_path)
@@ -361,7 +363,8 @@ def dump_database(
                 if item is not None:
                     entry.update(item.to_manifest())
             summary["exact_figures"] = {
-                "method": CHECKSUM_METHOD, "max_bytes": exact_figures_max_bytes,
+                "method": CHECKSUM_METHOD,
+                "max_bytes": exact_figures_max_bytes,
                 "tables": len(figures),
                 "checksums": sum(1 for item in figures.values() if item.checksum is not None),
                 "seconds": figures_job.seconds,
@@ -387,8 +390,11 @@ class FiguresInSnapshot(threading.Thread):
             with self.settings.connect(autocommit=False) as connection:
                 connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 connection.read_only = True
-                connection.execute(psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
-                    psycopg.sql.Literal(self.snapshot)))
+                connection.execute(
+                    psycopg.sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                        psycopg.sql.Literal(self.snapshot)
+                    )
+                )
                 self.figures = compute_figures(connection, self.max_bytes)
                 connection.rollback()
         except BaseException as error:  # noqa: BLE001 - raised in the caller's thread by result()
@@ -413,8 +419,9 @@ def dump_roles(pg_dump_path: str, settings: DatabaseSettings, staging: StagingAr
         return {"included": False, "reason": f"no pg_dumpall beside {pg_dump_path}"}
     arguments = [pg_dumpall, "--roles-only", "--no-role-passwords", f"--database={settings.dbname}"]
     try:
-        result = run_pg_dump(arguments, settings.libpq_environment(), staging,
-                             target=staging.database_roles)
+        result = run_pg_dump(
+            arguments, settings.libpq_environment(), staging, target=staging.database_roles
+        )
     except (DatabaseDumpFailed, OSError) as error:
         log.warning("Roles are not in this backup: %s", error)
         return {"included": False, "reason": str(error)[:500]}
@@ -433,8 +440,9 @@ def _widen_pipe(pipe) -> None:
         pass
 
 
-def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingArea,
-                target=None) -> dict:
+def run_pg_dump(
+    arguments: list[str], libpq_environment: dict, staging: StagingArea, target=None
+) -> dict:
     """Run pg_dump (or pg_dumpall), streaming its output to staging (``target``, default the
     dump's path) while hashing it; stderr goes to the log."""
     environment = {**os.environ, **libpq_environment}
@@ -471,14 +479,16 @@ def run_pg_dump(arguments: list[str], libpq_environment: dict, staging: StagingA
     if return_code != 0:
         errors = [line for line in last_messages if "error" in line.lower()] or list(last_messages)
         raise DatabaseDumpFailed(return_code, " | ".join(errors[-5:]) or "no message")
-    log.info("pg_dump finished: %s in %.1f s (%s)", format_bytes(size), elapsed,
-             format_rate(size, elapsed))
+    log.info(
+        "pg_dump finished: %s in %.1f s (%s)",
+        format_bytes(size),
+        elapsed,
+        format_rate(size, elapsed),
+    )
     return {"bytes": size, "sha256": sha256}
 
 
-def current_object_keys(
-    settings: DatabaseSettings, bucket_id: str, keys: list[str]
-) -> set[str]:
+def current_object_keys(settings: DatabaseSettings, bucket_id: str, keys: list[str]) -> set[str]:
     """Which of ``keys`` exist in storage.objects right now (outside any snapshot)."""
     if not keys:
         return set()

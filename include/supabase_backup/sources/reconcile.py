@@ -35,9 +35,9 @@ import json
 import logging
 import sqlite3
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from supabase_backup.archive.members import FOLDER_FILE_SUFFIX, object_member_name
 from supabase_backup.sources.storage_download import UNREADABLE_FILE_NAME
@@ -57,8 +57,10 @@ IN_SNAPSHOT = "in_snapshot"
 CREATED_AFTER_SNAPSHOT = "created_after_snapshot"
 CHANGED_AFTER_SNAPSHOT = "changed_after_snapshot"
 DELETED_AFTER_SNAPSHOT = "deleted_after_snapshot"
-NOT_SERVED_REASON = ("the Storage API answers NoSuchKey, but storage.objects still holds it: the "
-                     "object's bytes are missing from the storage backend")
+NOT_SERVED_REASON = (
+    "the Storage API answers NoSuchKey, but storage.objects still holds it: the "
+    "object's bytes are missing from the storage backend"
+)
 
 # fetch_missing(bucket_staging, keys) -> (records, missing_keys): downloads keys into staging.
 FetchMissing = Callable[[BucketStaging, list[str]], tuple[list[dict], list[str]]]
@@ -105,9 +107,13 @@ def export_folders(bucket: BucketStaging, shards: int) -> list[tuple[BucketStagi
     that exported the bucket whole may have left)."""
     if shards <= 1:
         return [(bucket, "")]
-    folders = [(bucket.shard(number), f"{shard_folder(number)}/") for number in range(1, shards + 1)]
-    return [*folders, (BucketStaging(bucket.bucket_id, bucket.folder / FETCHED_FOLDER),
-                       f"{FETCHED_FOLDER}/")]
+    folders = [
+        (bucket.shard(number), f"{shard_folder(number)}/") for number in range(1, shards + 1)
+    ]
+    return [
+        *folders,
+        (BucketStaging(bucket.bucket_id, bucket.folder / FETCHED_FOLDER), f"{FETCHED_FOLDER}/"),
+    ]
 
 
 def _indexed(folder: BucketStaging, prefix: str) -> Iterator[dict]:
@@ -117,14 +123,27 @@ def _indexed(folder: BucketStaging, prefix: str) -> Iterator[dict]:
         yield record
 
 
-def _load(database: sqlite3.Connection, staging: StagingArea, bucket: BucketStaging,
-          have_inventory: bool, folders: list[tuple[BucketStaging, str]]) -> None:
+def _load(
+    database: sqlite3.Connection,
+    staging: StagingArea,
+    bucket: BucketStaging,
+    have_inventory: bool,
+    folders: list[tuple[BucketStaging, str]],
+) -> None:
     if have_inventory:
         database.executemany(
             "INSERT OR REPLACE INTO inventory VALUES (?, ?, ?, ?, ?, ?)",
-            ((row["key"], row["size"], normalise_etag(row["etag"]), row.get("content_type"),
-              row.get("cache_control"), row["etag"])
-             for row in inventory_for_bucket(staging, bucket.bucket_id)),
+            (
+                (
+                    row["key"],
+                    row["size"],
+                    normalise_etag(row["etag"]),
+                    row.get("content_type"),
+                    row.get("cache_control"),
+                    row["etag"],
+                )
+                for row in inventory_for_bucket(staging, bucket.bucket_id)
+            ),
         )
     # A key listed twice (v1's merged folders can do that) is kept once: the last download wins.
     # Shards hold disjoint keys, so their order matters only against this step's own fetches,
@@ -137,14 +156,22 @@ def _load(database: sqlite3.Connection, staging: StagingArea, bucket: BucketStag
 def _add_exported(database: sqlite3.Connection, bucket_id: str, records: Iterable[dict]) -> None:
     database.executemany(
         "INSERT OR REPLACE INTO exported VALUES (?, ?, ?)",
-        ((record["key"], object_member_name(bucket_id, record["key"]), json.dumps(record))
-         for record in records),
+        (
+            (record["key"], object_member_name(bucket_id, record["key"]), json.dumps(record))
+            for record in records
+        ),
     )
 
 
-def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
-                      fetch_missing: FetchMissing, keys_still_present: KeysStillPresent,
-                      batch_size: int, prefix: str = "") -> tuple[int, list[dict]]:
+def _fetch_unexported(
+    database: sqlite3.Connection,
+    bucket: BucketStaging,
+    *,
+    fetch_missing: FetchMissing,
+    keys_still_present: KeysStillPresent,
+    batch_size: int,
+    prefix: str = "",
+) -> tuple[int, list[dict]]:
     """Download what the inventory holds but the export lacks; returns (fetched, deleted rows).
 
     A key that cannot be downloaded is deleted after the snapshot if the database no longer has it;
@@ -157,36 +184,54 @@ def _fetch_unexported(database: sqlite3.Connection, bucket: BucketStaging, *,
     fetched = 0
     deleted_rows: list[dict] = []
     for start in range(0, len(unexported), batch_size):
-        batch = unexported[start:start + batch_size]
+        batch = unexported[start : start + batch_size]
         keys = [key for key, _, _ in batch]
-        log.info("Bucket %s: fetching %d objects the listing missed (%d of %d)",
-                 bucket.bucket_id, len(keys), start + len(keys), len(unexported))
+        log.info(
+            "Bucket %s: fetching %d objects the listing missed (%d of %d)",
+            bucket.bucket_id,
+            len(keys),
+            start + len(keys),
+            len(unexported),
+        )
         records, missing_keys = fetch_missing(bucket, keys)
-        _add_exported(database, bucket.bucket_id,
-                      ({**record, "file": prefix + record["file"]} for record in records))
+        _add_exported(
+            database,
+            bucket.bucket_id,
+            ({**record, "file": prefix + record["file"]} for record in records),
+        )
         fetched += len(records)
         if not missing_keys:
             continue
         still_present = keys_still_present(bucket.bucket_id, missing_keys)
         database.executemany(
             "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
-            ((key, NOT_SERVED_REASON) for key in still_present))
+            ((key, NOT_SERVED_REASON) for key in still_present),
+        )
         by_key = {key: (size, etag) for key, size, etag in batch}
-        deleted_rows.extend({"key": key, "size": by_key[key][0], "etag": by_key[key][1]}
-                            for key in missing_keys if key not in still_present)
+        deleted_rows.extend(
+            {"key": key, "size": by_key[key][0], "etag": by_key[key][1]}
+            for key in missing_keys
+            if key not in still_present
+        )
     database.commit()
     return fetched, deleted_rows
 
 
-def _consistency(record: dict, have_inventory: bool, in_inventory: bool,
-                 snapshot_size: int | None, snapshot_etag: str | None) -> str:
+def _consistency(
+    record: dict,
+    have_inventory: bool,
+    in_inventory: bool,
+    snapshot_size: int | None,
+    snapshot_etag: str | None,
+) -> str:
     if not have_inventory:
         return IN_SNAPSHOT
     if not in_inventory:
         return CREATED_AFTER_SNAPSHOT
     etag = normalise_etag(record.get("etag"))
-    if snapshot_size != record["size"] or (snapshot_etag is not None
-                                           and etag not in (None, snapshot_etag)):
+    if snapshot_size != record["size"] or (
+        snapshot_etag is not None and etag not in (None, snapshot_etag)
+    ):
         return CHANGED_AFTER_SNAPSHOT
     return IN_SNAPSHOT
 
@@ -196,9 +241,11 @@ def _stored_metadata(record: dict, snapshot_row: list, prefer_snapshot: bool) ->
     is; the listing row (newer than the snapshot) for one created or changed since, or the
     snapshot's when the listing said nothing. Never the download's headers, except an etag nothing
     else gave."""
-    listed = {"content_type": record.get("listed_content_type"),
-              "cache_control": record.get("listed_cache_control"),
-              "etag": record.get("listed_etag")}
+    listed = {
+        "content_type": record.get("listed_content_type"),
+        "cache_control": record.get("listed_cache_control"),
+        "etag": record.get("listed_etag"),
+    }
     snapshot = None
     if any(value is not None for value in snapshot_row):
         snapshot = dict(zip(("content_type", "cache_control", "etag"), snapshot_row))
@@ -207,11 +254,17 @@ def _stored_metadata(record: dict, snapshot_row: list, prefer_snapshot: bool) ->
     return {**listed, "etag": listed["etag"] or record.get("etag")}
 
 
-def _write_reconciled(database: sqlite3.Connection, bucket: BucketStaging,
-                      have_inventory: bool) -> dict:
+def _write_reconciled(
+    database: sqlite3.Connection, bucket: BucketStaging, have_inventory: bool
+) -> dict:
     """reconciled.jsonl, in key order, each object with its consistency state; returns counts."""
-    counts = {IN_SNAPSHOT: 0, CREATED_AFTER_SNAPSHOT: 0, CHANGED_AFTER_SNAPSHOT: 0,
-              "objects": 0, "bytes": 0}
+    counts = {
+        IN_SNAPSHOT: 0,
+        CREATED_AFTER_SNAPSHOT: 0,
+        CHANGED_AFTER_SNAPSHOT: 0,
+        "objects": 0,
+        "bytes": 0,
+    }
     # A member that is also the folder of another member (keys "x" and "x/y"; or "a/" and "a//b",
     # whose encoded names are "a%2F" and "a%2F/b") steps aside into that folder (FORMAT.md).
     # Names in the folder sort between "<name>/" and "<name>0" ('0' follows '/').
@@ -223,11 +276,19 @@ def _write_reconciled(database: sqlite3.Connection, bucket: BucketStaging,
         "ORDER BY e.key"
     )
     with bucket.folder.joinpath("reconciled.jsonl").open("w", encoding="utf-8") as output:
-        for (record_json, member, is_folder, in_inventory, snapshot_size, snapshot_etag,
-             *stored) in rows:
+        for (
+            record_json,
+            member,
+            is_folder,
+            in_inventory,
+            snapshot_size,
+            snapshot_etag,
+            *stored,
+        ) in rows:
             record = json.loads(record_json)
-            state = _consistency(record, have_inventory, bool(in_inventory), snapshot_size,
-                                 snapshot_etag)
+            state = _consistency(
+                record, have_inventory, bool(in_inventory), snapshot_size, snapshot_etag
+            )
             record["consistency"] = state
             record["member"] = member + FOLDER_FILE_SUFFIX if is_folder else member
             record.update(_stored_metadata(record, stored, prefer_snapshot=state == IN_SNAPSHOT))
@@ -244,17 +305,22 @@ def _write_deleted(bucket: BucketStaging, deleted_rows: list[dict]) -> None:
             output.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def _write_unreadable(database: sqlite3.Connection, bucket: BucketStaging,
-                      folders: list[tuple[BucketStaging, str]]) -> tuple[int, list[dict]]:
+def _write_unreadable(
+    database: sqlite3.Connection, bucket: BucketStaging, folders: list[tuple[BucketStaging, str]]
+) -> tuple[int, list[dict]]:
     """``unreadable_final.jsonl``: every object that failed its downloads (the export's, then this
     step's second try) and never made it into the export, each once with its last reason."""
     for folder, _ in folders:
         database.executemany(
             "INSERT OR REPLACE INTO unreadable VALUES (?, ?)",
-            ((row["key"], row["reason"])
-             for row in read_json_lines(folder.folder / UNREADABLE_FILE_NAME)))
+            (
+                (row["key"], row["reason"])
+                for row in read_json_lines(folder.folder / UNREADABLE_FILE_NAME)
+            ),
+        )
     rows = database.execute(
-        "SELECT key, reason FROM unreadable WHERE key NOT IN (SELECT key FROM exported) ORDER BY key")
+        "SELECT key, reason FROM unreadable WHERE key NOT IN (SELECT key FROM exported) ORDER BY key"
+    )
     count, examples = 0, []
     with bucket.folder.joinpath(UNREADABLE_FINAL_FILE_NAME).open("w", encoding="utf-8") as output:
         for key, reason in rows:
@@ -280,15 +346,21 @@ def reconcile_bucket(
     bucket = staging.bucket(bucket_id)
     folders = export_folders(bucket, shards)
     fetch_into, fetch_prefix = folders[-1]
-    with tempfile.TemporaryDirectory(prefix="supabase-backup-reconcile-") as scratch, \
-            closing(_open_scratch_database(scratch)) as database:
+    with (
+        tempfile.TemporaryDirectory(prefix="supabase-backup-reconcile-") as scratch,
+        closing(_open_scratch_database(scratch)) as database,
+    ):
         _load(database, staging, bucket, have_inventory, folders)
         fetched, deleted_rows = (0, [])
         if have_inventory:
             fetched, deleted_rows = _fetch_unexported(
-                database, fetch_into, fetch_missing=fetch_missing,
-                keys_still_present=keys_still_present, batch_size=batch_size,
-                prefix=fetch_prefix)
+                database,
+                fetch_into,
+                fetch_missing=fetch_missing,
+                keys_still_present=keys_still_present,
+                batch_size=batch_size,
+                prefix=fetch_prefix,
+            )
         counts = _write_reconciled(database, bucket, have_inventory)
         _write_deleted(bucket, deleted_rows)
         unreadable, unreadable_examples = _write_unreadable(database, bucket, folders)
@@ -320,8 +392,11 @@ def reconcile_buckets(
     exported whole)."""
     buckets = [
         reconcile_bucket(
-            staging, bucket_id, have_inventory=have_inventory,
-            fetch_missing=fetch_missing, keys_still_present=keys_still_present,
+            staging,
+            bucket_id,
+            have_inventory=have_inventory,
+            fetch_missing=fetch_missing,
+            keys_still_present=keys_still_present,
             shards=(shards or {}).get(bucket_id, 1),
         )
         for bucket_id in bucket_ids
@@ -335,6 +410,7 @@ def reconcile_buckets(
         "deleted_after_snapshot": sum(bucket["deleted_after_snapshot"] for bucket in buckets),
         "fetched_after_listing": sum(bucket["fetched_after_listing"] for bucket in buckets),
         "unreadable": sum(bucket["unreadable"] for bucket in buckets),
-        "unreadable_examples": [example for bucket in buckets
-                                for example in bucket["unreadable_examples"]][:MAX_UNREADABLE_EXAMPLES],
+        "unreadable_examples": [
+            example for bucket in buckets for example in bucket["unreadable_examples"]
+        ][:MAX_UNREADABLE_EXAMPLES],
     }

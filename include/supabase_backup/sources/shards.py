@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import bisect
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 import psycopg
 
@@ -93,17 +94,30 @@ def shard_of(key: str, ranges: list[KeyRange]) -> int:
 
 
 def whole_bucket_unit(bucket_id: str) -> dict:
-    return {"bucket": bucket_id, "shard": 1, "of": 1, "start": None, "stop": None,
-            "label": bucket_id}
+    return {
+        "bucket": bucket_id,
+        "shard": 1,
+        "of": 1,
+        "start": None,
+        "stop": None,
+        "label": bucket_id,
+    }
 
 
 def units_for_bucket(bucket_id: str, ranges: list[KeyRange]) -> list[dict]:
     """One export unit per range, labelled for the Airflow grid (``media [2/4]``)."""
     if len(ranges) <= 1:
         return [whole_bucket_unit(bucket_id)]
-    return [{"bucket": bucket_id, "shard": number, "of": len(ranges), **key_range.to_dict(),
-             "label": f"{bucket_id} [{number}/{len(ranges)}]"}
-            for number, key_range in enumerate(ranges, start=1)]
+    return [
+        {
+            "bucket": bucket_id,
+            "shard": number,
+            "of": len(ranges),
+            **key_range.to_dict(),
+            "label": f"{bucket_id} [{number}/{len(ranges)}]",
+        }
+        for number, key_range in enumerate(ranges, start=1)
+    ]
 
 
 def shard_counts(units: Iterable[dict]) -> dict[str, int]:
@@ -153,24 +167,33 @@ def plan_export_units(connection, bucket_ids: list[str], max_objects: int) -> li
     connection.read_only = True
     try:
         present = connection.execute(
-            "SELECT to_regclass('storage.objects') IS NOT NULL").fetchone()[0]
-        counts = dict(connection.execute(OBJECT_COUNTS_SQL, {"buckets": list(bucket_ids)})
-                      .fetchall()) if present else {}
+            "SELECT to_regclass('storage.objects') IS NOT NULL"
+        ).fetchone()[0]
+        counts = (
+            dict(connection.execute(OBJECT_COUNTS_SQL, {"buckets": list(bucket_ids)}).fetchall())
+            if present
+            else {}
+        )
         units = []
         for bucket_id in bucket_ids:
             if counts.get(bucket_id, 0) <= max_objects:
                 units.append(whole_bucket_unit(bucket_id))
                 continue
-            boundaries = [row[0] for row in connection.execute(
-                BOUNDARIES_SQL, {"bucket": bucket_id, "max_objects": max_objects})]
+            boundaries = [
+                row[0]
+                for row in connection.execute(
+                    BOUNDARIES_SQL, {"bucket": bucket_id, "max_objects": max_objects}
+                )
+            ]
             units.extend(units_for_bucket(bucket_id, ranges_from_boundaries(boundaries)))
     finally:
         connection.rollback()  # read only: nothing to commit
     return units
 
 
-def spool_objects_in_range(connection, bucket_id: str, key_range: KeyRange, spool: IO[str], *,
-                           batch_rows: int = 5000) -> int:
+def spool_objects_in_range(
+    connection, bucket_id: str, key_range: KeyRange, spool: IO[str], *, batch_rows: int = 5000
+) -> int:
     """Copy every object of ``bucket_id`` in ``key_range`` (name and stored metadata, in key order)
     into ``spool``, a text file, through a server-side cursor in one short transaction; returns how
     many. Memory holds one batch, and no transaction stays open while the objects download

@@ -18,8 +18,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from contextlib import closing
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any
 
 from supabase_backup.archive.hashing import HashingWriter
 from supabase_backup.errors import (
@@ -86,7 +87,7 @@ class _NewLocalFile:
     def close(self) -> None:
         os.close(self._descriptor)
 
-    def __enter__(self) -> "_NewLocalFile":
+    def __enter__(self) -> _NewLocalFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -135,7 +136,13 @@ def download_object(
     """
     route = object_route(bucket_id, key)
     return call_with_retries(
-        f"Downloading {key!r} from bucket {bucket_id!r}", _download_once, pool, route, target, on_bytes, cancel
+        f"Downloading {key!r} from bucket {bucket_id!r}",
+        _download_once,
+        pool,
+        route,
+        target,
+        on_bytes,
+        cancel,
     )
 
 
@@ -162,9 +169,18 @@ def _download_once(
         size = writer.size
         # urllib3 already raises (TruncatedBody) when the connection closes early; this also catches a
         # server that ends a keep-alive body short some other way.
-        if expected_size is not None and content_encoding in ("identity", "") and size != expected_size:
+        if (
+            expected_size is not None
+            and content_encoding in ("identity", "")
+            and size != expected_size
+        ):
             raise ApiTransientError(
-                "GET", route, response.status, response.status, "TruncatedBody", f"the body ended after {size} of {expected_size} bytes"
+                "GET",
+                route,
+                response.status,
+                response.status,
+                "TruncatedBody",
+                f"the body ended after {size} of {expected_size} bytes",
             )
         return {
             "size": size,
@@ -195,7 +211,7 @@ class _LineWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "_LineWriter":
+    def __enter__(self) -> _LineWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -340,11 +356,18 @@ def _download_all(
         failures_in_a_row += 1
         if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             raise ObjectDownloadFailed(
-                listed.key, bucket_id, f"{failures_in_a_row} objects in a row failed after their "
-                f"retries, so the Storage API itself is failing; the last: {reason}") from error
+                listed.key,
+                bucket_id,
+                f"{failures_in_a_row} objects in a row failed after their "
+                f"retries, so the Storage API itself is failing; the last: {reason}",
+            ) from error
         progress.unreadable += 1
-        log.warning("Bucket %r: object %r is unreadable after retries (%s); going on without it",
-                    bucket_id, listed.key, reason)
+        log.warning(
+            "Bucket %r: object %r is unreadable after retries (%s); going on without it",
+            bucket_id,
+            listed.key,
+            reason,
+        )
         on_unreadable({"key": listed.key, "reason": reason})
 
     def record_success(object_name: str, listed: ListedObject, result: dict[str, Any]) -> None:
@@ -375,18 +398,23 @@ def _download_all(
                 )
                 try:
                     result = download_object(
-                        pool, bucket_id, listed.key, target, on_bytes=progress.add_bytes, cancel=cancel
+                        pool,
+                        bucket_id,
+                        listed.key,
+                        target,
+                        on_bytes=progress.add_bytes,
+                        cancel=cancel,
                     )
                 except _DownloadCancelled:
                     return
-                except Exception as error:
+                except Exception as error:  # noqa: BLE001 - any failure of one object is recorded with its reason
                     with recording:
                         if not cancel.is_set():
                             record_failure(listed, error)
                     continue
                 with recording:
                     record_success(object_name, listed, result)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - the first error stops the export and is re-raised
             # The first error stops the export; the others stop their downloads between chunks.
             with recording:
                 if not stopped_by:
@@ -459,16 +487,27 @@ def export_bucket(
     _reset_folder(staging)
     # httpx for the listing (JSON, and the read-ahead thread), urllib3 for the object bytes: see the
     # module docstring. The listing needs one connection; the downloads one per thread, plus slack.
-    with open_client(settings, max_connections=2) as client, DownloadPool(
-        settings, max_connections=concurrency + 2
-    ) as pool:
+    with (
+        open_client(settings, max_connections=2) as client,
+        DownloadPool(settings, max_connections=concurrency + 2) as pool,
+    ):
         if listing is None:
             listing = list_objects(client, staging.bucket_id, page_size=page_size)
-        log.info("Bucket %r: listing with %s, downloading with %d threads", staging.bucket_id, listing.method, concurrency)
-        listed_ahead = read_ahead(listing.objects, max_items=page_size, thread_name=f"list-{staging.bucket_id}")
-        with closing(listed_ahead), _LineWriter(staging.index_path, append=False) as index, _LineWriter(
-            staging.folder / MISSING_FILE_NAME, append=False
-        ) as missing, _LineWriter(staging.folder / UNREADABLE_FILE_NAME, append=False) as unreadable:
+        log.info(
+            "Bucket %r: listing with %s, downloading with %d threads",
+            staging.bucket_id,
+            listing.method,
+            concurrency,
+        )
+        listed_ahead = read_ahead(
+            listing.objects, max_items=page_size, thread_name=f"list-{staging.bucket_id}"
+        )
+        with (
+            closing(listed_ahead),
+            _LineWriter(staging.index_path, append=False) as index,
+            _LineWriter(staging.folder / MISSING_FILE_NAME, append=False) as missing,
+            _LineWriter(staging.folder / UNREADABLE_FILE_NAME, append=False) as unreadable,
+        ):
             _download_all(
                 pool,
                 staging,
@@ -500,8 +539,10 @@ def combine_summaries(bucket_id: str, summaries: list[dict[str, Any]]) -> dict[s
     methods = sorted({summary["listing"] for summary in summaries})
     return {
         "bucket": bucket_id,
-        **{name: sum(summary[name] for summary in summaries)
-           for name in ("objects", "bytes", "missing", "unreadable")},
+        **{
+            name: sum(summary[name] for summary in summaries)
+            for name in ("objects", "bytes", "missing", "unreadable")
+        },
         "listing": ",".join(methods),
         "seconds": round(sum(summary["seconds"] for summary in summaries), 3),
         "shards": len(summaries),
@@ -550,9 +591,11 @@ def fetch_objects(
     progress = _Progress(staging.bucket_id)
     staging.objects_folder.mkdir(parents=True, exist_ok=True)
     first_number = _next_sequence_number(staging)
-    with DownloadPool(settings, max_connections=concurrency + 2) as pool, _LineWriter(
-        staging.index_path, append=True
-    ) as index, _LineWriter(staging.folder / UNREADABLE_FILE_NAME, append=True) as unreadable:
+    with (
+        DownloadPool(settings, max_connections=concurrency + 2) as pool,
+        _LineWriter(staging.index_path, append=True) as index,
+        _LineWriter(staging.folder / UNREADABLE_FILE_NAME, append=True) as unreadable,
+    ):
 
         def downloaded(record: dict[str, Any]) -> None:
             index.write(record)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -25,7 +26,9 @@ from supabase_backup.sources.api_client import request_json
 log = logging.getLogger(__name__)
 
 LIST_V2_MAX_LIMIT = 1000  # the server's cap for list-v2
-LIST_V1_MAX_LIMIT = 1500  # the server's cap for v1; asking for more would make every page look short
+LIST_V1_MAX_LIMIT = (
+    1500  # the server's cap for v1; asking for more would make every page look short
+)
 
 LISTING_LIST_V2 = "list-v2"
 LISTING_V1 = "v1"
@@ -96,8 +99,13 @@ def listed_from_metadata(key: str, metadata: dict[str, Any] | None) -> ListedObj
     ``storage.objects.metadata``)."""
     metadata = metadata or {}
     size = metadata.get("size", metadata.get("contentLength"))
-    return ListedObject(key=key, size=size if isinstance(size, int) else None, etag=metadata.get("eTag"),
-                        content_type=metadata.get("mimetype"), cache_control=metadata.get("cacheControl"))
+    return ListedObject(
+        key=key,
+        size=size if isinstance(size, int) else None,
+        etag=metadata.get("eTag"),
+        content_type=metadata.get("mimetype"),
+        cache_control=metadata.get("cacheControl"),
+    )
 
 
 def list_objects(client: httpx.Client, bucket_id: str, *, page_size: int = 1000) -> ObjectListing:
@@ -112,32 +120,50 @@ def list_objects(client: httpx.Client, bucket_id: str, *, page_size: int = 1000)
     try:
         first_page = _list_v2_page(client, bucket_id, v2_limit, cursor=None)
     except ApiFeatureNotEnabled:
-        log.info("Bucket %r: this project has no list-v2 (FeatureNotEnabled); walking folders with v1 listing", bucket_id)
+        log.info(
+            "Bucket %r: this project has no list-v2 (FeatureNotEnabled); walking folders with v1 listing",
+            bucket_id,
+        )
     except ApiNotFound as error:
         if error.code == "NoSuchBucket":
             raise
-        log.info("Bucket %r: the server has no list-v2 route (HTTP 404); walking folders with v1 listing", bucket_id)
+        log.info(
+            "Bucket %r: the server has no list-v2 route (HTTP 404); walking folders with v1 listing",
+            bucket_id,
+        )
     else:
-        return ObjectListing(bucket_id, LISTING_LIST_V2, _iter_list_v2(client, bucket_id, v2_limit, first_page))
+        return ObjectListing(
+            bucket_id, LISTING_LIST_V2, _iter_list_v2(client, bucket_id, v2_limit, first_page)
+        )
     v1_limit = max(1, min(page_size, LIST_V1_MAX_LIMIT))
     return ObjectListing(bucket_id, LISTING_V1, _iter_list_v1(client, bucket_id, v1_limit))
 
 
-def _list_v2_page(client: httpx.Client, bucket_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+def _list_v2_page(
+    client: httpx.Client, bucket_id: str, limit: int, cursor: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {"prefix": "", "limit": limit, "with_delimiter": False}
     if cursor is not None:
         body["cursor"] = cursor
     route = f"/storage/v1/object/list-v2/{encode_path_segment(bucket_id)}"
-    return request_json(client, "POST", route, json=body, what=f"Listing bucket {bucket_id!r} (list-v2)").json()
+    return request_json(
+        client, "POST", route, json=body, what=f"Listing bucket {bucket_id!r} (list-v2)"
+    ).json()
 
 
-def _iter_list_v2(client: httpx.Client, bucket_id: str, limit: int, page: dict[str, Any]) -> Iterator[ListedObject]:
+def _iter_list_v2(
+    client: httpx.Client, bucket_id: str, limit: int, page: dict[str, Any]
+) -> Iterator[ListedObject]:
     pages = 1
     previous_cursor: str | None = None
     while True:
         if page.get("folders"):
             # Without a delimiter the listing is flat; folders here would mean objects we cannot see.
-            log.warning("Bucket %r: list-v2 returned %d folder rows despite with_delimiter=false", bucket_id, len(page["folders"]))
+            log.warning(
+                "Bucket %r: list-v2 returned %d folder rows despite with_delimiter=false",
+                bucket_id,
+                len(page["folders"]),
+            )
         for row in page.get("objects") or []:
             yield _listed(row["name"], row)
         if not page.get("hasNext"):
@@ -164,9 +190,18 @@ def _iter_list_v1(client: httpx.Client, bucket_id: str, limit: int) -> Iterator[
         prefix = pending_prefixes.pop()
         offset = 0
         while True:
-            body = {"prefix": prefix, "limit": limit, "offset": offset, "sortBy": {"column": "name", "order": "asc"}}
+            body = {
+                "prefix": prefix,
+                "limit": limit,
+                "offset": offset,
+                "sortBy": {"column": "name", "order": "asc"},
+            }
             rows = request_json(
-                client, "POST", route, json=body, what=f"Listing bucket {bucket_id!r} (v1, prefix {prefix!r})"
+                client,
+                "POST",
+                route,
+                json=body,
+                what=f"Listing bucket {bucket_id!r} (v1, prefix {prefix!r})",
             ).json()
             requests += 1
             for row in rows:
@@ -221,7 +256,7 @@ def read_ahead(items: Iterator[Any], max_items: int, thread_name: str) -> Iterat
                     ready.append(item)
                     if consumer_waits:
                         item_added.notify()
-        except BaseException as error:  # handed to the consumer, which raises it in its own thread
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it in its own thread
             with lock:
                 failure = error
         finally:
@@ -251,5 +286,3 @@ def read_ahead(items: Iterator[Any], max_items: int, thread_name: str) -> Iterat
             stopped = True
             room_made.notify()
         producer.join(timeout=5)
-
-

@@ -41,9 +41,9 @@ SORTED_MD5_METHOD = "md5(string_agg(md5(row::text), '' ORDER BY md5(row::text) C
 HASH_SUM_METHOD = "sum(hashtextextended(row::text, 0))"
 METHODS = {
     HASH_SUM_METHOD: "SELECT count(*), COALESCE(sum(hashtextextended(t::text, 0)), 0)::text "
-                     "FROM {} AS t",
+    "FROM {} AS t",
     SORTED_MD5_METHOD: "SELECT count(*), md5(COALESCE(string_agg(md5(t::text), '' "
-                       "ORDER BY md5(t::text) COLLATE \"C\"), '')) FROM {} AS t",
+    "ORDER BY md5(t::text) COLLATE \"C\"), '')) FROM {} AS t",
 }
 CHECKSUM_METHOD = HASH_SUM_METHOD  # what new backups record
 
@@ -86,8 +86,13 @@ class TableFigures:
         return f"{self.schema}.{self.table}"
 
     def to_manifest(self) -> dict:
-        entry = {"schema": self.schema, "table": self.table, "rows": self.rows,
-                 "checksum": self.checksum, "bytes": self.bytes}
+        entry = {
+            "schema": self.schema,
+            "table": self.table,
+            "rows": self.rows,
+            "checksum": self.checksum,
+            "bytes": self.bytes,
+        }
         if self.checksum_skipped:
             entry["checksum_skipped"] = self.checksum_skipped
         return entry
@@ -96,27 +101,44 @@ class TableFigures:
 def pin_session_settings(connection) -> None:
     """SET LOCAL every setting a row's text depends on (inside the current transaction)."""
     for name, value in SESSION_SETTINGS.items():
-        connection.execute(sql.SQL("SELECT set_config({}, {}, true)").format(
-            sql.Literal(name), sql.Literal(value)))
+        connection.execute(
+            sql.SQL("SELECT set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+        )
 
 
-def table_figures(connection, schema: str, table: str, size: int, max_bytes: int,
-                  checksum: bool | None = None, method: str = CHECKSUM_METHOD) -> TableFigures:
+def table_figures(
+    connection,
+    schema: str,
+    table: str,
+    size: int,
+    max_bytes: int,
+    checksum: bool | None = None,
+    method: str = CHECKSUM_METHOD,
+) -> TableFigures:
     """One table's figures; ``checksum`` True/False overrides the size rule (a restore computes a
     checksum exactly where the backup recorded one)."""
     relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     if checksum is False or (checksum is None and size > max_bytes):
         rows = connection.execute(sql.SQL("SELECT count(*) FROM {}").format(relation)).fetchone()[0]
-        return TableFigures(schema, table, rows, None, size,
-                            f"larger than {format_bytes(max_bytes)} ({format_bytes(size)}): "
-                            "count only (Variable supabase_backup_exact_figures_max_bytes)")
+        return TableFigures(
+            schema,
+            table,
+            rows,
+            None,
+            size,
+            f"larger than {format_bytes(max_bytes)} ({format_bytes(size)}): "
+            "count only (Variable supabase_backup_exact_figures_max_bytes)",
+        )
     rows, checksum = connection.execute(sql.SQL(METHODS[method]).format(relation)).fetchone()
     return TableFigures(schema, table, rows, checksum, size)
 
 
-def compute_figures(connection, max_bytes: int = DEFAULT_MAX_BYTES,
-                    checksum_tables: set[str] | None = None,
-                    method: str = CHECKSUM_METHOD) -> list[TableFigures]:
+def compute_figures(
+    connection,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    checksum_tables: set[str] | None = None,
+    method: str = CHECKSUM_METHOD,
+) -> list[TableFigures]:
     """Figures of every table, in the connection's current transaction (the caller's snapshot).
 
     ``checksum_tables`` (``schema.table`` names), when given, replaces the size rule: exactly those
@@ -128,19 +150,34 @@ def compute_figures(connection, max_bytes: int = DEFAULT_MAX_BYTES,
     started = time.monotonic()
     pin_session_settings(connection)
     tables = connection.execute(TABLES_SQL).fetchall()
-    figures = [table_figures(connection, schema, table, size, max_bytes,
-                             None if checksum_tables is None
-                             else f"{schema}.{table}" in checksum_tables, method)
-               for schema, table, size in tables]
-    log.info("Exact figures of %d tables (%s rows, %d count only) in %.1f s", len(figures),
-             f"{sum(item.rows for item in figures):,}",
-             sum(1 for item in figures if item.checksum is None), time.monotonic() - started)
+    figures = [
+        table_figures(
+            connection,
+            schema,
+            table,
+            size,
+            max_bytes,
+            None if checksum_tables is None else f"{schema}.{table}" in checksum_tables,
+            method,
+        )
+        for schema, table, size in tables
+    ]
+    log.info(
+        "Exact figures of %d tables (%s rows, %d count only) in %.1f s",
+        len(figures),
+        f"{sum(item.rows for item in figures):,}",
+        sum(1 for item in figures if item.checksum is None),
+        time.monotonic() - started,
+    )
     return figures
 
 
-def compute_figures_of(settings, max_bytes: int = DEFAULT_MAX_BYTES,
-                       checksum_tables: set[str] | None = None,
-                       method: str = CHECKSUM_METHOD) -> list[TableFigures]:
+def compute_figures_of(
+    settings,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    checksum_tables: set[str] | None = None,
+    method: str = CHECKSUM_METHOD,
+) -> list[TableFigures]:
     """Figures of every table of the database ``settings`` (a DatabaseSettings) points at, in one
     repeatable-read transaction of their own."""
 
@@ -167,13 +204,21 @@ class Comparison:
         return not self.differences
 
     def to_dict(self) -> dict:
-        return {"tables_compared": self.compared, "rows_compared": self.rows,
-                "checksums_compared": self.checksums_compared, "differences": self.differences,
-                "not_compared": self.not_compared}
+        return {
+            "tables_compared": self.compared,
+            "rows_compared": self.rows,
+            "checksums_compared": self.checksums_compared,
+            "differences": self.differences,
+            "not_compared": self.not_compared,
+        }
 
 
-def compare_figures(recorded: list[dict], restored: list[TableFigures], *,
-                    not_compared_schemas: dict[str, str] | None = None) -> Comparison:
+def compare_figures(
+    recorded: list[dict],
+    restored: list[TableFigures],
+    *,
+    not_compared_schemas: dict[str, str] | None = None,
+) -> Comparison:
     """Compare the manifest's ``database.tables`` entries with figures of a restored database.
 
     ``not_compared_schemas`` maps a schema to the reason its tables are left out (an extension the
@@ -193,20 +238,24 @@ def compare_figures(recorded: list[dict], restored: list[TableFigures], *,
         result.compared += 1
         mine = found.get(name)
         if mine is None:
-            result.differences.append(f"{name}: missing from the restored database "
-                                      f"(backup has {entry['rows']:,} rows)")
+            result.differences.append(
+                f"{name}: missing from the restored database (backup has {entry['rows']:,} rows)"
+            )
             continue
         result.rows += mine.rows
         if mine.rows != entry["rows"]:
-            result.differences.append(f"{name}: {mine.rows:,} rows restored, "
-                                      f"{entry['rows']:,} at dump time")
+            result.differences.append(
+                f"{name}: {mine.rows:,} rows restored, {entry['rows']:,} at dump time"
+            )
         elif entry.get("checksum") is not None:
             result.checksums_compared += 1
             if mine.checksum is None:
                 result.not_compared.append(f"{name}: checksum not computed on the restored side")
             elif mine.checksum != entry["checksum"]:
-                result.differences.append(f"{name}: content checksum {mine.checksum} restored, "
-                                          f"{entry['checksum']} at dump time (same row count)")
+                result.differences.append(
+                    f"{name}: content checksum {mine.checksum} restored, "
+                    f"{entry['checksum']} at dump time (same row count)"
+                )
     recorded_names = {f"{entry['schema']}.{entry['table']}" for entry in recorded}
     for name in sorted(set(found) - recorded_names):
         if name.split(".", 1)[0] not in not_compared_schemas:
@@ -214,16 +263,27 @@ def compare_figures(recorded: list[dict], restored: list[TableFigures], *,
     return result
 
 
-def checksum_tables_and_method(recorded: list[dict], method: str) -> tuple[set[str], str, str | None]:
+def checksum_tables_and_method(
+    recorded: list[dict], method: str
+) -> tuple[set[str], str, str | None]:
     """The tables a restore computes checksums for (those the backup recorded one for), the method,
     and why none are compared when the archive names a method this version does not know (a newer
     release wrote it): then counts are still compared."""
-    wanted = {f"{entry['schema']}.{entry['table']}" for entry in recorded
-              if entry.get("checksum") is not None}
+    wanted = {
+        f"{entry['schema']}.{entry['table']}"
+        for entry in recorded
+        if entry.get("checksum") is not None
+    }
     if method in METHODS:
         return wanted, method, None
-    return set(), CHECKSUM_METHOD, (f"checksums recorded with a method this version does not "
-                                    f"know ({method}): row counts compared only")
+    return (
+        set(),
+        CHECKSUM_METHOD,
+        (
+            f"checksums recorded with a method this version does not "
+            f"know ({method}): row counts compared only"
+        ),
+    )
 
 
 def recorded_method(database_section: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -11,7 +11,12 @@ from supabase_backup.destination import s3 as destination
 from supabase_backup.records import history
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import (
-    CanRead, CanTrigger, CurrentUser, Database, ServiceUnavailable, safe_message,
+    CanRead,
+    CanTrigger,
+    CurrentUser,
+    Database,
+    ServiceUnavailable,
+    safe_message,
 )
 from supabase_backup_plugin.schemas import DownloadUrl, HistoryPage, HistoryStatus
 
@@ -41,14 +46,21 @@ def list_history(
     settle_stale_rows(connection)
     return HistoryPage(
         items=history.list_history(connection, limit=limit, offset=offset, status=status),
-        total=history.count_history(connection, status), limit=limit, offset=offset,
+        total=history.count_history(connection, status),
+        limit=limit,
+        offset=offset,
     )
 
 
 @router.post(
-    "/history/{history_id}/download-url", response_model=DownloadUrl, dependencies=[CanTrigger],
-    responses={**ERRORS, 404: {"description": "No such history row, or its archive is gone"},
-               409: {"description": "The row is not a successful backup"}},
+    "/history/{history_id}/download-url",
+    response_model=DownloadUrl,
+    dependencies=[CanTrigger],
+    responses={
+        **ERRORS,
+        404: {"description": "No such history row, or its archive is gone"},
+        409: {"description": "The row is not a successful backup"},
+    },
 )
 def create_download_url(history_id: int, user: CurrentUser, connection: Database) -> DownloadUrl:
     """A presigned GET URL, valid 15 minutes, for a successful backup's own archive. Every URL
@@ -58,31 +70,46 @@ def create_download_url(history_id: int, user: CurrentUser, connection: Database
     if row is None:
         raise HTTPException(404, f"no backup with history id {history_id}")
     if row["status"] != "success" or not row["s3_bucket"] or not row["s3_key"]:
-        raise HTTPException(409, f"backup {history_id} is {row['status']}, not success: only a "
-                                 "verified archive can be downloaded")
+        raise HTTPException(
+            409,
+            f"backup {history_id} is {row['status']}, not success: only a "
+            "verified archive can be downloaded",
+        )
     if row.get("deleted_at"):
-        raise HTTPException(404, f"the archive of backup {history_id} was deleted by retention "
-                                 f"({row.get('deleted_by')}) on {row['deleted_at']:%Y-%m-%d %H:%M} UTC")
+        raise HTTPException(
+            404,
+            f"the archive of backup {history_id} was deleted by retention "
+            f"({row.get('deleted_by')}) on {row['deleted_at']:%Y-%m-%d %H:%M} UTC",
+        )
     try:
         client = connections.s3_client()
         if destination.head_object(client, row["s3_bucket"], row["s3_key"]) is None:
-            raise HTTPException(404, f"the archive of backup {history_id} is no longer in "
-                                     f"s3://{row['s3_bucket']}/{row['s3_key']}")
+            raise HTTPException(
+                404,
+                f"the archive of backup {history_id} is no longer in "
+                f"s3://{row['s3_bucket']}/{row['s3_key']}",
+            )
         url = destination.presigned_download_url(client, row["s3_bucket"], row["s3_key"])
     except HTTPException:
         raise
-    except Exception as error:  # S3 unreachable, the aws_default connection missing or refused
-        raise ServiceUnavailable(f"S3 cannot be used: {type(error).__name__}: "
-                                 f"{safe_message(error)}") from None
+    except Exception as error:  # noqa: BLE001 - S3 unreachable, the aws_default connection missing or refused
+        raise ServiceUnavailable(
+            f"S3 cannot be used: {type(error).__name__}: {safe_message(error)}"
+        ) from None
     if not url:
         raise ServiceUnavailable("S3 did not sign a download URL")
     expires_in = destination.PRESIGNED_URL_SECONDS
     # Recorded before the URL is handed out: no URL leaves without its record.
-    history.record_download(connection, row, requested_by=user.get_name(),
-                            expires_in_seconds=expires_in)
+    history.record_download(
+        connection, row, requested_by=user.get_name(), expires_in_seconds=expires_in
+    )
     return DownloadUrl(
-        url=url, expires_in=expires_in,
-        expires_at=(datetime.now(timezone.utc) + timedelta(seconds=expires_in)).isoformat(),
-        history_id=history_id, s3_bucket=row["s3_bucket"], s3_key=row["s3_key"],
-        size_bytes=row["size_bytes"], sha256=row["sha256"],
+        url=url,
+        expires_in=expires_in,
+        expires_at=(datetime.now(UTC) + timedelta(seconds=expires_in)).isoformat(),
+        history_id=history_id,
+        s3_bucket=row["s3_bucket"],
+        s3_key=row["s3_key"],
+        size_bytes=row["size_bytes"],
+        sha256=row["sha256"],
     )

@@ -15,8 +15,12 @@ router = APIRouter(tags=["page"])
 PAGE_IN_AIRFLOW_UI = "../plugin/backups"
 
 
-@router.get("/ui", dependencies=[CanReadDag], response_class=RedirectResponse, status_code=307,
-            responses={401: {"description": "No Airflow user"},
-                       403: {"description": "Not permitted"}})
+@router.get(
+    "/ui",
+    dependencies=[CanReadDag],
+    response_class=RedirectResponse,
+    status_code=307,
+    responses={401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}},
+)
 def backups_page() -> RedirectResponse:
     return RedirectResponse(PAGE_IN_AIRFLOW_UI, status_code=307)

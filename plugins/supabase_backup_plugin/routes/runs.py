@@ -9,7 +9,11 @@ from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, Database
 from supabase_backup_plugin.routes.history import settle_stale_rows
 from supabase_backup_plugin.schemas import (
-    Counts, Progress, RunStatus, TriggerRequest, TriggerResponse,
+    Counts,
+    Progress,
+    RunStatus,
+    TriggerRequest,
+    TriggerResponse,
 )
 
 router = APIRouter(tags=["runs"])
@@ -17,9 +21,15 @@ router = APIRouter(tags=["runs"])
 ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
 
 
-@router.post("/runs", response_model=TriggerResponse, dependencies=[CanTrigger],
-             responses={**ERRORS, 409: {"description": "A run is already queued or running, or "
-                                        "the DAG is paused"}})
+@router.post(
+    "/runs",
+    response_model=TriggerResponse,
+    dependencies=[CanTrigger],
+    responses={
+        **ERRORS,
+        409: {"description": "A run is already queued or running, or the DAG is paused"},
+    },
+)
 def trigger_run(user: CurrentUser, request: TriggerRequest | None = None) -> TriggerResponse:
     """Trigger the ``supabase_backup`` DAG with these Params; the run counts as triggered through
     the API by the calling user."""
@@ -31,8 +41,12 @@ def trigger_run(user: CurrentUser, request: TriggerRequest | None = None) -> Tri
     return TriggerResponse(run_id=run_id)
 
 
-@router.get("/runs/{run_id}", response_model=RunStatus, dependencies=[CanRead],
-            responses={**ERRORS, 404: {"description": "No such run"}})
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunStatus,
+    dependencies=[CanRead],
+    responses={**ERRORS, 404: {"description": "No such run"}},
+)
 def get_run(run_id: str, connection: Database) -> RunStatus:
     """The DAG run's state, each task's state, its history row and its progress (per bucket and
     in total: objects and bytes done of those known so far, and the step running now)."""
@@ -42,8 +56,11 @@ def get_run(run_id: str, connection: Database) -> RunStatus:
     if airflow_run is None and row is None:
         raise HTTPException(404, f"no run {run_id} of the supabase_backup DAG")
     return RunStatus(
-        run_id=run_id, state=airflow_run["state"] if airflow_run else None,
-        airflow=airflow_run, history=row, progress=progress_of(row),
+        run_id=run_id,
+        state=airflow_run["state"] if airflow_run else None,
+        airflow=airflow_run,
+        history=row,
+        progress=progress_of(row),
     )
 
 
@@ -51,8 +68,13 @@ COUNTED = ("objects_done", "objects_known", "bytes_done", "missing")
 
 
 def _counts(recorded: dict) -> Counts:
-    return Counts(**{key: value for key, value in recorded.items()
-                     if key in Counts.model_fields and key != "shards" and value is not None})
+    return Counts(
+        **{
+            key: value
+            for key, value in recorded.items()
+            if key in Counts.model_fields and key != "shards" and value is not None
+        }
+    )
 
 
 def bucket_counts(recorded: dict) -> Counts:
@@ -62,17 +84,25 @@ def bucket_counts(recorded: dict) -> Counts:
     if not shards:
         return _counts(recorded)
     parts = [_counts(counts) for counts in shards.values()]
-    return Counts(**{name: sum(getattr(part, name) for part in parts) for name in COUNTED},
-                  listing_done=all(part.listing_done for part in parts), shards=len(parts))
+    return Counts(
+        **{name: sum(getattr(part, name) for part in parts) for name in COUNTED},
+        listing_done=all(part.listing_done for part in parts),
+        shards=len(parts),
+    )
 
 
 def progress_of(row: dict | None) -> Progress:
     recorded = (row or {}).get("progress") or {}
-    buckets = {name: bucket_counts(counts)
-               for name, counts in (recorded.get("buckets") or {}).items()}
+    buckets = {
+        name: bucket_counts(counts) for name, counts in (recorded.get("buckets") or {}).items()
+    }
     total = Counts(
         **{name: sum(getattr(counts, name) for counts in buckets.values()) for name in COUNTED},
         listing_done=bool(buckets) and all(counts.listing_done for counts in buckets.values()),
     )
-    return Progress(step=recorded.get("step"), updated_at=recorded.get("updated_at"),
-                    buckets=buckets, total=total)
+    return Progress(
+        step=recorded.get("step"),
+        updated_at=recorded.get("updated_at"),
+        buckets=buckets,
+        total=total,
+    )
