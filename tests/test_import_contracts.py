@@ -1,6 +1,6 @@
 """The import directions of STYLE.md, as import-linter contracts (pyproject.toml): the library
 imports no DAG, plugin or sandbox code; the sandbox imports no library code; only the boundary
-module airflow_resources imports airflow."""
+package supabase_backup.airflow imports airflow; the library's floors (layers) and no cycle."""
 
 import os
 import subprocess

@@ -1,6 +1,6 @@
 """The settings of a backup and the run plan: plain values, validated once, handed from task to task.
 
-``BackupSettings`` is what the Airflow Variables say (read by ``airflow_resources``, the only module that
+``BackupSettings`` is what the Airflow Variables say (read by ``supabase_backup.airflow``, the only module that
 talks to Airflow); ``RunPlan`` is one run's resolved choice of everything (settings plus the trigger
 form's Params), made by the run's first task and passed to every later task as an argument, so a
 Variable edited during a run cannot split it between two staging folders or two prefixes. The plan

@@ -4,7 +4,7 @@ Export tasks may run on different workers, so the staging root is a universal_pa
 folder by default (``file:///tmp/supabase-backup-staging``), or an object-store URL such as
 ``s3://bucket/staging`` for Celery or Kubernetes executors. In the DAG the root is an Airflow
 ``StagingPath`` (a UPath that takes its credentials from an Airflow connection), made by
-``airflow_resources``; this module only uses the path interface both share. Every run gets its own folder, removed by
+``supabase_backup.airflow``; this module only uses the path interface both share. Every run gets its own folder, removed by
 the DAG's teardown whatever the outcome.
 
 Layout of one run's folder (the contract between the exporters, reconcile and the archive builder)::

@@ -421,3 +421,20 @@ def test_requirements_resolve_with_pip_to_exactly_the_pinned_set(tmp_path):
     resolved.pop("setuptools", None)
     assert resolved == pinned_requirements()
     assert "apache-airflow-providers-celery" in resolved and "redis" in resolved
+
+
+TEST_TOOLS = ("pytest", "moto", "playwright", "import-linter", "aiosmtpd", "ruff", "mypy",
+              "apache-airflow-client")
+
+
+def test_the_image_installs_no_test_tool():
+    """requirements.txt is the runtime set (the Dockerfile installs only it); the test and lint
+    tools live in requirements-test.txt, which `make install` adds for a developer."""
+    runtime = pinned_requirements()
+    assert not [tool for tool in TEST_TOOLS if tool in runtime]
+    test_pins = {re.sub(r"[-_.]+", "-", line.partition("==")[0]).lower()
+                 for line in (PROJECT_ROOT / "requirements-test.txt").read_text().splitlines()
+                 if line and not line.startswith("#")}
+    assert set(TEST_TOOLS) <= test_pins
+    assert not test_pins & set(runtime), "a package pinned in both files"
+    assert "requirements-test" not in DOCKERFILE.read_text()

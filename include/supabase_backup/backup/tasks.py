@@ -2,7 +2,7 @@
 
 Each task body takes the run plan (``config.RunPlan``, made once by the run's first task) and the
 run's resources (``RunResources``: database and API settings, an S3 client, the staging area), plus
-the results of earlier tasks as plain arguments. In the DAG ``airflow_resources`` builds the
+the results of earlier tasks as plain arguments. In the DAG ``supabase_backup.airflow`` builds the
 resources from Airflow connections; nothing here knows Airflow, task ids or XCom. Results that
 travel between tasks are small dicts; bulk data stays in the run's staging folder.
 """
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 
 class RunResources(Protocol):
-    """What a task body may use; ``airflow_resources.TaskResources`` builds it from Airflow."""
+    """What a task body may use; ``airflow.backup_run.TaskResources`` builds it from Airflow."""
 
     database: DatabaseSettings
     api: ApiSettings

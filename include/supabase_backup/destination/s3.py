@@ -1,7 +1,7 @@
 """S3: upload the archive, read it back by ranged reads, presign a download.
 
 Every function takes a boto3 S3 client. In the DAG it comes from the amazon provider's S3Hook (the
-``aws_default`` connection: credentials, region, endpoint), handed over by ``airflow_resources``; on
+``aws_default`` connection: credentials, region, endpoint), handed over by ``supabase_backup.airflow``; on
 the command line it is a plain ``boto3.client("s3")`` with the usual AWS environment.
 
 The archive key is ``<prefix>backup-YYYY-MM-DD-HH-mm-UTC.zip`` from the run's start time. An

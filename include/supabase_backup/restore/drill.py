@@ -13,7 +13,7 @@ was compared and, for a failed drill, which tables differ.
 Extensions the drill server does not offer are skipped, as ``--skip-extension`` would: their
 tables are listed as not compared (with the reason) rather than failing the drill.
 
-Like ``steps``, nothing here knows Airflow: ``airflow_resources`` builds the resources and the DAG
+Like ``backup.tasks``, nothing here knows Airflow: ``supabase_backup.airflow`` builds the resources and the DAG
 file only wires the tasks.
 """
 
@@ -58,7 +58,7 @@ DIFFERENCES_IN_MESSAGE = 10
 
 
 class DrillResources(Protocol):
-    """What a drill task may use; ``airflow_resources.DrillTaskResources`` builds it."""
+    """What a drill task may use; ``airflow.drill_run.DrillTaskResources`` builds it."""
 
     database: DatabaseSettings  # the Supabase database: backup_history lives there
     drill_server: DatabaseSettings  # where scratch databases are created (its maintenance db)
