@@ -1,13 +1,22 @@
 """`make up` / `make down`: the sandbox and a real Airflow on loopback, to use the Backups page.
 
 `up` starts the sandbox (Postgres, Storage/Auth API, S3), applies the migration, starts Airflow's
-api-server, scheduler and dag-processor (LocalExecutor, SQLite metadata, 127.0.0.1 only), unpauses
-the DAG and prints the URL and three logins: admin (admin role), operator (op: may trigger, download
-and switch backups) and viewer (viewer: may only look). Their passwords are random, written once to
-STATE/passwords.json (mode 0600) and printed once, by the `up` that created them.
+api-server, scheduler, dag-processor and triggerer (LocalExecutor, SQLite metadata, 127.0.0.1
+only), unpauses the DAG and prints the URL and three logins: admin (admin role), operator (op: may
+trigger, download and switch backups) and viewer (viewer: may only look). Their passwords are
+random, written once to STATE/passwords.json (mode 0600) and printed once, by the `up` that created
+them.
+
+The settings the sandbox needs are created as Variables in Airflow's metadata database (Admin ->
+Variables shows them, and an edit there is what the next run uses), never as ``AIRFLOW_VAR_*``
+environment variables, which would silently win over the UI. A Variable that already exists is kept,
+so an edit survives the next ``make up``. The backup DAG has no schedule here unless
+``SUPABASE_BACKUP_SCHEDULE`` says otherwise: unpausing a daily DAG would start a run at once, and
+``make up`` starts nothing nobody asked for.
 
 `down` stops what `up` started, by the process ids in STATE/*.pid (each a process group), and the
-sandbox if `up` started it. Data is kept; `make clean` removes it.
+sandbox if `up` started it; a sandbox started by something else (``make demo``, ``make sandbox``)
+is left running and `down` says so and how to stop it. Data is kept; `make clean` removes it.
 """
 
 from __future__ import annotations
@@ -33,7 +42,10 @@ SERVICES = {
     "api-server": ["api-server"],
     "scheduler": ["scheduler", "--skip-serve-logs"],
     "dag-processor": ["dag-processor"],
+    # Deferrable operators need it, and without it Airflow's home page shows a red Triggerer badge.
+    "triggerer": ["triggerer", "--skip-serve-logs"],
 }
+VARIABLE_PREFIX = "AIRFLOW_VAR_"
 USERS = {"admin": "admin", "operator": "op", "viewer": "viewer"}
 DAG_ID = "supabase_backup"
 
@@ -74,13 +86,24 @@ def port_free(port: int) -> bool:
     return True
 
 
+def split_variables(environment: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(the environment without AIRFLOW_VAR_*, those Variables by their Airflow names)."""
+    variables = {name[len(VARIABLE_PREFIX):].lower(): value
+                 for name, value in environment.items() if name.startswith(VARIABLE_PREFIX)}
+    rest = {name: value for name, value in environment.items()
+            if not name.startswith(VARIABLE_PREFIX)}
+    return rest, variables
+
+
 def environment_for(exports: dict[str, str], state: Path, port: int) -> dict[str, str]:
     jwt_secret_file = state / "jwt_secret"
     if not jwt_secret_file.exists():
         write_private(jwt_secret_file, secrets.token_urlsafe(64))
     url = f"http://127.0.0.1:{port}"
+    environment, _ = split_variables(airflow_environment(exports, state))
     return {
-        **airflow_environment(exports, state),
+        "SUPABASE_BACKUP_SCHEDULE": "none",
+        **environment,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{state}/airflow.db",
@@ -122,9 +145,7 @@ def up(arguments) -> int:
         print(f"Logins: admin, operator, viewer; passwords in {state / 'passwords.json'}")
         return 0
 
-    sandbox_was_running = (sandbox_dir / "settings.json").exists() and subprocess.run(
-        [sys.executable, "-m", "sandbox", "status", "--state-dir", str(sandbox_dir)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True).stdout.count('"running": true') > 0
+    sandbox_was_running = sandbox_is_running(sandbox_dir)
     print(f"Starting the sandbox ({arguments.size}) in {sandbox_dir} …", flush=True)
     exports = sandbox_exports(sandbox_dir, arguments.size)
     apply_migration({**libpq_environment(exports["AIRFLOW_CONN_SUPABASE_DB"]),
@@ -141,10 +162,12 @@ def up(arguments) -> int:
         write_private(passwords_file, json.dumps(new_passwords))
     passwords = json.loads(passwords_file.read_text())
     environment = environment_for(exports, state, arguments.port)
+    _, variables = split_variables(airflow_environment(exports, state))
     airflow = str(Path(sys.executable).parent / "airflow")
     print("Migrating the Airflow metadata database (SQLite) …", flush=True)
     subprocess.run([airflow, "db", "migrate"], env=environment, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    created = create_variables(airflow, environment, variables, state)
     for name, command in SERVICES.items():
         with open(state / f"{name}.log", "ab") as log:
             process = subprocess.Popen([airflow, *command], env=environment, stdout=log,
@@ -167,7 +190,12 @@ def up(arguments) -> int:
                 json={"is_paused": False}, headers=headers, timeout=10).raise_for_status()
 
     print()
-    print(f"Airflow:       {url}  (the DAG {DAG_ID} is unpaused)")
+    schedule = environment["SUPABASE_BACKUP_SCHEDULE"]
+    print(f"Airflow:       {url}  (the DAG {DAG_ID} is unpaused; schedule: {schedule}"
+          + (", so nothing runs until you trigger it: SUPABASE_BACKUP_SCHEDULE=@daily make up for "
+             "the daily schedule)" if schedule == "none" else ")"))
+    print(f"Variables:     {', '.join(sorted(variables))} in Admin -> Variables"
+          + (f" (created: {', '.join(created)})" if created else " (kept as they were)"))
     print(f"Backups page:  {url}/plugin/backups   API docs: {url}/backup/docs")
     if new_passwords:
         print(f"Logins (printed this once; kept in {passwords_file}):")
@@ -177,6 +205,38 @@ def up(arguments) -> int:
         print(f"Logins: admin, operator, viewer; passwords in {passwords_file}")
     print(f"Logs: {state}/*.log.  Stop with: make down")
     return 0
+
+
+def create_variables(airflow: str, environment: dict[str, str], variables: dict[str, str],
+                     state: Path) -> list[str]:
+    """Create the Variables that do not exist yet in the metadata database; existing ones (maybe
+    edited in the UI) are kept. Returns the names created."""
+    variables_file = state / "variables.json"
+    # `variables export` writes a JSON object of every Variable (the list command's output has
+    # log lines around its JSON).
+    subprocess.run([airflow, "variables", "export", str(variables_file)], env=environment,
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    existing = set(json.loads(variables_file.read_text() or "{}"))
+    variables_file.unlink(missing_ok=True)
+    wanted = {name: value for name, value in variables.items() if name not in existing}
+    if wanted:
+        write_private(variables_file, json.dumps(wanted))
+        try:
+            subprocess.run([airflow, "variables", "import", "--action-on-existing-key", "skip",
+                            str(variables_file)], env=environment, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finally:
+            variables_file.unlink(missing_ok=True)
+    return sorted(wanted)
+
+
+def sandbox_left_running(record: dict, sandbox_running: bool) -> str | None:
+    """What `down` says of a sandbox it does not stop (None when there is nothing to say)."""
+    if record.get("started_sandbox") or not sandbox_running:
+        return None
+    where = record.get("sandbox_dir", ".sandbox")
+    return (f"The sandbox in {where} is still running: make up did not start it (make demo or "
+            f"make sandbox did). Stop it with: make sandbox-down SANDBOX_DIR={where}")
 
 
 def stop_group(pid: int, timeout: float = 20) -> None:
@@ -214,8 +274,19 @@ def down(arguments) -> int:
         subprocess.run([sys.executable, "-m", "sandbox", "down", "--state-dir",
                         record["sandbox_dir"]], cwd=PROJECT_ROOT, check=True)
     record_file.unlink(missing_ok=True)
-    print("Stopped.")
+    sandbox_dir = record.get("sandbox_dir") or str((PROJECT_ROOT / arguments.sandbox_dir).resolve())
+    note = sandbox_left_running({**record, "sandbox_dir": sandbox_dir},
+                                sandbox_is_running(Path(sandbox_dir)))
+    print("Stopped Airflow." + (f"\n{note}" if note else ""))
     return 0
+
+
+def sandbox_is_running(sandbox_dir: Path) -> bool:
+    if not (sandbox_dir / "settings.json").exists():
+        return False
+    status = subprocess.run([sys.executable, "-m", "sandbox", "status", "--state-dir",
+                             str(sandbox_dir)], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    return '"running": true' in status.stdout
 
 
 def main(argv: list[str] | None = None) -> int:

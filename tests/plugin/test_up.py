@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -63,15 +64,42 @@ def test_up_prints_the_logins_once_and_down_stops_everything():
         assert httpx.get(f"{url}/backup/api/v1/settings", headers={
             "Authorization": f"Bearer {token['access_token']}"}).json() == {"backup_enabled": True}
 
+        admin = httpx.post(f"{url}/auth/token", json={"username": "admin",
+                                                      "password": logins["admin"]}).json()
+        as_admin = {"Authorization": f"Bearer {admin['access_token']}"}
+        # No unasked run: the DAG is unpaused but has no schedule, so nothing is due.
+        dag = httpx.get(f"{url}/api/v2/dags/supabase_backup", headers=as_admin).json()
+        assert dag["is_paused"] is False and dag["next_dagrun_run_after"] is None, dag
+        runs = httpx.get(f"{url}/api/v2/dags/supabase_backup/dagRuns", headers=as_admin).json()
+        assert runs["total_entries"] == 0
+        assert "schedule: none" in started.stdout
+        # The settings are Variables in the metadata database (Admin -> Variables), not
+        # AIRFLOW_VAR_* in the services' environment, where they would win over the UI.
+        variables = httpx.get(f"{url}/api/v2/variables", headers=as_admin).json()
+        keys = {item["key"] for item in variables["variables"]}
+        assert {"supabase_backup_s3_bucket", "supabase_backup_staging_root"} <= keys
+        for name in ("api-server", "scheduler"):
+            pid = int((root / "airflow" / f"{name}.pid").read_text())
+            assert b"AIRFLOW_VAR_" not in Path(f"/proc/{pid}/environ").read_bytes()
+        # The triggerer runs, so Airflow's home shows no red Triggerer badge.
+        health = {}
+        for _ in range(60):
+            health = httpx.get(f"{url}/api/v2/monitor/health").json()
+            if (health.get("triggerer") or {}).get("status") == "healthy":
+                break
+            time.sleep(1)
+        assert health["triggerer"]["status"] == "healthy", health
+
         again = tool("up", "--port", str(port), *places)
         assert again.returncode == 0 and "Already running" in again.stdout
         assert not any(password in again.stdout for password in logins.values())
 
         pids = [int((root / "airflow" / f"{name}.pid").read_text())
-                for name in ("api-server", "scheduler", "dag-processor")]
+                for name in ("api-server", "scheduler", "dag-processor", "triggerer")]
     finally:
         stopped = tool("down", *places)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
+    assert "Stopped Airflow." in stopped.stdout and "still running" not in stopped.stdout
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or b"airflow" not in Path(
             f"/proc/{pid}/cmdline").read_bytes()
