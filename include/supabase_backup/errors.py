@@ -152,6 +152,13 @@ class ApiError(BackupError):
     # status: the effective status (the body's statusCode when Storage wraps it in an HTTP 400);
     # code: the body's error code (or the transport failure's name), None when there was none.
     fields = ("method", "route", "http_status", "status", "code", "message")
+    # The fields as attributes, for readers and the type checker (BackupError sets them).
+    method: str
+    route: str
+    http_status: int | None
+    status: int | None
+    code: str | None
+    message: str
 
     def message_fields(self) -> dict[str, Any]:
         values = super().message_fields()
@@ -290,6 +297,8 @@ class RestoreIncomplete(BackupError):
     """Restore incomplete: {reason}"""
 
     exit_code = EXIT_RESTORE_INCOMPLETE
+    # What was done, for callers that report it (set by restore.storage before raising).
+    result: Any = None
 
 
 class DrillFailed(BackupError):

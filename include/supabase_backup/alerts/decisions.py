@@ -16,7 +16,7 @@ from supabase_backup.records.alert_state import StaleEpisode, StaleNotice
 def is_stale(latest: dict | None, max_age_hours: float, now: datetime) -> bool:
     if latest is None:
         return True
-    finished = latest.get("finished_at") or latest.get("started_at")
+    finished: datetime = latest.get("finished_at") or latest["started_at"]
     return (now - finished).total_seconds() > max_age_hours * 3600
 
 

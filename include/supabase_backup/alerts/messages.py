@@ -114,7 +114,7 @@ def stale_alert(
         cause = "backup_history holds no verified successful backup at all"
         last = "none"
     else:
-        finished = latest.get("finished_at") or latest.get("started_at")
+        finished: datetime = latest.get("finished_at") or latest["started_at"]
         hours = (now - finished).total_seconds() / 3600
         cause = (
             f"the newest verified backup finished {hours:.1f} hours ago, more than the "

@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from supabase_backup.archive.hashing import HashingWriter, copy_hashing, copy_into
 from supabase_backup.archive.manifest import write_manifest
@@ -71,7 +72,7 @@ class PlannedMember:
     """One member to write: its name, where its bytes are staged, and what they must hash to."""
 
     name: str
-    source: object  # an ObjectStoragePath (or pathlib.Path) to read from
+    source: Any  # an ObjectStoragePath (or pathlib.Path) to read from
     size: int
     sha256: str
     content_type: str | None = None

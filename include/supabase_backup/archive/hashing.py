@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any, Protocol
 
 CHUNK_SIZE = 1024 * 1024
+
+
+class BinarySink(Protocol):
+    """Anything bytes can be written to: a file, an S3 multipart upload, a local file by fd."""
+
+    def write(self, data: bytes, /) -> Any: ...
 
 
 class HashingWriter:
@@ -17,7 +23,7 @@ class HashingWriter:
     so an archive's sha256 is known the moment it is written.
     """
 
-    def __init__(self, sink: IO[bytes] | None) -> None:
+    def __init__(self, sink: BinarySink | None) -> None:
         self._sink = sink
         self._digest = hashlib.sha256()
         self.size = 0

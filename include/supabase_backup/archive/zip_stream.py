@@ -23,7 +23,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 STORED = 0
 DEFLATED = 8
@@ -61,7 +61,7 @@ def _dos_date_time(date_time: tuple) -> tuple[int, int]:
 try:  # ISA-L's deflate: a standard deflate stream, measured 8-20x faster than zlib level 6 here
     from isal import isal_zlib
 except ImportError:  # pragma: no cover - isal is pinned in requirements.txt
-    isal_zlib = None
+    isal_zlib = None  # type: ignore[assignment]
 
 # isal level 2 (of 0-3). bench/README.md: on a medium tree the archive is 1% larger than zip -r's
 # and built 7x faster; a pg_dump-like text alone deflates 12% larger than zlib's level 6 at 20x
@@ -84,6 +84,9 @@ def _default_compressor():
 
 class _MemberSink:
     """What one member's bytes are written to: counts, CRC-32 and (for deflate) compresses."""
+
+    # (name, flags, method, DOS time, DOS date, header offset, ZIP64, version), set by add_member.
+    _header: tuple
 
     def __init__(self, writer: StreamingZipWriter, compressor) -> None:
         self._writer = writer
@@ -442,7 +445,7 @@ class MemberReader(io.RawIOBase):
         self._position = entry.header_offset + _LOCAL_HEADER.size + name_length + extra_length
         self._left = entry.compressed_size
         if entry.method == DEFLATED:
-            self._decompressor = zlib.decompressobj(-15)
+            self._decompressor: Any = zlib.decompressobj(-15)
         elif entry.method == STORED:
             self._decompressor = None
         else:

@@ -78,13 +78,14 @@ def lock_stale_episode(connection: psycopg.Connection) -> StaleEpisode | None:
         "INSERT INTO public.backup_alert_state (alert) VALUES (%s) ON CONFLICT (alert) DO NOTHING",
         (STALE,),
     )
-    alerted_at, last_notified_at, reminders_sent = connection.execute(
+    row = connection.execute(
         "SELECT alerted_at, last_notified_at, reminders_sent FROM public.backup_alert_state "
         "WHERE alert = %s FOR UPDATE",
         (STALE,),
     ).fetchone()
-    if alerted_at is None:
+    if row is None or row[0] is None:  # (the INSERT above makes the row; None: no open episode)
         return None
+    alerted_at, last_notified_at, reminders_sent = row
     return StaleEpisode(
         alerted_at=alerted_at,
         last_notified_at=last_notified_at or alerted_at,

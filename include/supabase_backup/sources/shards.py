@@ -87,7 +87,8 @@ def plan_key_ranges(sorted_keys: Iterable[str], max_objects: int) -> list[KeyRan
 
 def shard_of(key: str, ranges: list[KeyRange]) -> int:
     """The index of the one range that holds ``key``."""
-    return bisect.bisect_right([item.start for item in ranges[1:]], key)
+    # Every range after the first has a start (only the first is open below).
+    return bisect.bisect_right([item.start or "" for item in ranges[1:]], key)
 
 
 # --- export units -----------------------------------------------------------------------------------

@@ -94,7 +94,7 @@ class _NewLocalFile:
         self.close()
 
 
-def _open_binary_for_writing(path: StagingPath | str) -> IO[bytes] | _NewLocalFile:
+def _open_binary_for_writing(path: StagingPath | str) -> Any:
     # A str is a local file path, and so is a local StagingPath: no fsspec layers for thousands of
     # small files.
     if isinstance(path, str):
