@@ -20,6 +20,10 @@ however many schedulers run (`include/supabase_backup/alert_state.py` says why n
 notice that cannot be sent is not recorded, so the retry sends it. Without that table (the migration
 not re-applied after an upgrade) every stale check alerts, and the alert names the migration.
 
+**A check that cannot run** (a mistyped Variable such as `supabase_backup_max_backup_age_hours=abc`,
+an unreachable database) fails the task and sends one alert naming the cause, through the same
+channels; a stale project's failure does not send a second notice.
+
 Why a DAG and not an Airflow 3 deadline alert: a deadline watches one DAG run's duration, but a
 backup can go stale with no run at all (the DAG paused, the scheduler down) or with runs that end
 `incomplete`; only the history says whether a verified backup is recent.
@@ -49,7 +53,7 @@ from supabase_backup.airflow import staleness
     },
 )
 def supabase_backup_staleness():
-    @task
+    @task(on_failure_callback=staleness.alert_check_failure)
     def check_backup_age(**context) -> dict:
         return staleness.check_backup_age(context)
 

@@ -188,20 +188,25 @@ def checked_prefix(value: str | None) -> str:
 
 
 def checked_staging_root(value: str | None) -> str:
-    """An absolute ``file://`` folder or an object-store URL whose scheme we know."""
+    """An absolute ``file:///`` folder or an object-store URL whose scheme we know.
+
+    ``file://relative/x`` is refused: its ``relative`` is a host to a URL parser but a folder to
+    the object store, which would stage under the worker's working directory. ``s3://bucket/x``
+    reaches S3 through the plan's AWS connection (``airflow.connections.staging_area``);
+    ``s3://conn_id@bucket/x`` names another connection."""
     root = (value or "").strip() or DEFAULT_STAGING_ROOT
     if root.startswith("/"):
         root = f"file://{root}"
     parts = urlsplit(root)
     if (
         parts.scheme not in STAGING_SCHEMES
-        or (parts.scheme == "file" and not parts.path.startswith("/"))
-        or (parts.scheme != "file" and not parts.netloc)
+        or (parts.scheme == "file" and (parts.netloc or not parts.path.startswith("/")))
+        or (parts.scheme != "file" and not parts.netloc.rpartition("@")[2])
     ):
         raise ConfigurationError(
             f"the Airflow Variable supabase_backup_staging_root is {value!r}: use an absolute "
-            f"file:///folder or an object-store URL such as s3://bucket/staging "
-            f"(schemes: {', '.join(STAGING_SCHEMES)})"
+            f"folder (/var/staging or file:///var/staging, three slashes) or an object-store URL "
+            f"such as s3://bucket/staging (schemes: {', '.join(STAGING_SCHEMES)})"
         )
     return root
 

@@ -31,6 +31,8 @@ EXIT_EXTENSIONS_MISSING = 11
 EXIT_RESTORE_FAILED = 12
 EXIT_RESTORE_INCOMPLETE = 13
 EXIT_FIGURES_DIFFER = 14
+EXIT_DATABASE_UNREACHABLE = 15
+EXIT_DATABASE_MISSING = 16
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -40,14 +42,16 @@ EXIT_CODES_HELP = """exit codes:
   4  the backup tables are missing (apply include/sql/001_backup_system.sql)
   5  no usable pg_dump, or one too old for the server
   6  pg_dump failed
-  7  a key or password was refused
+  7  a key or password was refused (the database refused the login, S3 or Storage the key)
   8  the archive key is taken by another archive
   9  the archive or object does not exist
  10  restore refused: an unsafe member name, a target that is not empty, objects that differ
  11  restore refused: the target lacks extensions the dump creates (see --skip-extension)
  12  restore failed: psql stopped on an error (nothing was committed)
  13  restore finished but the target refused some objects (they are listed)
- 14  the restored database differs from the figures the backup recorded (tables named)"""
+ 14  the restored database differs from the figures the backup recorded (tables named)
+ 15  no Postgres server answers at the database URL's host and port (or it dropped the connection)
+ 16  the database URL names a database the server does not have"""
 
 
 class BackupError(Exception):
@@ -194,6 +198,35 @@ class ApiUnauthorized(BackupError):
     fields = ("service", "status")
     exit_code = EXIT_ACCESS_DENIED
     permanent = True
+
+
+class DatabaseLoginRefused(BackupError):
+    """The Postgres server at {target} refused the login ({server_said}): check the user in the database URL and the password in PGPASSWORD (the DAG takes both from its Airflow connection)."""
+
+    fields = ("target", "server_said")
+    exit_code = EXIT_ACCESS_DENIED
+    permanent = True
+
+
+class DatabaseUnreachable(BackupError):
+    """No Postgres server answers at {host}:{port} ({reason}): check the host and port in the database URL (a Supabase project's session pooler listens on 5432) and that the server is running, then run again."""
+
+    fields = ("host", "port", "reason")
+    exit_code = EXIT_DATABASE_UNREACHABLE
+
+
+class DatabaseMissing(BackupError):
+    """The Postgres server at {host}:{port} has no database {dbname!r}: name an existing database in the database URL, or create it first (createdb {dbname}) when it is a restore target."""
+
+    fields = ("host", "port", "dbname")
+    exit_code = EXIT_DATABASE_MISSING
+    permanent = True
+
+
+class DatabaseFailed(BackupError):
+    """The database {target} failed: {reason}"""
+
+    fields = ("target", "reason")
 
 
 class UnsafeObjectName(BackupError):

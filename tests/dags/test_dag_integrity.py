@@ -53,6 +53,18 @@ def test_drill_shape(dag_bag):
     assert dag.get_task("record_drill").trigger_rule == "all_done"
 
 
+def test_staleness_shape_alerts_when_the_check_cannot_run(dag_bag):
+    from supabase_backup.airflow import staleness
+
+    dag = dag_bag.dags["supabase_backup_staleness"]
+    assert {"backup", "alerts"} <= set(dag.tags) and dag.doc_md and dag.max_active_runs == 1
+    check = dag.get_task("check_backup_age")
+    assert check.retries >= 2 and check.execution_timeout is not None
+    callbacks = check.on_failure_callback
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    assert staleness.alert_check_failure in callbacks
+
+
 def test_the_dag_file_does_not_shadow_the_package():
     """With dags/ first on sys.path (as a scheduler may put it) the package still imports: the
     DAG file's module name differs from the package's."""

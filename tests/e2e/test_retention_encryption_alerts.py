@@ -223,6 +223,21 @@ def test_a_stale_project_sends_an_email(small_sandbox, airflow_metadata, old_his
         "[supabase-backup] RECOVERED: verified backup scheduled__old")
 
 
+def test_a_check_that_cannot_run_sends_one_alert_with_its_cause(
+        small_sandbox, airflow_metadata, old_history_database, smtp_sink):
+    """A mistyped threshold once stopped the check in silence: no check, no alert."""
+    dag_run = run_staleness_check(
+        small_sandbox, supabase_backup_max_backup_age_hours="abc",
+        supabase_backup_alert_email="ops@example.com", supabase_backup_ui_base_url=BASE_URL)
+    assert dag_run.state == "failed"
+    assert [message["Subject"] for _, message in smtp_sink.messages] == [
+        f"[supabase-backup] Staleness check FAILED: {dag_run.run_id}"]
+    text = body_text(smtp_sink.messages[0][1])
+    assert ("supabase_backup_max_backup_age_hours must be a positive, finite number of hours, "
+            "not 'abc'") in text
+    assert f"{BASE_URL}/dags/supabase_backup_staleness/runs/" in text
+
+
 def test_a_stale_project_alerts_once_reminds_and_says_when_it_recovered(
         small_sandbox, airflow_metadata, old_history_database, smtp_sink, monkeypatch):
     """The real DAG, the real episode store (backup_alert_state in the project's database) and

@@ -62,3 +62,19 @@ def test_an_undefined_connection_is_503(client, monkeypatch):
     reply = client.get("/api/v1/settings")
     assert reply.status_code == 503
     assert reply.json()["detail"].startswith("the Airflow connection supabase_db cannot be read")
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/v1/history?offset=9223372036854775808"),
+    ("GET", "/api/v1/history?offset=-1"),
+    ("GET", "/api/v1/history?limit=501"),
+    ("POST", "/api/v1/history/9223372036854775808/download-url"),
+])
+def test_a_number_out_of_bounds_is_the_callers_422(client, monkeypatch, small_sandbox, method,
+                                                    path):
+    sandbox = small_sandbox.settings
+    use_database(monkeypatch, sandbox["db_url"])  # a working database: only the number is wrong
+    reply = client.request(method, path)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["detail"][0]["type"] in ("less_than_equal", "greater_than_equal")
+    assert client.get("/api/v1/history?offset=9223372036854775807").status_code == 200

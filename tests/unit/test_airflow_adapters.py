@@ -105,3 +105,50 @@ def test_scratch_database_settings_come_from_the_drill_connection(monkeypatch):
     assert (server.host, server.port, server.user, server.password, server.dbname) == (
         "drill-host", 6543, "drill", "s?cret", "maintenance")
     assert "s?cret" not in server.describe() and "s?cret" not in repr(server)
+
+
+# --- the staleness check's failure callback ------------------------------------------------------
+
+def staleness_failure(monkeypatch, exception):
+    """Run the check task's failure callback with ``exception``; the alerts it would send."""
+    from supabase_backup.airflow import staleness
+    from supabase_backup.alerts.settings import AlertSettings
+
+    sent = []
+    monkeypatch.setattr(staleness, "read_alert_settings", lambda staleness: AlertSettings(
+        email_to=("ops@example.com",), base_url="https://af.example.com"))
+    monkeypatch.setattr(staleness, "send_alert",
+                        lambda alert, settings, context: sent.append(alert) or ["email"])
+    monkeypatch.setattr(staleness, "connection_secrets", lambda: ["s3cr3t-password"])
+    staleness.alert_check_failure({
+        "exception": exception,
+        "ti": SimpleNamespace(task_id="check_backup_age"),
+        "dag_run": SimpleNamespace(dag_id="supabase_backup_staleness", run_id="scheduled__1"),
+    })
+    return sent
+
+
+def test_a_check_that_cannot_run_alerts_with_its_cause(monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from supabase_backup.alerts.settings import AlertSettings
+
+    with pytest.raises(ConfigurationError) as mistyped:
+        AlertSettings.from_variables(
+            lambda n, d: "abc" if n == "supabase_backup_max_backup_age_hours" else d, None)
+    sent = staleness_failure(monkeypatch, AirflowFailException(str(mistyped.value)))
+    assert [alert.subject for alert in sent] == [
+        "[supabase-backup] Staleness check FAILED: scheduled__1"]
+    assert "Cause: AirflowFailException: Configuration problem: supabase_backup_max_backup_age_" \
+           "hours must be a positive, finite number of hours, not 'abc'" in sent[0].text
+    assert "https://af.example.com/dags/supabase_backup_staleness/runs/scheduled__1" in sent[0].text
+    unreachable = staleness_failure(monkeypatch, OSError("no route to db: s3cr3t-password"))
+    assert "Cause: OSError: no route to db: ***" in unreachable[0].text
+
+
+def test_a_stale_project_is_not_alerted_twice(monkeypatch):
+    from supabase_backup.airflow import staleness
+
+    stale = staleness.BackupsStale("[supabase-backup] STALE: no verified backup in 26 h (alert "
+                                   "sent: email)")
+    assert staleness_failure(monkeypatch, stale) == []

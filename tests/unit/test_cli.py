@@ -25,7 +25,8 @@ def test_a_damaged_archive_exits_1_naming_the_member(tmp_path, capsys):
 
 
 def test_a_missing_file_and_a_bad_usage_have_their_own_exit_codes(tmp_path, capsys):
-    assert main(["verify", str(tmp_path / "nope.zip")]) == 1  # unreadable = not a verified archive
+    assert main(["verify", str(tmp_path / "nope.zip")]) == 9  # nothing read: not "damaged" (1)
+    assert "No archive at" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         main(["verify"])
     assert usage.value.code == 3

@@ -48,11 +48,21 @@ def test_prefix_gets_a_trailing_slash(monkeypatch):
     assert config.schedule_from_environment() == "0 3 * * *"
 
 
-@pytest.mark.parametrize("root", ["relative/folder", "ftp://host/x", "gs:/no-host", "file://rel"])
+@pytest.mark.parametrize("root", ["relative/folder", "ftp://host/x", "gs:/no-host", "file://rel",
+                                  "file://relative/staging", "file://localhost/x",
+                                  "s3://aws_default@/staging"])
 def test_an_unknown_or_relative_staging_root_names_the_variable(root):
     with pytest.raises(ConfigurationError, match="supabase_backup_staging_root"):
         config.BackupSettings.from_variables(variables(
             {"supabase_backup_s3_bucket": "b", "supabase_backup_staging_root": root}))
+
+
+@pytest.mark.parametrize("root", ["file:///var/stage", "s3://bucket/staging",
+                                  "s3://aws_default@bucket/staging"])
+def test_the_documented_staging_roots_are_accepted(root):
+    settings = config.BackupSettings.from_variables(variables(
+        {"supabase_backup_s3_bucket": "b", "supabase_backup_staging_root": root}))
+    assert settings.staging_root == root
 
 
 def test_a_plain_absolute_folder_is_a_file_url():

@@ -52,3 +52,29 @@ def test_only_a_real_pg_dump_version_line_is_accepted():
         database.pg_dump_version(shutil.which("ls"))
     with pytest.raises(PgDumpUnusable):
         database.choose_pg_dump(15, shutil.which("ls"))
+
+
+@pytest.mark.parametrize("libpq_said, error_class, exit_code, words", [
+    ('connection failed: connection to server at "db.example.com" (10.0.0.5), port 5432 failed: '
+     "fe_sendauth: no password supplied", "DatabaseLoginRefused", 7,
+     "it asks user 'postgres' for a password and none was given"),
+    ('connection failed: connection to server at "db.example.com", port 5432 failed: FATAL:  no '
+     'pg_hba.conf entry for host "10.1.1.1", user "postgres", database "postgres", no encryption',
+     "DatabaseLoginRefused", 7, 'no pg_hba.conf entry for host "10.1.1.1"'),
+    ("failed to resolve host 'db.example.com': [Errno -2] Name or service not known",
+     "DatabaseUnreachable", 15, "No Postgres server answers at db.example.com:5432"),
+    ('connection failed: connection to server at "db.example.com", port 5432 failed: timeout '
+     "expired", "DatabaseUnreachable", 15, "(timeout expired)"),
+    ("consuming input failed: server closed the connection unexpectedly", "DatabaseUnreachable",
+     15, "server closed the connection unexpectedly"),
+    ("something libpq never said before", "DatabaseFailed", 2,
+     "The database postgres@db.example.com:5432/postgres failed: something libpq never said"),
+])
+def test_a_failed_connection_is_explained_by_the_error_tree(libpq_said, error_class, exit_code,
+                                                             words):
+    import psycopg
+
+    settings = database.DatabaseSettings(host="db.example.com", password="hunter2-secret")
+    explained = database.connection_failure(settings, psycopg.OperationalError(libpq_said))
+    assert (type(explained).__name__, explained.exit_code) == (error_class, exit_code)
+    assert words in str(explained) and "hunter2-secret" not in str(explained)

@@ -131,11 +131,12 @@ def test_an_archive_that_fails_verification_is_refused(tmp_path, capsys):
     assert "verification failed" in capsys.readouterr().err.lower()
 
 
-def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, capsys):
+def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, capsys, monkeypatch):
     path = write_archive(tmp_path / "ok.zip")
-    # No target is reachable at these addresses: a dry run must not try.
-    assert main(["restore", "--dry-run", "--database-url", "postgresql://u:secret@127.0.0.1:1/x",
-                 "--storage-url", "http://127.0.0.1:1", str(path)]) == 0
+    # No target is reachable at these addresses: a dry run must not try. A password may sit in
+    # the environment variable (no process list shows it), never in --database-url.
+    monkeypatch.setenv("SUPABASE_BACKUP_RESTORE_DATABASE_URL", "postgresql://u:secret@127.0.0.1:1/x")
+    assert main(["restore", "--dry-run", "--storage-url", "http://127.0.0.1:1", str(path)]) == 0
     captured = capsys.readouterr()
     out = captured.out
     assert "1 tables, about 12 rows" in out and "public.t: ~12 rows" in out

@@ -6,6 +6,8 @@ tasks. Everything here runs when a task runs or a route answers, never while a D
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from supabase_backup.config import (
     API_CONN_ID,
     AWS_CONN_ID,
@@ -86,10 +88,16 @@ def s3_client(aws_conn_id: str = AWS_CONN_ID):
 
 def staging_area(plan: RunPlan) -> StagingArea:
     """The run's staging folder. An Airflow ObjectStoragePath, so an ``s3://`` root reaches the
-    store with the ``aws_default`` connection's credentials on every worker."""
+    store with an Airflow connection's credentials on every worker: the one the URL names
+    (``s3://conn_id@bucket/staging``), else the run's AWS connection (``s3://bucket/staging``;
+    without a connection, ObjectStoragePath looks for credentials in the worker's environment)."""
     from airflow.sdk import ObjectStoragePath
 
-    return StagingArea.for_run(ObjectStoragePath(plan.staging_root.rstrip("/")), plan.run_id)
+    root = plan.staging_root.rstrip("/")
+    parts = urlsplit(root)
+    names_connection = "@" in parts.netloc
+    conn_id = plan.aws_conn_id if parts.scheme == "s3" and not names_connection else None
+    return StagingArea.for_run(ObjectStoragePath(root, conn_id=conn_id), plan.run_id)
 
 
 def connection_secrets() -> list[str]:

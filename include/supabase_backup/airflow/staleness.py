@@ -2,7 +2,8 @@
 
 The decisions are pure functions of ``supabase_backup.alerts``; this module reads the Variables,
 locks the open episode in the Supabase database, sends what is due and fails the task while the
-project is stale, so Airflow's grid stays truthful.
+project is stale, so Airflow's grid stays truthful. A check that cannot run at all (a mistyped
+Variable, an unreachable database) alerts through ``alert_check_failure``, its failure callback.
 """
 
 from __future__ import annotations
@@ -10,17 +11,29 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
 from supabase_backup.airflow.alerting import read_alert_settings, send_alert
-from supabase_backup.airflow.connections import database_settings
+from supabase_backup.airflow.connections import connection_secrets, database_settings
 from supabase_backup.airflow.dag_run import failing_fast
 from supabase_backup.alerts.decisions import is_stale, stale_notice
-from supabase_backup.alerts.messages import Alert, recovered_notice, stale_alert
+from supabase_backup.alerts.messages import (
+    Alert,
+    check_failed_alert,
+    recovered_notice,
+    stale_alert,
+)
 from supabase_backup.config import DAG_ID
-from supabase_backup.errors import MigrationMissing
+from supabase_backup.errors import MigrationMissing, scrub
 from supabase_backup.records import alert_state, history
 from supabase_backup.records.alert_state import StaleNotice
 
 log = logging.getLogger(__name__)
+
+
+class BackupsStale(AirflowFailException):
+    """The check ran and found no recent verified backup. Its notices (alert, reminder) went out
+    from the check itself, de-duplicated per episode, so the failure callback stays quiet."""
 
 
 def utc_now() -> datetime:
@@ -33,8 +46,6 @@ def check_backup_age(context: dict) -> dict:
     ``supabase_backup_max_backup_age_hours`` (skipped when that Variable is unset), and notify once
     per stale episode: an alert, reminders every ``supabase_backup_stale_reminder_hours``, and a
     recovered notice (``alerts.stale_notice`` decides, ``alert_state`` remembers)."""
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-
     with failing_fast():
         settings = read_alert_settings()
     if settings.max_backup_age_hours is None:
@@ -121,8 +132,40 @@ def check_backup_age(context: dict) -> dict:
             if due
             else "no reminders (supabase_backup_stale_reminder_hours = 0)"
         )
-    raise AirflowFailException(f"{subject} ({said})")
+    raise BackupsStale(f"{subject} ({said})")
 
 
 def _utc_minute(moment: datetime) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def alert_check_failure(context: dict) -> None:
+    """The check task's ``on_failure_callback``: when the check could not run (``BackupsStale`` is
+    the check working, and has notified already), alert with the cause, through the channels of
+    the failure alerts (read without the staleness Variables, which may be the cause). Never
+    raises: an alert that cannot be sent is logged."""
+    exception = context.get("exception")
+    if isinstance(exception, BackupsStale):
+        return
+    try:
+        settings = read_alert_settings(staleness=False)
+        if not settings.configured:
+            log.info("The staleness check could not run; no alert channel configured: no alert")
+            return
+        ti, dag_run = context["ti"], context["dag_run"]
+        cause = scrub(
+            f"{type(exception).__name__}: {exception}" if exception else "see the task's log",
+            connection_secrets(),
+        )
+        alert = check_failed_alert(
+            dag_id=dag_run.dag_id,
+            run_id=dag_run.run_id,
+            task_id=ti.task_id,
+            cause=cause,
+            base_url=settings.base_url,
+            watched_dag_id=DAG_ID,
+        )
+        channels = send_alert(alert, settings, context)
+        log.info("Alert sent (%s): %s", ", ".join(channels), alert.subject)
+    except Exception:  # noqa: BLE001 - a callback must never raise
+        log.exception("Could not send the alert that the staleness check cannot run")

@@ -176,6 +176,27 @@ def recovered_notice(
     )
 
 
+def check_failed_alert(
+    *, dag_id: str, run_id: str, task_id: str, cause: str, base_url: str, watched_dag_id: str
+) -> Alert:
+    """The staleness check itself could not run (a mistyped Variable, an unreachable database):
+    until it runs again, nobody hears of backups that stop."""
+    lines = [
+        f"The staleness check could not run: DAG {dag_id}, run {run_id}, task {task_id}",
+        "",
+        f"Cause: {cause}",
+        "",
+        f"Until it runs again, nobody is told when verified backups of {watched_dag_id} stop "
+        "arriving. Fix the cause; the next hourly check then runs as usual.",
+        "",
+        f"Run:          {run_url(base_url, dag_id, run_id)}",
+        f"Backups page: {backups_page_url(base_url)}",
+    ]
+    return Alert(
+        subject=f"[supabase-backup] Staleness check FAILED: {run_id}", text="\n".join(lines)
+    )
+
+
 def _what_comes_next(reminder_hours: float) -> str:
     if reminder_hours == 0:
         reminder = "No reminders (supabase_backup_stale_reminder_hours is 0)"

@@ -4,6 +4,7 @@ Variable."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from supabase_backup.errors import ConfigurationError
@@ -55,10 +56,13 @@ class AlertSettings:
                 max_age = float(age_text)
             except ValueError:
                 max_age = -1.0
-            if max_age <= 0:
+            # float() also reads "nan" and "inf": nan compares false with every age (the check
+            # would report "recovered" forever) and inf turns the check off without saying so.
+            if not (max_age > 0 and math.isfinite(max_age)):
                 raise ConfigurationError(
-                    f"supabase_backup_max_backup_age_hours must be a positive number of hours, "
-                    f"not {age_text!r} (e.g. 26 for a daily backup)"
+                    f"supabase_backup_max_backup_age_hours must be a positive, finite number of "
+                    f"hours, not {age_text!r} (e.g. 26 for a daily backup; unset it to turn the "
+                    f"check off)"
                 )
         reminder_text = (
             (get_variable("supabase_backup_stale_reminder_hours", None) or "").strip()
@@ -71,7 +75,7 @@ class AlertSettings:
                 reminder_hours = float(reminder_text)
             except ValueError:
                 reminder_hours = -1.0
-            if not 0 <= reminder_hours < float("inf"):
+            if not (reminder_hours >= 0 and math.isfinite(reminder_hours)):
                 raise ConfigurationError(
                     f"supabase_backup_stale_reminder_hours must be a number of hours, 0 or more, "
                     f"not {reminder_text!r} (e.g. 24 for a daily reminder; 0 for none)"

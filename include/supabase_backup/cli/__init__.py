@@ -2,7 +2,9 @@
 
 Each command module has ``register(commands)`` (adds its sub-parser) and ``run(arguments) -> int``.
 Logging is configured here, when the command runs, never when a module is imported. A library
-error ends the command with its class's exit code (``errors.EXIT_CODES_HELP``), as BorgBackup does.
+error ends the command with its class's exit code (``errors.EXIT_CODES_HELP``) and one sentence on
+stderr, as BorgBackup does; the commands translate what they expect to fail (a refused or
+unreachable database: ``cli.database_url``) into that tree, so no traceback is printed for it.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return arguments.run(arguments)
     except BackupError as error:
+        # An expected failure is one sentence and its exit code; -v adds the cause underneath
+        # (psycopg's own words for a refused connection), still without a traceback.
+        if error.__cause__ is not None:
+            logging.getLogger(__name__).info(
+                "caused by %s: %s", type(error.__cause__).__name__, error.__cause__
+            )
         print(f"supabase-backup {arguments.command}: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:

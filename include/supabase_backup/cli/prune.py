@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from urllib.parse import urlsplit
 
 from supabase_backup import retention_rules
+from supabase_backup.cli.database_url import connection_failures_explained, settings_from_argument
 from supabase_backup.destination import retention
 from supabase_backup.destination import s3 as destination
 from supabase_backup.errors import EXIT_OK, ConfigurationError
+from supabase_backup.records import history
 from supabase_backup.retention_rules import RULE_NAMES, RetentionRules
-from supabase_backup.sources.database import DatabaseSettings
 
 HELP = "delete old archives by retention rules (keep-last/daily/weekly/monthly/yearly)"
 DESCRIPTION = """\
@@ -60,7 +60,12 @@ def register(commands) -> None:
 
 def rules_from_arguments(arguments):
 
-    rules = json.loads(arguments.rules) if arguments.rules else {}
+    try:
+        rules = json.loads(arguments.rules) if arguments.rules else {}
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(
+            f'--rules is not valid JSON ({error}): pass an object, e.g. {{"keep_daily": 7}}'
+        ) from None
     if not isinstance(rules, dict):
         raise ConfigurationError('--rules must be a JSON object, e.g. {"keep_daily": 7}')
     for name in RULE_NAMES:
@@ -80,14 +85,11 @@ def run(arguments) -> int:
 
     if not arguments.database_url:
         raise ConfigurationError("--database-url is required (the database holding backup_history)")
-    if urlsplit(arguments.database_url).password is not None:
-        raise ConfigurationError(
-            "--database-url holds a password, which any user of this machine "
-            "can read in the process list: remove it and set PGPASSWORD"
-        )
+    settings = settings_from_argument(arguments.database_url)
     rules = rules_from_arguments(arguments)
     client = None if arguments.dry_run else destination.s3_client_from_environment()
-    with DatabaseSettings.from_url(arguments.database_url).connect(autocommit=True) as connection:
+    with connection_failures_explained(settings), settings.connect(autocommit=True) as connection:
+        history.require_kind_column(connection)  # MigrationMissing (exit 4), not a traceback
         result = retention.apply_retention(connection, client, rules, dry_run=arguments.dry_run)
     decisions = result.pop("decisions")
     if arguments.json:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from supabase_backup.archive import encryption
 from supabase_backup.archive.members import DATABASE_MEMBER, ROLES_MEMBER
 from supabase_backup.archive.verify import verify_archive
+from supabase_backup.cli.database_url import connection_failures_explained, settings_from_argument
 from supabase_backup.destination import location
 from supabase_backup.errors import (
     EXIT_CODES_HELP,
@@ -37,6 +38,8 @@ from supabase_backup.sources.table_figures import (
 if TYPE_CHECKING:
     from supabase_backup.restore.archive import RestoreArchive
 
+# The environment is not in the process list, so a password in this variable is accepted.
+DATABASE_URL_VARIABLE = "SUPABASE_BACKUP_RESTORE_DATABASE_URL"
 HELP = "restore an archive: the database into an empty Postgres, the objects into a Storage API"
 DESCRIPTION = """\
 Restore a backup archive (a local file or s3://bucket/key, read in place by ranged GETs).
@@ -52,8 +55,8 @@ first: extensions the target does not offer are refused unless each is named wit
 --skip-extension (its CREATE EXTENSION, COMMENT ON EXTENSION and the entries in its own schema,
 e.g. cron.* for pg_cron, are then left out), and roles the dump names (anon, authenticated,
 service_role...) that the target lacks are created NOLOGIN in the same transaction. The password
-goes to psql in PGPASSWORD, never on its command line; leave it out of --database-url and set
-PGPASSWORD to keep it out of this command's too.
+comes from PGPASSWORD and goes to psql in its environment, never on a command line: a
+--database-url holding one is refused (the process list shows it to every user of the machine).
 
 Storage (--only storage, or both): missing buckets are created with their recorded settings, then
 every object is uploaded, streamed, with its recorded content type and cache control. Objects
@@ -97,9 +100,8 @@ def register(commands) -> None:
     parser.add_argument(
         "--database-url",
         metavar="URL",
-        default=os.environ.get("SUPABASE_BACKUP_RESTORE_DATABASE_URL"),
-        help="postgresql://user@host:port/dbname of an EMPTY database "
-        "(default: $SUPABASE_BACKUP_RESTORE_DATABASE_URL)",
+        help="postgresql://user@host:port/dbname of an EMPTY database, without a password (set "
+        f"PGPASSWORD); default: ${DATABASE_URL_VARIABLE}, which may hold one",
     )
     parser.add_argument(
         "--storage-url",
@@ -142,12 +144,22 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def _check_arguments(arguments) -> tuple[bool, bool]:
+def target_database(arguments) -> DatabaseSettings | None:
+    """The database to restore into: --database-url (refused with a password in it), else the
+    environment variable, else None."""
+    if arguments.database_url:
+        return settings_from_argument(arguments.database_url)
+    if os.environ.get(DATABASE_URL_VARIABLE):
+        return DatabaseSettings.from_url(os.environ[DATABASE_URL_VARIABLE])
+    return None
+
+
+def _check_arguments(arguments, target: DatabaseSettings | None) -> tuple[bool, bool]:
     restore_db = arguments.only in (None, "db")
     restore_storage = arguments.only in (None, "storage")
     if arguments.dry_run:
         return restore_db, restore_storage
-    if restore_db and not arguments.database_url:
+    if restore_db and target is None:
         raise ConfigurationError(
             "--database-url is required to restore the database (or pass --only storage)"
         )
@@ -165,7 +177,8 @@ def _check_arguments(arguments) -> tuple[bool, bool]:
 
 
 def run(arguments) -> int:
-    restore_db, restore_objects = _check_arguments(arguments)
+    target = target_database(arguments)
+    restore_db, restore_objects = _check_arguments(arguments, target)
     encryption.refuse_without_identity(arguments.archive, arguments.identity)
     opened = (
         location.open_decrypted(arguments.archive, arguments.identity)
@@ -186,7 +199,7 @@ def run(arguments) -> int:
             if arguments.dry_run:
                 print(
                     plan.describe(
-                        arguments.only, _safe_url(arguments.database_url), arguments.storage_url
+                        arguments.only, target.describe() if target else None, arguments.storage_url
                     )
                 )
                 return EXIT_OK
@@ -197,22 +210,23 @@ def run(arguments) -> int:
                         raise RestoreRefused("the archive holds no database dump")
                     print("Database: not in this archive; skipped.")
                 else:
-                    _restore_database(
-                        arguments, archive, DATABASE_MEMBER, plan.tables, label, plan.figures_method
-                    )
+                    with connection_failures_explained(target):
+                        _restore_database(
+                            target,
+                            arguments,
+                            archive,
+                            DATABASE_MEMBER,
+                            plan.tables,
+                            label,
+                            plan.figures_method,
+                        )
             if restore_objects:
                 _restore_storage(arguments, archive, header, plan)
     return EXIT_OK
 
 
-def _safe_url(url: str | None) -> str | None:
-    if not url:
-        return url
-
-    return DatabaseSettings.from_url(url).describe()
-
-
 def _restore_database(
+    target: DatabaseSettings,
     arguments,
     archive: RestoreArchive,
     member: str,
@@ -220,8 +234,6 @@ def _restore_database(
     label: str,
     figures_method: str | None,
 ) -> None:
-
-    target = DatabaseSettings.from_url(arguments.database_url)
     into_supabase = arguments.target == "supabase" or (
         arguments.target == "auto" and restore_supabase.is_supabase_project(target)
     )

@@ -10,15 +10,16 @@ from supabase_backup.archive.hashing import copy_hashing
 from supabase_backup.archive.verify import verify_archive
 from supabase_backup.destination import s3 as destination
 from supabase_backup.destination.location import open_decrypted
-from supabase_backup.errors import EXIT_OK
+from supabase_backup.errors import EXIT_OK, ArchiveNotFound
 from supabase_backup.units import format_bytes
 
+LOCAL_READ_BUFFER = 1024 * 1024  # verify reads members in order: large reads, few system calls
 HELP = "check an archive against its manifest (a local file or s3://bucket/key)"
 DESCRIPTION = """\
 Check a backup archive: the zip is readable, manifest.json has a format version this tool reads,
 every member listed is present with the size and sha256 the manifest records, and nothing else is
 in the zip. Exits 0 only when all of that holds; exits 1 naming the first member that is missing,
-extra, truncated or altered.
+extra, truncated or altered; exits 9 when there is no archive at that place.
 
 An s3://bucket/key archive is read in place with ranged GETs (the central directory, then the
 members in order): no local copy, memory flat whatever the archive's size."""
@@ -61,8 +62,14 @@ def verify_location(location: str) -> dict:
                 bytes=reader.size, sha256=reader.finish_sha256(), bytes_fetched=reader.bytes_fetched
             )
         return result
-    result = verify_archive(location)
-    with open(location, "rb") as archive_file:
+    try:
+        archive_file = open(location, "rb", buffering=LOCAL_READ_BUFFER)
+    except FileNotFoundError:
+        # Exit 9, not 1: nothing was read, so nothing is known to be damaged.
+        raise ArchiveNotFound(location, "no such file") from None
+    with archive_file:
+        result = verify_archive(archive_file, label=location)
+        archive_file.seek(0)
         size, sha256 = copy_hashing(archive_file)
     result.update(bytes=size, sha256=sha256)
     return result

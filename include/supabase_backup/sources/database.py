@@ -32,8 +32,13 @@ import psycopg.sql
 
 from supabase_backup.archive.hashing import copy_hashing
 from supabase_backup.errors import (
+    BackupError,
     ConfigurationError,
     DatabaseDumpFailed,
+    DatabaseFailed,
+    DatabaseLoginRefused,
+    DatabaseMissing,
+    DatabaseUnreachable,
     PgDumpNotFound,
     PgDumpTooOld,
     PgDumpUnusable,
@@ -141,6 +146,45 @@ class DatabaseSettings:
         if self.sslmode:
             environment["PGSSLMODE"] = self.sslmode
         return environment
+
+
+# What libpq says when a connection fails (it gives no SQLSTATE then, only text). The server's
+# part follows "FATAL:"; libpq's own follows the last "failed:".
+_LOGIN_REFUSED = re.compile(
+    r"password authentication failed|no password supplied|no pg_hba\.conf entry|"
+    r"pg_hba\.conf rejects|role \S+ does not exist|permission denied for database|"
+    r"authentication failed|is not permitted to log in",
+    re.IGNORECASE,
+)
+_DATABASE_MISSING = re.compile(r'database "[^"]*" does not exist', re.IGNORECASE)
+_UNREACHABLE = re.compile(
+    r"connection refused|could not translate host name|failed to resolve host|timeout expired|"
+    r"no route to host|network is unreachable|server closed the connection unexpectedly|"
+    r"connection timed out|could not connect to server|the database system is (starting up|"
+    r"shutting down)|consuming input failed|connection is lost|connection reset",
+    re.IGNORECASE,
+)
+
+
+def connection_failure(settings: DatabaseSettings, error: psycopg.OperationalError) -> BackupError:
+    """The error tree's account of a failed or lost connection: a refused login (exit 7), no
+    server answering (15), a database the server lacks (16), else the server's words (2). The
+    text is libpq's, which never holds the password; it is scrubbed of it all the same."""
+    said = " ".join(str(error).split())
+    if settings.password:
+        said = said.replace(settings.password, "***")
+    server_said = said.rsplit("FATAL:", 1)[-1].strip() if "FATAL:" in said else None
+    if _DATABASE_MISSING.search(said):
+        return DatabaseMissing(settings.host, settings.port, settings.dbname)
+    if _LOGIN_REFUSED.search(said):
+        reason = server_said or said.rsplit("failed:", 1)[-1].strip()
+        if "no password supplied" in reason:
+            reason = f"it asks user {settings.user!r} for a password and none was given"
+        return DatabaseLoginRefused(settings.describe(), reason)
+    if _UNREACHABLE.search(said):
+        reason = (server_said or said.rsplit("failed:", 1)[-1]).split("Is the server running")[0]
+        return DatabaseUnreachable(settings.host, settings.port, reason.strip().rstrip(".") or said)
+    return DatabaseFailed(settings.describe(), said)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from supabase_backup.airflow import connections
 from supabase_backup.destination import s3 as destination
@@ -23,6 +23,9 @@ from supabase_backup_plugin.schemas import DownloadUrl, HistoryPage, HistoryStat
 router = APIRouter(tags=["history"])
 
 ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
+# Postgres bigint, the type of OFFSET and of backup_history.id: a larger number is the caller's
+# mistake (422, as FastAPI answers any bound), not a database that refused the request (503).
+POSTGRES_BIGINT_MAX = 2**63 - 1
 
 
 def settle_stale_rows(connection) -> list[str]:
@@ -39,7 +42,7 @@ def settle_stale_rows(connection) -> list[str]:
 def list_history(
     connection: Database,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=POSTGRES_BIGINT_MAX),
     status: HistoryStatus | None = Query(None, description="Only rows with this status."),
 ) -> HistoryPage:
     """Backups, newest first."""
@@ -62,7 +65,11 @@ def list_history(
         409: {"description": "The row is not a successful backup"},
     },
 )
-def create_download_url(history_id: int, user: CurrentUser, connection: Database) -> DownloadUrl:
+def create_download_url(
+    user: CurrentUser,
+    connection: Database,
+    history_id: int = Path(ge=1, le=POSTGRES_BIGINT_MAX),
+) -> DownloadUrl:
     """A presigned GET URL, valid 15 minutes, for a successful backup's own archive. Every URL
     minted is recorded in ``backup_downloads`` (who, when, which archive): an archive holds the
     whole database."""
