@@ -11,7 +11,7 @@ PORT ?= 8080
 UP_DIR ?= .airflow-up
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 
-.PHONY: help install demo up down ui screenshots test test-fast sandbox sandbox-down sandbox-env bench clean
+.PHONY: help install demo up down ui ui-types lint-ui screenshots test test-fast sandbox sandbox-down sandbox-env bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,13 @@ down: ## Stop what `make up` started (by its pid files); data kept
 
 ui: ## Rebuild the Backups page's bundle (plugins/supabase_backup_plugin/ui/dist, committed) with npm
 	cd plugins/supabase_backup_plugin/ui && npm ci --no-audit --no-fund && npm run build
+
+ui-types: install ## Regenerate the page's openapi.json and src/openapi.gen.ts from the plugin's API (committed)
+	cd plugins/supabase_backup_plugin/ui && { test -d node_modules || npm ci --no-audit --no-fund; }
+	$(PYTHON) -m tools.ui_types
+
+lint-ui: ## eslint and the type check of the Backups page (npm ci first if node_modules is missing)
+	cd plugins/supabase_backup_plugin/ui && { test -d node_modules || npm ci --no-audit --no-fund; } && npm run lint && npm run typecheck
 
 screenshots: install ## Re-take docs/screenshots/backups-page-*.png (runs tests/plugin/test_page.py in chromium)
 	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/plugin/test_page.py -q
