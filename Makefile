@@ -11,7 +11,7 @@ PORT ?= 8080
 UP_DIR ?= .airflow-up
 export PYTHONPATH := $(CURDIR)/include:$(CURDIR)
 
-.PHONY: help install demo up down ui screenshots test test-fast lint sandbox sandbox-down sandbox-env bench clean
+.PHONY: help install demo up down ui ui-types lint lint-ui screenshots test test-fast sandbox sandbox-down sandbox-env bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,13 @@ down: ## Stop what `make up` started (by its pid files); data kept
 ui: ## Rebuild the Backups page's bundle (plugins/supabase_backup_plugin/ui/dist, committed) with npm
 	cd plugins/supabase_backup_plugin/ui && npm ci --no-audit --no-fund && npm run build
 
+ui-types: install ## Regenerate the page's openapi.json and src/openapi.gen.ts from the plugin's API (committed)
+	cd plugins/supabase_backup_plugin/ui && { test -d node_modules || npm ci --no-audit --no-fund; }
+	$(PYTHON) -m tools.ui_types
+
+lint-ui: ## eslint and the type check of the Backups page (npm ci first if node_modules is missing)
+	cd plugins/supabase_backup_plugin/ui && { test -d node_modules || npm ci --no-audit --no-fund; } && npm run lint && npm run typecheck
+
 screenshots: install ## Re-take docs/screenshots/backups-page-*.png (runs tests/plugin/test_page.py in chromium)
 	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/plugin/test_page.py -q
 
@@ -56,7 +63,7 @@ test: install ## Run every test (starts its own sandbox, Postgres and S3 on loop
 # linted by ruff too, but not held to mypy).
 LINTED := include dags plugins
 
-lint: install ## ruff (lint and format check), mypy and the import contracts (lint-imports)
+lint: install lint-ui ## ruff (lint and format check), mypy, the import contracts (lint-imports) and lint-ui
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 HistoryStatus = Literal["running", "success", "incomplete", "failed", "skipped"]
+
+
+class ResponseBody(BaseModel):
+    """A reply's body. Every field is sent, defaults included, so the schema says each one is
+    required: the page's generated types then need no checks for a field that is always there."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class TriggerRequest(BaseModel):
@@ -31,38 +39,62 @@ class TriggerRequest(BaseModel):
         return self
 
 
-class TriggerResponse(BaseModel):
+class TriggerResponse(ResponseBody):
     run_id: str
 
 
-class HistoryRow(BaseModel):
-    """One ``backup_history`` row (all its columns; see include/sql/001_backup_system.sql)."""
+class HistoryRow(ResponseBody):
+    """One ``backup_history`` row (all its columns; see include/sql/001_backup_system.sql). Each
+    column is declared, so the page's generated types know it; a column added later still passes
+    through (extra="allow") until it is declared here."""
 
     model_config = ConfigDict(extra="allow")
 
     id: int
     run_id: str
+    dag_id: str | None = None
+    kind: Literal["backup", "drill"] | None = None
     status: HistoryStatus
     trigger: str
     triggered_by: str | None = None
-    started_at: Any = None
-    finished_at: Any = None
+    run_attempt: int | None = Field(None, description="Times the DAG run was cleared and re-run.")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     s3_bucket: str | None = None
     s3_key: str | None = None
     size_bytes: int | None = None
     sha256: str | None = None
+    database_bytes: int | None = None
+    auth_users: int | None = None
+    storage_buckets: int | None = None
+    storage_objects: int | None = None
+    storage_bytes: int | None = None
+    objects_created_after_snapshot: int | None = None
+    objects_changed_after_snapshot: int | None = None
+    objects_deleted_after_snapshot: int | None = None
+    objects_unreadable: int | None = Field(
+        None, description="Incomplete: objects the Storage API could not serve."
+    )
     error: str | None = None
+    details: dict | None = None
     progress: dict | None = None
+    updated_at: datetime | None = None
+    deleted_at: datetime | None = Field(None, description="When retention deleted the archive.")
+    deleted_by: str | None = Field(None, description="The retention rules that deleted it.")
+    encrypted: bool | None = Field(None, description="The archive on S3 is age ciphertext.")
+    encryption_recipients: list[str] | None = Field(
+        None, description="The age public keys it is encrypted to."
+    )
 
 
-class HistoryPage(BaseModel):
+class HistoryPage(ResponseBody):
     items: list[HistoryRow]
     total: int
     limit: int
     offset: int
 
 
-class TaskState(BaseModel):
+class TaskState(ResponseBody):
     task_id: str
     map_index: int
     label: str | None = Field(None, description="The bucket of a mapped export_bucket task.")
@@ -70,7 +102,7 @@ class TaskState(BaseModel):
     try_number: int
 
 
-class AirflowRun(BaseModel):
+class AirflowRun(ResponseBody):
     run_id: str
     state: str | None
     run_type: str | None
@@ -81,7 +113,7 @@ class AirflowRun(BaseModel):
     tasks: list[TaskState]
 
 
-class Counts(BaseModel):
+class Counts(ResponseBody):
     objects_done: int = 0
     objects_known: int = 0
     bytes_done: int = 0
@@ -94,7 +126,7 @@ class Counts(BaseModel):
     )
 
 
-class Progress(BaseModel):
+class Progress(ResponseBody):
     step: str | None = Field(None, description="The step running now, as the tasks report it.")
     updated_at: str | None = None
     buckets: dict[str, Counts] = {}
@@ -104,7 +136,7 @@ class Progress(BaseModel):
     )
 
 
-class RunStatus(BaseModel):
+class RunStatus(ResponseBody):
     run_id: str
     state: str | None = Field(None, description="The Airflow DAG run's state.")
     airflow: AirflowRun | None
@@ -112,7 +144,7 @@ class RunStatus(BaseModel):
     progress: Progress
 
 
-class DownloadUrl(BaseModel):
+class DownloadUrl(ResponseBody):
     url: str
     expires_in: int
     expires_at: str
@@ -123,7 +155,7 @@ class DownloadUrl(BaseModel):
     sha256: str | None
 
 
-class Settings(BaseModel):
+class Settings(ResponseBody):
     backup_enabled: bool = Field(
         description="False: scheduled and triggered runs record a "
         "skipped row and stop (unless triggered with force)."
@@ -136,7 +168,7 @@ class SettingsUpdate(BaseModel):
     backup_enabled: bool
 
 
-class Me(BaseModel):
+class Me(ResponseBody):
     """The caller and what the page may offer them."""
 
     name: str

@@ -54,6 +54,8 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
   }, []);
 
   useEffect(() => {
+    // loadHistory sets state only once its request has answered, not within the effect's body.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
     loadHistory().catch(report);
   }, [loadHistory]);
 

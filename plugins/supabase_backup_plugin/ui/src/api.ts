@@ -1,71 +1,20 @@
 // The plugin's JSON API (/backup/api/v1), called with the Airflow UI's session cookie.
+import type { components } from "./openapi.gen";
 
-export interface Counts {
-  objects_done: number;
-  objects_known: number;
-  bytes_done: number;
-  missing: number;
-  listing_done: boolean;
-  // A bucket exported in shards: how many (its counts are all its shards' together).
-  shards?: number | null;
-}
-
-export interface Progress {
-  step: string | null;
-  updated_at: string | null;
-  buckets: Record<string, Counts>;
-  total: Counts;
-}
-
-export interface HistoryRow {
-  id: number;
-  run_id: string;
-  status: "running" | "success" | "incomplete" | "failed" | "skipped";
-  trigger: string;
-  triggered_by: string | null;
-  run_attempt?: number | null;
-  started_at: string | null;
-  finished_at: string | null;
-  s3_key: string | null;
-  size_bytes: number | null;
-  sha256?: string | null;
-  storage_objects: number | null;
-  auth_users: number | null;
-  objects_unreadable?: number | null;
-  encrypted?: boolean | null;
-  encryption_recipients?: string[] | null;
-  deleted_at?: string | null;
-  error: string | null;
-}
-
-export interface HistoryPage {
-  items: HistoryRow[];
-  total: number;
-  limit: number;
-  offset: number;
-}
-
-export interface TaskState {
-  task_id: string;
-  map_index: number;
-  label: string | null;
-  state: string | null;
-}
-
-export interface RunStatus {
-  run_id: string;
-  state: string | null;
-  airflow: { tasks: TaskState[] } | null;
-  history: HistoryRow | null;
-  progress: Progress;
-}
-
-export interface Me {
-  name: string;
-  can_read: boolean;
-  can_trigger: boolean;
-  can_edit_settings: boolean;
-}
+// The bodies are the plugin's pydantic schemas, generated from its OpenAPI schema (`make ui-types`
+// writes openapi.json and openapi.gen.ts; a test fails when they are stale).
+type Schemas = components["schemas"];
+export type Counts = Schemas["Counts"];
+export type Progress = Schemas["Progress"];
+export type HistoryRow = Schemas["HistoryRow"];
+export type HistoryPage = Schemas["HistoryPage"];
+export type TaskState = Schemas["TaskState"];
+export type RunStatus = Schemas["RunStatus"];
+export type Me = Schemas["Me"];
+export type Settings = Schemas["Settings"];
+export type TriggerRequest = Schemas["TriggerRequest"];
+export type TriggerResponse = Schemas["TriggerResponse"];
+export type DownloadUrl = Schemas["DownloadUrl"];
 
 export class ApiError extends Error {
   constructor(
@@ -107,13 +56,14 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
 
 export const api = {
   me: () => call<Me>("GET", "me"),
-  settings: () => call<{ backup_enabled: boolean }>("GET", "settings"),
+  settings: () => call<Settings>("GET", "settings"),
   setEnabled: (enabled: boolean) =>
-    call<{ backup_enabled: boolean }>("PUT", "settings", { backup_enabled: enabled }),
+    call<Settings>("PUT", "settings", { backup_enabled: enabled } satisfies Schemas["SettingsUpdate"]),
   history: (limit: number, offset: number) =>
     call<HistoryPage>("GET", `history?limit=${limit}&offset=${offset}`),
-  trigger: (force: boolean) => call<{ run_id: string }>("POST", "runs", { force }),
+  trigger: (force: boolean) =>
+    call<TriggerResponse>("POST", "runs", { force } satisfies TriggerRequest),
   run: (runId: string) => call<RunStatus>("GET", `runs/${encodeURIComponent(runId)}`),
   downloadUrl: (historyId: number) =>
-    call<{ url: string }>("POST", `history/${historyId}/download-url`),
+    call<DownloadUrl>("POST", `history/${historyId}/download-url`),
 };
