@@ -45,7 +45,8 @@ EXIT_CODES_HELP = """exit codes:
   7  a key or password was refused (the database refused the login, S3 or Storage the key)
   8  the archive key is taken by another archive
   9  the archive or object does not exist
- 10  restore refused: an unsafe member name, a target that is not empty, objects that differ
+ 10  refused: an unsafe member name (verify and restore), or for restore a target that is
+     not empty or objects that differ
  11  restore refused: the target lacks extensions the dump creates (see --skip-extension)
  12  restore failed: psql stopped on an error (nothing was committed)
  13  restore finished but the target refused some objects (they are listed)
@@ -147,6 +148,13 @@ class DatabaseDumpFailed(BackupError):
 
     fields = ("return_code", "messages")
     exit_code = EXIT_DUMP_FAILED
+
+
+class DatabaseDumpIncomplete(DatabaseDumpFailed):
+    """{program} exited with status 0, but {member} is not a whole dump: {reason}. A dump that does not prove itself complete is never kept as a backup; check that {program} is pg_dump itself (not a wrapper that hides its errors) and that the staging disk has room, then run again."""
+
+    fields = ("program", "member", "reason")
+    permanent = True
 
 
 class ApiError(BackupError):
@@ -297,7 +305,7 @@ class HistoryRowMissing(BackupError):
 
 
 class UnsafeMemberPath(BackupError):
-    """Archive member {member!r} {reason}: it could land outside the restore target, so nothing was restored. This archive was not written by supabase-backup, or was altered."""
+    """Archive member {member!r} {reason}: it could land outside the folder or target it is extracted or restored into, so the archive is refused (verify and restore alike) and nothing was restored. This archive was not written by supabase-backup, or was altered."""
 
     fields = ("member", "reason")
     exit_code = EXIT_RESTORE_REFUSED

@@ -78,3 +78,95 @@ def test_a_failed_connection_is_explained_by_the_error_tree(libpq_said, error_cl
     explained = database.connection_failure(settings, psycopg.OperationalError(libpq_said))
     assert (type(explained).__name__, explained.exit_code) == (error_class, exit_code)
     assert words in str(explained) and "hunter2-secret" not in str(explained)
+
+
+# --- A dump counts only when its own stream proves it whole (issue 19, item 1) ------------------
+
+WHOLE_DUMP = (
+    b"--\n-- PostgreSQL database dump\n--\n\n\\restrict abc\n\nSET statement_timeout = 0;\n"
+    b"CREATE TABLE public.orders (id integer, note text);\n\n"
+    b"--\n-- Data for Name: orders; Type: TABLE DATA; Schema: public; Owner: -\n--\n\n"
+    b"COPY public.orders (id, note) FROM stdin;\n1\tfirst\n2\ttwo\\nlines\n3\t\\\\.\n\\.\n\n"
+    b"--\n-- Data for Name: My T; Type: TABLE DATA; Schema: My S; Owner: -\n--\n\n"
+    b'COPY "My S"."My T" (a) FROM stdin;\n\\.\n\n'
+    b"-- Completed on 2026-12-07 23:08:32 UTC\n\n"
+    b"--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc\n\n"
+)
+
+
+def fake_dump_program(tmp_path, output: bytes, name="pg_dump"):
+    """A program that prints ``output`` and exits 0, as a broken or foreign pg_dump might."""
+    (tmp_path / f"{name}.out").write_bytes(output)
+    path = tmp_path / name
+    path.write_text(f"#!/bin/sh\ncat '{tmp_path / f'{name}.out'}'\nexit 0\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+def staged(tmp_path):
+    from supabase_backup.staging import StagingArea
+
+    return StagingArea.at(f"file://{tmp_path / 'staging'}")
+
+
+def test_a_whole_dump_passes_with_its_rows_counted(tmp_path):
+    program = fake_dump_program(tmp_path, WHOLE_DUMP)
+    result = database.run_pg_dump([program], {}, staged(tmp_path))
+    assert result["bytes"] == len(WHOLE_DUMP)
+    assert result["dump_check"] == {"trailer": "-- PostgreSQL database dump complete",
+                                    "copy_blocks": 2, "copy_rows": 3}
+    assert result["copy_rows"] == [{"schema": "public", "table": "orders", "rows": 3},
+                                   {"schema": "My S", "table": "My T", "rows": 0}]
+
+
+@pytest.mark.parametrize("case, output, expected", [
+    ("empty", b"", "is empty (0 bytes)"),
+    ("cut", WHOLE_DUMP[:WHOLE_DUMP.index(b"2\ttwo")], "ends inside the rows of table public.orders"),
+    ("cut after the data", WHOLE_DUMP[:WHOLE_DUMP.index(b"-- Completed")],
+     "does not end with the line '-- PostgreSQL database dump complete'"),
+    ("junk", b"Usage: something else entirely\n" * 40, "does not end with the line"),
+    ("statement after the trailer", WHOLE_DUMP + b"DROP TABLE public.orders;\n",
+     "does not end with the line"),
+])
+def test_an_exit_status_of_0_is_not_enough(tmp_path, case, output, expected):
+    from supabase_backup.errors import DatabaseDumpIncomplete
+
+    program = fake_dump_program(tmp_path, output)
+    with pytest.raises(DatabaseDumpIncomplete) as raised:
+        database.run_pg_dump([program], {"PGPASSWORD": "s3cret-canary"}, staged(tmp_path))
+    message = str(raised.value)
+    assert expected in message and "db/backup.sql is not a whole dump" in message
+    assert "pg_dump exited with status 0" in message and "s3cret-canary" not in message
+    assert raised.value.permanent and raised.value.exit_code == 6
+
+
+def test_a_cut_roles_dump_is_left_out_not_kept(tmp_path, monkeypatch):
+    whole = b"--\n-- Roles\n--\n\nCREATE ROLE app;\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
+    settings = database.DatabaseSettings(host="db.example", password="s3cret-canary")
+    fake_dump_program(tmp_path, whole, name="pg_dumpall")
+    roles = database.dump_roles(str(tmp_path / "pg_dump"), settings, staged(tmp_path))
+    assert roles["included"] and roles["dump_check"]["trailer"].endswith("cluster dump complete")
+    assert "copy_rows" not in roles
+    fake_dump_program(tmp_path, whole[:30], name="pg_dumpall")
+    roles = database.dump_roles(str(tmp_path / "pg_dump"), settings, staged(tmp_path))
+    assert not roles["included"] and "db/roles.sql is not a whole dump" in roles["reason"]
+    assert "cluster dump complete" in roles["reason"] and "s3cret" not in roles["reason"]
+
+
+def test_rows_in_the_dump_must_equal_the_exact_counts_of_the_snapshot():
+    tables = [
+        {"schema": "public", "table": "orders", "rows": 3},
+        {"schema": "public", "table": "lost", "rows": 2},  # rows in the snapshot, no COPY block
+        {"schema": "public", "table": "parent", "rows": 5},  # count(*) includes its children
+        {"schema": "public", "table": "estimated", "row_estimate": 9},  # no exact figures
+    ]
+    copy_rows = [{"schema": "public", "table": "orders", "rows": 2},
+                 {"schema": "public", "table": "parent", "rows": 1},
+                 {"schema": "public", "table": "estimated", "rows": 8}]
+    compared, differences = database.record_dump_rows(tables, copy_rows, {("public", "parent")})
+    assert compared == 2
+    assert differences == ("table public.orders has 2 rows in the dump but 3 in the snapshot; "
+                           "table public.lost has 0 rows in the dump but 2 in the snapshot")
+    assert [entry.get("dump_rows") for entry in tables] == [2, None, 1, 8]
+    agreeing = [{"schema": "public", "table": "orders", "rows": 2}]
+    assert database.record_dump_rows(agreeing, copy_rows, set()) == (1, None)

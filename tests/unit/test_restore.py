@@ -31,7 +31,9 @@ from supabase_backup.archive.members import member_path_problem
 from supabase_backup.restore.storage import restore_storage
 from supabase_backup.archive.zip_stream import StreamingZipWriter
 
-DUMP = b"SET statement_timeout = 0;\nCREATE TABLE public.t (id int);\n"
+# Ends as every pg_dump does: verify refuses a dump without its closing line (a cut dump).
+DUMP = (b"SET statement_timeout = 0;\nCREATE TABLE public.t (id int);\n"
+        b"\n--\n-- PostgreSQL database dump complete\n--\n\n")
 OBJECTS = [("avatars", "u/1.png", b"\x89PNG" + b"\x00" * 60, "image/png", "max-age=3600"),
            ("avatars", "u/2.png", b"\x89PNG" + b"\x01" * 40, "image/png", None),
            ("documents", "a//b", b"double slash\n", "text/plain", "no-cache")]

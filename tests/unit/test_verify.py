@@ -166,3 +166,115 @@ def test_the_manifest_of_another_archive_fails(tmp_path):
             archive.writestr(name, data)
     with pytest.raises(VerificationFailed, match="manifest says"):
         verify_archive(path)
+
+
+# --- verify proves the dump whole (issue 19, item 1) ---------------------------------------------
+
+from tests.unit.test_database import WHOLE_DUMP  # noqa: E402
+
+ROLES = b"CREATE ROLE app;\n\n--\n-- PostgreSQL database cluster dump complete\n--\n\n"
+
+
+def write_backup_zip(path, dump, *, roles=None, dump_check=None, dump_rows=None):
+    """An archive whose manifest describes its members truthfully (sizes, hashes), with a
+    database section as the backup writes it: only the dump's own content can be wrong."""
+    members = {"db/backup.sql": dump}
+    database = {"included": True, "member": "db/backup.sql", "bytes": len(dump),
+                "tables": [{"schema": "public", "table": "orders", "row_estimate": 3, "rows": 3}]}
+    if roles is not None:
+        members["db/roles.sql"] = roles
+        database["roles"] = {"included": True, "member": "db/roles.sql"}
+    if dump_check is not None:
+        database["dump_check"] = dump_check
+        database["tables"][0]["dump_rows"] = dump_rows
+    text = io.StringIO()
+    manifest.write_manifest(text, {"run": {"run_id": "r"}, "database": database},
+                            manifest_of(members))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("manifest.json", text.getvalue())
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_whole_dump_passes_and_is_reported(tmp_path, capsys):
+    from supabase_backup.cli import main
+
+    recorded = {"trailer": "-- PostgreSQL database dump complete", "copy_blocks": 2, "copy_rows": 3}
+    path = write_backup_zip(tmp_path / "ok.zip", WHOLE_DUMP, roles=ROLES, dump_check=recorded,
+                            dump_rows=3)
+    assert verify_archive(path)["dumps_checked"] == ["db/backup.sql", "db/roles.sql"]
+    # Archives from before the dump_check record are held to the trailer and closed blocks.
+    assert verify_archive(write_backup_zip(tmp_path / "older.zip", WHOLE_DUMP))["dumps_checked"]
+    assert main(["verify", str(path)]) == 0
+    assert "db/backup.sql and db/roles.sql complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case, dump, expected", [
+    ("empty", b"", "is empty"),
+    ("cut", WHOLE_DUMP[:WHOLE_DUMP.index(b"2\ttwo")], "ends inside the rows of table public.orders"),
+    ("cut at a fifth", WHOLE_DUMP[:len(WHOLE_DUMP) // 5], "does not end with the line"),
+    ("junk", b"<html>502 Bad Gateway</html>\n", "does not end with the line"),
+])
+def test_a_cut_empty_or_junk_dump_is_refused(tmp_path, capsys, case, dump, expected):
+    from supabase_backup.cli import main
+
+    path = write_backup_zip(tmp_path / "bad.zip", dump)
+    with pytest.raises(VerificationFailed, match="member 'db/backup.sql' is not a whole dump: it "
+                       + expected):
+        verify_archive(path)
+    assert main(["verify", str(path)]) == 1
+    assert "db/backup.sql" in capsys.readouterr().err
+
+
+def test_a_cut_roles_dump_is_refused(tmp_path):
+    path = write_backup_zip(tmp_path / "roles.zip", WHOLE_DUMP, roles=ROLES[:20])
+    with pytest.raises(VerificationFailed, match="'db/roles.sql' is not a whole dump.*cluster"):
+        verify_archive(path)
+
+
+def test_rows_other_than_the_manifest_recorded_are_refused(tmp_path):
+    recorded = {"trailer": "-- PostgreSQL database dump complete", "copy_blocks": 2, "copy_rows": 3}
+    path = write_backup_zip(tmp_path / "rows.zip", WHOLE_DUMP, dump_check=recorded, dump_rows=4)
+    with pytest.raises(VerificationFailed, match="holds 3 rows of table public.orders, the "
+                       "manifest recorded 4"):
+        verify_archive(path)
+    path = write_backup_zip(tmp_path / "blocks.zip", WHOLE_DUMP,
+                            dump_check=dict(recorded, copy_blocks=3), dump_rows=3)
+    with pytest.raises(VerificationFailed, match="2 COPY blocks with 3 rows, the manifest "
+                       "recorded 3 blocks"):
+        verify_archive(path)
+
+
+# --- verify and restore agree on what a safe archive is (issue 19, item 5) -----------------------
+
+HOSTILE = {
+    "parent segments": {"stored": "../../etc/x"},
+    "absolute path": {"stored": "/etc/cron.d/x"},
+    "empty segment": {"stored": "storage/documents//abs"},
+    "'..' in a manifest path": {"stored": "storage/documents/a/../../../x"},
+    "'..' listed, not stored": {"listed": "storage/documents/../../x"},
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_an_unsafe_name_is_refused_by_verify_as_by_restore(tmp_path, case):
+    from supabase_backup.cli import main
+    from supabase_backup.errors import UnsafeMemberPath
+
+    hostile = HOSTILE[case]
+    members = dict(MEMBERS)
+    listed = manifest_of(members)
+    if "stored" in hostile:  # listed in the manifest with its true size and hash, and stored
+        members[hostile["stored"]] = b"owned\n"
+        listed = manifest_of(members)
+    else:
+        listed.append({"path": hostile["listed"], "size": 6,
+                       "sha256": hashlib.sha256(b"owned\n").hexdigest()})
+    path = write_zip(tmp_path / "hostile.zip", members, listed)
+    with zipfile.ZipFile(path) as archive:  # zipfile kept the name as given
+        assert hostile.get("stored", "manifest.json") in archive.namelist()
+    with pytest.raises(UnsafeMemberPath, match="outside"):
+        verify_archive(path)
+    assert main(["verify", str(path)]) == 10
+    assert main(["restore", "--dry-run", str(path)]) == 10

@@ -8,6 +8,13 @@ Memory does not grow with the member count: the central directory is read entry 
 same database as they stream, and every check — listed but missing, listed twice, stored twice,
 strangers, a member that is also another's folder — is one query there. Members are then read in
 the order they are stored, so an archive on S3 is fetched front to back once.
+
+verify and restore agree on what a safe archive is: a member name, stored or listed, that could
+land outside a target (``members.member_path_problem``: ``..``, absolute, empty segments, …) is
+refused with restore's own UnsafeMemberPath (exit 10), before anything else is read. The dumps
+(``db/backup.sql``, ``db/roles.sql``) are scanned on the same read that hashes them
+(``dump_scanner``): a dump that does not end with pg_dump's trailer, leaves a COPY block open or
+holds other rows than the manifest recorded is refused, so a cut dump is found without a restore.
 """
 
 from __future__ import annotations
@@ -18,11 +25,22 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
+from supabase_backup.archive.dump_scanner import (
+    CLUSTER_TRAILER,
+    DATABASE_TRAILER,
+    DumpContents,
+    DumpScanner,
+)
 from supabase_backup.archive.hashing import HashingWriter
 from supabase_backup.archive.manifest import read_manifest
-from supabase_backup.archive.members import MANIFEST_MEMBER
+from supabase_backup.archive.members import (
+    DATABASE_MEMBER,
+    MANIFEST_MEMBER,
+    ROLES_MEMBER,
+    member_path_problem,
+)
 from supabase_backup.archive.zip_stream import ZipDamaged, ZipEntry, ZipReader
-from supabase_backup.errors import ManifestInvalid, VerificationFailed
+from supabase_backup.errors import ManifestInvalid, UnsafeMemberPath, VerificationFailed
 from supabase_backup.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -89,9 +107,11 @@ def _verify(file, label: str, scratch_folder) -> dict:
 
 def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) -> dict:
     try:
-        _load_central_directory(database, reader)
+        first_unsafe = _load_central_directory(database, reader)
     except ZipDamaged as error:
         raise VerificationFailed(label, f"not a readable zip file ({error})") from None
+    if first_unsafe:  # first, as restore does: such a name is refused whatever else holds
+        raise UnsafeMemberPath(*first_unsafe)
     database.execute("CREATE INDEX stored_by_name ON stored (name)")
     twice = database.execute(
         "SELECT name FROM stored GROUP BY name HAVING count(*) > 1 LIMIT 1"
@@ -136,6 +156,8 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
                 "unzip could not extract both",
             )
 
+    dumps = _dumps_to_prove(header)
+    proven = []
     checked = total = 0
     rows = database.execute(
         "SELECT s.name, s.method, s.flags, s.crc, s.compressed_size, s.size, s.header_offset, "
@@ -145,9 +167,12 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
         entry = ZipEntry(*row[:7])
         listed_size, listed_sha256 = row[7], row[8]
         digest = HashingWriter(None)
+        scanner = DumpScanner(dumps[entry.name][0]) if entry.name in dumps else None
         try:
             for chunk in reader.open(entry).chunks():
                 digest.write(chunk)
+                if scanner is not None:
+                    scanner.feed(chunk)
         except ZipDamaged as error:  # a CRC mismatch, a cut or undecodable member
             raise VerificationFailed(label, f"damaged member: {error}") from None
         if digest.size != listed_size or digest.sha256 != listed_sha256:
@@ -156,6 +181,9 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
                 f"member {entry.name!r} has {digest.size} bytes / sha256 {digest.sha256}, "
                 f"manifest says {listed_size} / {listed_sha256}",
             )
+        if scanner is not None:
+            _check_dump(label, entry.name, scanner.finish(), dumps[entry.name][1])
+            proven.append(entry.name)
         checked += 1
         total += digest.size
     log.info(
@@ -170,12 +198,65 @@ def _verify_with(database: sqlite3.Connection, reader: ZipReader, label: str) ->
         "content_bytes": total,
         "format_version": header["format_version"],
         "run_id": (header.get("run") or {}).get("run_id"),
+        "dumps_checked": proven,
     }
 
 
-def _load_central_directory(database: sqlite3.Connection, reader: ZipReader) -> None:
+def _dumps_to_prove(header: dict) -> dict[str, tuple[str, dict]]:
+    """The dump members the manifest says the archive holds: name -> (trailer, its section)."""
+    database = header.get("database")
+    if not isinstance(database, dict) or not database.get("included", True):
+        return {}
+    dumps = {database.get("member") or DATABASE_MEMBER: (DATABASE_TRAILER, database)}
+    roles = database.get("roles")
+    if isinstance(roles, dict) and roles.get("included"):
+        dumps[roles.get("member") or ROLES_MEMBER] = (CLUSTER_TRAILER, roles)
+    return dumps
+
+
+def _check_dump(label: str, name: str, contents: DumpContents, section: dict) -> None:
+    """The dump proves itself whole, and (archives since the dump_check record) holds the rows and
+    COPY blocks the backup counted in it; older archives are held to the trailer and closed
+    blocks, which every pg_dump has always written."""
+    problem = contents.problem()
+    if problem:
+        raise VerificationFailed(label, f"member {name!r} is not a whole dump: {problem}")
+    recorded = section.get("dump_check")
+    if not isinstance(recorded, dict):
+        return
+    for entry in section.get("tables") or []:
+        if "dump_rows" not in entry:
+            continue
+        found = contents.copy_rows.get((entry["schema"], entry["table"]))
+        if found != entry["dump_rows"]:
+            held = "no COPY block" if found is None else f"{found:,} rows"
+            raise VerificationFailed(
+                label,
+                f"member {name!r} holds {held} of table {entry['schema']}.{entry['table']}, "
+                f"the manifest recorded {entry['dump_rows']} rows at backup time",
+            )
+    found_totals = (len(contents.copy_rows), contents.rows)
+    recorded_totals = (recorded.get("copy_blocks"), recorded.get("copy_rows"))
+    if found_totals != recorded_totals:
+        raise VerificationFailed(
+            label,
+            f"member {name!r} holds {found_totals[0]:,} COPY blocks with {found_totals[1]:,} "
+            f"rows, the manifest recorded {recorded_totals[0]} blocks with {recorded_totals[1]} "
+            "rows at backup time",
+        )
+
+
+def _load_central_directory(
+    database: sqlite3.Connection, reader: ZipReader
+) -> tuple[str, str] | None:
+    """Index every central directory entry; returns the first unsafe name and why, or None."""
     batch = []
+    first_unsafe = None
     for entry in reader.entries():
+        if first_unsafe is None:
+            problem = member_path_problem(entry.name)
+            if problem:
+                first_unsafe = (entry.name, problem)
         batch.append(
             (
                 entry.name,
@@ -191,6 +272,7 @@ def _load_central_directory(database: sqlite3.Connection, reader: ZipReader) -> 
             database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
             batch.clear()
     database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+    return first_unsafe
 
 
 def _load_manifest(
@@ -216,6 +298,9 @@ def _load_manifest(
         batch.clear()
 
     for member in members:
+        problem = member_path_problem(member["path"])
+        if problem:  # a listed name restore would write to, even if no member is stored under it
+            raise UnsafeMemberPath(member["path"], problem)
         batch.append((member["path"], member["size"], member["sha256"]))
         if len(batch) >= _BATCH:
             flush()

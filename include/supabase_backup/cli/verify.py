@@ -18,8 +18,13 @@ HELP = "check an archive against its manifest (a local file or s3://bucket/key)"
 DESCRIPTION = """\
 Check a backup archive: the zip is readable, manifest.json has a format version this tool reads,
 every member listed is present with the size and sha256 the manifest records, and nothing else is
-in the zip. Exits 0 only when all of that holds; exits 1 naming the first member that is missing,
-extra, truncated or altered; exits 9 when there is no archive at that place.
+in the zip. The database dump (db/backup.sql, and db/roles.sql) must also prove itself whole: it
+ends with pg_dump's closing line, every COPY block ends, and each table's rows in it are the ones
+the manifest recorded. Exits 0 only when all of that holds; exits 1 naming the first member that
+is missing, extra, truncated, altered or a dump that was cut; exits 9 when there is no archive
+at that place; exits 10, as restore does, when a
+member name (stored or listed) could land outside the folder it is extracted into ('..', an
+absolute path, an empty segment, a backslash).
 
 An s3://bucket/key archive is read in place with ranged GETs (the central directory, then the
 members in order): no local copy, memory flat whatever the archive's size."""
@@ -87,6 +92,13 @@ def verify_encrypted(location: str, identity_file: str) -> dict:
     return result
 
 
+def _dumps(result: dict) -> str:
+    names = result.get("dumps_checked") or []
+    if not names:
+        return ""
+    return f", {' and '.join(names)} complete (pg_dump's closing line, every COPY block ended)"
+
+
 def run(arguments) -> int:
 
     refuse_without_identity(arguments.archive, arguments.identity)
@@ -104,7 +116,7 @@ def run(arguments) -> int:
         print(
             f"OK {label}: {result['members_checked']:,} members "
             f"({format_bytes(result['content_bytes'])}) match the manifest "
-            f"(format {result['format_version']}, run {result['run_id']}); {whole} "
+            f"(format {result['format_version']}, run {result['run_id']}){_dumps(result)}; {whole} "
             f"{format_bytes(size)}, sha256 {sha256}"
         )
     return EXIT_OK

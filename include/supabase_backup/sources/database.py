@@ -6,6 +6,11 @@ then run ``pg_dump --snapshot=…`` against that same snapshot while the transac
 dump and the storage inventory therefore describe the same instant, which is what lets the
 reconcile step say which objects changed after it.
 
+A dump counts only when its own stream proves it whole (``archive.dump_scanner``, read in the same
+pass that stages and hashes it): it ends with pg_dump's trailer, closes every COPY block, and each
+table's rows in it equal the exact count taken in the same snapshot (``table_figures``). pg_dump's
+exit status alone once let an empty, a cut and a junk output pass as backups.
+
 The password reaches pg_dump only through the environment (``PGPASSWORD``), never argv, and no
 message built here contains it.
 """
@@ -30,11 +35,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 import psycopg.sql
 
+from supabase_backup.archive.dump_scanner import CLUSTER_TRAILER, DATABASE_TRAILER, DumpScanner
 from supabase_backup.archive.hashing import copy_hashing
+from supabase_backup.archive.members import DATABASE_MEMBER, ROLES_MEMBER
 from supabase_backup.errors import (
     BackupError,
     ConfigurationError,
     DatabaseDumpFailed,
+    DatabaseDumpIncomplete,
     DatabaseFailed,
     DatabaseLoginRefused,
     DatabaseMissing,
@@ -283,6 +291,22 @@ ORDER BY bucket_id COLLATE "C", name COLLATE "C"
 """
 
 
+# Tables whose COPY block rightly holds other rows than count(*) in the same snapshot: a parent's
+# count(*) includes its inheritance children and partitions (pg_dump writes each child's rows under
+# the child), and of an extension's configuration table pg_dump writes only the rows matching the
+# condition the extension registered (pg_extension_config_dump).
+DUMP_ROWS_MAY_DIFFER_SQL = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid)
+UNION
+SELECT n.nspname, c.relname
+FROM pg_extension e
+CROSS JOIN LATERAL unnest(e.extconfig, e.extcondition) AS config(relation, condition)
+JOIN pg_class c ON c.oid = config.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE COALESCE(config.condition, '') <> ''
+"""
+
+
 def storage_schema_exists(connection: psycopg.Connection) -> bool:
     row = connection.execute("SELECT to_regclass('storage.objects') IS NOT NULL").fetchone()
     return bool(row and row[0])
@@ -367,6 +391,7 @@ def dump_database(
         # the longer of the two rather than their sum. The snapshot lives until this
         # transaction ends, which is after both are done.
         figures_job = None
+        rows_may_differ: set[tuple[str, str]] = set()
         if include_dump and exact_figures_max_bytes is not None:
             figures_job = FiguresInSnapshot(settings, snapshot, exact_figures_max_bytes)
             figures_job.start()
@@ -382,6 +407,10 @@ def dump_database(
                 server_major = server_major_version(server_version_num)
                 path, client_version = choose_pg_dump(server_major, pg_dump_path)
                 client_major = int(client_version.split(".")[0])
+                rows_may_differ = {
+                    (schema, table)
+                    for schema, table in connection.execute(DUMP_ROWS_MAY_DIFFER_SQL).fetchall()
+                }
                 summary["client_version"] = client_version
                 summary["pg_dump"] = path
                 # Roles are outside any snapshot, so pg_dumpall runs beside pg_dump rather than
@@ -395,7 +424,7 @@ def dump_database(
                             staging,
                         )
                     )
-                    summary["member"] = "db/backup.sql"
+                    summary["member"] = DATABASE_MEMBER
                     summary["roles"] = roles.result()
         finally:
             if figures_job is not None:
@@ -413,9 +442,47 @@ def dump_database(
                 "checksums": sum(1 for item in figures.values() if item.checksum is not None),
                 "seconds": figures_job.seconds,
             }
+        if include_dump:
+            compared, differences = record_dump_rows(
+                row_estimates, summary.pop("copy_rows"), rows_may_differ
+            )
+            summary["dump_check"]["tables_compared_with_snapshot"] = compared
+            if differences:
+                raise DatabaseDumpIncomplete(
+                    os.path.basename(summary["pg_dump"]), DATABASE_MEMBER, differences
+                )
         connection.rollback()  # read only: nothing to commit; ends the snapshot's lifetime
     summary["seconds"] = round(time.monotonic() - started, 3)
     return summary
+
+
+def record_dump_rows(
+    tables: list[dict], copy_rows: list[dict], rows_may_differ: set[tuple[str, str]]
+) -> tuple[int, str | None]:
+    """Put each table's rows in the dump on its manifest entry (``dump_rows``) and compare them with
+    the exact count taken in the same snapshot (``rows``, when exact figures ran); returns how many
+    tables were compared and the differences as one sentence (None when there are none). A table
+    with no COPY block has no rows in the dump."""
+    in_dump = {(item["schema"], item["table"]): item["rows"] for item in copy_rows}
+    differences = []
+    compared = 0
+    for entry in tables:
+        key = (entry["schema"], entry["table"])
+        if key in in_dump:
+            entry["dump_rows"] = in_dump[key]
+        exact = entry.get("rows")
+        if exact is None or key in rows_may_differ:
+            continue
+        compared += 1
+        if in_dump.get(key, 0) != exact:
+            differences.append(
+                f"table {entry['schema']}.{entry['table']} has {in_dump.get(key, 0):,} rows in the "
+                f"dump but {exact:,} in the snapshot"
+            )
+    if not differences:
+        return compared, None
+    more = f" (and {len(differences) - 5} more tables)" if len(differences) > 5 else ""
+    return compared, "; ".join(differences[:5]) + more
 
 
 class FiguresInSnapshot(threading.Thread):
@@ -464,12 +531,18 @@ def dump_roles(pg_dump_path: str, settings: DatabaseSettings, staging: StagingAr
     arguments = [pg_dumpall, "--roles-only", "--no-role-passwords", f"--database={settings.dbname}"]
     try:
         result = run_pg_dump(
-            arguments, settings.libpq_environment(), staging, target=staging.database_roles
+            arguments,
+            settings.libpq_environment(),
+            staging,
+            target=staging.database_roles,
+            member=ROLES_MEMBER,
+            trailer=CLUSTER_TRAILER,
         )
-    except (DatabaseDumpFailed, OSError) as error:
+    except (DatabaseDumpFailed, OSError) as error:  # DatabaseDumpIncomplete too: not kept
         log.warning("Roles are not in this backup: %s", error)
         return {"included": False, "reason": str(error)[:500]}
-    return {"included": True, "member": "db/roles.sql", **result}
+    del result["copy_rows"]  # a roles dump has no table data
+    return {"included": True, "member": ROLES_MEMBER, **result}
 
 
 def _widen_pipe(pipe) -> None:
@@ -484,11 +557,36 @@ def _widen_pipe(pipe) -> None:
         pass
 
 
+class _ScanningSink:
+    """The staged file, with a DumpScanner reading every chunk on its way there."""
+
+    def __init__(self, output, scanner: DumpScanner) -> None:
+        self._output, self._scanner = output, scanner
+
+    def write(self, data) -> int:
+        self._scanner.feed(data)
+        return self._output.write(data)
+
+    def flush(self) -> None:
+        self._output.flush()
+
+
 def run_pg_dump(
-    arguments: list[str], libpq_environment: dict, staging: StagingArea, target=None
+    arguments: list[str],
+    libpq_environment: dict,
+    staging: StagingArea,
+    target=None,
+    *,
+    member: str = DATABASE_MEMBER,
+    trailer: str = DATABASE_TRAILER,
 ) -> dict:
     """Run pg_dump (or pg_dumpall), streaming its output to staging (``target``, default the
-    dump's path) while hashing it; stderr goes to the log."""
+    dump's path) while hashing and scanning it; stderr goes to the log.
+
+    An exit status of 0 is not enough: the output must end with ``trailer`` and close every COPY
+    block it opens (``dump_scanner``), or DatabaseDumpIncomplete names what is wrong. The result
+    has ``dump_check`` for the manifest and ``copy_rows`` (each table's rows in the dump) for the
+    caller to compare with the snapshot."""
     environment = {**os.environ, **libpq_environment}
     target = ensure_parent(target if target is not None else staging.database_dump)
     last_messages: deque[str] = deque(maxlen=20)
@@ -515,21 +613,36 @@ def run_pg_dump(
             log.info("pg_dump: %s written so far", format_bytes(size))
             next_report[0] += 10
 
+    scanner = DumpScanner(trailer)
     with target.open("wb") as output:
-        size, sha256 = copy_hashing(process.stdout, output, on_chunk=report)
+        size, sha256 = copy_hashing(process.stdout, _ScanningSink(output, scanner), on_chunk=report)
     return_code = process.wait()
     relay.join(timeout=10)
     elapsed = max(time.monotonic() - started, 1e-6)
     if return_code != 0:
         errors = [line for line in last_messages if "error" in line.lower()] or list(last_messages)
         raise DatabaseDumpFailed(return_code, " | ".join(errors[-5:]) or "no message")
+    contents = scanner.finish()
+    problem = contents.problem()
+    if problem:
+        raise DatabaseDumpIncomplete(os.path.basename(arguments[0]), member, problem)
     log.info(
-        "pg_dump finished: %s in %.1f s (%s)",
+        "pg_dump finished: %s in %.1f s (%s), ends with its trailer, %s rows in %d COPY blocks",
         format_bytes(size),
         elapsed,
         format_rate(size, elapsed),
+        f"{contents.rows:,}",
+        len(contents.copy_rows),
     )
-    return {"bytes": size, "sha256": sha256}
+    return {
+        "bytes": size,
+        "sha256": sha256,
+        "dump_check": contents.to_manifest(),
+        "copy_rows": [
+            {"schema": schema, "table": table, "rows": rows}
+            for (schema, table), rows in contents.copy_rows.items()
+        ],
+    }
 
 
 def current_object_keys(settings: DatabaseSettings, bucket_id: str, keys: list[str]) -> set[str]:
