@@ -105,3 +105,23 @@ def test_scratch_database_settings_come_from_the_drill_connection(monkeypatch):
     assert (server.host, server.port, server.user, server.password, server.dbname) == (
         "drill-host", 6543, "drill", "s?cret", "maintenance")
     assert "s?cret" not in server.describe() and "s?cret" not in repr(server)
+
+
+def deployment_for(monkeypatch, url: str, explicit: str | None = None) -> str:
+    if explicit is None:
+        monkeypatch.delenv(dag_run_facts.DEPLOYMENT_ENVIRONMENT_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(dag_run_facts.DEPLOYMENT_ENVIRONMENT_VARIABLE, explicit)
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", url)
+    return dag_run_facts.deployment_id()
+
+
+def test_the_deployment_is_its_metadata_database_without_the_password(monkeypatch):
+    first = deployment_for(monkeypatch, "postgresql+psycopg2://airflow:hunter2@Meta-DB:5432/airflow")
+    assert first.startswith("metadb-") and "hunter2" not in first and "airflow" not in first
+    # The same database through another driver, options or password is the same deployment.
+    assert deployment_for(monkeypatch, "postgresql://airflow:other@meta-db:5432/airflow"
+                                       "?sslmode=require") == first
+    assert deployment_for(monkeypatch, "postgresql://airflow:x@meta-db:5432/airflow2") != first
+    assert deployment_for(monkeypatch, "postgresql://airflow:x@meta-db:5432/airflow",
+                          explicit=" eu-prod ") == "eu-prod"

@@ -86,6 +86,6 @@ def test_a_verified_archive_lacking_unreadable_objects_is_incomplete_and_fails(m
         {"bucket": "media", "key": "a.png", "reason": "NoSuchKey but in storage.objects"}]}
     with pytest.raises(errors.RunFailed, match="incomplete: 2 object.*media/a.png"):
         finish(VERIFIED, [], {"archive": {}, "storage": storage})
-    (name, call), = recorder.calls
+    (name, call), _encryption = recorder.calls
     assert name == "record_success" and call["status"] == "incomplete"
     assert call["summary"]["objects_unreadable"] == 2 and "media/a.png" in call["error"]
