@@ -28,7 +28,7 @@ from supabase_backup.errors import (
     StagingCorrupted,
 )
 from supabase_backup.records import enabled as enabled_setting
-from supabase_backup.records import history
+from supabase_backup.records import history, settle
 from supabase_backup.sources import database, shards
 from supabase_backup.sources.api_client import ApiSettings, open_client
 from supabase_backup.sources.auth_users import export_auth_users as export_users
@@ -87,7 +87,7 @@ def start_run(
         )
 
     with resources.database.connect(autocommit=True) as connection:
-        outcome.settle_ended_runs(
+        settle.settle_ended_runs(
             connection,
             plan.run_id,
             run_has_ended,

@@ -8,9 +8,8 @@ from fastapi import APIRouter, HTTPException, Query
 
 from supabase_backup.airflow import connections
 from supabase_backup.airflow.dag_run import deployment_id
-from supabase_backup.backup import outcome
 from supabase_backup.destination import s3 as destination
-from supabase_backup.records import history
+from supabase_backup.records import history, settle
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import (
     CanRead,
@@ -29,7 +28,7 @@ ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not per
 
 def settle_stale_rows(connection) -> list[str]:
     """This deployment's rows still ``running`` whose DAG run has ended (or is gone) are settled
-    as a run's first task settles them (``outcome.settle_ended_runs``): from the verified record
+    as a run's first task settles them (``records.settle.settle_ended_runs``): from the verified record
     in S3 when the run left one, else ``failed``; other deployments' rows are left alone."""
 
     def run_has_ended(run_id: str) -> bool:
@@ -46,7 +45,7 @@ def settle_stale_rows(connection) -> list[str]:
             since=row["started_at"],
         )
 
-    return outcome.settle_ended_runs(
+    return settle.settle_ended_runs(
         connection,
         None,
         run_has_ended,

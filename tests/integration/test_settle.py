@@ -1,4 +1,4 @@
-"""outcome.settle_ended_runs against the sandbox's real Postgres and S3 (moto): a verified archive
+"""records.settle against the sandbox's real Postgres and S3 (moto): a verified archive
 whose row stayed running is settled from S3 as the success it was; a deployment never settles
 another's rows; the run's own reason replaces one a settle wrote (issue 19, items 2 and 3)."""
 
@@ -14,7 +14,7 @@ import pytest
 from supabase_backup.backup import outcome
 from supabase_backup.destination import retention
 from supabase_backup.destination import s3 as destination
-from supabase_backup.records import history
+from supabase_backup.records import history, settle
 from tests.integration.test_destination_s3 import make_archive
 
 HERE, THERE = "deployment-here", "deployment-there"
@@ -48,14 +48,14 @@ def verified_archive_in_s3(s3, tmp_path, run_id: str, *, attempt: int = 0) -> di
     return verified
 
 
-def settle(connection, s3, deployment: str = HERE, ended=lambda run_id: True):
+def settle_here(connection, s3, deployment: str = HERE, ended=lambda run_id: True):
     client, bucket, prefix = s3
 
     def find_verified(row):
         return destination.find_verified_record(client, bucket, prefix, row["run_id"],
                                                 attempt=row["run_attempt"], since=row["started_at"])
 
-    return outcome.settle_ended_runs(connection, "the-current-run", ended,
+    return settle.settle_ended_runs(connection, "the-current-run", ended,
                                      deployment=deployment, find_verified=find_verified)
 
 
@@ -67,7 +67,7 @@ def test_a_verified_archive_whose_row_stayed_running_is_settled_as_success(conne
     # record_history could not write (the database was down): the row is still running.
     assert history.get_by_run_id(connection, run_id)["status"] == "running"
 
-    assert run_id in settle(connection, s3)
+    assert run_id in settle_here(connection, s3)
     row = history.get_by_run_id(connection, run_id)
     assert (row["status"], row["error"], row["settled_by"]) == ("success", None, HERE)
     assert (row["s3_bucket"], row["s3_key"], row["size_bytes"], row["sha256"]) == (
@@ -94,7 +94,7 @@ def test_a_run_without_a_verified_archive_is_settled_failed_and_one_s3_cannot_an
         return destination.find_verified_record(client, bucket, prefix, row["run_id"],
                                                 attempt=row["run_attempt"], since=row["started_at"])
 
-    settled = outcome.settle_ended_runs(connection, None, lambda run_id: True, deployment=HERE,
+    settled = settle.settle_ended_runs(connection, None, lambda run_id: True, deployment=HERE,
                                         find_verified=find_verified)
     assert {nothing, gone} <= set(settled) and unknown not in settled
     for run_id in (nothing, gone):
@@ -109,7 +109,7 @@ def test_a_verified_record_of_an_earlier_attempt_does_not_settle_a_cleared_run(c
     run_id = f"manual__{uuid.uuid4()}"
     history.record_running(connection, run_id, "manual", attempt=1, deployment=HERE)
     verified_archive_in_s3(s3, tmp_path, run_id, attempt=0)
-    settle(connection, s3)
+    settle_here(connection, s3)
     assert history.get_by_run_id(connection, run_id)["status"] == "failed"
 
 
@@ -121,12 +121,12 @@ def test_rows_of_another_deployment_are_never_settled(connection, s3):
     connection.execute("UPDATE public.backup_history SET deployment = NULL WHERE run_id = %s",
                        (legacy,))
     # This Airflow does not know the other deployment's run, which reads as "ended".
-    settled = settle(connection, s3, deployment=HERE)
+    settled = settle_here(connection, s3, deployment=HERE)
     assert {ours, legacy} <= set(settled) and theirs not in settled
     row = history.get_by_run_id(connection, theirs)
     assert (row["status"], row["error"], row["deployment"]) == ("running", None, THERE)
     # The plugin's settle uses the same owner function: the owner can settle its own row.
-    assert theirs in settle(connection, s3, deployment=THERE)
+    assert theirs in settle_here(connection, s3, deployment=THERE)
 
 
 def test_the_runs_own_reason_replaces_a_reason_written_by_a_settle(connection, s3):
