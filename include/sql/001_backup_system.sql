@@ -139,3 +139,12 @@ ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encrypted boolean NOT
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encryption_recipients text[];
 CREATE INDEX IF NOT EXISTS backup_history_retention_idx ON public.backup_history (started_at DESC)
     WHERE status = 'success' AND deleted_at IS NULL;
+
+-- Run ownership (issue 19). Idempotent like the rest of this file; rows written before these
+-- columns existed keep NULL in both and keep working.
+-- The Airflow deployment that owns the row (SUPABASE_BACKUP_DEPLOYMENT, else a hash of its
+-- metadata database): a deployment settles only its own running rows (and NULL ones).
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS deployment text;
+-- Set when a settle, not the run itself, wrote the row's outcome: the deployment that settled it.
+-- A failed row's reason written by a settle is replaced by the run's own reason when it comes.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS settled_by text;

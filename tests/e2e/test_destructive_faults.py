@@ -6,6 +6,7 @@ A sandbox of its own: these tests stop and restart its processes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import sandbox as sandbox_package
+from supabase_backup.destination import retention
 from tests.sandbox_fixtures import start_sandbox
 
 
@@ -123,5 +125,49 @@ def test_postgres_dying_mid_dump_leaves_a_row_the_next_run_settles(fragile_sandb
     assert "without recording its outcome" in settled["error"]
     assert sandbox.history_row(next_run.run_id)["status"] == "success"
     with sandbox.connect() as connection:
+        assert connection.execute("SELECT count(*) FROM public.backup_history "
+                                  "WHERE status = 'running'").fetchone()[0] == 0
+
+
+def test_postgres_down_as_verification_begins_is_settled_from_s3_as_success(fragile_sandbox,
+                                                                              backup_runner):
+    """Postgres stops once the archive is in S3, as verify_upload begins: the archive is verified
+    and its record written beside it, but record_history cannot write the row, so it stays
+    running. The next run settles it from S3 as the success it was, with its key, size and
+    sha256, and retention counts it like any other success."""
+    sandbox = fragile_sandbox
+    s3, bucket = sandbox.s3(), sandbox.settings["s3_bucket"]
+    keys_before = sandbox.archive_keys()
+
+    def archive_uploaded() -> bool:
+        return any(key.rsplit("/", 1)[-1].startswith("backup-") and key.endswith(".zip")
+                   for key in sandbox.archive_keys() - keys_before)
+
+    stopper = in_background(archive_uploaded,
+                            lambda: sandbox_package.stop_part(sandbox.settings["state_dir"],
+                                                              "postgres"))
+    try:
+        dag_run = backup_runner.run(sandbox, {"include_auth": False, "include_storage": False})
+    finally:
+        stopper.join(timeout=10)
+        restart(sandbox)
+    assert stopper.done.is_set(), "the archive never reached S3"
+    assert dag_run.state == "failed"  # record_history could not write
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert (states["verify_upload"], states["record_history"]) == ("success", "failed")
+    assert sandbox.history_row(dag_run.run_id)["status"] == "running"
+    archive_key = next(key for key in sandbox.archive_keys() - keys_before
+                       if key.endswith(".zip"))
+    assert archive_key + ".verified.json" in sandbox.archive_keys()
+
+    next_run = backup_runner.run(sandbox, {"include_auth": False, "include_storage": False})
+    settled = sandbox.history_row(dag_run.run_id)
+    body = s3.get_object(Bucket=bucket, Key=archive_key)["Body"].read()
+    assert (settled["status"], settled["error"], settled["s3_key"]) == ("success", None, archive_key)
+    assert (settled["size_bytes"], settled["sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
+    assert settled["settled_by"] and settled["database_bytes"]
+    assert sandbox.history_row(next_run.run_id)["status"] == "success"
+    with sandbox.connect() as connection:
+        assert dag_run.run_id in {backup.run_id for backup in retention.candidates(connection)}
         assert connection.execute("SELECT count(*) FROM public.backup_history "
                                   "WHERE status = 'running'").fetchone()[0] == 0

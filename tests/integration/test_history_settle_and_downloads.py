@@ -34,7 +34,7 @@ def test_settling_touches_only_the_ended_running_rows(connection):
         history.record_running(connection, run_id, "manual")
     history.record_failed(connection, done, "build_archive: disk full", trigger="manual")
     assert {ended, alive} <= set(history.running_run_ids(connection))
-    assert history.settle_ended_runs(connection, [ended, done]) == [ended]
+    assert history.settle_ended_runs(connection, [ended, done], settled_by="here") == [ended]
     assert history.get_by_run_id(connection, ended)["error"] == (
         f"the run ended without recording its outcome; see Airflow run {ended}")
     assert history.get_by_run_id(connection, alive)["status"] == "running"

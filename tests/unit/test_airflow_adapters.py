@@ -152,3 +152,23 @@ def test_a_stale_project_is_not_alerted_twice(monkeypatch):
     stale = staleness.BackupsStale("[supabase-backup] STALE: no verified backup in 26 h (alert "
                                    "sent: email)")
     assert staleness_failure(monkeypatch, stale) == []
+
+
+def deployment_for(monkeypatch, url: str, explicit: str | None = None) -> str:
+    if explicit is None:
+        monkeypatch.delenv(dag_run_facts.DEPLOYMENT_ENVIRONMENT_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(dag_run_facts.DEPLOYMENT_ENVIRONMENT_VARIABLE, explicit)
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", url)
+    return dag_run_facts.deployment_id()
+
+
+def test_the_deployment_is_its_metadata_database_without_the_password(monkeypatch):
+    first = deployment_for(monkeypatch, "postgresql+psycopg2://airflow:hunter2@Meta-DB:5432/airflow")
+    assert first.startswith("metadb-") and "hunter2" not in first and "airflow" not in first
+    # The same database through another driver, options or password is the same deployment.
+    assert deployment_for(monkeypatch, "postgresql://airflow:other@meta-db:5432/airflow"
+                                       "?sslmode=require") == first
+    assert deployment_for(monkeypatch, "postgresql://airflow:x@meta-db:5432/airflow2") != first
+    assert deployment_for(monkeypatch, "postgresql://airflow:x@meta-db:5432/airflow",
+                          explicit=" eu-prod ") == "eu-prod"

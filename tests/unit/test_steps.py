@@ -16,7 +16,7 @@ class Recorder:
     def __init__(self, monkeypatch, existing_error=None):
         self.calls = []
         self.existing_error = existing_error
-        for name in ("record_success", "record_failed"):
+        for name in ("record_success", "record_failed", "record_encryption"):
             monkeypatch.setattr(history, name, self._record(name))
         monkeypatch.setattr(history, "get_by_run_id", lambda connection, run_id: {
             "error": self.existing_error or next(
@@ -29,6 +29,7 @@ class Recorder:
             if name == "record_success":
                 kwargs["summary"] = args[0]
             self.calls.append((name, {"run_id": run_id, **kwargs}))
+            return True
         return record
 
 
@@ -47,7 +48,8 @@ def finish(verified, failed_tasks, summaries=None):
 def test_a_verified_archive_is_a_success_whatever_ran_after_it(monkeypatch):
     recorder = Recorder(monkeypatch)
     summary = finish(VERIFIED, ["apply_retention"])
-    assert [name for name, _ in recorder.calls] == ["record_success"]
+    # The row says whether the archive is encrypted (here: not) once verified.
+    assert [name for name, _ in recorder.calls] == ["record_success", "record_encryption"]
     assert summary["s3_key"] == "k.zip" and summary["size_bytes"] == 10
 
 
@@ -75,7 +77,7 @@ def test_the_failure_callback_scrubs_secrets_and_records_the_real_trigger(monkey
     assert message == "plan_run: password *** refused"
     (name, call), = recorder.calls
     assert call == {"run_id": "r", "reason": message, "trigger": "api", "triggered_by": "ops",
-                    "attempt": 0}
+                    "attempt": 0, "deployment": None}
 
 
 def test_a_verified_archive_lacking_unreadable_objects_is_incomplete_and_fails(monkeypatch):
@@ -84,6 +86,6 @@ def test_a_verified_archive_lacking_unreadable_objects_is_incomplete_and_fails(m
         {"bucket": "media", "key": "a.png", "reason": "NoSuchKey but in storage.objects"}]}
     with pytest.raises(errors.RunFailed, match="incomplete: 2 object.*media/a.png"):
         finish(VERIFIED, [], {"archive": {}, "storage": storage})
-    (name, call), = recorder.calls
+    (name, call), _encryption = recorder.calls
     assert name == "record_success" and call["status"] == "incomplete"
     assert call["summary"]["objects_unreadable"] == 2 and "media/a.png" in call["error"]

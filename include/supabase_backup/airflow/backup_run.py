@@ -21,6 +21,7 @@ from supabase_backup.airflow.connections import (
 from supabase_backup.airflow.dag_run import (
     attempt_of,
     dag_run_has_ended,
+    deployment_id,
     failed_task_ids,
     failing_fast,
     trigger_of,
@@ -96,7 +97,9 @@ def start_run(dag_run: Any, params: dict) -> dict | None:
     backups are disabled (the run is recorded as skipped and stops)."""
     with failing_fast():
         plan = plan_run(dag_run, params)
-        started = tasks.start_run(plan, TaskResources(plan), run_has_ended=dag_run_has_ended)
+        started = tasks.start_run(
+            plan, TaskResources(plan), run_has_ended=dag_run_has_ended, deployment=deployment_id()
+        )
         return plan.to_dict() if started else None
 
 
@@ -114,6 +117,7 @@ def on_task_failure(context: dict) -> None:
             triggered_by=triggered_by(dag_run),
             secrets=connection_secrets(),
             attempt=attempt_of(dag_run),
+            deployment=deployment_id(),
         )
     except Exception:  # noqa: BLE001
         log.exception("Could not record the failure in backup_history")
@@ -138,6 +142,7 @@ def record_history(
             summaries=summaries,
             failed_tasks=failed_task_ids(ti, dag_run.run_id),
             attempt=attempt_of(dag_run),
+            deployment=deployment_id(),
         )
     except RunFailed as failure:  # the row says why: retrying cannot change the outcome
         raise AirflowFailException(str(failure)) from None

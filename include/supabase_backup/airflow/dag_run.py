@@ -1,11 +1,17 @@
 """The facts of a DAG run (who and what started it, how often it was cleared, whether it ended,
-which tasks failed) as plain values, and how a task fails: permanent errors without retries."""
+which tasks failed, which Airflow deployment runs it) as plain values, and how a task fails:
+permanent errors without retries."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
 from typing import Any
+
+from airflow.configuration import conf
+from sqlalchemy.engine import make_url
 
 from supabase_backup.config import DAG_ID
 from supabase_backup.errors import BackupError
@@ -30,6 +36,40 @@ def trigger_of(dag_run: Any) -> str:
 def triggered_by(dag_run: Any) -> str | None:
     """The Airflow user who triggered the run (None for scheduled runs)."""
     return getattr(dag_run, "triggering_user_name", None) or None
+
+
+DEPLOYMENT_ENVIRONMENT_VARIABLE = "SUPABASE_BACKUP_DEPLOYMENT"
+
+
+def deployment_id() -> str:
+    """The identity of this Airflow deployment, recorded on every history row it writes: a
+    deployment settles only its own rows, since it alone can tell whether their runs are live
+    (another deployment's run ids are unknown to it, which would read as "ended").
+
+    ``SUPABASE_BACKUP_DEPLOYMENT`` when set (in the environment of every Airflow component:
+    workers, scheduler, api-server). Otherwise ``metadb-`` and a hash of this Airflow's metadata
+    database, ``[database] sql_alchemy_conn`` without its password, driver or options: Airflow 3
+    has no public instance id, and two deployments never share a metadata database, while every
+    component of one deployment names the same one. Set the variable where the components name it
+    differently (one host name in the workers, another in the api-server) or do not see it at all
+    (workers that reach Airflow only through its Execution API): a component whose identity
+    differs cannot settle the deployment's rows, and a row it leaves running then stays so."""
+    explicit = os.environ.get(DEPLOYMENT_ENVIRONMENT_VARIABLE, "").strip()
+    if explicit:
+        return explicit
+    url = make_url(conf.get("database", "sql_alchemy_conn"))
+    # Never the password: the identity is written to history rows and logs.
+    identity = "|".join(
+        str(part or "")
+        for part in (
+            url.get_backend_name(),
+            url.username,
+            (url.host or "").lower(),
+            url.port,
+            url.database,
+        )
+    )
+    return "metadb-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def attempt_of(dag_run: Any) -> int:

@@ -1,35 +1,79 @@
-"""TODO"""
+"""A run's outcome in ``backup_history``: the final row and the failure callback's reason.
+
+A verified archive's outcome is written twice: beside the archive in S3 (the verified record,
+``verified_record``, written by verify_upload) and in the history row (``finish_run``). When the
+database is down as the run ends, the row stays ``running``; a later settle by the same deployment
+reads the record and writes the row the run would have written (``records.settle``, which the
+Backups plugin calls too), so a verified archive is never recorded as failed.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from datetime import UTC, datetime
 
 from supabase_backup.errors import RunFailed, scrub
 from supabase_backup.records import history
+from supabase_backup.records.settle import record_verified
 from supabase_backup.sources.database import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
 
-def settle_ended_runs(
-    connection, current_run_id: str, run_has_ended: Callable[[str], bool]
-) -> list[str]:
-    """Rows of earlier runs still marked ``running`` whose DAG run has ended (its outcome could not
-    be written: the database was down at the time, or the worker died) become ``failed``, with a
-    reason pointing to the Airflow run. The candidates are read before Airflow is asked, so a row
-    recorded meanwhile is never settled by mistake."""
-    candidates = [
-        run_id for run_id in history.running_run_ids(connection) if run_id != current_run_id
-    ]
-    settled = history.settle_ended_runs(
-        connection, [run_id for run_id in candidates if run_has_ended(run_id)]
-    )
-    for run_id in settled:
-        log.warning(
-            "Settled the history row of run %s: it ended without recording its outcome", run_id
-        )
-    return settled
+# The storage summary's fields an outcome needs (the rest, per bucket, can be large).
+STORAGE_OUTCOME_FIELDS = (
+    "objects",
+    "bytes",
+    "created_after_snapshot",
+    "changed_after_snapshot",
+    "deleted_after_snapshot",
+    "unreadable",
+)
+UNREADABLE_EXAMPLES_KEPT = 3
+
+
+def part_summaries(
+    database_summary: dict | None, auth_summary: dict | None, storage_summary: dict | None
+) -> dict:
+    """What the outcome needs of each part's summary, small enough to travel with the archive's
+    summary (build_archive) into the verified record."""
+    storage = None
+    if storage_summary:
+        storage = {name: storage_summary.get(name) for name in STORAGE_OUTCOME_FIELDS}
+        storage["unreadable_examples"] = (storage_summary.get("unreadable_examples") or [])[
+            :UNREADABLE_EXAMPLES_KEPT
+        ]
+    return {
+        "database": {"bytes": database_summary.get("bytes")} if database_summary else None,
+        "auth": {"users": auth_summary.get("users")} if auth_summary else None,
+        "storage": storage,
+    }
+
+
+def verified_record(run_id: str, attempt: int, verified: dict, summaries: dict) -> dict:
+    """Everything the run's final row needs once its archive is verified (``verified``:
+    verify_upload's result; ``summaries``: the archive's and each part's), for the record written
+    beside the archive."""
+    storage = summaries.get("storage") or {}
+    return {
+        "run_id": run_id,
+        "attempt": attempt,
+        "s3_bucket": verified["s3_bucket"],
+        "s3_key": verified["s3_key"],
+        "verified_at": datetime.now(UTC).isoformat(),
+        "summary": history.summarise_success(
+            verified,
+            summaries.get("archive") or {},
+            summaries.get("database"),
+            summaries.get("auth"),
+            storage,
+        ),
+        "unreadable_examples": (storage.get("unreadable_examples") or [])[
+            :UNREADABLE_EXAMPLES_KEPT
+        ],
+        "encryption_recipients": verified.get("recipients") if verified.get("encrypted") else None,
+        "verified": verified,
+    }
 
 
 def record_task_failure(
@@ -42,9 +86,11 @@ def record_task_failure(
     triggered_by: str | None,
     secrets: list[str],
     attempt: int = 0,
+    deployment: str | None = None,
 ) -> str:
     """A task's failure callback: put its reason on the history row (the first reason of this
-    attempt stays; ``attempt`` counts the times the run was cleared). Returns the message."""
+    attempt stays, and replaces one a settle wrote; ``attempt`` counts the times the run was
+    cleared). Returns the message."""
     message = (
         f"{task_id}: {error}"
         if error is not None and str(error)
@@ -53,17 +99,15 @@ def record_task_failure(
     message = scrub(message, secrets)
     with database_settings.connect(autocommit=True) as connection:
         history.record_failed(
-            connection, run_id, message, trigger=trigger, triggered_by=triggered_by, attempt=attempt
+            connection,
+            run_id,
+            message,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            attempt=attempt,
+            deployment=deployment,
         )
     return message
-
-
-def incomplete_reason(count: int, examples: list[dict]) -> str:
-    first = "; ".join(f"{item['bucket']}/{item['key']}: {item['reason']}" for item in examples[:3])
-    return (
-        f"{count} object(s) could not be read and are not in the verified archive (each is "
-        f"listed with its reason in manifest.json, storage.unreadable); first: {first}"
-    )
 
 
 def finish_run(
@@ -76,42 +120,24 @@ def finish_run(
     summaries: dict,
     failed_tasks: list[str],
     attempt: int = 0,
+    deployment: str | None = None,
 ) -> dict:
     """Write the final history row and return the success summary.
 
     A run is a success exactly when its archive was uploaded and verified (``verified`` is
     verify_upload's result); tasks after verification cannot change that. Otherwise the row is
-    ``failed`` with the first reason recorded (a task's failure callback wrote it), and RunFailed
-    carries that reason so the run's last log line names the outcome and the cause.
+    ``failed`` with the first reason recorded (a task's failure callback wrote it; a reason a
+    settle wrote is replaced), and RunFailed carries that reason so the run's last log line names
+    the outcome and the cause.
     """
     with database_settings.connect(autocommit=True) as connection:
         if verified:
-            summary = history.summarise_success(
-                verified,
-                summaries.get("archive") or {},
-                summaries.get("database"),
-                summaries.get("auth"),
-                summaries.get("storage"),
-            )
-            unreadable = summary.get("objects_unreadable") or 0
-            if unreadable:
-                reason = incomplete_reason(
-                    unreadable, (summaries.get("storage") or {}).get("unreadable_examples") or []
-                )
-                history.record_success(
-                    connection,
-                    run_id,
-                    summary,
-                    status="incomplete",
-                    error=reason,
-                    details={"verified": verified},
-                    attempt=attempt,
-                )
+            record = verified_record(run_id, attempt, verified, summaries)
+            summary = record["summary"]
+            _, reason = record_verified(connection, record, attempt=attempt)
+            if reason:
                 log.error("Backup incomplete (archive verified, objects missing): %s", reason)
                 raise RunFailed(f"incomplete: {reason}")
-            history.record_success(
-                connection, run_id, summary, details={"verified": verified}, attempt=attempt
-            )
             log.info(
                 "Backup succeeded and was verified: %s (%d bytes, sha256 %s)",
                 verified.get("s3_url") or f"s3://{summary['s3_bucket']}/{summary['s3_key']}",
@@ -129,7 +155,13 @@ def finish_run(
                 "skipped or cleared; run the backup again"
             )
         history.record_failed(
-            connection, run_id, reason, trigger=trigger, triggered_by=triggered_by, attempt=attempt
+            connection,
+            run_id,
+            reason,
+            trigger=trigger,
+            triggered_by=triggered_by,
+            attempt=attempt,
+            deployment=deployment,
         )
         row = history.get_by_run_id(connection, run_id) or {}
     raise RunFailed(row.get("error") or reason)

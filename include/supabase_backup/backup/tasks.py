@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from supabase_backup.archive import build, manifest, members
-from supabase_backup.backup.outcome import settle_ended_runs
+from supabase_backup.backup import outcome
 from supabase_backup.config import RunPlan
 from supabase_backup.destination import encrypted as encrypted_archive
 from supabase_backup.destination import s3 as destination
@@ -28,7 +28,7 @@ from supabase_backup.errors import (
     StagingCorrupted,
 )
 from supabase_backup.records import enabled as enabled_setting
-from supabase_backup.records import history
+from supabase_backup.records import history, settle
 from supabase_backup.sources import database, shards
 from supabase_backup.sources.api_client import ApiSettings, open_client
 from supabase_backup.sources.auth_users import export_auth_users as export_users
@@ -69,11 +69,31 @@ def start_run(
     plan: RunPlan,
     resources: RunResources,
     run_has_ended: Callable[[str], bool] = lambda run_id: False,
+    *,
+    deployment: str,
 ) -> bool:
-    """Record the run as running and go on (True), or record it skipped and stop (False). Rows of
-    earlier runs left ``running`` are settled first (``run_has_ended`` asks Airflow)."""
+    """Record the run as running, owned by ``deployment``, and go on (True), or record it skipped
+    and stop (False). Rows of this deployment's earlier runs left ``running`` are settled first
+    (``run_has_ended`` asks Airflow; S3 says whether they left a verified archive)."""
+
+    def find_verified(row: dict) -> dict | None:
+        return destination.find_verified_record(
+            resources.s3,
+            plan.s3_bucket,
+            plan.s3_prefix,
+            row["run_id"],
+            attempt=row["run_attempt"],
+            since=row["started_at"],
+        )
+
     with resources.database.connect(autocommit=True) as connection:
-        settle_ended_runs(connection, plan.run_id, run_has_ended)
+        settle.settle_ended_runs(
+            connection,
+            plan.run_id,
+            run_has_ended,
+            deployment=deployment,
+            find_verified=find_verified,
+        )
         enabled = enabled_setting.read_backup_enabled(connection)
         if not enabled and not plan.forced:
             reason = (
@@ -81,12 +101,22 @@ def start_run(
                 "trigger with force=true to back up anyway"
             )
             history.record_skipped(
-                connection, plan.run_id, plan.trigger, reason, triggered_by=plan.triggered_by
+                connection,
+                plan.run_id,
+                plan.trigger,
+                reason,
+                triggered_by=plan.triggered_by,
+                deployment=deployment,
             )
             log.warning("Skipping: %s", reason)
             return False
         history.record_running(
-            connection, plan.run_id, plan.trigger, plan.triggered_by, attempt=plan.attempt
+            connection,
+            plan.run_id,
+            plan.trigger,
+            plan.triggered_by,
+            attempt=plan.attempt,
+            deployment=deployment,
         )
         history.record_progress(connection, plan.run_id, step="starting")
     # Everything checkable before data moves: a missing or read-only bucket is found now, not
@@ -441,6 +471,8 @@ def build_archive(
             created_at=created_at,
         )
     result["storage_buckets"] = len(bucket_ids) if plan.include_storage else None
+    # Carried to verify_upload, which writes the run's outcome beside the archive.
+    result["parts"] = outcome.part_summaries(database_summary, auth_summary, storage_summary)
     return result
 
 
@@ -472,6 +504,7 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
             size=archive_summary["bytes"],
             server_side_encryption=plan.server_side_encryption,
             kms_key_id=plan.sse_kms_key_id,
+            run_id=plan.run_id,
         )
     started_at = datetime.fromisoformat(plan.started_at).astimezone(UTC)
     if archive_summary.get("streamed"):
@@ -499,6 +532,7 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
             expected_bytes=archive_summary.get("expected_bytes") or 0,
             server_side_encryption=plan.server_side_encryption,
             kms_key_id=plan.sse_kms_key_id,
+            run_id=plan.run_id,
         )
     return destination.upload_archive(
         resources.s3,
@@ -510,14 +544,35 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
         size=archive_summary["bytes"],
         server_side_encryption=plan.server_side_encryption,
         kms_key_id=plan.sse_kms_key_id,
+        run_id=plan.run_id,
     )
 
 
 def verify_upload(
     plan: RunPlan, resources: RunResources, archive_summary: dict, location: dict
 ) -> dict:
-
+    """Read the archive back from S3 and check it; then write the run's outcome beside it (the
+    verified record), so it survives a database that is down when the run ends. Nothing here
+    needs the database: the history row is written by record_history (or a later settle)."""
     _report_step(plan, resources, "verifying the uploaded archive")
+    verified = _read_back(resources, archive_summary, location)
+    parts = archive_summary.get("parts") or {}
+    record = outcome.verified_record(
+        plan.run_id, plan.attempt, verified, {"archive": archive_summary, **parts}
+    )
+    record_key = destination.write_verified_record(
+        resources.s3,
+        verified["s3_bucket"],
+        verified["s3_key"],
+        record,
+        server_side_encryption=plan.server_side_encryption,
+        kms_key_id=plan.sse_kms_key_id,
+    )
+    log.info("Recorded the verified outcome in s3://%s/%s", verified["s3_bucket"], record_key)
+    return verified
+
+
+def _read_back(resources: RunResources, archive_summary: dict, location: dict) -> dict:
     if location.get("encrypted"):
         result = encrypted_archive.read_back_and_check(
             resources.s3,
@@ -530,8 +585,6 @@ def verify_upload(
             members_checked=location["plaintext_members_checked"],
             format_version=location["format_version"],
         )
-        with resources.database.connect(autocommit=True) as connection:
-            history.record_encryption(connection, plan.run_id, location["recipients"])
         return {
             **location,
             **result,
@@ -545,9 +598,6 @@ def verify_upload(
         size=written["bytes"],
         sha256=written["sha256"],
     )
-    if plan.attempt:  # a cleared run may have been encrypted before: the row says what is true now
-        with resources.database.connect(autocommit=True) as connection:
-            history.record_encryption(connection, plan.run_id, None)
     return {**location, **result, "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
 
 

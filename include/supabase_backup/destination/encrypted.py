@@ -37,6 +37,7 @@ def encrypt_and_upload(
     size: int,
     server_side_encryption: str = "AES256",
     kms_key_id: str | None = None,
+    run_id: str | None = None,
 ) -> dict:
     """Verify the plaintext archive, encrypt it to ``recipients``, upload the ciphertext."""
     with plaintext_path.open("rb") as plaintext:
@@ -54,6 +55,7 @@ def encrypt_and_upload(
         kms_key_id=kms_key_id,
         suffix=encryption.ENCRYPTED_SUFFIX,
         content_type="application/octet-stream",
+        run_id=run_id,
         # S3 metadata is ASCII text: public keys only, comma-separated (never an identity).
         metadata={
             encryption.RECIPIENTS_METADATA_KEY: ",".join(recipients),

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from supabase_backup.destination.s3 import verified_record_key
 from supabase_backup.errors import RetentionFailed
 from supabase_backup.records import history
 from supabase_backup.retention_rules import (
@@ -83,6 +84,9 @@ def apply_retention(
             kept_late.append(backup.history_id)
             continue
         delete_object(backup.s3_bucket, backup.s3_key)
+        # Then its verified record (none for archives from before records): a record whose
+        # archive is gone is never trusted, so a crash between the two deletions is harmless.
+        delete_object(backup.s3_bucket, verified_record_key(backup.s3_key))
         history.mark_deleted(connection, backup.history_id, rules.describe())
         deleted.append(backup.history_id)
         log.info(

@@ -7,18 +7,27 @@ the command line it is a plain ``boto3.client("s3")`` with the usual AWS environ
 The archive key is ``<prefix>backup-YYYY-MM-DD-HH-mm-UTC.zip`` from the run's start time. An
 existing key is never overwritten: if it holds this very archive (same sha256 in its metadata — a
 retried upload) it is accepted; if it holds another run's archive the next free name
-``…-UTC-2.zip``, ``…-UTC-3.zip`` is taken.
+``…-UTC-2.zip``, ``…-UTC-3.zip`` is taken. The archive's metadata names its run
+(``x-amz-meta-run-id``).
+
+Once the archive has been read back and verified, ``<archive key>.verified.json`` (the verified
+record) is written beside it: the run's outcome, kept where a later run can find it when the
+database was down as the run ended (``find_verified_record``). An object of its own rather than
+tags on the archive: it needs no permission beyond the PutObject the archive needs (tagging needs
+s3:PutObjectTagging, and not every S3-compatible store has it), a listing finds it, and the
+archive itself is never rewritten.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from urllib.parse import urlsplit
+from datetime import datetime, timedelta
+from urllib.parse import quote, unquote, urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,6 +46,11 @@ log = logging.getLogger(__name__)
 
 SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256
 MANIFEST_SHA256_METADATA_KEY = "manifest-sha256"  # x-amz-meta-manifest-sha256 (streamed archives)
+# x-amz-meta-run-id: the run that wrote the archive, percent-encoded (S3 metadata is ASCII text).
+RUN_ID_METADATA_KEY = "run-id"
+VERIFIED_RECORD_SUFFIX = ".verified.json"
+VERIFIED_RECORD_FORMAT = "supabase-backup-verified"
+VERIFIED_RECORD_VERSION = 1
 PRESIGNED_URL_SECONDS = 15 * 60
 MAX_NAME_ATTEMPTS = 50
 # Multipart uploads: 16 MiB parts, 4 in flight, so at most 64 MiB of the archive is in memory.
@@ -76,6 +90,11 @@ def head_object(client, bucket: str, key: str) -> dict | None:
         if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
+
+
+def run_metadata(run_id: str | None) -> dict:
+    """The object metadata naming the run that wrote it."""
+    return {RUN_ID_METADATA_KEY: quote(run_id, safe="")} if run_id else {}
 
 
 def encryption_arguments(server_side_encryption: str, kms_key_id: str | None) -> dict:
@@ -369,6 +388,7 @@ def stream_archive(
     expected_bytes: int = 0,
     server_side_encryption: str = "AES256",
     kms_key_id: str | None = None,
+    run_id: str | None = None,
 ) -> dict:
     """Write the archive straight into S3 under the first free name: ``write_archive(output)``
     writes the zip to ``output`` (a file-like with ``write``) and returns its summary. No local
@@ -381,7 +401,7 @@ def stream_archive(
     """
     extra = {
         "ContentType": "application/zip",
-        "Metadata": {MANIFEST_SHA256_METADATA_KEY: manifest_sha256},
+        "Metadata": {**run_metadata(run_id), MANIFEST_SHA256_METADATA_KEY: manifest_sha256},
         **encryption_arguments(server_side_encryption, kms_key_id),
     }
     part_bytes = max(STREAM_PART_BYTES, -(-expected_bytes // 9_000))
@@ -468,6 +488,7 @@ def upload_archive(
     suffix: str = "",
     metadata: dict | None = None,
     content_type: str = "application/zip",
+    run_id: str | None = None,
 ) -> dict:
     """Upload the archive under the first free name, never over another object.
 
@@ -476,7 +497,7 @@ def upload_archive(
     and moves on to the next name instead of replacing an archive.
     """
     extra = {
-        "Metadata": {**(metadata or {}), SHA256_METADATA_KEY: sha256},
+        "Metadata": {**(metadata or {}), **run_metadata(run_id), SHA256_METADATA_KEY: sha256},
         "ContentType": content_type,
         **encryption_arguments(server_side_encryption, kms_key_id),
     }
@@ -646,3 +667,102 @@ def presigned_download_url(
     return client.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
     )
+
+
+# --- the verified record ------------------------------------------------------------------------
+
+
+def verified_record_key(archive_key: str) -> str:
+    return archive_key + VERIFIED_RECORD_SUFFIX
+
+
+def write_verified_record(
+    client,
+    bucket: str,
+    archive_key: str,
+    record: dict,
+    *,
+    server_side_encryption: str = "AES256",
+    kms_key_id: str | None = None,
+) -> str:
+    """``PutObject`` of ``<archive key>.verified.json``: ``record`` (it names ``run_id``, the
+    ``attempt`` and everything the run's history row needs) after the archive was verified.
+    Written only by verification, so its presence is the fact "this archive was verified". A
+    retried verification rewrites it with the same content; it is never written for another
+    run's archive (the key is this run's archive's). Returns its key."""
+    key = verified_record_key(archive_key)
+    body = {"format": VERIFIED_RECORD_FORMAT, "version": VERIFIED_RECORD_VERSION, **record}
+    client.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=json.dumps(body, sort_keys=True, default=str).encode(),
+        ContentType="application/json",
+        Metadata=run_metadata(record.get("run_id")),
+        **encryption_arguments(server_side_encryption, kms_key_id),
+    )
+    return key
+
+
+def find_verified_record(
+    client, bucket: str, prefix: str, run_id: str, *, attempt: int, since: datetime
+) -> dict | None:
+    """The verified record of attempt ``attempt`` of ``run_id`` whose archive is still in S3 with
+    the size verified (and, when its metadata names a run, naming this one), or None.
+
+    Archive keys sort by their run's start, so the listing starts a day before ``since`` (when the
+    run's history row was started, a little after the start that named the key) and only records
+    of archives named from then on are read: a settle costs a listing of the newest keys and a GET
+    of each of their few records, however many archives the prefix holds."""
+    start_after = f"{prefix}backup-{(since - timedelta(days=1)):%Y-%m-%d}"
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(
+        Bucket=bucket, Prefix=f"{prefix}backup-", StartAfter=start_after
+    ):
+        for item in page.get("Contents") or []:
+            if not item["Key"].endswith(VERIFIED_RECORD_SUFFIX):
+                continue
+            record = _read_verified_record(client, bucket, item["Key"])
+            if record is None or record.get("run_id") != run_id:
+                continue
+            if int(record.get("attempt") or 0) != attempt:
+                log.info("%s is of an earlier attempt of run %s", item["Key"], run_id)
+                continue
+            if _archive_is_there(client, bucket, record, run_id):
+                return {**record, "record_key": item["Key"]}
+    return None
+
+
+def _read_verified_record(client, bucket: str, key: str) -> dict | None:
+    with client.get_object(Bucket=bucket, Key=key)["Body"] as body:
+        try:
+            record = json.loads(body.read())
+        except ValueError:
+            log.warning("s3://%s/%s is not a verified record (not JSON); ignored", bucket, key)
+            return None
+    if not isinstance(record, dict) or record.get("format") != VERIFIED_RECORD_FORMAT:
+        log.warning("s3://%s/%s is not a verified record; ignored", bucket, key)
+        return None
+    return record
+
+
+def _archive_is_there(client, bucket: str, record: dict, run_id: str) -> bool:
+    """The record's archive exists, holds the bytes verified and is not another run's."""
+    archive_key = record.get("s3_key") or ""
+    head = head_object(client, bucket, archive_key) if archive_key else None
+    if head is None:
+        log.warning(
+            "The verified archive s3://%s/%s of run %s is gone", bucket, archive_key, run_id
+        )
+        return False
+    named = (head.get("Metadata") or {}).get(RUN_ID_METADATA_KEY)
+    if head["ContentLength"] != (record.get("summary") or {}).get("size_bytes") or (
+        named is not None and unquote(named) != run_id
+    ):
+        log.warning(
+            "s3://%s/%s does not match the verified record of run %s: not trusted",
+            bucket,
+            archive_key,
+            run_id,
+        )
+        return False
+    return True

@@ -9,6 +9,12 @@ Status moves ``running → success | incomplete | failed | skipped``. A ``succes
 run's finish step, after ``verify_upload`` read the archive back; a failed run always ends with a
 ``failed`` row holding the first reason a person can act on: a later, vaguer reason never replaces
 an earlier one.
+
+Every row names the Airflow deployment that owns it (``deployment``, see
+``supabase_backup.airflow.dag_run.deployment_id``): a deployment settles only its own rows (and
+rows written before the column existed), so two Airflows backing up one project never settle each
+other's live runs. A reason written by a settle is marked (``settled_by``, the deployment that
+wrote it) so the run's own reason, when it comes, replaces it.
 """
 
 from __future__ import annotations
@@ -55,12 +61,18 @@ def record_running(
     *,
     attempt: int = 0,
     kind: str = BACKUP,
+    deployment: str | None = None,
 ) -> None:
-    """Start (or restart, on a cleared run) the row for ``run_id``. ``attempt`` is the DAG run's
-    clear count: 0 for the first attempt, one more each time the run was cleared. A backup row
-    does not need the ``kind`` column (its default is backup), so backups keep working on a table
-    migrated before it existed; a drill row does."""
+    """Start (or restart, on a cleared run) the row for ``run_id``, owned by ``deployment``.
+    ``attempt`` is the DAG run's clear count: 0 for the first attempt, one more each time the run
+    was cleared. A backup row does not need the ``kind`` column (its default is backup), nor the
+    ownership columns, so backups keep working on a table migrated before they existed; a drill row
+    needs ``kind``."""
     columns, kind_value = _kind_columns(connection, kind)
+    ownership = ""
+    if kind == BACKUP and has_ownership_columns(connection):
+        columns, kind_value = f"{columns}, deployment", f"{kind_value}, %(deployment)s"
+        ownership = ", deployment = EXCLUDED.deployment, settled_by = NULL"
     connection.execute(
         f"""
         INSERT INTO public.backup_history
@@ -71,7 +83,7 @@ def record_running(
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'running', trigger = EXCLUDED.trigger, triggered_by = EXCLUDED.triggered_by,
             run_attempt = EXCLUDED.run_attempt, started_at = now(), finished_at = NULL,
-            error = NULL, updated_at = now()
+            error = NULL, updated_at = now(){ownership}
         """,
         {
             "run_id": run_id,
@@ -80,8 +92,25 @@ def record_running(
             "triggered_by": triggered_by,
             "attempt": attempt,
             "kind": kind,
+            "deployment": deployment,
         },
     )
+
+
+OWNERSHIP_COLUMNS = ("deployment", "settled_by")
+
+
+def has_ownership_columns(connection: psycopg.Connection) -> bool:
+    """Whether the history table has the ``deployment`` and ``settled_by`` columns (issue 19).
+    Without them (the migration not re-run yet) rows are written and settled as before: every
+    running row is a candidate, whoever wrote it."""
+    require_table(connection, HISTORY_TABLE)
+    found = connection.execute(
+        "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.backup_history'::regclass "
+        "AND attname = ANY(%s) AND NOT attisdropped",
+        (list(OWNERSHIP_COLUMNS),),
+    ).fetchone()[0]
+    return found == len(OWNERSHIP_COLUMNS)
 
 
 def require_kind_column(connection: psycopg.Connection) -> None:
@@ -112,18 +141,21 @@ def record_skipped(
     reason: str,
     triggered_by: str | None = None,
     dag_id: str = DAG_ID,
+    *,
+    deployment: str | None = None,
 ) -> None:
-    require_table(connection, HISTORY_TABLE)
+    owned = has_ownership_columns(connection)
     connection.execute(
-        """
+        f"""
         INSERT INTO public.backup_history
             (run_id, dag_id, status, trigger, triggered_by, started_at, finished_at, error,
-             updated_at)
-        VALUES (%s, %s, 'skipped', %s, %s, now(), now(), %s, now())
+             updated_at{", deployment" if owned else ""})
+        VALUES (%s, %s, 'skipped', %s, %s, now(), now(), %s, now(){", %s" if owned else ""})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'skipped', finished_at = now(), error = EXCLUDED.error, updated_at = now()
+            {", settled_by = NULL" if owned else ""}
         """,
-        (run_id, dag_id, trigger, triggered_by, reason),
+        (run_id, dag_id, trigger, triggered_by, reason, *([deployment] if owned else [])),
     )
 
 
@@ -137,25 +169,33 @@ def record_failed(
     dag_id: str = DAG_ID,
     attempt: int = 0,
     kind: str = BACKUP,
+    deployment: str | None = None,
 ) -> None:
     """Mark the run failed. Within one attempt the first reason stays: the first failure is the one
     to act on, and the finish step's summary ("task(s) … failed") would otherwise bury it. A later
-    attempt (the run was cleared: a higher ``attempt``) replaces an earlier attempt's reason.
-    ``trigger`` (and ``kind``) are used only when the run has no row yet (it failed before
-    recording itself)."""
+    attempt (the run was cleared: a higher ``attempt``) replaces an earlier attempt's reason, and
+    the run's own reason replaces one a settle wrote (``settled_by``): the settle only guessed.
+    ``trigger``, ``kind`` and ``deployment`` are used only when the run has no row yet (it failed
+    before recording itself)."""
     columns, kind_value = _kind_columns(connection, kind)
+    ownership_column, ownership_value, settled = "", "", ""
+    if kind == BACKUP and has_ownership_columns(connection):
+        ownership_column, ownership_value = ", deployment", ", %(deployment)s"
+        settled = "WHEN backup_history.settled_by IS NOT NULL THEN EXCLUDED.error"
     connection.execute(
         f"""
         INSERT INTO public.backup_history
             (run_id, dag_id, status, trigger, triggered_by, run_attempt, started_at, finished_at,
-             error, updated_at{columns})
+             error, updated_at{columns}{ownership_column})
         VALUES (%(run_id)s, %(dag_id)s, 'failed', %(trigger)s, %(triggered_by)s, %(attempt)s,
-                now(), now(), %(error)s, now(){kind_value})
+                now(), now(), %(error)s, now(){kind_value}{ownership_value})
         ON CONFLICT (run_id) DO UPDATE
         SET status = 'failed', finished_at = now(), updated_at = now(),
             error = CASE WHEN backup_history.run_attempt < EXCLUDED.run_attempt THEN EXCLUDED.error
+                         {settled}
                          ELSE COALESCE(backup_history.error, EXCLUDED.error) END,
             run_attempt = GREATEST(backup_history.run_attempt, EXCLUDED.run_attempt)
+            {", settled_by = NULL" if settled else ""}
         """,
         {
             "run_id": run_id,
@@ -165,6 +205,7 @@ def record_failed(
             "attempt": attempt,
             "error": reason[:MAX_ERROR_LENGTH],
             "kind": kind,
+            "deployment": deployment,
         },
     )
 
@@ -211,11 +252,17 @@ def record_success(
     status: Literal["success", "incomplete"] = "success",
     error: str | None = None,
     attempt: int = 0,
-) -> None:
+    settled_by: str | None = None,
+) -> bool:
     """Mark the run's verified archive with its location and counts: ``success``, or
     ``incomplete`` (a verified archive lacking objects the API could not serve; ``error`` says
-    which)."""
-    require_table(connection, HISTORY_TABLE)
+    which).
+
+    The run's own finish step passes no ``settled_by``: the row must exist (HistoryRowMissing).
+    A settle (``settled_by``, the deployment settling: the run ended while the database was down,
+    and its verified record in S3 says how) changes only a row still ``running`` and returns
+    whether it did."""
+    owned = has_ownership_columns(connection)
     assignments = ", ".join(f"{column} = %({column})s" for column in SUCCESS_COLUMNS)
     values = {column: summary.get(column) for column in SUCCESS_COLUMNS}
     values.update(
@@ -224,19 +271,24 @@ def record_success(
         error=error and error[:MAX_ERROR_LENGTH],
         details=json.dumps(details or {}),
         attempt=attempt,
+        settled_by=settled_by,
     )
+    only_running = "AND status = 'running'" if settled_by else ""
     updated = connection.execute(
         f"""
         UPDATE public.backup_history
         SET status = %(status)s, finished_at = now(), updated_at = now(), error = %(error)s,
             run_attempt = GREATEST(run_attempt, %(attempt)s), details = %(details)s::jsonb,
-            {assignments}
-        WHERE run_id = %(run_id)s
+            {"settled_by = %(settled_by)s," if owned else ""} {assignments}
+        WHERE run_id = %(run_id)s {only_running}
         """,
         values,
     ).rowcount
+    if settled_by:
+        return updated == 1
     if updated != 1:
         raise HistoryRowMissing(run_id)
+    return True
 
 
 def record_progress(
@@ -413,25 +465,51 @@ def running_run_ids(connection: psycopg.Connection, dag_id: str = DAG_ID) -> lis
     ]
 
 
-def settle_ended_runs(connection: psycopg.Connection, ended_run_ids: list[str]) -> list[str]:
+def running_rows(
+    connection: psycopg.Connection, deployment: str, dag_id: str = DAG_ID
+) -> list[dict]:
+    """The rows still ``running`` that ``deployment`` may settle: its own, and those written before
+    rows named their deployment (no other way to tell whose they are). Another deployment's rows
+    are never candidates: this Airflow cannot know whether their runs are live. On a table without
+    the ownership columns every running row is a candidate, as before them."""
+    owned = has_ownership_columns(connection)
+    with connection.cursor(row_factory=dict_row) as cursor:
+        return cursor.execute(
+            "SELECT run_id, started_at, run_attempt FROM public.backup_history "
+            "WHERE status = 'running' AND dag_id = %s "
+            + ("AND (deployment = %s OR deployment IS NULL) " if owned else "")
+            + "ORDER BY started_at, id",
+            (dag_id, deployment) if owned else (dag_id,),
+        ).fetchall()
+
+
+SETTLED_REASON = "the run ended without recording its outcome; see Airflow run "
+
+
+def settle_ended_runs(
+    connection: psycopg.Connection, ended_run_ids: list[str], *, settled_by: str
+) -> list[str]:
     """Mark ``failed`` the rows still ``running`` whose DAG run has ended (a worker killed before
-    the finish step, a run marked failed by hand). The caller reads ``running_run_ids`` first and
-    asks Airflow which of those ended, so a row recorded meanwhile is never settled by mistake.
-    Returns the run ids settled."""
+    the finish step, a run marked failed by hand) and that left no verified archive. The caller
+    reads ``running_rows`` first and asks Airflow which of those ended, so a row recorded
+    meanwhile is never settled by mistake. A reason the settle writes is marked with
+    ``settled_by`` (the deployment settling), so the run's own reason can replace it; a reason the
+    run had already written stays its own. Returns the run ids settled."""
     if not ended_run_ids:
         return []
+    owned = has_ownership_columns(connection)
+    mark = "settled_by = CASE WHEN error IS NULL THEN %s ELSE settled_by END," if owned else ""
     return [
         row[0]
         for row in connection.execute(
-            """
+            f"""
         UPDATE public.backup_history
         SET status = 'failed', finished_at = COALESCE(finished_at, now()), updated_at = now(),
-            error = COALESCE(error, 'the run ended without recording its outcome; see Airflow run '
-                                    || run_id)
+            {mark} error = COALESCE(error, %s || run_id)
         WHERE status = 'running' AND run_id = ANY(%s)
         RETURNING run_id
         """,
-            (list(ended_run_ids),),
+            (*([settled_by] if owned else []), SETTLED_REASON, list(ended_run_ids)),
         )
     ]
 

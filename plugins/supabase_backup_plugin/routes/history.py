@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from supabase_backup.airflow import connections
+from supabase_backup.airflow.dag_run import deployment_id
 from supabase_backup.destination import s3 as destination
-from supabase_backup.records import history
+from supabase_backup.records import history, settle
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import (
     CanRead,
@@ -29,13 +30,31 @@ POSTGRES_BIGINT_MAX = 2**63 - 1
 
 
 def settle_stale_rows(connection) -> list[str]:
-    """Rows still ``running`` whose DAG run has ended (or is gone) become ``failed``. The
-    candidates are read before Airflow is asked, so a row recorded meanwhile is left alone."""
-    candidates = history.running_run_ids(connection)
-    if not candidates:
-        return []
-    alive = airflow_runs.still_active(candidates)
-    return history.settle_ended_runs(connection, [run for run in candidates if run not in alive])
+    """This deployment's rows still ``running`` whose DAG run has ended (or is gone) are settled
+    as a run's first task settles them (``records.settle.settle_ended_runs``): from the verified record
+    in S3 when the run left one, else ``failed``; other deployments' rows are left alone."""
+
+    def run_has_ended(run_id: str) -> bool:
+        return not airflow_runs.still_active([run_id])
+
+    def find_verified(row: dict) -> dict | None:
+        settings = connections.read_backup_settings()
+        return destination.find_verified_record(
+            connections.s3_client(),
+            settings.s3_bucket,
+            settings.s3_prefix,
+            row["run_id"],
+            attempt=row["run_attempt"],
+            since=row["started_at"],
+        )
+
+    return settle.settle_ended_runs(
+        connection,
+        None,
+        run_has_ended,
+        deployment=deployment_id(),
+        find_verified=find_verified,
+    )
 
 
 @router.get("/history", response_model=HistoryPage, dependencies=[CanRead], responses=ERRORS)
