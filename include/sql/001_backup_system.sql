@@ -139,3 +139,9 @@ ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encrypted boolean NOT
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS encryption_recipients text[];
 CREATE INDEX IF NOT EXISTS backup_history_retention_idx ON public.backup_history (started_at DESC)
     WHERE status = 'success' AND deleted_at IS NULL;
+-- A backup a restore drill found damaged (issue 19): when, by which drill row (its run id) and
+-- what it found. The row stays 'success' (its upload did verify); staleness, the next drill and
+-- retention's last-copy rule count only backups without this mark.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS damaged_at timestamptz;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS damaged_by text;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS damage text;

@@ -93,6 +93,12 @@ def finish_run(
                 summaries.get("auth"),
                 summaries.get("storage"),
             )
+            details = {"verified": verified}
+            parts = history.parts_of_run(
+                summaries.get("database"), summaries.get("auth"), summaries.get("storage")
+            )
+            if parts is not None:  # retention keeps the last copy of each (retention_rules)
+                details[history.PARTS_DETAIL] = parts
             unreadable = summary.get("objects_unreadable") or 0
             if unreadable:
                 reason = incomplete_reason(
@@ -104,14 +110,12 @@ def finish_run(
                     summary,
                     status="incomplete",
                     error=reason,
-                    details={"verified": verified},
+                    details=details,
                     attempt=attempt,
                 )
                 log.error("Backup incomplete (archive verified, objects missing): %s", reason)
                 raise RunFailed(f"incomplete: {reason}")
-            history.record_success(
-                connection, run_id, summary, details={"verified": verified}, attempt=attempt
-            )
+            history.record_success(connection, run_id, summary, details=details, attempt=attempt)
             log.info(
                 "Backup succeeded and was verified: %s (%d bytes, sha256 %s)",
                 verified.get("s3_url") or f"s3://{summary['s3_bucket']}/{summary['s3_key']}",
