@@ -53,6 +53,13 @@ class HistoryRow(BaseModel):
     sha256: str | None = None
     error: str | None = None
     progress: dict | None = None
+    damaged_at: Any = Field(
+        None,
+        description="When a restore drill found this backup's archive damaged; such a backup "
+        "no longer counts as verified (staleness, the next drill, retention's last copies).",
+    )
+    damaged_by: str | None = Field(None, description="The run id of the drill that found it.")
+    damage: str | None = Field(None, description="What the drill found.")
 
 
 class HistoryPage(BaseModel):
