@@ -383,10 +383,20 @@ def record_failure(
             dag_id=DRILL_DAG_ID,
             kind=history.DRILL,
         )
-        if step and isinstance(error, ARCHIVE_DAMAGE):
+        if step and _is_archive_damage(error):
             history.record_details(
                 connection, run_id, {DAMAGE_DETAIL: {"step": step, "finding": message}}
             )
+
+
+def _is_archive_damage(error: BaseException | None) -> bool:
+    """Whether ``error``, or what it was raised from, is a finding about the archive: a task fails
+    a permanent error as Airflow's AirflowFailException raised from it (``failing_fast``)."""
+    while error is not None:
+        if isinstance(error, ARCHIVE_DAMAGE):
+            return True
+        error = error.__cause__
+    return False
 
 
 # The output each step that can find damage leads to: a finding stands only while that output is
