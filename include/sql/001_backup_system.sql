@@ -148,3 +148,10 @@ ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS deployment text;
 -- Set when a settle, not the run itself, wrote the row's outcome: the deployment that settled it.
 -- A failed row's reason written by a settle is replaced by the run's own reason when it comes.
 ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS settled_by text;
+
+-- A backup a restore drill found damaged (issue 19): when, by which drill row (its run id) and
+-- what it found. The row stays 'success' (its upload did verify); staleness, the next drill and
+-- retention's last-copy rule count only backups without this mark.
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS damaged_at timestamptz;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS damaged_by text;
+ALTER TABLE public.backup_history ADD COLUMN IF NOT EXISTS damage text;

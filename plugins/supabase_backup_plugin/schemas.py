@@ -85,6 +85,13 @@ class HistoryRow(ResponseBody):
     encryption_recipients: list[str] | None = Field(
         None, description="The age public keys it is encrypted to."
     )
+    damaged_at: Any = Field(
+        None,
+        description="When a restore drill found this backup's archive damaged; such a backup "
+        "no longer counts as verified (staleness, the next drill, retention's last copies).",
+    )
+    damaged_by: str | None = Field(None, description="The run id of the drill that found it.")
+    damage: str | None = Field(None, description="What the drill found.")
 
 
 class HistoryPage(ResponseBody):

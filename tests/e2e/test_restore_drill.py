@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import uuid
 import zipfile
 
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from tests.e2e.conftest import run_dag
+from tests.e2e.test_retention_encryption_alerts import body_text, smtp_sink  # noqa: F401
 
 from supabase_backup.records import history
 from tests.postgres_servers import DEBIAN_POSTGRES_15, bare_server
@@ -35,10 +37,11 @@ class DrillRunner:
     def __init__(self, sandbox, server: dict):
         self.sandbox, self.server = sandbox, server
 
-    def run(self, conf: dict | None = None):
+    def run(self, conf: dict | None = None, **variables):
         environment = {**self.sandbox.env, "AIRFLOW_CONN_SUPABASE_BACKUP_DRILL_DB": json.dumps(
             {"conn_type": "postgres", "host": self.server["host"], "port": self.server["port"],
              "login": "postgres", "schema": "postgres"})}
+        environment.update({f"AIRFLOW_VAR_{name.upper()}": value for name, value in variables.items()})
         return run_dag("supabase_backup_restore_drill", environment, conf)
 
 
@@ -138,9 +141,72 @@ def test_a_drill_of_a_backup_whose_figures_disagree_fails_naming_the_tables(
     assert [line.split(":")[0] for line in differences] == ["auth.users", "storage.objects"]
     assert row["details"]["backup_run_id"] == damaged["run_id"]
     assert scratch_databases(drill_server) == []  # dropped on failure too
+    # The archive restores to other figures than it recorded: its backup is marked damaged.
+    marked = small_sandbox.history_row(damaged["run_id"])
+    assert marked["status"] == "success" and marked["damaged_by"] == row["run_id"]
+    assert marked["damage"] == row["error"]
     # The damaged row is a backup row: the newest successful drill is still the first test's.
     with small_sandbox.connect() as connection:
         assert history.latest_success(connection, history.DRILL)["run_id"] != row["run_id"]
+
+
+def with_a_bad_crc(sandbox, backup: dict) -> dict:
+    """The same archive with db/backup.sql stored uncompressed and one byte of it flipped after
+    the zip was written (its CRC-32 no longer matches), recorded as the newest successful backup."""
+    s3, bucket = sandbox.s3(), sandbox.settings["s3_bucket"]
+    body = s3.get_object(Bucket=bucket, Key=backup["s3_key"])["Body"].read()
+    output = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(body)) as source, zipfile.ZipFile(output, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "db/backup.sql":
+                info.compress_type = zipfile.ZIP_STORED
+            target.writestr(info, data)
+    damaged = bytearray(output.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(damaged))) as archive:
+        entry = archive.getinfo("db/backup.sql")
+    name_length, extra_length = struct.unpack_from("<HH", damaged, entry.header_offset + 26)
+    damaged[entry.header_offset + 30 + name_length + extra_length + 100] ^= 0xFF
+    key = f"damaged/{uuid.uuid4().hex}.zip"
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(damaged))
+    run_id = f"bad-crc__{uuid.uuid4().hex}"
+    with sandbox.connect() as connection:
+        history.record_running(connection, run_id, "manual")
+        history.record_success(connection, run_id, {
+            "s3_bucket": bucket, "s3_key": key, "size_bytes": len(damaged),
+            "sha256": hashlib.sha256(damaged).hexdigest()})
+    return {"run_id": run_id, "s3_key": key}
+
+
+def test_a_drill_that_finds_the_newest_archive_damaged_says_so_and_marks_it(
+        small_sandbox, backup, drill_server, airflow_metadata, smtp_sink):
+    damaged = with_a_bad_crc(small_sandbox, backup)
+    with small_sandbox.connect() as connection:
+        assert history.latest_verified_backup(connection)["run_id"] == damaged["run_id"]
+
+    dag_run = DrillRunner(small_sandbox, drill_server).run(
+        supabase_backup_alert_email="ops@example.com")
+
+    row = drill_row(small_sandbox, dag_run)
+    assert dag_run.state == "failed" and row["status"] == "failed"
+    assert row["error"].startswith("verify_backup: Archive verification failed for s3://")
+    assert "damaged member" in row["error"] and "db/backup.sql" in row["error"]
+    # The e-mail carries the drill's cause, not "task(s) record_drill failed".
+    (_, message), = smtp_sink.messages
+    text = body_text(message)
+    assert message["Subject"] == f"[supabase-backup] Restore drill FAILED: {dag_run.run_id}"
+    assert f"Cause: {row['error']}" in text and "record_drill failed" not in text.split("\n")[2]
+    assert f"Backup {damaged['run_id']} is now marked damaged" in text
+    # The backup is marked; staleness and the next drill count only backups not found damaged.
+    marked = small_sandbox.history_row(damaged["run_id"])
+    assert marked["status"] == "success" and marked["damaged_at"] is not None
+    assert marked["damaged_by"] == row["run_id"] and marked["damage"] == row["error"]
+    with small_sandbox.connect() as connection:
+        latest = history.latest_verified_backup(connection)
+        assert latest["run_id"] != damaged["run_id"]
+        assert latest["damaged_at"] is None
+    again = DrillRunner(small_sandbox, drill_server).run()
+    assert drill_row(small_sandbox, again)["details"]["backup_run_id"] != damaged["run_id"]
 
 
 def test_a_drill_without_its_server_connection_fails_saying_which_to_set(

@@ -73,6 +73,8 @@ def test_an_encrypted_backup_verifies_and_its_retention_deletes_old_archives(
     identities = [x25519.Identity.generate() for _ in range(2)]
     recipients = [str(identity.to_public()) for identity in identities]
     # Old archives (2020) that retention should delete; the real ones stay (keep_last covers them).
+    # Their rows name their parts as a success row does now: a row that does not may hold the
+    # last copy of anything, and the newest such row is kept (retention_rules).
     prefix = f"old-{uuid.uuid4().hex[:6]}/"
     old_ids = []
     with sandbox.connect() as connection:
@@ -82,8 +84,9 @@ def test_an_encrypted_backup_verifies_and_its_retention_deletes_old_archives(
             s3.put_object(Bucket=bucket, Key=key, Body=b"old")
             old_ids.append(connection.execute(
                 "INSERT INTO public.backup_history (run_id, status, trigger, started_at, "
-                "finished_at, s3_bucket, s3_key) VALUES (%s, 'success', 'scheduled', %s, %s, %s, %s)"
-                " RETURNING id", (f"old-{prefix}{day}", started, started, bucket, key)).fetchone()[0])
+                "finished_at, s3_bucket, s3_key, details) VALUES (%s, 'success', 'scheduled', %s, "
+                "%s, %s, %s, '{\"parts\": [\"database\", \"auth\"]}') RETURNING id",
+                (f"old-{prefix}{day}", started, started, bucket, key)).fetchone()[0])
         real = connection.execute(
             "SELECT count(*) FROM public.backup_history WHERE status = 'success' AND "
             "deleted_at IS NULL AND kind = 'backup'").fetchone()[0] - len(old_ids)
@@ -306,13 +309,15 @@ def test_without_the_episode_table_every_stale_check_still_alerts(
 def test_a_failed_retention_fails_the_dag_run_but_the_backup_row_stays_success(
         small_sandbox, backup_runner, smtp_sink):
     sandbox = small_sandbox
-    # An old archive recorded in a bucket that is gone: deleting it fails (NoSuchBucket).
+    # An old archive recorded in a bucket that is gone: deleting it fails (NoSuchBucket). It holds
+    # only the database (so this run's archive is a newer copy of all it holds).
     with sandbox.connect() as connection:
         broken = connection.execute(
             "INSERT INTO public.backup_history (run_id, status, trigger, started_at, finished_at, "
-            "s3_bucket, s3_key) VALUES (%s, 'success', 'scheduled', '2019-01-01 03:00Z', "
-            "'2019-01-01 03:05Z', 'bucket-that-was-removed', 'supabase-backups/backup-2019.zip') "
-            "RETURNING id", (f"old-broken-{uuid.uuid4().hex[:6]}",)).fetchone()[0]
+            "s3_bucket, s3_key, details) VALUES (%s, 'success', 'scheduled', '2019-01-01 03:00Z', "
+            "'2019-01-01 03:05Z', 'bucket-that-was-removed', 'supabase-backups/backup-2019.zip', "
+            "'{\"parts\": [\"database\"]}') RETURNING id",
+            (f"old-broken-{uuid.uuid4().hex[:6]}",)).fetchone()[0]
         real = connection.execute(
             "SELECT count(*) FROM public.backup_history WHERE status = 'success' AND "
             "deleted_at IS NULL AND kind = 'backup'").fetchone()[0] - 1

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -137,6 +138,7 @@ def test_prune_dry_run_shows_why_and_deletes_nothing(small_sandbox, history_db):
     assert "would be deleted" in lines[0]
     assert "(newest successful backup, daily " in result.stdout
     assert "would delete" in result.stdout and "no rule keeps it" in result.stdout
+    assert "[parts not recorded]  (newest successful backup" in result.stdout  # rows seeded bare
     assert settings["pg_password"] not in result.stdout + result.stderr
     assert keys_in(s3, bucket, prefix) == before
     assert connection.execute("SELECT count(*) FROM public.backup_history "
@@ -149,3 +151,151 @@ def test_prune_dry_run_shows_why_and_deletes_nothing(small_sandbox, history_db):
         capture_output=True, text=True, env=environment)
     assert refused.returncode == 3 and "PGPASSWORD" in refused.stderr
     assert settings["pg_password"] not in refused.stderr
+
+
+# --- the last copy of each part, and backups a drill found damaged (issue 19, items 7 and 9) -------
+
+
+class PrivateDatabase:
+    """DatabaseSettings' one method the drill's outcome uses, on the test's private database."""
+
+    def __init__(self, sandbox, name):
+        self.sandbox, self.name = sandbox, name
+
+    def connect(self, autocommit=True):
+        return self.sandbox.connect(self.name, autocommit=autocommit)
+
+
+def record_backup(private, s3, bucket, prefix, started, *, database=True, auth=True,
+                  buckets=("avatars", "docs")):
+    """A verified backup written the way the DAG's finish step writes it, parts and all."""
+    from supabase_backup.backup import outcome
+
+    _, connection, settings = private
+    run_id = f"scheduled__{started.isoformat()}"
+    key = f"{prefix}backup-{started:%Y-%m-%d-%H-%M}-UTC.zip"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"archive")
+    history.record_running(connection, run_id, "scheduled")
+    connection.execute("UPDATE public.backup_history SET started_at = %s WHERE run_id = %s",
+                       (started, run_id))
+    summaries = {
+        "archive": {"storage_buckets": len(buckets) if buckets is not None else None},
+        "database": {"included": True, "bytes": 10} if database else None,
+        "auth": {"included": True, "users": 2} if auth else None,
+        "storage": {"buckets": [{"bucket": name} for name in buckets], "objects": 1, "bytes": 1}
+        if buckets is not None else None,
+    }
+    verified = {"s3_bucket": bucket, "s3_key": key, "bytes": 7, "sha256": "0" * 64}
+    outcome.finish_run(settings, run_id=run_id, trigger="scheduled",
+                       triggered_by=None, verified=verified, summaries=summaries, failed_tasks=[])
+    return history.get_by_run_id(connection, run_id)
+
+
+@pytest.fixture
+def private(small_sandbox, history_db):
+    name, connection = history_db
+    yield name, connection, PrivateDatabase(small_sandbox, name)
+
+
+def test_keep_last_one_never_deletes_the_last_archive_holding_storage(small_sandbox, private):
+    name, connection, _ = private
+    s3, bucket = small_sandbox.s3(), small_sandbox.settings["s3_bucket"]
+    prefix = f"parts-test-{uuid.uuid4().hex[:6]}/"
+    base = NOW.replace(microsecond=0) - timedelta(days=5)
+    oldest = record_backup(private, s3, bucket, prefix, base)
+    with_storage = record_backup(private, s3, bucket, prefix, base + timedelta(days=1))
+    only_avatars = record_backup(private, s3, bucket, prefix, base + timedelta(days=2),
+                                 database=False, auth=False, buckets=("avatars",))
+    newest = record_backup(private, s3, bucket, prefix, base + timedelta(days=3), buckets=None)
+    assert newest["details"]["parts"] == ["database", "auth"]
+    assert with_storage["details"]["parts"] == ["database", "auth", "storage/avatars",
+                                                "storage/docs"]
+
+    result = retention.apply_retention(connection, s3, RetentionRules.parse({"keep_last": 1}))
+
+    assert set(result["kept"]) == {newest["id"], only_avatars["id"], with_storage["id"]}
+    assert result["deleted"] == [oldest["id"]]
+    reasons = {d.backup.history_id: d.reasons for d in result["decisions"]}
+    assert reasons[only_avatars["id"]] == ["last copy of storage/avatars"]
+    assert reasons[with_storage["id"]] == ["last copy of storage/docs"]
+    assert keys_in(s3, bucket, prefix) == {newest["s3_key"], only_avatars["s3_key"],
+                                           with_storage["s3_key"]}
+
+
+def test_a_row_from_before_parts_were_recorded_is_kept_while_it_may_hold_the_last_copy(
+        small_sandbox, private):
+    name, connection, _ = private
+    s3, bucket = small_sandbox.s3(), small_sandbox.settings["s3_bucket"]
+    prefix = f"old-rows-test-{uuid.uuid4().hex[:6]}/"
+    rows, moments, _ = seed(connection, s3, bucket, prefix)  # rows without details.parts
+    newest = record_backup(private, s3, bucket, prefix, NOW.replace(microsecond=0),
+                           buckets=None)
+    result = retention.apply_retention(connection, s3, RetentionRules.parse({"keep_last": 1}),
+                                       dry_run=True)
+    reasons = {d.backup.history_id: d.reasons for d in result["decisions"] if d.keep}
+    assert reasons == {newest["id"]: ["newest successful backup", "last",
+                                      "last copy of database, auth"],
+                       rows[1]: ["newest archive whose parts were not recorded"]}
+
+
+def test_a_drill_that_finds_the_archive_damaged_marks_the_backup(small_sandbox, private):
+    from supabase_backup.errors import DrillFailed, VerificationFailed
+    from supabase_backup.restore import drill
+
+    name, connection, database = private
+    s3, bucket = small_sandbox.s3(), small_sandbox.settings["s3_bucket"]
+    prefix = f"damage-test-{uuid.uuid4().hex[:6]}/"
+    base = NOW.replace(microsecond=0) - timedelta(hours=3)
+    older = record_backup(private, s3, bucket, prefix, base)
+    newest = record_backup(private, s3, bucket, prefix, base + timedelta(hours=1))
+    assert history.latest_verified_backup(connection)["run_id"] == newest["run_id"]
+
+    def drill_of(backup_run_id, dag_run_id):
+        plan = drill.plan_drill(SimpleNamespace(database=database), dag_run_id=dag_run_id,
+                                trigger="manual", started_at=NOW.isoformat(),
+                                backup_run_id=backup_run_id)
+        return plan
+
+    plan = drill_of(None, "manual__first")
+    assert plan.backup_run_id == newest["run_id"]
+    damage = VerificationFailed(f"s3://{bucket}/{newest['s3_key']}",
+                                "damaged member: Bad CRC-32 for file 'db/backup.sql'")
+    drill.record_failure(database, run_id=plan.run_id, trigger="manual", triggered_by=None,
+                         message=f"verify_backup: {damage}", step="verify_backup", error=damage)
+    with pytest.raises(DrillFailed, match="Bad CRC-32"):
+        drill.finish_drill(database, run_id=plan.run_id, trigger="manual", triggered_by=None,
+                           plan=plan.to_dict(), verified=None, compared=None,
+                           failed_tasks=["verify_backup"])
+
+    marked = history.get_by_run_id(connection, newest["run_id"])
+    assert marked["status"] == "success" and marked["damaged_by"] == plan.run_id
+    assert marked["damage"] == f"verify_backup: {damage}" and marked["damaged_at"] is not None
+    drill_row = history.get_by_run_id(connection, plan.run_id)
+    assert drill_row["details"]["archive_damage"]["backup_run_id"] == newest["run_id"]
+    # Staleness and the next drill count only backups not found damaged; retention counts it as
+    # no copy, so the older archive stays as the last copy of everything.
+    assert history.latest_verified_backup(connection)["run_id"] == older["run_id"]
+    assert drill_of(None, "manual__second").backup_run_id == older["run_id"]
+    result = retention.apply_retention(connection, s3, RetentionRules.parse({"keep_last": 1}),
+                                       dry_run=True)
+    assert set(result["kept"]) == {newest["id"], older["id"]}
+
+    # A drill whose own resources failed (not the archive) marks nothing.
+    plan = drill_of(older["run_id"], "manual__third")
+    drill.record_failure(database, run_id=plan.run_id, trigger="manual", triggered_by=None,
+                         message="create_scratch_database: connection refused",
+                         step="create_scratch_database", error=OSError("connection refused"))
+    with pytest.raises(DrillFailed):
+        drill.finish_drill(database, run_id=plan.run_id, trigger="manual", triggered_by=None,
+                           plan=plan.to_dict(), verified={"members_checked": 3}, compared=None,
+                           failed_tasks=["create_scratch_database"])
+    assert history.get_by_run_id(connection, older["run_id"])["damaged_at"] is None
+
+    # Drilled again on purpose and every figure matched: the mark goes.
+    plan = drill_of(newest["run_id"], "manual__fourth")
+    drill.finish_drill(database, run_id=plan.run_id, trigger="manual", triggered_by=None,
+                       plan=plan.to_dict(), verified={"members_checked": 3},
+                       compared={"differences": [], "tables_compared": 2, "rows_compared": 9},
+                       failed_tasks=[])
+    assert history.get_by_run_id(connection, newest["run_id"])["damaged_at"] is None
+    assert history.latest_verified_backup(connection)["run_id"] == newest["run_id"]

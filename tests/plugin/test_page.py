@@ -305,3 +305,34 @@ def test_the_page_is_a_tab_on_the_dags_page(browser, plugin_airflow):
                              "/dags/supabase_backup/plugin/supabase-backups")
     assert errors == []
     page.context.close()
+
+
+def test_a_backup_a_drill_found_damaged_shows_it_and_warns_on_its_download(
+        browser, plugin_airflow, small_sandbox):
+    import uuid
+
+    run_id = f"page-damaged__{uuid.uuid4().hex[:8]}"
+    drill_run = f"supabase_backup_restore_drill:manual__{run_id}"
+    finding = ("verify_backup: Archive verification failed for s3://b/k.zip: damaged member: "
+               "Bad CRC-32 for file 'db/backup.sql'")
+    with small_sandbox.connect() as connection:
+        connection.execute(
+            "INSERT INTO public.backup_history (run_id, status, trigger, started_at, finished_at, "
+            "s3_bucket, s3_key, size_bytes, sha256, damaged_at, damaged_by, damage) VALUES "
+            "(%s, 'success', 'manual', now(), now(), 'b', 'k.zip', 9, %s, "
+            "'2026-12-07 23:40:00+00', %s, %s)", (run_id, "0" * 64, drill_run, finding))
+    try:
+        page, errors = open_page(browser, plugin_airflow, "operator")
+        row = row_of(page, run_id)
+        row.wait_for()
+        assert row.get_by_test_id("damaged").inner_text() == "damaged (drill 2026-12-07)"
+        assert row.get_by_test_id("status").inner_text() == "success"
+        assert " ".join(row.get_by_test_id("damage").inner_text().split()) == finding
+        download = row.get_by_test_id("download")
+        assert download.inner_text() == "Download (damaged)"
+        assert "found this archive damaged" in download.get_attribute("title")
+        assert errors == []
+        page.context.close()
+    finally:
+        with small_sandbox.connect() as connection:
+            connection.execute("DELETE FROM public.backup_history WHERE run_id = %s", (run_id,))

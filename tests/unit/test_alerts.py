@@ -198,3 +198,43 @@ def test_what_the_reminder_and_the_recovered_notice_say():
             in recovered.text)
     assert "(24.0 h ago); 0 reminders sent." in recovered.text
     assert "https://af/backup/ui" in recovered.text
+
+
+# --- the notifier finds the drill's row (issue 19, item 9) ------------------------------------------
+
+
+def test_the_drill_notifier_reads_the_drill_row_and_sends_its_cause(monkeypatch):
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from supabase_backup.airflow import alerting
+
+    dag_run_id = "manual__2026-12-07T20:00:00+00:00"
+    drill_row = {**ROW, "status": "failed", "run_id": f"supabase_backup_restore_drill:{dag_run_id}",
+                 "error": "verify_backup: Archive verification failed for s3://b/k.zip: damaged "
+                          "member: Bad CRC-32 for file 'db/backup.sql'",
+                 "details": {"archive_damage": {"step": "verify_backup", "finding": "…",
+                                                "backup_run_id": "scheduled__2026-12-07"}}}
+    rows = {drill_row["run_id"]: drill_row}
+    looked_up, sent = [], []
+
+    def get_by_run_id(connection, run_id):
+        looked_up.append(run_id)
+        return rows.get(run_id)
+
+    monkeypatch.setattr(alerting.history, "get_by_run_id", get_by_run_id)
+    monkeypatch.setattr(alerting, "database_settings",
+                        lambda: SimpleNamespace(connect=lambda autocommit: nullcontext(None)))
+    monkeypatch.setattr(alerting, "read_alert_settings", lambda staleness=True: SimpleNamespace(
+        configured=True, base_url="https://af"))
+    monkeypatch.setattr(alerting, "send_alert",
+                        lambda alert, settings, context: sent.append(alert) or ["email"])
+    dag_run = SimpleNamespace(run_id=dag_run_id, dag_id="supabase_backup_restore_drill")
+
+    alerting.backup_alert_notifier("drill").notify({"dag_run": dag_run, "ti": None})
+
+    assert looked_up == [drill_row["run_id"]]
+    [alert] = sent
+    assert f"Cause: {drill_row['error']}" in alert.text
+    assert "task(s) record_drill failed" not in alert.text
+    assert "Backup scheduled__2026-12-07 is now marked damaged" in alert.text

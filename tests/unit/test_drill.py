@@ -65,3 +65,26 @@ def test_the_recorded_tables_are_read_from_s3_without_zipfile(tmp_path, monkeypa
     assert section["member"] == "db/backup.sql"
     assert tables == [{"schema": "public", "table": "t", "row_estimate": 7}]
     assert s3.gets >= 1
+
+
+def test_a_finding_about_the_archive_is_recognised_through_the_task_failure_airflow_raises():
+    from supabase_backup.errors import FiguresDiffer, VerificationFailed
+
+    finding = FiguresDiffer("s3://b/k.zip", 1, "auth.users: 3 rows, 4 at dump time")
+    try:
+        try:
+            raise finding
+        except FiguresDiffer as error:  # what failing_fast does with a permanent error
+            raise RuntimeError(str(error)) from error
+    except RuntimeError as raised:
+        assert drill._is_archive_damage(raised)
+    assert drill._is_archive_damage(VerificationFailed("s3://b/k.zip", "damaged member: CRC"))
+    assert not drill._is_archive_damage(OSError("connection refused"))
+    assert not drill._is_archive_damage(None)
+
+
+def test_a_finding_stands_only_while_its_step_never_succeeded():
+    row = {"details": {"archive_damage": {"step": "verify_backup", "finding": "damaged member"}}}
+    assert drill._damage_found(row, {"verified": None, "compared": None}) == "damaged member"
+    assert drill._damage_found(row, {"verified": {"members_checked": 3}, "compared": None}) is None
+    assert drill._damage_found({"details": {}}, {"verified": None, "compared": None}) is None

@@ -128,3 +128,98 @@ def test_the_readme_worked_example():
                backup(5, "2026-11-24 03:00"), backup(6, "2026-11-20 03:00"),
                backup(7, "2026-11-10 03:00")]
     assert kept({"keep_daily": 3, "keep_weekly": 2}, history) == {1, 2, 4, 6}
+
+
+# --- the newest copy of each part (issue 19, item 7) ----------------------------------------------
+
+EVERYTHING = frozenset({"database", "auth", "storage/avatars", "storage/docs"})
+
+
+def holding(number: int, when: str, parts=EVERYTHING, *, recorded=True, damaged=False) -> Backup:
+    base = backup(number, when)
+    return Backup(**{**base.__dict__, "parts": frozenset(parts), "parts_recorded": recorded,
+                     "damaged": damaged})
+
+
+def decided(rules: dict, history) -> dict[int, list[str]]:
+    """{history id: reasons} of the backups kept."""
+    decisions = plan_retention(history, RetentionRules.parse(rules))
+    return {d.backup.history_id: d.reasons for d in decisions if d.keep}
+
+
+def test_keep_last_one_keeps_the_newest_archive_holding_storage_when_the_newest_left_it_out():
+    # The issue's case: the newest success left Storage out; every archive holding it used to go.
+    history = [holding(1, "2026-11-28 03:00", {"database", "auth"}),
+               holding(2, "2026-11-27 03:00"), holding(3, "2026-11-26 03:00")]
+    assert decided({"keep_last": 1}, history) == {
+        1: ["newest successful backup", "last", "last copy of database, auth"],
+        2: ["last copy of storage/avatars, storage/docs"],
+    }
+
+
+def test_each_bucket_keeps_its_own_newest_copy():
+    history = [holding(1, "2026-11-28 03:00", {"database", "auth", "storage/avatars"}),
+               holding(2, "2026-11-27 03:00", {"storage/docs"}),
+               holding(3, "2026-11-26 03:00"),
+               holding(4, "2026-11-25 03:00")]
+    reasons = decided({"keep_last": 1}, history)
+    assert set(reasons) == {1, 2}
+    assert reasons[2] == ["last copy of storage/docs"]
+
+
+def test_a_damaged_archive_is_no_copy_of_anything():
+    history = [holding(1, "2026-11-28 03:00", {"database"}),
+               holding(2, "2026-11-27 03:00", damaged=True),
+               holding(3, "2026-11-26 03:00")]
+    reasons = decided({"keep_last": 1}, history)
+    assert set(reasons) == {1, 3}
+    assert reasons[3] == ["last copy of auth, storage/avatars, storage/docs"]
+
+
+def test_an_archive_whose_parts_were_not_recorded_is_kept_while_it_may_be_the_newest_copy():
+    history = [holding(1, "2026-11-28 03:00", {"database", "auth"}),
+               holding(2, "2026-11-27 03:00", {"database"}, recorded=False),  # an old row
+               holding(3, "2026-11-26 03:00", {"database", "storage/avatars"}),
+               holding(4, "2026-11-25 03:00", {"database"}, recorded=False)]
+    reasons = decided({"keep_last": 1}, history)
+    assert reasons[2] == ["may hold the last copy of storage/avatars (parts not recorded)",
+                          "newest archive whose parts were not recorded"]
+    assert reasons[3] == ["last copy of storage/avatars"]
+    assert 4 not in reasons  # older than a known copy of everything named, and not the newest old row
+
+
+def test_only_rows_written_before_parts_were_recorded_keep_the_newest_of_them():
+    history = [holding(1, "2026-11-28 03:00", set(), recorded=False),
+               holding(2, "2026-11-27 03:00", set(), recorded=False)]
+    assert set(decided({"keep_last": 1}, history)) == {1}
+
+
+def test_the_rules_may_let_a_named_last_copy_go_in_so_many_words():
+    history = [holding(1, "2026-11-28 03:00", {"database", "auth", "storage/avatars"}),
+               holding(2, "2026-11-27 03:00", {"storage/retired"})]
+    assert set(decided({"keep_last": 1}, history)) == {1, 2}
+    rules = {"keep_last": 1, "allow_deleting_last_copy_of": ["storage/retired"]}
+    assert set(decided(rules, history)) == {1}
+    assert RetentionRules.parse(rules).describe() == (
+        "retention keep_last=1 allow_deleting_last_copy_of=storage/retired")
+
+
+@pytest.mark.parametrize("value", ['{"keep_last": 1, "allow_deleting_last_copy_of": "storage/x"}',
+                                   '{"keep_last": 1, "allow_deleting_last_copy_of": ["avatars"]}'])
+def test_allowing_a_last_copy_to_go_names_parts(value):
+    with pytest.raises(ConfigurationError, match="allow_deleting_last_copy_of must be a list"):
+        RetentionRules.parse(value)
+
+
+def test_the_plan_shows_the_parts_each_archive_holds():
+    history = [holding(1, "2026-11-28 03:00", {"auth", "database"}),
+               holding(2, "2026-11-27 03:00"),
+               holding(3, "2026-11-26 03:00", {"database"}, recorded=False),
+               holding(4, "2026-11-25 03:00", damaged=True)]
+    rules = RetentionRules.parse({"keep_last": 1})
+    lines = format_plan(plan_retention(history, rules), rules, dry_run=True).splitlines()
+    assert "[database, auth]" in lines[1]
+    assert "[database, auth, storage/avatars, storage/docs]  (last copy of storage/avatars, " \
+           "storage/docs)" in lines[2]
+    assert "[database, maybe more (parts not recorded)]" in lines[3]
+    assert "would delete" in lines[4] and "[DAMAGED (a restore drill)]" in lines[4]

@@ -12,6 +12,7 @@ from supabase_backup.alerts.messages import run_alert
 from supabase_backup.alerts.settings import AlertSettings
 from supabase_backup.errors import scrub
 from supabase_backup.records import history
+from supabase_backup.restore.drill import history_run_id as drill_history_run_id
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ def _sender(smtp_conn_id: str) -> str | None:
     return extra.get("from_email") or conf.get("email", "from_email", fallback=None)
 
 
-def _history_row(run_id: str) -> dict | None:
-
+def _history_row(dag_run_id: str, kind: str = "backup") -> dict | None:
+    """The run's backup_history row: a backup's is keyed by its DAG run id, a drill's by the drill
+    DAG's id and its run id (``drill.history_run_id``)."""
+    run_id = drill_history_run_id(dag_run_id) if kind == "drill" else dag_run_id
     with database_settings().connect(autocommit=True) as connection:
         return history.get_by_run_id(connection, run_id)
 
@@ -115,7 +118,7 @@ def _make_notifier_class():
             dag_run = context["dag_run"]
             ti = context.get("ti")  # None in a DAG-level callback
             try:
-                row = _history_row(dag_run.run_id)
+                row = _history_row(dag_run.run_id, self.kind)
             except Exception as error:  # noqa: BLE001 - alert anyway, saying why the row is missing
                 log.warning("Could not read backup_history for the alert: %s", error)
                 row = None

@@ -82,6 +82,8 @@ def _record_drill_failure(
             trigger=trigger,
             triggered_by=triggered_by,
             message=message,
+            step=step_name,
+            error=error,
         )
     except Exception:  # noqa: BLE001 - the original failure is the one to raise
         log.exception("Could not record the drill's failure in backup_history")

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from supabase_backup.records.alert_state import StaleEpisode
+from supabase_backup.records.history import ARCHIVE_DAMAGE_DETAIL
 
 BACKUPS_PAGE_PATH = "/backup/ui"
 
@@ -88,6 +89,13 @@ def run_alert(
         )
         if row.get("s3_key"):
             lines.append(f"Archive: s3://{row.get('s3_bucket')}/{row['s3_key']}")
+        damage = (row.get("details") or {}).get(ARCHIVE_DAMAGE_DETAIL) or {}
+        if kind == "drill" and damage.get("backup_run_id"):
+            lines.append(
+                f"Backup {damage['backup_run_id']} is now marked damaged: the next drill takes "
+                "the newest backup not found damaged, the staleness check no longer counts it, "
+                "and retention no longer counts it as a copy."
+            )
     if failed_tasks:
         lines.append(f"Failed task(s): {', '.join(failed_tasks)}")
     lines += [

@@ -72,6 +72,10 @@ def verified_record(run_id: str, attempt: int, verified: dict, summaries: dict) 
             :UNREADABLE_EXAMPLES_KEPT
         ],
         "encryption_recipients": verified.get("recipients") if verified.get("encrypted") else None,
+        # The parts the archive holds: retention keeps the newest copy of each (retention_rules).
+        "parts": history.parts_of_run(
+            summaries.get("database"), summaries.get("auth"), summaries.get("storage")
+        ),
         "verified": verified,
     }
 

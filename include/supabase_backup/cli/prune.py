@@ -11,7 +11,11 @@ from supabase_backup.destination import retention
 from supabase_backup.destination import s3 as destination
 from supabase_backup.errors import EXIT_OK, ConfigurationError
 from supabase_backup.records import history
-from supabase_backup.retention_rules import RULE_NAMES, RetentionRules
+from supabase_backup.retention_rules import (
+    ALLOW_DELETING_LAST_COPY_OF,
+    RULE_NAMES,
+    RetentionRules,
+)
 
 HELP = "delete old archives by retention rules (keep-last/daily/weekly/monthly/yearly)"
 DESCRIPTION = """\
@@ -22,10 +26,15 @@ rule is kept. Periods are taken in --timezone (UTC by default).
 
 Only verified successful backups count and can go. The newest successful backup is never deleted,
 nor an archive a download URL minted in the last 15 minutes or a running restore drill uses.
+Nor is the newest copy of any part (database, auth, storage/<bucket>): a run that left Storage out
+never costs the last archive holding it. --allow-deleting-last-copy-of PART (repeatable) lets
+that part's last copy go, e.g. storage/old-bucket for a bucket deleted from the project. An
+archive made before its parts were recorded may hold any part and is kept while it may be the
+newest copy. A backup a restore drill found damaged is no copy of anything.
 A deleted archive's row stays, marked deleted_at / deleted_by.
 
---dry-run lists every candidate with what would happen and which rule keeps it, and deletes
-nothing. Without it, archives are deleted from S3 (the usual AWS environment) and their rows
+--dry-run lists every candidate with the parts its archive holds, what would happen and which
+rule keeps it, and deletes nothing. Without it, archives are deleted from S3 (the usual AWS environment) and their rows
 marked. The database password comes from PGPASSWORD, never from the command line."""
 
 
@@ -52,6 +61,14 @@ def register(commands) -> None:
         parser.add_argument(f"--keep-{name}", type=int, metavar="N", dest=f"keep_{name}")
     parser.add_argument("--timezone", metavar="TZ", help="IANA time zone of the periods (UTC)")
     parser.add_argument(
+        "--allow-deleting-last-copy-of",
+        action="append",
+        metavar="PART",
+        dest="allow_deleting_last_copy_of",
+        help="let the newest copy of PART (database, auth, storage/<bucket>) go like any other "
+        "archive; repeat for several",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="show what would be deleted and why; delete nothing"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -73,6 +90,8 @@ def rules_from_arguments(arguments):
             rules[name] = getattr(arguments, name)
     if arguments.timezone:
         rules["timezone"] = arguments.timezone
+    if arguments.allow_deleting_last_copy_of:
+        rules[ALLOW_DELETING_LAST_COPY_OF] = arguments.allow_deleting_last_copy_of
     parsed = RetentionRules.parse(rules) if rules else None
     if parsed is None:
         raise ConfigurationError(
@@ -98,6 +117,9 @@ def run(arguments) -> int:
                 "history_id": d.backup.history_id,
                 "s3_key": d.backup.s3_key,
                 "started_at": d.backup.started_at.isoformat(),
+                "parts": sorted(d.backup.parts),
+                "parts_recorded": d.backup.parts_recorded,
+                "damaged": d.backup.damaged,
                 "keep": d.keep,
                 "reasons": d.reasons,
             }

@@ -3,8 +3,9 @@ keep.
 
 Only verified successful backups (status ``success``, kind ``backup``, not already deleted) are
 candidates and count toward the rules; failed, incomplete and drill rows are never touched. On
-top of the rules, the newest successful backup is never deleted, nor an archive that a download
-URL minted in the last 15 minutes or a running restore drill is using.
+top of the rules, the newest successful backup is never deleted, nor the newest verified copy of
+each part (database, Auth, each bucket: the row's ``details.parts``, see ``parts_of``), nor an
+archive that a download URL minted in the last 15 minutes or a running restore drill is using.
 
 ``apply_retention`` deletes from S3 and
 then marks the row (``deleted_at``, ``deleted_by`` = the rule set): the row is never erased, and a
@@ -21,6 +22,8 @@ from supabase_backup.destination.s3 import verified_record_key
 from supabase_backup.errors import RetentionFailed
 from supabase_backup.records import history
 from supabase_backup.retention_rules import (
+    AUTH_PART,
+    DATABASE_PART,
     Backup,
     RetentionRules,
     format_plan,
@@ -35,20 +38,43 @@ DOWNLOAD_IN_USE_MINUTES = 15
 # --- reading history and applying ----------------------------------------------------------------
 
 
+def parts_of(row: dict) -> tuple[frozenset[str], bool]:
+    """(the parts the row's archive holds, whether that list is complete). A row written since
+    parts are recorded names them in ``details.parts``. An older row is read conservatively: the
+    columns a success row always set show the database (``database_bytes``) and Auth
+    (``auth_users``) it certainly holds, and it may hold anything else, every bucket included (it
+    never named its buckets)."""
+    recorded = (row.get("details") or {}).get(history.PARTS_DETAIL)
+    if isinstance(recorded, list):
+        return frozenset(recorded), True
+    known = set()
+    if row.get("database_bytes") is not None:
+        known.add(DATABASE_PART)
+    if row.get("auth_users") is not None:
+        known.add(AUTH_PART)
+    return frozenset(known), False
+
+
 def candidates(connection) -> list[Backup]:
     """Verified successful backups whose archive is still there."""
 
-    return [
-        Backup(
-            history_id=row["id"],
-            run_id=row["run_id"],
-            started_at=row["started_at"],
-            s3_bucket=row["s3_bucket"],
-            s3_key=row["s3_key"],
-            size_bytes=row["size_bytes"],
+    backups = []
+    for row in history.retention_candidates(connection):
+        parts, recorded = parts_of(row)
+        backups.append(
+            Backup(
+                history_id=row["id"],
+                run_id=row["run_id"],
+                started_at=row["started_at"],
+                s3_bucket=row["s3_bucket"],
+                s3_key=row["s3_key"],
+                size_bytes=row["size_bytes"],
+                parts=parts,
+                parts_recorded=recorded,
+                damaged=row.get("damaged_at") is not None,
+            )
         )
-        for row in history.retention_candidates(connection)
-    ]
+    return backups
 
 
 def apply_retention(
@@ -126,7 +152,7 @@ def apply_after_run(plan, resources, verified: dict | None) -> dict:
         return {"skipped": "supabase_backup_retention is not set: every archive is kept"}
     if not verified:
         return {"skipped": "the run has no verified archive: retention waits for one"}
-    rules = RetentionRules(**plan.retention)
+    rules = RetentionRules.parse(plan.retention)
 
     def delete_object(bucket: str, key: str) -> None:
         from botocore.exceptions import ClientError

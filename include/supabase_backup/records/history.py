@@ -15,6 +15,12 @@ Every row names the Airflow deployment that owns it (``deployment``, see
 rows written before the column existed), so two Airflows backing up one project never settle each
 other's live runs. A reason written by a settle is marked (``settled_by``, the deployment that
 wrote it) so the run's own reason, when it comes, replaces it.
+
+A backup a restore drill found damaged (its archive failed verification, or its restore differs
+from the figures recorded at dump time) carries ``damaged_at``, ``damaged_by`` (the drill row's run
+id) and ``damage`` (what the drill found). Its status stays ``success`` (the run did verify its
+upload), but it no longer counts as a verified backup: not for the staleness check, not for the
+next drill's choice, not as a copy of any part for retention.
 """
 
 from __future__ import annotations
@@ -28,12 +34,15 @@ from psycopg.rows import dict_row
 from supabase_backup.config import DAG_ID
 from supabase_backup.errors import HistoryRowMissing, MigrationMissing
 from supabase_backup.records.migrations import require_table
+from supabase_backup.retention_rules import AUTH_PART, DATABASE_PART, storage_part
 
 HISTORY_TABLE = "public.backup_history"
 BACKUP = "backup"
 DRILL = "drill"
 KINDS = (BACKUP, DRILL)
 MAX_ERROR_LENGTH = 4000
+# details.parts of a success row: the parts its archive holds (retention keeps the last copy of each).
+PARTS_DETAIL = "parts"
 
 SUCCESS_COLUMNS = (
     "s3_bucket",
@@ -431,13 +440,17 @@ def list_history(
     )
 
 
-def latest_success(connection: psycopg.Connection, kind: str = BACKUP) -> dict | None:
+def latest_success(
+    connection: psycopg.Connection, kind: str = BACKUP, *, skip_damaged: bool = False
+) -> dict | None:
     """The newest successful row of ``kind`` (by when it finished), or None. ``incomplete``
-    backups are not successes: they lack objects."""
+    backups are not successes: they lack objects. ``skip_damaged`` leaves out backups a restore
+    drill found damaged."""
     require_kind_column(connection)
     rows = _select(
         connection,
         "WHERE kind = %s AND status = 'success' "
+        f"{_not_damaged(connection) if skip_damaged else ''}"
         "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1",
         (kind,),
     )
@@ -567,6 +580,26 @@ def summarise_success(
     }
 
 
+def parts_of_run(
+    database_summary: dict | None, auth_summary: dict | None, storage_summary: dict | None
+) -> list[str] | None:
+    """The parts a verified archive holds, from the summaries of the tasks that staged them:
+    ``database``, ``auth`` and ``storage/<bucket>`` for every bucket exported (an empty bucket is
+    still a copy of that bucket). None when the storage summary does not name its buckets, so
+    the row reads as "parts not recorded" rather than as holding no storage."""
+    parts = []
+    if (database_summary or {}).get("included"):
+        parts.append(DATABASE_PART)
+    if (auth_summary or {}).get("included"):
+        parts.append(AUTH_PART)
+    if storage_summary:
+        buckets = storage_summary.get("buckets")
+        if not isinstance(buckets, list):
+            return None
+        parts.extend(storage_part(bucket["bucket"]) for bucket in buckets)
+    return parts
+
+
 # --- retention and encryption (issue 11) ------------------------------------------------------------
 
 
@@ -644,11 +677,73 @@ def record_encryption(
 
 
 def latest_verified_backup(connection: psycopg.Connection) -> dict | None:
-    """The newest verified successful backup (for the staleness alert)."""
+    """The newest verified successful backup no restore drill found damaged (for the staleness
+    alert)."""
     rows = _select(
         connection,
         "WHERE status = 'success' AND COALESCE(kind, 'backup') = 'backup' "
-        "ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1",
+        f"{_not_damaged(connection)}ORDER BY finished_at DESC NULLS LAST, id DESC LIMIT 1",
         (),
     )
     return rows[0] if rows else None
+
+
+# --- damage a restore drill found (issue 19) --------------------------------------------------------
+
+DAMAGE_COLUMN = "damaged_at"
+# A drill row's details key for what it found wrong with the archive: {"step", "finding", and
+# "backup_run_id" once the backup's row is marked}.
+ARCHIVE_DAMAGE_DETAIL = "archive_damage"
+
+
+def _has_column(connection: psycopg.Connection, column: str) -> bool:
+    return (
+        connection.execute(
+            "SELECT 1 FROM pg_attribute WHERE attrelid = 'public.backup_history'::regclass "
+            "AND attname = %s AND NOT attisdropped",
+            (column,),
+        ).fetchone()
+        is not None
+    )
+
+
+def _not_damaged(connection: psycopg.Connection) -> str:
+    """The condition leaving out backups a drill found damaged; nothing on a table migrated before
+    the mark existed (no backup can be marked there), so reading never needs the new migration."""
+    if _has_column(connection, DAMAGE_COLUMN):
+        return "AND damaged_at IS NULL "
+    return ""
+
+
+def mark_damaged(
+    connection: psycopg.Connection, backup_run_id: str, drill_run_id: str, damage: str
+) -> bool:
+    """A restore drill (``drill_run_id``) found the archive of backup ``backup_run_id`` damaged;
+    ``damage`` says how. The first finding stays (a later drill of a damaged archive finds the
+    same). Returns whether the row was marked now."""
+    require_table(connection, HISTORY_TABLE)
+    if not _has_column(connection, DAMAGE_COLUMN):
+        raise MigrationMissing(f"{HISTORY_TABLE} (with its column {DAMAGE_COLUMN})")
+    return (
+        connection.execute(
+            "UPDATE public.backup_history SET damaged_at = now(), damaged_by = %s, damage = %s, "
+            "updated_at = now() WHERE run_id = %s AND kind = 'backup' AND damaged_at IS NULL",
+            (drill_run_id, damage[:MAX_ERROR_LENGTH], backup_run_id),
+        ).rowcount
+        == 1
+    )
+
+
+def clear_damaged(connection: psycopg.Connection, backup_run_id: str) -> bool:
+    """A later drill restored the same archive and every figure matched: what the earlier drill
+    found was not the archive (a read that failed on the way, say). Returns whether a mark went."""
+    if not _has_column(connection, DAMAGE_COLUMN):
+        return False
+    return (
+        connection.execute(
+            "UPDATE public.backup_history SET damaged_at = NULL, damaged_by = NULL, damage = NULL, "
+            "updated_at = now() WHERE run_id = %s AND kind = 'backup' AND damaged_at IS NOT NULL",
+            (backup_run_id,),
+        ).rowcount
+        == 1
+    )

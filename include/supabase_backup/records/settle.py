@@ -40,6 +40,8 @@ def record_verified(
         else None
     )
     details = {"verified": record["verified"]}
+    if record.get("parts") is not None:
+        details[history.PARTS_DETAIL] = record["parts"]
     if record.get("record_key"):
         details["settled_from"] = f"s3://{record['s3_bucket']}/{record['record_key']}"
     written = history.record_success(

@@ -10,6 +10,11 @@ the backup recorded inside the dump's own snapshot. The scratch database is drop
 happens. The outcome is a ``kind = 'drill'`` row in ``backup_history``; its ``details`` say what
 was compared and, for a failed drill, which tables differ.
 
+A drill that finds the archive itself at fault (it fails verification, is gone, or restores to
+figures other than those recorded at dump time) marks the backup's row damaged (``damaged_at``,
+``damaged_by``, ``damage``): the next drill takes the newest backup not found damaged, and the
+staleness check no longer counts it. A later drill of the same archive that passes clears the mark.
+
 Extensions the drill server does not offer are skipped, as ``--skip-extension`` would: their
 tables are listed as not compared (with the reason) rather than failing the drill.
 
@@ -36,7 +41,17 @@ from supabase_backup.config import (
     DRILL_DAG_ID,
 )
 from supabase_backup.destination import s3 as destination
-from supabase_backup.errors import DrillFailed, FiguresDiffer, NothingToDrill
+from supabase_backup.errors import (
+    ArchiveNotFound,
+    DecryptionFailed,
+    DrillFailed,
+    FiguresDiffer,
+    ManifestInvalid,
+    MigrationMissing,
+    NothingToDrill,
+    UnsafeMemberPath,
+    VerificationFailed,
+)
 from supabase_backup.records import history
 from supabase_backup.restore.archive import (
     RestoreArchive,
@@ -55,6 +70,19 @@ log = logging.getLogger(__name__)
 
 # How many differing tables the error message names (the history row's details hold them all).
 DIFFERENCES_IN_MESSAGE = 10
+
+# Failures that are findings about the archive, not about the drill's own resources (its server,
+# its S3 access): they mark the backup damaged. A failed psql restore is not among them: a drill
+# server without a role or an extension fails it too.
+ARCHIVE_DAMAGE = (
+    VerificationFailed,
+    ManifestInvalid,
+    DecryptionFailed,
+    ArchiveNotFound,
+    UnsafeMemberPath,
+    FiguresDiffer,
+)
+DAMAGE_DETAIL = history.ARCHIVE_DAMAGE_DETAIL
 
 
 class DrillResources(Protocol):
@@ -123,8 +151,9 @@ def plan_drill(
     backup_run_id: str | None = None,
     conn_ids: dict | None = None,
 ) -> DrillPlan:
-    """Record the drill as running and choose the backup: the newest successful one, or
-    ``backup_run_id``'s (which must have succeeded)."""
+    """Record the drill as running and choose the backup: the newest successful one no drill found
+    damaged, or ``backup_run_id``'s (which must have succeeded; a damaged one may be drilled again
+    on purpose)."""
     run_id = history_run_id(dag_run_id)
     with resources.database.connect(autocommit=True) as connection:
         history.record_running(
@@ -141,9 +170,11 @@ def plan_drill(
                     f"backup_history has no successful backup with run id {backup_run_id!r}"
                 )
         else:
-            row = history.latest_success(connection, history.BACKUP)
+            row = history.latest_success(connection, history.BACKUP, skip_damaged=True)
             if row is None:
-                raise NothingToDrill("backup_history has no successful backup yet")
+                raise NothingToDrill(
+                    "backup_history has no successful backup that no drill found damaged"
+                )
     plan = DrillPlan(
         run_id=run_id,
         dag_run_id=dag_run_id,
@@ -336,8 +367,12 @@ def record_failure(
     trigger: str,
     triggered_by: str | None,
     message: str,
+    step: str | None = None,
+    error: BaseException | None = None,
 ) -> None:
-    """Put a failed step's reason on the drill's row (the first reason stays)."""
+    """Put a failed step's reason on the drill's row (the first reason stays). When ``error`` is a
+    finding about the archive (``ARCHIVE_DAMAGE``), the row's details keep it with its ``step``,
+    for ``finish_drill`` to mark the backup."""
     with database_settings.connect(autocommit=True) as connection:
         history.record_failed(
             connection,
@@ -348,6 +383,39 @@ def record_failure(
             dag_id=DRILL_DAG_ID,
             kind=history.DRILL,
         )
+        if step and _is_archive_damage(error):
+            history.record_details(
+                connection, run_id, {DAMAGE_DETAIL: {"step": step, "finding": message}}
+            )
+
+
+def _is_archive_damage(error: BaseException | None) -> bool:
+    """Whether ``error``, or what it was raised from, is a finding about the archive: a task fails
+    a permanent error as Airflow's AirflowFailException raised from it (``failing_fast``)."""
+    while error is not None:
+        if isinstance(error, ARCHIVE_DAMAGE):
+            return True
+        error = error.__cause__
+    return False
+
+
+# The output each step that can find damage leads to: a finding stands only while that output is
+# missing (a retry that verified the archive after a failed read withdraws it).
+_FINDING_WITHDRAWN_BY = {
+    "verify_backup": "verified",
+    "restore_backup": "compared",
+    "compare_with_manifest": "compared",
+}
+
+
+def _damage_found(row: dict, outputs: dict) -> str | None:
+    finding = ((row or {}).get("details") or {}).get(DAMAGE_DETAIL)
+    if not finding:
+        return None
+    output = _FINDING_WITHDRAWN_BY.get(finding.get("step"))
+    if output and outputs.get(output) is not None:
+        return None
+    return finding.get("finding")
 
 
 def finish_drill(
@@ -383,6 +451,12 @@ def finish_drill(
                 },
                 {"verified": verified},
             )
+            if history.clear_damaged(connection, drill_plan.backup_run_id):
+                log.warning(
+                    "Backup %s was marked damaged by an earlier drill; this drill restored it "
+                    "and every figure matched, so the mark is cleared",
+                    drill_plan.backup_run_id,
+                )
             log.info(
                 "Drill succeeded: %s restored, %d tables and %s rows equal to the backup's figures",
                 drill_plan.archive_url,
@@ -405,4 +479,21 @@ def finish_drill(
             kind=history.DRILL,
         )
         row = history.get_by_run_id(connection, run_id) or {}
+        damage = _damage_found(row, {"verified": verified, "compared": compared})
+        if plan and damage:
+            backup_run_id = DrillPlan.from_dict(plan).backup_run_id
+            try:
+                marked = history.mark_damaged(connection, backup_run_id, run_id, damage)
+            except MigrationMissing as error:  # the drill's own outcome is the one to raise
+                log.error("Could not mark backup %s damaged: %s", backup_run_id, error)
+                marked = False
+            if marked:
+                finding = {**row["details"][DAMAGE_DETAIL], "backup_run_id": backup_run_id}
+                history.record_details(connection, run_id, {DAMAGE_DETAIL: finding})
+                log.error(
+                    "Marked backup %s damaged: %s. The next drill takes the newest backup not "
+                    "found damaged, and the staleness check no longer counts this one.",
+                    backup_run_id,
+                    damage,
+                )
     raise DrillFailed(row.get("error") or reason)

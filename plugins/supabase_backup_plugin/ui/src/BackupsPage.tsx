@@ -19,7 +19,7 @@ import {
 import { useCallback, useEffect, useState } from "react";
 
 import { airflowRunUrl, api, type HistoryPage, type HistoryRow, type Me, type RunStatus } from "./api";
-import { formatBytes, formatDuration, formatTime, statusColour } from "./format";
+import { damageLabel, formatBytes, formatDuration, formatTime, statusColour } from "./format";
 
 const DAG_ID = "supabase_backup";
 const PAGE_SIZE = 20;
@@ -229,12 +229,16 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
   );
 };
 
+// The mark a restore drill leaves on a backup it found damaged (backup_history damaged_*).
+type DamageMark = { damaged_at?: string | null; damaged_by?: string | null; damage?: string | null };
+
 const HistoryTableRow = ({ row, canDownload, onDownload }: {
-  row: HistoryRow;
+  row: HistoryRow & DamageMark;
   canDownload: boolean;
   onDownload: (historyId: number) => void;
 }) => {
   const hasArchive = row.status === "success" || row.status === "incomplete";
+  const damaged = Boolean(row.damaged_at);
   return (
     <Table.Row data-testid="history-row" data-run-id={row.run_id} data-status={row.status}
       verticalAlign="top">
@@ -250,6 +254,12 @@ const HistoryTableRow = ({ row, canDownload, onDownload }: {
         <Badge colorPalette={statusColour[row.status] ?? "gray"} data-testid="status">
           {row.status}
         </Badge>
+        {damaged && (
+          <Badge colorPalette="red" variant="solid" data-testid="damaged"
+            title={`${row.damage ?? ""} (${row.damaged_by ?? "a restore drill"})`}>
+            {damageLabel(row.damaged_at ?? null)}
+          </Badge>
+        )}
         {(row.run_attempt ?? 0) > 1 && (
           <Text fontSize="xs" color="fg.muted">attempt {row.run_attempt}</Text>
         )}
@@ -281,6 +291,11 @@ const HistoryTableRow = ({ row, canDownload, onDownload }: {
             color={row.status === "failed" ? "fg.error" : "fg.warning"} data-testid="row-error">
             {row.error}
           </Text>
+        ) : damaged ? (
+          <Text fontSize="sm" whiteSpace="pre-wrap" wordBreak="break-word" color="fg.error"
+            data-testid="damage">
+            {row.damage}
+          </Text>
         ) : (
           <Text fontSize="sm" color="fg.muted" wordBreak="break-all">{row.s3_key ?? ""}</Text>
         )}
@@ -288,11 +303,13 @@ const HistoryTableRow = ({ row, canDownload, onDownload }: {
       <Table.Cell>
         {canDownload && row.status === "success" && !row.deleted_at && (
           <Button size="xs" variant="outline" onClick={() => onDownload(row.id)}
-            data-testid="download"
-            title={row.encrypted
-              ? `age-encrypted to ${(row.encryption_recipients ?? []).join(", ")}: decrypt with your identity`
-              : undefined}>
-            {row.encrypted ? "Download (encrypted)" : "Download"}
+            data-testid="download" colorPalette={damaged ? "red" : undefined}
+            title={damaged
+              ? `A restore drill found this archive damaged: ${row.damage ?? ""}. Its other members may still be intact.`
+              : row.encrypted
+                ? `age-encrypted to ${(row.encryption_recipients ?? []).join(", ")}: decrypt with your identity`
+                : undefined}>
+            {damaged ? "Download (damaged)" : row.encrypted ? "Download (encrypted)" : "Download"}
           </Button>
         )}
         {row.deleted_at && (

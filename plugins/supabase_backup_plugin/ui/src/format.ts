@@ -37,3 +37,7 @@ export const statusColour: Record<string, string> = {
   queued: "gray",
   skipped: "gray",
 };
+
+// The badge of a backup a restore drill found damaged: "damaged (drill 2026-12-07)".
+export const damageLabel = (damagedAtIso: string | null): string =>
+  damagedAtIso ? `damaged (drill ${damagedAtIso.slice(0, 10)})` : "damaged";
