@@ -85,7 +85,7 @@ class HistoryRow(ResponseBody):
     encryption_recipients: list[str] | None = Field(
         None, description="The age public keys it is encrypted to."
     )
-    damaged_at: Any = Field(
+    damaged_at: datetime | None = Field(
         None,
         description="When a restore drill found this backup's archive damaged; such a backup "
         "no longer counts as verified (staleness, the next drill, retention's last copies).",
