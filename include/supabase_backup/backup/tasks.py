@@ -17,11 +17,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from supabase_backup.archive import build, manifest, members
+from supabase_backup.archive import manifest, members
 from supabase_backup.backup.outcome import settle_ended_runs
 from supabase_backup.config import RunPlan
-from supabase_backup.destination import encrypted as encrypted_archive
 from supabase_backup.destination import s3 as destination
+from supabase_backup.destination.delivery import delivery_for
 from supabase_backup.errors import (
     ConfigurationError,
     InventoryMismatch,
@@ -404,151 +404,36 @@ def build_archive(
         if plan.include_storage
         else None,
     )
-    if plan.stream_archive and not plan.age_recipients:  # encryption needs the local zip
-        # The zip itself is written by upload_archive, straight into S3: only the manifest (and
-        # what is needed to list the members again) is kept here.
-        members = {
-            "database": _member_source(database_summary),
-            "auth": _member_source(auth_summary),
-            "bucket_ids": bucket_ids,
-        }
-        result = build.write_manifest_file(
-            staging,
-            header,
-            database=members["database"],
-            auth=members["auth"],
-            bucket_ids=bucket_ids,
-        )
-        expected = (
-            sum((part or {}).get("bytes") or 0 for part in (database_summary, auth_summary))
-            + ((storage_summary or {}).get("bytes") or 0)
-            + result["manifest_bytes"]
-            + 200 * (result["manifest_members"] + 1)
-        )
-        result.update(
-            streamed=True,
-            created_at=created_at.isoformat(),
-            members_source=members,
-            expected_bytes=expected,
-        )
-    else:
-        result = build.build_archive(
-            staging,
-            header,
-            database=database_summary,
-            auth=auth_summary,
-            bucket_ids=bucket_ids,
-            created_at=created_at,
-        )
+    result = delivery_for(plan).build(
+        staging,
+        header,
+        database=database_summary,
+        auth=auth_summary,
+        storage=storage_summary,
+        bucket_ids=bucket_ids,
+        created_at=created_at,
+    )
     result["storage_buckets"] = len(bucket_ids) if plan.include_storage else None
     return result
 
 
-def _member_source(summary: dict | None) -> dict | None:
-    """What plan_members needs of an export's summary."""
-    if not summary:
-        return None
-    return {
-        name: summary.get(name)
-        for name in ("included", "bytes", "sha256", "roles")
-        if name in summary
-    }
-
-
 def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict) -> dict:
-
     _report_step(plan, resources, "uploading the archive")
-    if plan.age_recipients:  # client-side encryption (issue 11): see encrypted_archive
-        archive_path = resources.staging.archive
-        return encrypted_archive.encrypt_and_upload(
-            resources.s3,
-            archive_path,
-            archive_path.with_name(archive_path.name + ".age"),
-            plan.s3_bucket,
-            plan.s3_prefix,
-            datetime.fromisoformat(plan.started_at).astimezone(UTC),
-            recipients=tuple(plan.age_recipients),
-            sha256=archive_summary["sha256"],
-            size=archive_summary["bytes"],
-            server_side_encryption=plan.server_side_encryption,
-            kms_key_id=plan.sse_kms_key_id,
-        )
-    started_at = datetime.fromisoformat(plan.started_at).astimezone(UTC)
-    if archive_summary.get("streamed"):
-        members = archive_summary["members_source"]
-        staging = resources.staging
-
-        def write(output) -> dict:
-            return build.write_zip(
-                output,
-                staging,
-                archive_summary,
-                database=members["database"],
-                auth=members["auth"],
-                bucket_ids=members["bucket_ids"],
-                created_at=datetime.fromisoformat(archive_summary["created_at"]),
-            )
-
-        return destination.stream_archive(
-            resources.s3,
-            write,
-            plan.s3_bucket,
-            plan.s3_prefix,
-            started_at,
-            manifest_sha256=archive_summary["manifest_sha256"],
-            expected_bytes=archive_summary.get("expected_bytes") or 0,
-            server_side_encryption=plan.server_side_encryption,
-            kms_key_id=plan.sse_kms_key_id,
-        )
-    return destination.upload_archive(
-        resources.s3,
-        resources.staging.archive,
-        plan.s3_bucket,
-        plan.s3_prefix,
-        started_at,
-        sha256=archive_summary["sha256"],
-        size=archive_summary["bytes"],
-        server_side_encryption=plan.server_side_encryption,
-        kms_key_id=plan.sse_kms_key_id,
-    )
+    return delivery_for(plan).upload(resources.s3, resources.staging, archive_summary)
 
 
 def verify_upload(
     plan: RunPlan, resources: RunResources, archive_summary: dict, location: dict
 ) -> dict:
-
     _report_step(plan, resources, "verifying the uploaded archive")
-    if location.get("encrypted"):
-        result = encrypted_archive.read_back_and_check(
-            resources.s3,
-            location["s3_bucket"],
-            location["s3_key"],
-            size=location["ciphertext_bytes"],
-            sha256=location["ciphertext_sha256"],
-        )
-        result.update(
-            members_checked=location["plaintext_members_checked"],
-            format_version=location["format_version"],
-        )
+    delivery = delivery_for(plan)
+    result = delivery.verify(resources.s3, archive_summary, location)
+    # An encrypted run says so on its row; a cleared run may have been encrypted before, so its
+    # row is set to what is true now.
+    if delivery.recipients or plan.attempt:
         with resources.database.connect(autocommit=True) as connection:
-            history.record_encryption(connection, plan.run_id, location["recipients"])
-        return {
-            **location,
-            **result,
-            "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}",
-        }
-    written = location if location.get("streamed") else archive_summary  # who knows the bytes
-    result = destination.read_back_and_verify(
-        resources.s3,
-        location["s3_bucket"],
-        location["s3_key"],
-        size=written["bytes"],
-        sha256=written["sha256"],
-    )
-    if plan.attempt:  # a cleared run may have been encrypted before: the row says what is true now
-        with resources.database.connect(autocommit=True) as connection:
-            history.record_encryption(connection, plan.run_id, None)
-    return {**location, **result, "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
+            history.record_encryption(connection, plan.run_id, delivery.recipients)
+    return result
 
 
 def cleanup_staging(plan: RunPlan, resources: RunResources) -> None:
