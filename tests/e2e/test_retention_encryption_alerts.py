@@ -227,10 +227,10 @@ def test_a_stale_project_alerts_once_reminds_and_says_when_it_recovered(
         small_sandbox, airflow_metadata, old_history_database, smtp_sink, monkeypatch):
     """The real DAG, the real episode store (backup_alert_state in the project's database) and
     the real e-mail path, over a day and a half of checks: the checks' clock moves between runs."""
-    from supabase_backup.airflow import backup_run as airflow_resources
+    from supabase_backup.airflow import staleness
 
     clock = [datetime.now(timezone.utc)]
-    monkeypatch.setattr(airflow_resources, "utc_now", lambda: clock[0])
+    monkeypatch.setattr(staleness, "utc_now", lambda: clock[0])
     variables = {"supabase_backup_max_backup_age_hours": "26",
                  "supabase_backup_stale_reminder_hours": "24",
                  "supabase_backup_alert_email": "ops@example.com",
