@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from supabase_backup.archive import members
+from supabase_backup.archive.members import MANIFEST_MEMBER
 from supabase_backup.archive import build
 from supabase_backup.destination import s3 as destination
 from supabase_backup.archive import manifest
@@ -39,7 +39,7 @@ def members(tmp_path):
               for name, data in contents.items()]
     text = io.StringIO()
     manifest.write_manifest(text, {"run": {"run_id": "streamed"}}, listed)
-    contents = {members.MANIFEST_MEMBER: text.getvalue().encode(), **contents}
+    contents = {MANIFEST_MEMBER: text.getvalue().encode(), **contents}
     planned = []
     for number, (name, data) in enumerate(contents.items()):
         path = tmp_path / f"staged-{number}"

@@ -11,7 +11,8 @@ import pytest
 
 from supabase_backup.sources import database
 from supabase_backup.sources import table_figures
-from supabase_backup.restore.database import open_text, restore_database
+from supabase_backup.restore.database import restore_database
+from supabase_backup.restore.dump_text import open_text
 from supabase_backup.staging import StagingArea
 
 SCHEMA = """

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from supabase_backup.archive import build, manifest, members
+from supabase_backup.archive import manifest, members
 from supabase_backup.backup import outcome
 from supabase_backup.config import RunPlan
-from supabase_backup.destination import encrypted as encrypted_archive
 from supabase_backup.destination import s3 as destination
+from supabase_backup.destination.delivery import delivery_for
 from supabase_backup.errors import (
     ConfigurationError,
     InventoryMismatch,
@@ -434,128 +434,35 @@ def build_archive(
         if plan.include_storage
         else None,
     )
-    if plan.stream_archive and not plan.age_recipients:  # encryption needs the local zip
-        # The zip itself is written by upload_archive, straight into S3: only the manifest (and
-        # what is needed to list the members again) is kept here.
-        members = {
-            "database": _member_source(database_summary),
-            "auth": _member_source(auth_summary),
-            "bucket_ids": bucket_ids,
-        }
-        result = build.write_manifest_file(
-            staging,
-            header,
-            database=members["database"],
-            auth=members["auth"],
-            bucket_ids=bucket_ids,
-        )
-        expected = (
-            sum((part or {}).get("bytes") or 0 for part in (database_summary, auth_summary))
-            + ((storage_summary or {}).get("bytes") or 0)
-            + result["manifest_bytes"]
-            + 200 * (result["manifest_members"] + 1)
-        )
-        result.update(
-            streamed=True,
-            created_at=created_at.isoformat(),
-            members_source=members,
-            expected_bytes=expected,
-        )
-    else:
-        result = build.build_archive(
-            staging,
-            header,
-            database=database_summary,
-            auth=auth_summary,
-            bucket_ids=bucket_ids,
-            created_at=created_at,
-        )
+    result = delivery_for(plan).build(
+        staging,
+        header,
+        database=database_summary,
+        auth=auth_summary,
+        storage=storage_summary,
+        bucket_ids=bucket_ids,
+        created_at=created_at,
+    )
     result["storage_buckets"] = len(bucket_ids) if plan.include_storage else None
     # Carried to verify_upload, which writes the run's outcome beside the archive.
     result["parts"] = outcome.part_summaries(database_summary, auth_summary, storage_summary)
     return result
 
 
-def _member_source(summary: dict | None) -> dict | None:
-    """What plan_members needs of an export's summary."""
-    if not summary:
-        return None
-    return {
-        name: summary.get(name)
-        for name in ("included", "bytes", "sha256", "roles")
-        if name in summary
-    }
-
-
 def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict) -> dict:
-
     _report_step(plan, resources, "uploading the archive")
-    if plan.age_recipients:  # client-side encryption (issue 11): see encrypted_archive
-        archive_path = resources.staging.archive
-        return encrypted_archive.encrypt_and_upload(
-            resources.s3,
-            archive_path,
-            archive_path.with_name(archive_path.name + ".age"),
-            plan.s3_bucket,
-            plan.s3_prefix,
-            datetime.fromisoformat(plan.started_at).astimezone(UTC),
-            recipients=tuple(plan.age_recipients),
-            sha256=archive_summary["sha256"],
-            size=archive_summary["bytes"],
-            server_side_encryption=plan.server_side_encryption,
-            kms_key_id=plan.sse_kms_key_id,
-            run_id=plan.run_id,
-        )
-    started_at = datetime.fromisoformat(plan.started_at).astimezone(UTC)
-    if archive_summary.get("streamed"):
-        members = archive_summary["members_source"]
-        staging = resources.staging
-
-        def write(output) -> dict:
-            return build.write_zip(
-                output,
-                staging,
-                archive_summary,
-                database=members["database"],
-                auth=members["auth"],
-                bucket_ids=members["bucket_ids"],
-                created_at=datetime.fromisoformat(archive_summary["created_at"]),
-            )
-
-        return destination.stream_archive(
-            resources.s3,
-            write,
-            plan.s3_bucket,
-            plan.s3_prefix,
-            started_at,
-            manifest_sha256=archive_summary["manifest_sha256"],
-            expected_bytes=archive_summary.get("expected_bytes") or 0,
-            server_side_encryption=plan.server_side_encryption,
-            kms_key_id=plan.sse_kms_key_id,
-            run_id=plan.run_id,
-        )
-    return destination.upload_archive(
-        resources.s3,
-        resources.staging.archive,
-        plan.s3_bucket,
-        plan.s3_prefix,
-        started_at,
-        sha256=archive_summary["sha256"],
-        size=archive_summary["bytes"],
-        server_side_encryption=plan.server_side_encryption,
-        kms_key_id=plan.sse_kms_key_id,
-        run_id=plan.run_id,
-    )
+    return delivery_for(plan).upload(resources.s3, resources.staging, archive_summary)
 
 
 def verify_upload(
     plan: RunPlan, resources: RunResources, archive_summary: dict, location: dict
 ) -> dict:
-    """Read the archive back from S3 and check it; then write the run's outcome beside it (the
-    verified record), so it survives a database that is down when the run ends. Nothing here
-    needs the database: the history row is written by record_history (or a later settle)."""
+    """Read the archive back from S3 and check it (through the run's delivery: plain, streamed or
+    encrypted); then write the run's outcome beside it (the verified record), so it survives a
+    database that is down when the run ends. Nothing here needs the database: the history row,
+    encryption columns included, is written by record_history (or a later settle)."""
     _report_step(plan, resources, "verifying the uploaded archive")
-    verified = _read_back(resources, archive_summary, location)
+    verified = delivery_for(plan).verify(resources.s3, archive_summary, location)
     parts = archive_summary.get("parts") or {}
     record = outcome.verified_record(
         plan.run_id, plan.attempt, verified, {"archive": archive_summary, **parts}
@@ -570,35 +477,6 @@ def verify_upload(
     )
     log.info("Recorded the verified outcome in s3://%s/%s", verified["s3_bucket"], record_key)
     return verified
-
-
-def _read_back(resources: RunResources, archive_summary: dict, location: dict) -> dict:
-    if location.get("encrypted"):
-        result = encrypted_archive.read_back_and_check(
-            resources.s3,
-            location["s3_bucket"],
-            location["s3_key"],
-            size=location["ciphertext_bytes"],
-            sha256=location["ciphertext_sha256"],
-        )
-        result.update(
-            members_checked=location["plaintext_members_checked"],
-            format_version=location["format_version"],
-        )
-        return {
-            **location,
-            **result,
-            "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}",
-        }
-    written = location if location.get("streamed") else archive_summary  # who knows the bytes
-    result = destination.read_back_and_verify(
-        resources.s3,
-        location["s3_bucket"],
-        location["s3_key"],
-        size=written["bytes"],
-        sha256=written["sha256"],
-    )
-    return {**location, **result, "s3_url": f"s3://{location['s3_bucket']}/{location['s3_key']}"}
 
 
 def cleanup_staging(plan: RunPlan, resources: RunResources) -> None:

@@ -8,11 +8,10 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from supabase_backup.archive import encryption
-from supabase_backup.archive.members import DATABASE_MEMBER, ROLES_MEMBER
+from supabase_backup.archive.members import DATABASE_MEMBER
 from supabase_backup.archive.verify import verify_archive
 from supabase_backup.cli.database_url import connection_failures_explained, settings_from_argument
-from supabase_backup.destination import location
+from supabase_backup.destination.location import open_archive
 from supabase_backup.errors import (
     EXIT_CODES_HELP,
     EXIT_OK,
@@ -22,18 +21,12 @@ from supabase_backup.errors import (
     RestoreRefused,
 )
 from supabase_backup.restore import archive as restore_archive
-from supabase_backup.restore import database as database_restore
+from supabase_backup.restore import compare
 from supabase_backup.restore import supabase as restore_supabase
-from supabase_backup.restore.database import EXTENSION_SCHEMAS, open_text
 from supabase_backup.restore.storage import Progress, restore_storage
 from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.sources.database import DatabaseSettings
-from supabase_backup.sources.table_figures import (
-    SORTED_MD5_METHOD,
-    checksum_tables_and_method,
-    compare_figures,
-    compute_figures_of,
-)
+from supabase_backup.sources.table_figures import SORTED_MD5_METHOD
 
 if TYPE_CHECKING:
     from supabase_backup.restore.archive import RestoreArchive
@@ -179,13 +172,7 @@ def _check_arguments(arguments, target: DatabaseSettings | None) -> tuple[bool, 
 def run(arguments) -> int:
     target = target_database(arguments)
     restore_db, restore_objects = _check_arguments(arguments, target)
-    encryption.refuse_without_identity(arguments.archive, arguments.identity)
-    opened = (
-        location.open_decrypted(arguments.archive, arguments.identity)
-        if arguments.identity
-        else location.open_archive(arguments.archive)
-    )
-    with opened as (archive_file, label):
+    with open_archive(arguments.archive, arguments.identity) as (archive_file, label):
         # Read with bounded memory whatever the member count: no zipfile.ZipFile (archive.py).
         with restore_archive.RestoreArchive(archive_file, label) as archive:
             names = restore_archive.check_member_names(archive)
@@ -237,48 +224,29 @@ def _restore_database(
     into_supabase = arguments.target == "supabase" or (
         arguments.target == "auto" and restore_supabase.is_supabase_project(target)
     )
-    not_compared_tables: dict[str, str] = {}
-    if into_supabase:
-        has_roles = ROLES_MEMBER in archive
-        result = restore_supabase.restore_into_supabase(
-            lambda: open_text(archive.open(member)),
-            target,
-            skip_extensions=arguments.skip_extension,
-            psql=arguments.psql,
-            open_roles=(lambda: open_text(archive.open(ROLES_MEMBER))) if has_roles else None,
-        )
-        tables, not_compared_tables = restore_supabase.comparable_figures(tables)
-    else:
-        result = database_restore.restore_database(
-            lambda: open_text(archive.open(member)),
-            target,
-            skip_extensions=arguments.skip_extension,
-            psql=arguments.psql,
-        )
+    result = compare.restore_dump(
+        archive,
+        target,
+        member=member,
+        into_supabase=into_supabase,
+        skip_extensions=arguments.skip_extension,
+        psql=arguments.psql,
+    )
     print(result.describe())
-    if not any(entry.get("rows") is not None for entry in tables):
+    if not compare.has_exact_figures(tables):
         print(
             "Figures: this archive records no exact row counts or checksums (made before they "
             "existed); compare the row counts above by hand."
         )
         return
     # The same figures the backup recorded in the dump's snapshot, on the restored database.
-    skipped = {
-        EXTENSION_SCHEMAS[name]: f"extension {name} skipped"
-        for name in result.extensions_skipped
-        if name in EXTENSION_SCHEMAS
-    }
-    checksum_tables, method, unknown_method = checksum_tables_and_method(
-        tables, figures_method or SORTED_MD5_METHOD
+    comparison = compare.compare_with_recorded(
+        target,
+        tables,
+        figures_method or SORTED_MD5_METHOD,
+        extensions_skipped=result.extensions_skipped,
+        into_supabase=into_supabase,
     )
-    restored = compute_figures_of(target, checksum_tables=checksum_tables, method=method)
-    if into_supabase:  # the project's own tables beyond the backup's are not differences
-        recorded_names = {f"{entry['schema']}.{entry['table']}" for entry in tables}
-        restored = [item for item in restored if item.name in recorded_names]
-    comparison = compare_figures(tables, restored, not_compared_schemas=skipped)
-    comparison.not_compared.extend(f"{name}: {why}" for name, why in not_compared_tables.items())
-    if unknown_method:
-        comparison.not_compared.append(unknown_method)
     print(
         f"Figures: {comparison.compared} tables, {comparison.rows:,} rows and "
         f"{comparison.checksums_compared} content checksums compared with those recorded at "

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
-from supabase_backup.archive.encryption import refuse_without_identity
-from supabase_backup.archive.hashing import copy_hashing
 from supabase_backup.archive.verify import verify_archive
-from supabase_backup.destination import s3 as destination
-from supabase_backup.destination.location import open_decrypted
-from supabase_backup.errors import EXIT_OK, ArchiveNotFound
+from supabase_backup.destination.location import archive_digest, open_archive
+from supabase_backup.errors import EXIT_OK
 from supabase_backup.units import format_bytes
 
 LOCAL_READ_BUFFER = 1024 * 1024  # verify reads members in order: large reads, few system calls
@@ -52,43 +50,23 @@ def register(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def verify_location(location: str) -> dict:
-    """Verify a local path or an s3:// URL; returns what verify_archive found plus the archive's
-    own size and sha256."""
+def verify_location(location: str, identity_file: str | None = None) -> dict:
+    """Verify the archive at a local path or an s3:// URL (decrypted with ``identity_file``);
+    returns what verify_archive found plus the size and sha256 of the whole archive, or of its
+    plaintext (``plaintext_bytes``, ``plaintext_sha256``) when it was decrypted."""
 
-    if location.startswith("s3://"):
-        bucket, key = destination.parse_s3_url(location)
-        archive_file, reader = destination.open_s3_archive(
-            destination.s3_client_from_environment(), bucket, key
+    with contextlib.ExitStack() as opened:
+        # A location that is not there, local or on S3, is exit 9 (ArchiveNotFound), not 1:
+        # nothing was read, so nothing is known to be damaged.
+        archive_file, label = opened.enter_context(open_archive(location, identity_file))
+        result = verify_archive(archive_file, label=label)
+        digest = archive_digest(archive_file)
+    if identity_file:
+        result.update(
+            plaintext_bytes=digest["bytes"], plaintext_sha256=digest["sha256"], decrypted=True
         )
-        with archive_file:
-            result = verify_archive(archive_file, label=location)
-            result.update(
-                bytes=reader.size, sha256=reader.finish_sha256(), bytes_fetched=reader.bytes_fetched
-            )
-        return result
-    try:
-        archive_file = open(location, "rb", buffering=LOCAL_READ_BUFFER)
-    except FileNotFoundError:
-        # Exit 9, not 1: nothing was read, so nothing is known to be damaged.
-        raise ArchiveNotFound(location, "no such file") from None
-    with archive_file:
-        result = verify_archive(archive_file, label=location)
-        archive_file.seek(0)
-        size, sha256 = copy_hashing(archive_file)
-    result.update(bytes=size, sha256=sha256)
-    return result
-
-
-def verify_encrypted(location: str, identity_file: str) -> dict:
-    """Decrypt (streamed, to a temporary file) and verify the plaintext against its manifest;
-    the size and sha256 reported are the ciphertext's, as recorded in backup_history."""
-
-    with open_decrypted(location, identity_file) as (plaintext, label):
-        result = verify_archive(plaintext, label=label)
-        plaintext.seek(0)
-        result["plaintext_bytes"], result["plaintext_sha256"] = copy_hashing(plaintext)
-    result["decrypted"] = True
+    else:
+        result.update(digest)
     return result
 
 
@@ -100,14 +78,11 @@ def _dumps(result: dict) -> str:
 
 
 def run(arguments) -> int:
-
-    refuse_without_identity(arguments.archive, arguments.identity)
+    result = verify_location(arguments.archive, arguments.identity)
     if arguments.identity:
-        result = verify_encrypted(arguments.archive, arguments.identity)
         label, whole = f"{arguments.archive} (decrypted)", "plaintext"
         size, sha256 = result["plaintext_bytes"], result["plaintext_sha256"]
     else:
-        result = verify_location(arguments.archive)
         label, whole = arguments.archive, "archive"
         size, sha256 = result["bytes"], result["sha256"]
     if arguments.json:

@@ -15,7 +15,6 @@ turns function body checks off.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -25,13 +24,19 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
 
 from supabase_backup.errors import (
     ConfigurationError,
     ExtensionsMissing,
     RestoreFailed,
     RestoreRefused,
+)
+from supabase_backup.restore.dump_text import (
+    LineKind,
+    created_extension,
+    quote_identifier,
+    read_dump,
+    roles_named_in,
 )
 from supabase_backup.sources.database import DatabaseSettings
 
@@ -46,41 +51,8 @@ EXTENSION_SCHEMAS = {
     "pg_graphql": "graphql",
     "pgmq": "pgmq",
 }
-# Role names a dump may name that are not roles to create.
-RESERVED_ROLE_NAMES = frozenset({"public", "current_user", "session_user", "current_role"})
-
-_IDENTIFIER = r'(?:"(?:[^"]|"")+"|[^\s,;."()]+)'
-_QUALIFIED = rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})?"
-_CREATE_EXTENSION = re.compile(
-    rf"^CREATE EXTENSION (?:IF NOT EXISTS )?(?P<name>{_IDENTIFIER})(?: WITH SCHEMA (?P<schema>{_IDENTIFIER}))?"
-)
-_TOC_HEADER = re.compile(
-    r"^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z ]+); "
-    r"Schema: (?P<schema>.*); Owner: (?P<owner>.*)$"
-)
-_COPY_START = re.compile(r"^COPY .* FROM stdin;$")
-_POLICY = re.compile(
-    rf"^(?:CREATE|ALTER) POLICY {_IDENTIFIER} ON {_QUALIFIED}(?: AS \w+)?(?: FOR \w+)?"
-    rf" TO (?P<roles>{_IDENTIFIER}(?:, {_IDENTIFIER})*)"
-)
-_GRANT = re.compile(
-    rf"^(?:GRANT|REVOKE) .* (?:TO|FROM) (?P<roles>{_IDENTIFIER}(?:, {_IDENTIFIER})*)"
-    r"(?: WITH (?:GRANT|ADMIN) OPTION)?(?: GRANTED BY .*)?;$"
-)
-_OWNER = re.compile(rf"^ALTER .* OWNER TO (?P<roles>{_IDENTIFIER});$")
-_DEFAULT_PRIVILEGES = re.compile(rf"^ALTER DEFAULT PRIVILEGES FOR ROLE (?P<roles>{_IDENTIFIER})")
 # psql's output without -q: one command tag per statement, "(n rows)" after a SELECT's result.
 _COMMAND_TAG = re.compile(r"^(?:[A-Z]+(?: [A-Z]+)*(?: \d+)*|\(\d+ rows?\))$")
-
-
-def unquote_identifier(identifier: str) -> str:
-    if identifier.startswith('"') and identifier.endswith('"'):
-        return identifier[1:-1].replace('""', '"')
-    return identifier.lower()
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass
@@ -92,64 +64,16 @@ class DumpScan:
     lines: int = 0
 
 
-def _roles_in(statement: str) -> set[str]:
-    for pattern in (_POLICY, _GRANT, _OWNER, _DEFAULT_PRIVILEGES):
-        match = pattern.match(statement)
-        if match:
-            names = re.findall(_IDENTIFIER, match.group("roles"))
-            return {
-                role
-                for role in map(unquote_identifier, names)
-                if role not in RESERVED_ROLE_NAMES and not role.startswith("pg_")
-            }
-    return set()
-
-
-def iter_statement_lines(lines: Iterable[str]) -> Iterator[tuple[str, str | None]]:
-    """(line, statement) for every line of a dump: ``statement`` is the whole statement on the line
-    that ends a policy, grant or owner statement outside COPY data, else None."""
-    in_copy = False
-    pending: list[str] = []
-    for line in lines:
-        text = line.rstrip("\n")
-        if in_copy:
-            in_copy = text != "\\."
-            yield line, None
-            continue
-        if _COPY_START.match(text):
-            in_copy = True
-            yield line, None
-            continue
-        if pending or text.startswith(
-            ("CREATE POLICY", "ALTER POLICY", "GRANT ", "REVOKE ", "ALTER ")
-        ):
-            pending.append(text)
-            if text.endswith(";"):
-                statement = " ".join(pending)
-                pending = []
-                yield line, statement
-                continue
-            if (
-                len(pending) > 1000
-            ):  # not a statement we read roles from (a long ALTER TABLE): let go
-                pending = []
-        yield line, None
-
-
 def scan_dump(lines: Iterable[str]) -> DumpScan:
     """Extensions the dump creates (name -> schema) and roles it names (policies, grants, owners)."""
     scan = DumpScan()
-    for line, statement in iter_statement_lines(lines):
+    for item in read_dump(lines, statements=True):
         scan.lines += 1
-        if line.startswith("CREATE EXTENSION"):
-            match = _CREATE_EXTENSION.match(line)
-            if match:
-                schema = match.group("schema")
-                scan.extensions[unquote_identifier(match.group("name"))] = (
-                    unquote_identifier(schema) if schema else None
-                )
-        if statement:
-            scan.roles |= _roles_in(statement)
+        if item.kind is LineKind.SQL and (extension := created_extension(item.text)):
+            name, schema = extension
+            scan.extensions[name] = schema
+        if item.statement:
+            scan.roles |= roles_named_in(item.statement)
     return scan
 
 
@@ -180,33 +104,29 @@ class DumpFilter:
         return schema in owned
 
     def filter(self, lines: Iterable[str]) -> Iterator[str]:
-        skipping = in_copy = False
-        for line in lines:
-            text = line.rstrip("\n")
-            if in_copy:
-                in_copy = text != "\\."
-            elif _COPY_START.match(text):
-                in_copy = True
-            elif text.startswith("-- ") and (header := _TOC_HEADER.match(text)):
-                skipping = self._skips(header["name"], header["type"], header["schema"])
+        skipping = False
+        for item in read_dump(lines):
+            if item.entry is not None:
+                entry = item.entry
+                skipping = self._skips(entry.name, entry.type, entry.schema)
                 if skipping:
-                    where = "" if header["schema"] == "-" else f" in schema {header['schema']}"
-                    self.skipped_entries.append(f"{header['type']} {header['name']}{where}")
-            elif text in ("BEGIN;", "COMMIT;"):
-                self.transaction_lines += 1
-                continue
-            elif self.skip_extensions and text.startswith("CREATE EXTENSION"):
+                    where = "" if entry.schema == "-" else f" in schema {entry.schema}"
+                    self.skipped_entries.append(f"{entry.type} {entry.name}{where}")
+            elif item.kind is LineKind.SQL:
+                if item.text in ("BEGIN;", "COMMIT;"):
+                    self.transaction_lines += 1
+                    continue
                 # An extension created outside pg_dump's layout (hand-written SQL) is skipped too.
-                match = _CREATE_EXTENSION.match(text)
-                if match and unquote_identifier(match.group("name")) in self.skip_extensions:
+                extension = created_extension(item.text) if self.skip_extensions else None
+                if extension and extension[0] in self.skip_extensions:
                     self.skipped_lines += 1
                     if not skipping:
-                        self.skipped_entries.append(f"statement {text}")
+                        self.skipped_entries.append(f"statement {item.text}")
                     continue
             if skipping:
                 self.skipped_lines += 1
                 continue
-            yield line
+            yield item.line
 
 
 def find_psql(configured: str | None = None) -> str:
@@ -450,8 +370,3 @@ def restore_database(
         counts,
         messages,
     )
-
-
-def open_text(binary: IO[bytes]) -> IO[str]:
-    """A dump member as text, split only at \n and written back byte for byte."""
-    return io.TextIOWrapper(binary, encoding="utf-8", newline="\n")

@@ -41,6 +41,7 @@ from supabase_backup.config import (
     DRILL_DAG_ID,
 )
 from supabase_backup.destination import s3 as destination
+from supabase_backup.destination.location import open_archive
 from supabase_backup.errors import (
     ArchiveNotFound,
     DecryptionFailed,
@@ -58,11 +59,7 @@ from supabase_backup.restore.archive import (
     check_member_names,
     read_header_and_members,
 )
-from supabase_backup.restore.database import (
-    EXTENSION_SCHEMAS,
-    open_text,
-    restore_database,
-)
+from supabase_backup.restore.compare import compare_with_recorded, has_exact_figures, restore_dump
 from supabase_backup.sources import table_figures
 from supabase_backup.sources.database import DatabaseSettings
 
@@ -229,16 +226,11 @@ def create_scratch_database(plan: DrillPlan, resources: DrillResources) -> None:
     )
 
 
-def _open_archive(plan: DrillPlan, resources: DrillResources):
-    archive_file, _ = destination.open_s3_archive(resources.s3, plan.s3_bucket, plan.s3_key)
-    return archive_file
-
-
 def read_recorded_tables(plan: DrillPlan, resources: DrillResources) -> tuple[dict, list[dict]]:
     """The manifest's ``database`` section and its tables' recorded figures."""
     with (
-        _open_archive(plan, resources) as archive_file,
-        RestoreArchive(archive_file, plan.archive_url) as archive,
+        open_archive(plan.archive_url, s3_client=resources.s3) as (archive_file, label),
+        RestoreArchive(archive_file, label) as archive,
     ):
         header, _ = read_header_and_members(archive)
     section = header.get("database") or {}
@@ -252,8 +244,8 @@ def restore_backup(plan: DrillPlan, resources: DrillResources) -> dict:
     one transaction), skipping extensions the drill server lacks."""
     started = time.monotonic()
     with (
-        _open_archive(plan, resources) as archive_file,
-        RestoreArchive(archive_file, plan.archive_url) as archive,
+        open_archive(plan.archive_url, s3_client=resources.s3) as (archive_file, label),
+        RestoreArchive(archive_file, label) as archive,
     ):
         check_member_names(archive)
         header, _ = read_header_and_members(archive)
@@ -261,10 +253,8 @@ def restore_backup(plan: DrillPlan, resources: DrillResources) -> dict:
         if not section or not section.get("included", True):
             raise DrillFailed(f"{plan.archive_url} holds no database dump (the run left it out)")
         member = section.get("member", DATABASE_MEMBER)
-        result = restore_database(
-            lambda: open_text(archive.open(member)),
-            _scratch(plan, resources),
-            skip_unavailable_extensions=True,
+        result = restore_dump(
+            archive, _scratch(plan, resources), member=member, skip_unavailable_extensions=True
         )
     summary = {
         "statements": result.statements,
@@ -291,28 +281,19 @@ def compare_with_manifest(plan: DrillPlan, resources: DrillResources, restored: 
     tables that differ; then a difference raises FiguresDiffer."""
     started = time.monotonic()
     section, recorded = read_recorded_tables(plan, resources)
-    if not any(entry.get("rows") is not None for entry in recorded):
+    if not has_exact_figures(recorded):
         raise DrillFailed(
             f"the manifest of {plan.archive_url} records no exact figures (a backup "
             "made before they existed): nothing to compare a restore with"
         )
-    skipped_schemas = {
-        EXTENSION_SCHEMAS[name]: f"extension {name} is not available on the drill "
-        "server (skipped by the restore)"
-        for name in restored.get("extensions_skipped") or []
-        if name in EXTENSION_SCHEMAS
-    }
-    checksum_tables, method, unknown_method = table_figures.checksum_tables_and_method(
-        recorded, table_figures.recorded_method(section)
+    comparison = compare_with_recorded(
+        _scratch(plan, resources),
+        recorded,
+        table_figures.recorded_method(section),
+        extensions_skipped=restored.get("extensions_skipped") or [],
+        extension_skipped_reason="extension {name} is not available on the drill server "
+        "(skipped by the restore)",
     )
-    figures = table_figures.compute_figures_of(
-        _scratch(plan, resources), checksum_tables=checksum_tables, method=method
-    )
-    comparison = table_figures.compare_figures(
-        recorded, figures, not_compared_schemas=skipped_schemas
-    )
-    if unknown_method:
-        comparison.not_compared.append(unknown_method)
     result = {
         **comparison.to_dict(),
         "snapshot_time": section.get("snapshot_time"),

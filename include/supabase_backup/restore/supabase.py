@@ -43,15 +43,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from supabase_backup.errors import ExtensionsMissing, RestoreRefused
-from supabase_backup.restore.database import (
-    _COPY_START,
-    _CREATE_EXTENSION,
-    _TOC_HEADER,
-    _roles_in,
-    find_psql,
-    iter_statement_lines,
+from supabase_backup.restore.database import find_psql, run_psql
+from supabase_backup.restore.dump_text import (
+    IDENTIFIER,
+    LineKind,
+    created_extension,
+    decode_copy_field,
     quote_identifier,
-    run_psql,
+    quote_literal,
+    read_dump,
+    roles_named_in,
     unquote_identifier,
 )
 from supabase_backup.sources.database import DatabaseSettings
@@ -109,20 +110,18 @@ RESERVED_ROLES = frozenset(
         "pgtle_admin",
     }
 )
-_ROLE_CREATE = re.compile(r'^CREATE ROLE (?P<name>"(?:[^"]|"")+"|\S+);$')
-_ROLE_ATTRIBUTES = re.compile(r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|\S+) WITH (?P<attributes>.*);$')
+_ROLE_CREATE = re.compile(rf"^CREATE ROLE (?P<name>{IDENTIFIER});$")
+_ROLE_ATTRIBUTES = re.compile(rf"^ALTER ROLE (?P<name>{IDENTIFIER}) WITH (?P<attributes>.*);$")
 _ROLE_SETTING = re.compile(
-    r'^ALTER ROLE (?P<name>"(?:[^"]|"")+"|\S+) (?:IN DATABASE \S+ )?(?:SET|RESET) '
+    rf"^ALTER ROLE (?P<name>{IDENTIFIER}) (?:IN DATABASE {IDENTIFIER} )?(?:SET|RESET) "
 )
 _ROLE_GRANT = re.compile(
-    r'^GRANT (?P<role>"(?:[^"]|"")+"|\S+) TO (?P<member>"(?:[^"]|"")+"|\S+)'
+    rf"^GRANT (?P<role>{IDENTIFIER}) TO (?P<member>{IDENTIFIER})"
     r"(?P<options>(?: WITH [A-Z ]+?(?: TRUE| FALSE| OPTION)?)*)"
-    r'(?: GRANTED BY (?:"(?:[^"]|"")+"|\S+))?;$'
+    rf"(?: GRANTED BY {IDENTIFIER})?;$"
 )
 # Attributes postgres may not give on Supabase (superuser only): left out, and said so.
 DROPPED_ROLE_ATTRIBUTES = ("SUPERUSER", "REPLICATION", "BYPASSRLS")
-_COPY_HEADER = re.compile(r"^COPY (?P<table>\S+) \((?P<columns>.*)\) FROM stdin;$")
-_IDENT = r'(?:"(?:[^"]|"")+"|[^\s,;."()]+)'
 
 
 def is_reserved_role(name: str) -> bool:
@@ -148,15 +147,21 @@ def plan_roles(lines: Iterable[str], existing: set[str]) -> RolesPlan:
     for line in lines:
         text = line.rstrip("\n")
         if match := _ROLE_CREATE.match(text):
-            name = _unquote(match["name"])
+            name = unquote_identifier(match["name"])
             if not is_reserved_role(name) and name not in existing:
                 plan.created.append(name)
         elif match := _ROLE_ATTRIBUTES.match(text):
-            attributes[_unquote(match["name"])] = match["attributes"]
+            attributes[unquote_identifier(match["name"])] = match["attributes"]
         elif match := _ROLE_SETTING.match(text):
-            settings.append((_unquote(match["name"]), text))
+            settings.append((unquote_identifier(match["name"]), text))
         elif match := _ROLE_GRANT.match(text):
-            grants.append((_unquote(match["role"]), _unquote(match["member"]), match["options"]))
+            grants.append(
+                (
+                    unquote_identifier(match["role"]),
+                    unquote_identifier(match["member"]),
+                    match["options"],
+                )
+            )
         elif text.startswith("GRANT "):
             plan.left_out.append(f"not understood: {text}")
     created = set(plan.created)
@@ -185,32 +190,6 @@ def is_managed(schema: str) -> bool:
     return schema in MANAGED_SCHEMAS or schema.startswith(("supabase_", "pg_"))
 
 
-def _unquote(identifier: str) -> str:
-    identifier = identifier.strip()
-    if identifier.startswith('"') and identifier.endswith('"'):
-        return identifier[1:-1].replace('""', '"')
-    return identifier
-
-
-def _split_qualified(name: str) -> tuple[str, str]:
-    parts = re.findall(_IDENT, name)
-    return _unquote(parts[0]), _unquote(parts[1])
-
-
-def decode_copy_field(value: str) -> str | None:
-    """One field of COPY's text format (``\\N`` is NULL; backslash escapes)."""
-    if value == "\\N":
-        return None
-    escapes = {"t": "\t", "n": "\n", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "\\": "\\"}
-    return re.sub(r"\\(.)", lambda match: escapes.get(match.group(1), match.group(1)), value)
-
-
-def sql_literal(value: str | None) -> str:
-    if value is None:
-        return "NULL"
-    return "'" + value.replace("'", "''") + "'"
-
-
 @dataclass
 class SupabaseDumpScan:
     """What the dump holds that the target must be checked against."""
@@ -229,40 +208,30 @@ class SupabaseDumpScan:
 
 
 def scan_supabase_dump(lines: Iterable[str]) -> SupabaseDumpScan:
-
+    """The extensions, roles, loaded columns and migration histories of a dump."""
     scan = SupabaseDumpScan()
-    migration_table: tuple[str, str] | None = None
-    for line, statement in iter_statement_lines(lines):
-        text = line.rstrip("\n")
-        if migration_table is not None:
-            if text == "\\.":
-                migration_table = None
-            else:
-                scan.migration_versions[migration_table].append(
-                    decode_copy_field(text.split("\t")[scan.migration_column(migration_table)])
-                    or ""
+    for item in read_dump(lines, statements=True):
+        kind = item.kind
+        if kind is LineKind.COPY_ROW:
+            table = item.copy.table
+            if table in MIGRATION_TABLES:
+                field_index = scan.migration_column(table)
+                scan.migration_versions[table].append(
+                    decode_copy_field(item.text.split("\t")[field_index]) or ""
                 )
-            continue
-        if text.startswith("-- ") and _TOC_HEADER.match(text):
+        elif kind is LineKind.ENTRY_HEADER:
             scan.entries += 1
-        elif text.startswith("CREATE EXTENSION"):
-            match = _CREATE_EXTENSION.match(text)
-            if match:
-                schema = match.group("schema")
-                scan.extensions[unquote_identifier(match.group("name"))] = (
-                    unquote_identifier(schema) if schema else None
-                )
-        elif text.startswith("COPY ") and (header := _COPY_HEADER.match(text)):
-            table = _split_qualified(header["table"])
-            columns = [_unquote(column) for column in re.findall(_IDENT, header["columns"])]
+        elif kind is LineKind.SQL and (extension := created_extension(item.text)):
+            name, schema = extension
+            scan.extensions[name] = schema
+        elif kind is LineKind.COPY_START and (table := item.copy.table) is not None:
             if table in MIGRATION_TABLES:
                 scan.migration_versions[table] = []
-                scan.migration_columns[table] = columns
-                migration_table = table
+                scan.migration_columns[table] = list(item.copy.columns)
             elif table[0] in DATA_SCHEMAS:
-                scan.loaded_columns[table] = columns
-        if statement:
-            scan.roles |= _roles_in(statement)
+                scan.loaded_columns[table] = list(item.copy.columns)
+        if item.statement:
+            scan.roles |= roles_named_in(item.statement)
     return scan
 
 
@@ -469,48 +438,42 @@ class SupabaseFilter:
 
     def filter(self, lines: Iterable[str]) -> Iterator[str]:
         yield from self.preamble()
-        skipping = in_copy = in_cron = False
-        current = ""
-        cron_columns: list[str] = []
-        for line in lines:
-            text = line.rstrip("\n")
-            if in_copy:
-                in_copy = text != "\\."
+        skipping = in_cron = False
+        for item in read_dump(lines):
+            kind = item.kind
+            if kind is LineKind.COPY_ROW or kind is LineKind.COPY_END:
                 if in_cron:
-                    if in_copy:
-                        yield self._schedule(
-                            dict(zip(cron_columns, map(decode_copy_field, text.split("\t"))))
-                        )
+                    if kind is LineKind.COPY_ROW:
+                        fields = map(decode_copy_field, item.text.split("\t"))
+                        yield self._schedule(dict(zip(item.copy.columns, fields)))
                     else:
                         in_cron = False
                     continue
                 if not skipping:
-                    yield line
+                    yield item.line
                 continue
-            if _COPY_START.match(text):
-                in_copy = True
-                header = _COPY_HEADER.match(text)
-                if not skipping and header and _split_qualified(header["table"]) == ("cron", "job"):
+            if kind is LineKind.COPY_START:
+                if not skipping and item.copy.table == ("cron", "job"):
                     in_cron = True
-                    cron_columns = [_unquote(c) for c in re.findall(_IDENT, header["columns"])]
                     continue
                 if not skipping:
-                    yield line
+                    yield item.line
                 continue
-            if text.startswith("-- ") and (header := _TOC_HEADER.match(text)):
-                reason = self._decide(header["name"], header["type"], header["schema"])
+            if kind is LineKind.ENTRY_HEADER:
+                entry = item.entry
+                reason = self._decide(entry.name, entry.type, entry.schema)
                 skipping = reason is not None
-                current = f"{header['type']} {header['schema']}"
                 if skipping:
                     self.skipped[reason] = self.skipped.get(reason, 0) + 1
                 else:
+                    current = f"{entry.type} {entry.schema}"
                     self.applied[current] = self.applied.get(current, 0) + 1
                 continue
-            if text in ("BEGIN;", "COMMIT;"):
+            if item.text in ("BEGIN;", "COMMIT;"):
                 continue  # pg_dump's around large-object data: one transaction only
             if skipping:
                 continue
-            yield line
+            yield item.line
 
     def _schedule(self, job: dict) -> str:
         name, schedule, command = job.get("jobname"), job.get("schedule"), job.get("command")
@@ -518,17 +481,17 @@ class SupabaseFilter:
         self.cron_jobs.append(name or f"job {job.get('jobid')}")
         if database != self.target.database or job.get("active") == "f":
             call = (
-                f"SELECT cron.schedule_in_database({sql_literal(name)}, {sql_literal(schedule)}, "
-                f"{sql_literal(command)}, {sql_literal(database)}, NULL, "
+                f"SELECT cron.schedule_in_database({quote_literal(name)}, {quote_literal(schedule)}, "
+                f"{quote_literal(command)}, {quote_literal(database)}, NULL, "
                 f"{'false' if job.get('active') == 'f' else 'true'});\n"
             )
         elif name:
             call = (
-                f"SELECT cron.schedule({sql_literal(name)}, {sql_literal(schedule)}, "
-                f"{sql_literal(command)});\n"
+                f"SELECT cron.schedule({quote_literal(name)}, {quote_literal(schedule)}, "
+                f"{quote_literal(command)});\n"
             )
         else:
-            call = f"SELECT cron.schedule({sql_literal(schedule)}, {sql_literal(command)});\n"
+            call = f"SELECT cron.schedule({quote_literal(schedule)}, {quote_literal(command)});\n"
         return call
 
 
