@@ -7,25 +7,19 @@ A sandbox of its own: these tests stop and restart its processes."""
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import sandbox as sandbox_package
-from tests.sandbox_fixtures import start_sandbox
+from tests.sandbox_fixtures import running_sandbox
 
 
 @pytest.fixture(scope="module")
 def fragile_sandbox():
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-fragile-", dir="/tmp"))
-    os.chmod(state_dir, 0o755)
-    try:
-        yield start_sandbox(state_dir, "small")
-    finally:
-        sandbox_package.down(str(state_dir), purge=True)
+    with running_sandbox("fragile") as sandbox:
+        yield sandbox
 
 
 def restart(sandbox) -> None:
