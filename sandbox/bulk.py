@@ -29,7 +29,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .common import storage_ts
+from .common import SandboxError, connect, storage_ts
+from .seed import add_buckets
 
 BULK_FILE = "bulk.json"
 DEFAULT_BUCKET = "bulk"
@@ -107,9 +108,6 @@ def add_bulk_bucket(s: dict, bucket: str = DEFAULT_BUCKET, objects: int = 1000, 
     """Create (or re-create) the bulk bucket ``bucket`` with ``objects`` generated objects of ``size``
     bytes. Idempotent: a bucket already holding this spec is left alone; a different spec replaces
     the bucket's rows. Returns the spec ``{"bucket", "objects", "size", "seed"}``."""
-    from .runtime import SandboxError, connect
-    from .seed import add_buckets
-
     if objects < 0 or not 0 <= size <= MAX_SIZE:
         raise SandboxError(f"bulk bucket: objects must be >= 0 and size 0..{MAX_SIZE} bytes")
     spec = {"bucket": bucket, "objects": int(objects), "size": int(size), "seed": int(seed)}
@@ -136,8 +134,6 @@ def add_bulk_bucket(s: dict, bucket: str = DEFAULT_BUCKET, objects: int = 1000, 
 
 def remove_bulk_bucket(s: dict, bucket: str) -> None:
     """Delete a bulk bucket's rows and the bucket itself."""
-    from .runtime import connect
-
     with connect(s, autocommit=True) as conn:
         conn.execute("DELETE FROM storage.objects WHERE bucket_id = %s", (bucket,))
         conn.execute("DELETE FROM storage.buckets WHERE id = %s", (bucket,))

@@ -1,4 +1,8 @@
-"""Small helpers shared by the sandbox runtime, seeder and server (never by include/)."""
+"""Small helpers shared by the sandbox runtime, seeder, bulk buckets and server (never by include/).
+
+The modules above it import this one and never each other upwards: runtime starts the processes
+and seeds through seed and bulk, which reach the database through ``connect`` here.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,19 @@ import hmac
 import json
 import re
 
+import psycopg
+
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def connect(s: dict, **kw) -> psycopg.Connection:
+    """A connection to the sandbox's database as its superuser, from the settings dict."""
+    return psycopg.connect(host=s["pg_host"], port=s["pg_port"], user=s["pg_user"],
+                           password=s["pg_password"], dbname=s["pg_dbname"], **kw)
 
 # Storage object keys the real server accepts (supabase/storage: letters, digits, space and
 # _ / ! . * ' ( ) & $ = @ ; : + , ? -), and it refuses "." / ".." path segments.

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import make_jwt
+from . import bulk, seed
+from .common import SandboxError, connect, make_jwt
 
 PG_BIN = os.environ.get("SANDBOX_PG_BIN", "/usr/lib/postgresql/15/bin")
 PG_USER_OS = "postgres"
@@ -24,10 +25,6 @@ S3_BUCKET = "supabase-backups"
 PKG_ROOT = Path(__file__).resolve().parent.parent  # the directory holding the sandbox package
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 DEFAULT_STATE_DIR = "./.sandbox"
-
-
-class SandboxError(RuntimeError):
-    pass
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,13 +258,6 @@ def _pg_stop(s: dict) -> None:
         _as_postgres([f"{PG_BIN}/pg_ctl", "-D", s["pg_data_dir"], "-m", "fast", "-w", "stop"])
 
 
-def connect(s: dict, **kw):
-    import psycopg
-
-    return psycopg.connect(host=s["pg_host"], port=s["pg_port"], user=s["pg_user"],
-                           password=s["pg_password"], dbname=s["pg_dbname"], **kw)
-
-
 def _apply_schema(s: dict, p: dict[str, Path]) -> None:
     with connect(s, autocommit=True) as conn:
         conn.execute((SQL_DIR / "roles.sql").read_text())
@@ -344,6 +334,8 @@ def _start_s3(s: dict, p: dict[str, Path]) -> None:
 
 
 def _ensure_s3_bucket(s: dict) -> None:
+    # Imported here: boto3 takes about a second to load, and only `up` talks to S3 (not `env`,
+    # `status` or `down`, nor the API server, which imports this package).
     import boto3
     from botocore.config import Config
 
@@ -423,21 +415,17 @@ def up(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, size: str = "small",
     _start_api(s, p)
     _ensure_s3_bucket(s)
 
-    from . import seed as seed_mod
-
     if not p["seeded"].exists():
         say(f"seeding ({s['size']})")
-        summary = seed_mod.seed(s, s["size"], log=say)
+        summary = seed.seed(s, s["size"], log=say)
         p["seeded"].write_text(json.dumps(summary, indent=2) + "\n")
     if objects_dir:
         say(f"loading objects from {objects_dir}")
-        seed_mod.load_objects_dir(s, objects_dir)
+        seed.load_objects_dir(s, objects_dir)
     if users_file:
         say(f"loading users from {users_file}")
-        seed_mod.load_users_file(s, users_file)
+        seed.load_users_file(s, users_file)
     if bulk_objects is not None:
-        from . import bulk
-
         bulk.add_bulk_bucket(s, bulk_bucket, bulk_objects, size=bulk_size, seed=bulk_seed, log=say)
     if list_v2 is not None:
         _set_fault_live(s, {"list_v2_disabled": not list_v2})
@@ -446,7 +434,7 @@ def up(state_dir: str | os.PathLike = DEFAULT_STATE_DIR, size: str = "small",
 
 
 def _set_fault_live(s: dict, update: dict) -> None:
-    import httpx
+    import httpx  # half a second to load, needed only by `up --list-v2/--no-list-v2`
 
     try:
         httpx.put(f"{s['control_url']}/faults", json=update, timeout=5)

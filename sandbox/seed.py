@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 from psycopg.types.json import Jsonb
 
-from .common import NIL_UUID, storage_metadata
+from .common import NIL_UUID, connect, storage_metadata
 
 SEED = 20241125
 BASE_TIME = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
@@ -298,8 +298,6 @@ def seed_users(conn, size: str, rng: random.Random) -> list[str]:
 
 def load_users_file(s: dict, users_file: str | os.PathLike) -> int:
     """Load users from a JSON array: {email, id?, phone?, user_metadata?, app_metadata?, created_at?}."""
-    from .runtime import connect
-
     data = json.loads(Path(users_file).read_text())
     if not isinstance(data, list):
         raise ValueError("users file must hold a JSON array")
@@ -416,8 +414,6 @@ def seed_app(conn, size: str, n_users: int) -> dict:
 # entry points
 # ------------------------------------------------------------------------------------------------
 def seed(s: dict, size: str, log: Callable[[str], None] = lambda m: None) -> dict:
-    from .runtime import connect
-
     rng = random.Random(SEED)
     with connect(s, autocommit=False) as conn:
         log("users")
@@ -437,8 +433,6 @@ def seed(s: dict, size: str, log: Callable[[str], None] = lambda m: None) -> dic
 
 def load_objects_dir(s: dict, objects_dir: str | os.PathLike) -> int:
     """Load a local tree: one subfolder per bucket, every file an object (key = relative path)."""
-    from .runtime import connect
-
     root = Path(objects_dir)
     if not root.is_dir():
         raise ValueError(f"{root} is not a directory")
@@ -488,8 +482,6 @@ def upsert_object(conn, s: dict, bucket: str, key: str, data: bytes | Iterable[b
 
 def add_objects(s: dict, bucket: str, items: Iterable[tuple[str, bytes, str]]) -> int:
     """Helper for tests: insert (name, bytes, mimetype) objects by direct SQL, creating the bucket."""
-    from .runtime import connect
-
     n = 0
     with connect(s, autocommit=False) as conn:
         add_buckets(conn, [{"id": bucket}])

@@ -1,13 +1,18 @@
-"""The sandbox for integration and end-to-end tests: started once per session on loopback (Postgres,
-Storage/Auth API, S3), with the migration applied, and read back as ground truth."""
+"""Sandboxes for the tests, all started by ``running_sandbox``: the session's small and medium
+sandboxes (each started once per test run, on first use) and the few a module needs of its own
+because it stops, rewrites or empties one. Each runs on loopback (Postgres, Storage/Auth API, S3),
+with the migration applied, and is read back as ground truth through ``Sandbox``."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -15,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 
+import sandbox as sandbox_package
 from tests.conftest import PROJECT_ROOT
 
 MIGRATION = PROJECT_ROOT / "include" / "sql" / "001_backup_system.sql"
@@ -95,26 +101,57 @@ class Sandbox:
         return target
 
 
-def start_sandbox(state_dir: Path, size: str) -> Sandbox:
-    import sandbox
+def new_state_dir(name: str) -> Path:
+    """A fresh, empty sandbox state dir under /tmp (``up`` opens it to the postgres OS user)."""
+    return Path(tempfile.mkdtemp(prefix=f"supabase-backup-sandbox-{name}-", dir="/tmp"))
 
-    settings = sandbox.up(str(state_dir), size=size)
-    subprocess.run(
-        ["psql", "--quiet", "-v", "ON_ERROR_STOP=1", "-f", str(MIGRATION)],
-        env=Sandbox(settings).libpq_environment(), check=True, stdout=subprocess.DEVNULL,
-    )
-    return Sandbox(settings)
+
+@contextlib.contextmanager
+def running_sandbox(name: str, size: str = "small", *, backup_tables: bool = True,
+                    postgres_bin: Path | None = None) -> Iterator[Sandbox]:
+    """Start a sandbox on a fresh state dir, yield it, then stop it and delete its data.
+
+    ``backup_tables``: apply the product's migration (backup_history and the other tables the DAG
+    writes); the sandbox's own tests leave it out, they test the stand-in alone.
+    ``postgres_bin``: run its Postgres from these binaries instead of Debian's 15. The sandbox reads
+    SANDBOX_PG_BIN once, when it is imported, so such a sandbox is driven through ``python -m
+    sandbox`` in a process of its own."""
+    state_dir = new_state_dir(name)
+    environment = {**os.environ, "SANDBOX_PG_BIN": str(postgres_bin)} if postgres_bin else None
+
+    def sandbox_command(*arguments: str) -> None:
+        # Its standard output holds the sandbox's passwords: kept out of the test log.
+        subprocess.run([sys.executable, "-m", "sandbox", *arguments, "--state-dir", str(state_dir)],
+                       env=environment, cwd=PROJECT_ROOT, check=True, stdout=subprocess.DEVNULL)
+
+    try:
+        if postgres_bin:
+            sandbox_command("up", "--size", size)
+            started = Sandbox(sandbox_package.load_settings(str(state_dir)))
+        else:
+            started = Sandbox(sandbox_package.up(str(state_dir), size=size))
+        if backup_tables:
+            psql = str(postgres_bin / "psql") if postgres_bin else "psql"
+            subprocess.run([psql, "--quiet", "-v", "ON_ERROR_STOP=1", "-f", str(MIGRATION)],
+                           env=started.libpq_environment(), check=True, stdout=subprocess.DEVNULL)
+        yield started
+    finally:
+        if postgres_bin:
+            sandbox_command("down", "--purge")
+        else:
+            sandbox_package.down(str(state_dir), purge=True)
 
 
 @pytest.fixture(scope="session")
 def small_sandbox():
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-sandbox-small-"))
-    os.chmod(state_dir, 0o755)
-    import sandbox
-
-    try:
-        yield start_sandbox(state_dir, "small")
-    finally:
-        sandbox.down(str(state_dir), purge=True)
+    """The small sandbox most tests share."""
+    with running_sandbox("small") as started:
+        yield started
 
 
+@pytest.fixture(scope="session")
+def medium_sandbox():
+    """The medium sandbox (2,600 users, a 200 MiB object, about 190k rows), started once per run:
+    its tests only read it and back it up."""
+    with running_sandbox("medium", "medium") as started:
+        yield started

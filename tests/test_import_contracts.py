@@ -1,6 +1,7 @@
-"""The import directions of STYLE.md, as import-linter contracts (pyproject.toml): the library
-imports no DAG, plugin or sandbox code; the sandbox imports no library code; only the boundary
-package supabase_backup.airflow imports airflow; the library's floors (layers) and no cycle."""
+"""The import directions of STYLE.md, as import-linter contracts (pyproject.toml): the library's
+floors and no cycle inside it; the library imports no DAG, plugin or sandbox code; the sandbox
+imports no library code and its own modules form floors without a cycle; only the boundary package
+supabase_backup.airflow imports airflow."""
 
 import os
 import subprocess

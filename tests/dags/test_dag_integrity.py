@@ -1,5 +1,5 @@
-"""The DAG imports cleanly, has tags, retries and timeouts, and parsing reads no Variable and opens
-no connection."""
+"""The DAGs import cleanly and each has its tags, schedule, retries and timeouts; parsing reads no
+Variable and opens no connection."""
 
 import os
 import socket
@@ -51,6 +51,18 @@ def test_drill_shape(dag_bag):
     assert dag.get_task("create_scratch_database").is_setup
     assert dag.get_task("drop_scratch_database").is_teardown
     assert dag.get_task("record_drill").trigger_rule == "all_done"
+
+
+def test_staleness_shape(dag_bag):
+    dag = dag_bag.dags["supabase_backup_staleness"]
+    assert {"backup", "supabase", "alerts"} <= set(dag.tags)
+    # Hourly, and never a backlog of checks after a pause: only the latest answer matters.
+    assert dag.schedule == "@hourly"
+    assert dag.catchup is False and dag.max_active_runs == 1 and dag.doc_md
+    assert [task.task_id for task in dag.tasks] == ["check_backup_age"]
+    for task in dag.tasks:
+        assert task.retries >= 2, task.task_id
+        assert task.execution_timeout is not None, task.task_id
 
 
 def test_staleness_shape_alerts_when_the_check_cannot_run(dag_bag):

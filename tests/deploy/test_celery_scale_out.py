@@ -12,9 +12,7 @@ each run writes to, and pg_dump's own per-run lines.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -24,22 +22,9 @@ import pytest
 from tests.airflow_services import AirflowServices
 from tests.archive_reader import read_archive, read_member
 from tests.celery_services import CeleryAirflowServices, RedisServer
-from tests.sandbox_fixtures import start_sandbox
 
 DAG_ID = "supabase_backup"  # reached by id only: the DAG file's name may change
 WORKERS = ("worker-a", "worker-b")
-
-
-@pytest.fixture(scope="module")
-def medium_sandbox():
-    import sandbox
-
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-sandbox-scale-", dir="/tmp"))
-    os.chmod(state_dir, 0o755)
-    try:
-        yield start_sandbox(state_dir, "medium")
-    finally:
-        sandbox.down(str(state_dir), purge=True)
 
 
 def common_environment(sandbox) -> dict[str, str]:

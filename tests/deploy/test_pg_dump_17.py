@@ -5,20 +5,16 @@ installs postgresql-client-17 from PGDG; the test machine has no PGDG)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.archive_reader import read_archive, read_member
-from tests.conftest import PROJECT_ROOT
 from tests.e2e.test_backup_end_to_end import successful_archive, table_row_counts
 from tests.postgres_17 import reachable_bin
-from tests.sandbox_fixtures import MIGRATION, Sandbox
+from tests.sandbox_fixtures import running_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +24,9 @@ def postgres_17_binaries() -> Path:
 
 @pytest.fixture(scope="module")
 def postgres_17_sandbox(postgres_17_binaries):
-    """The small sandbox on a Postgres 17 server (the sandbox takes its binaries from
-    SANDBOX_PG_BIN, read when it is imported: hence its own process)."""
-    import sandbox
-
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-sandbox-pg17-", dir="/tmp"))
-    os.chmod(state_dir, 0o755)
-    environment = {**os.environ, "SANDBOX_PG_BIN": str(postgres_17_binaries)}
-
-    def sandbox_command(*arguments: str) -> None:
-        # Its output holds the sandbox's passwords: kept out of the test log.
-        subprocess.run([sys.executable, "-m", "sandbox", *arguments, "--state-dir", str(state_dir)],
-                       env=environment, cwd=PROJECT_ROOT, check=True,
-                       stdout=subprocess.DEVNULL)
-
-    try:
-        sandbox_command("up", "--size", "small")
-        started = Sandbox(sandbox.load_settings(str(state_dir)))
-        subprocess.run([str(postgres_17_binaries / "psql"), "--quiet", "-v", "ON_ERROR_STOP=1",
-                        "-f", str(MIGRATION)],
-                       env=started.libpq_environment(), check=True, stdout=subprocess.DEVNULL)
-        yield started
-    finally:
-        sandbox_command("down", "--purge")
+    """The small sandbox on a Postgres 17 server."""
+    with running_sandbox("pg17", postgres_bin=postgres_17_binaries) as sandbox:
+        yield sandbox
 
 
 def backup_with_pg_dump_17(sandbox, runner, binaries, tmp_path) -> tuple[dict, dict, Path]:

@@ -8,26 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import sandbox as sandbox_package
 from supabase_backup.destination import retention
-from tests.sandbox_fixtures import start_sandbox
+from tests.sandbox_fixtures import running_sandbox
 
 
 @pytest.fixture(scope="module")
 def fragile_sandbox():
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-fragile-", dir="/tmp"))
-    os.chmod(state_dir, 0o755)
-    try:
-        yield start_sandbox(state_dir, "small")
-    finally:
-        sandbox_package.down(str(state_dir), purge=True)
+    with running_sandbox("fragile") as sandbox:
+        yield sandbox
 
 
 def restart(sandbox) -> None:

@@ -5,28 +5,10 @@ and a large object. Checked from the outside like the small end-to-end test."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
-
-import pytest
 
 from tests.archive_reader import read_archive, read_member
 from tests.e2e.test_backup_end_to_end import (
     restore_into_fresh_database, successful_archive, table_row_counts)
-from tests.sandbox_fixtures import start_sandbox
-
-
-@pytest.fixture(scope="module")
-def medium_sandbox():
-    import sandbox
-
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-sandbox-medium-", dir="/tmp"))
-    os.chmod(state_dir, 0o755)
-    try:
-        yield start_sandbox(state_dir, "medium")
-    finally:
-        sandbox.down(str(state_dir), purge=True)
 
 
 def test_medium_backup_is_complete(medium_sandbox, backup_runner, tmp_path):

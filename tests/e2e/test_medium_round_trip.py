@@ -5,10 +5,7 @@ own comparison), and every table's count checked from the outside against the so
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,23 +13,10 @@ import pytest
 from supabase_backup.cli import main
 from tests.postgres_17 import reachable_bin
 from tests.postgres_servers import DEBIAN_POSTGRES_15, bare_server
-from tests.sandbox_fixtures import start_sandbox
 
 SKIP_TABLES = {("public", "backup_history")}  # written to by the backup run after its snapshot
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def medium_sandbox():
-    import sandbox
-
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-sandbox-medium-", dir="/tmp"))
-    os.chmod(state_dir, 0o755)
-    try:
-        yield start_sandbox(state_dir, "medium")
-    finally:
-        sandbox.down(str(state_dir), purge=True)
 
 
 @pytest.fixture(scope="module")

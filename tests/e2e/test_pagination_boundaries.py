@@ -6,8 +6,6 @@ A sandbox of its own, because these tests rewrite its users and buckets."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.sources.auth_users import export_auth_users
 from supabase_backup.staging import StagingArea
 from supabase_backup.sources.storage_download import export_bucket
-from tests.sandbox_fixtures import start_sandbox
+from tests.sandbox_fixtures import running_sandbox
 
 OBJECTS_PER_FOLDER = (1, 99, 100, 101, 999, 1000, 1001, 1500, 1501)
 USER_COUNTS = (0, 1, 49, 50, 51, 999, 1000, 1001)
@@ -26,12 +24,8 @@ USER_COUNTS = (0, 1, 49, 50, 51, 999, 1000, 1001)
 
 @pytest.fixture(scope="module")
 def paging_sandbox():
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-paging-", dir="/tmp"))
-    os.chmod(state_dir, 0o755)
-    try:
-        yield start_sandbox(state_dir, "small")
-    finally:
-        sandbox_package.down(str(state_dir), purge=True)
+    with running_sandbox("paging") as sandbox:
+        yield sandbox
 
 
 def api(sandbox) -> ApiSettings:

@@ -6,9 +6,7 @@ storage.objects rows."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +17,7 @@ from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.cli import main
 from supabase_backup.restore.archive import RestoreArchive, read_header_and_members
 from supabase_backup.restore.storage import Progress, restore_storage
-from tests.sandbox_fixtures import start_sandbox
+from tests.sandbox_fixtures import running_sandbox
 
 SKIP_TABLES = {("public", "backup_history")}  # written to by the backup run itself
 # Held by the source database (older projects, direct SQL) but refused by today's Storage API.
@@ -60,14 +58,8 @@ def archive(small_sandbox, backup_runner, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def target_sandbox():
-    import sandbox
-
-    state_dir = Path(tempfile.mkdtemp(prefix="supabase-backup-restore-target-", dir="/tmp"))
-    state_dir.chmod(0o755)
-    try:
-        yield start_sandbox(state_dir, "small")
-    finally:
-        sandbox.down(str(state_dir), purge=True)
+    with running_sandbox("restore-target") as sandbox:
+        yield sandbox
 
 
 def empty_storage(sandbox) -> None:

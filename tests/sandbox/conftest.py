@@ -1,38 +1,19 @@
-"""Fixtures for the sandbox tests: one real sandbox (small) per session on a temp state dir."""
+"""Fixtures for the sandbox tests: one real sandbox (small) per session of their own, without the
+product's migration (they test the stand-in alone, and change its faults, users and buckets)."""
 
 from __future__ import annotations
-
-import os
-import shutil
-import sys
-import tempfile
 
 import httpx
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import sandbox  # noqa: E402
-
-
-def make_state_dir(prefix: str) -> str:
-    # under /tmp and world-searchable: the postgres OS user must reach STATE/pg
-    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
-    os.chmod(path, 0o711)
-    return path
+import sandbox
+from tests.sandbox_fixtures import running_sandbox
 
 
 @pytest.fixture(scope="session")
 def sbx():
-    state_dir = make_state_dir("sbx-test-")
-    try:
-        settings = sandbox.up(state_dir, size="small")
-        yield settings
-    finally:
-        sandbox.down(state_dir, purge=True)
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with running_sandbox("sbx-test", backup_tables=False) as started:
+        yield started.settings
 
 
 @pytest.fixture(scope="session")

@@ -11,16 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 import sandbox
 from sandbox import bulk
+from tests.sandbox_fixtures import running_sandbox
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -120,15 +119,9 @@ def test_the_exporter_stages_every_bulk_object_as_generated(sbx, bulk_bucket, tm
 # ------------------------------------------------------------------------------------- a million objects
 @pytest.fixture(scope="module")
 def million_sandbox():
-    state_dir = tempfile.mkdtemp(prefix="sbx-million-", dir="/tmp")
-    os.chmod(state_dir, 0o711)  # the postgres OS user must reach STATE/pg
-    try:
-        settings = sandbox.up(state_dir, size="small")
-        spec = sandbox.add_bulk_bucket(settings, "million", MILLION, size=1024, seed=3)
-        yield settings, spec
-    finally:
-        sandbox.down(state_dir, purge=True)
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with running_sandbox("million", backup_tables=False) as started:
+        spec = sandbox.add_bulk_bucket(started.settings, "million", MILLION, size=1024, seed=3)
+        yield started.settings, spec
 
 
 def probe(path: str, spec: dict, tmp_path: Path) -> dict:

@@ -12,16 +12,9 @@ import httpx
 import pytest
 
 import sandbox
+from tests.sandbox_fixtures import new_state_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def make_state_dir(prefix: str) -> str:
-    import tempfile
-
-    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
-    os.chmod(path, 0o711)
-    return path
 
 
 @pytest.fixture()
@@ -43,7 +36,7 @@ def extra_inputs(tmp_path):
 
 def test_cli_lifecycle(extra_inputs):
     objects, users = extra_inputs
-    state = make_state_dir("sbx-life-")
+    state = str(new_state_dir("life"))
     cli = [sys.executable, "-m", "sandbox"]
     try:
         out = subprocess.run(cli + ["up", "--state-dir", state, "--objects-dir", str(objects),
