@@ -153,7 +153,7 @@ class DatabaseDumpFailed(BackupError):
 class DatabaseDumpIncomplete(DatabaseDumpFailed):
     """{program} exited with status 0, but {member} is not a whole dump: {reason}. A dump that does not prove itself complete is never kept as a backup; check that {program} is pg_dump itself (not a wrapper that hides its errors) and that the staging disk has room, then run again."""
 
-    fields = ("program", "member", "reason")
+    fields = ("program", "member", "reason")  # type: ignore[assignment]  # its own fields
     permanent = True
 
 

@@ -33,15 +33,13 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import quote
 
-if TYPE_CHECKING:
-    from upath import UPath
-
-    StagingPath = UPath  # or an Airflow StagingPath, which has the same interface
-else:
-    StagingPath = object
+# A staging path is a universal_pathlib UPath (the command line, the tests) or an Airflow
+# ObjectStoragePath (the DAG): the same path interface, but no common base class, and the library
+# may not import Airflow even for types. Any says so honestly instead of naming one of the two.
+StagingPath = Any
 
 
 SHARDS_FOLDER = "shards"

@@ -139,6 +139,7 @@ class DumpScanner:
             self._copying = None
             return position + 3
         table = self._copying
+        assert table is not None  # called only inside a COPY block
         end_of_block = data.find(_ROW_THEN_END_OF_BLOCK, position)
         if end_of_block >= 0:
             self._copy_rows[table] += data.count(b"\n", position, end_of_block + 1)

@@ -15,6 +15,8 @@ class BinarySink(Protocol):
 
     def write(self, data: bytes, /) -> Any: ...
 
+    def flush(self) -> Any: ...
+
 
 class HashingWriter:
     """A write-only, non-seekable file object that hashes and counts what passes through to ``sink``.
@@ -55,7 +57,7 @@ class HashingWriter:
 
 def copy_hashing(
     source: IO[bytes],
-    sink: IO[bytes] | None = None,
+    sink: BinarySink | None = None,
     *,
     on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[int, str]:

@@ -250,7 +250,7 @@ def _load_central_directory(
     database: sqlite3.Connection, reader: ZipReader
 ) -> tuple[str, str] | None:
     """Index every central directory entry; returns the first unsafe name and why, or None."""
-    batch = []
+    batch: list = []
     first_unsafe = None
     for entry in reader.entries():
         if first_unsafe is None:
@@ -281,7 +281,7 @@ def _load_manifest(
     """Stream manifest.json's members into ``listed``; returns its header."""
     text = io.TextIOWrapper(io.BufferedReader(reader.open(entry), _READ_BUFFER), encoding="utf-8")
     header, members = read_manifest(text)
-    batch = []
+    batch: list = []
 
     def flush() -> None:
         try:

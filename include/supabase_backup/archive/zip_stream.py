@@ -23,7 +23,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 STORED = 0
 DEFLATED = 8
@@ -428,12 +428,20 @@ def _apply_zip64_extra(extra: bytes, size: int, compressed: int, offset: int):
     raise ZipDamaged("a ZIP64 size or offset lacks its extra field")
 
 
+class SeekableSource(Protocol):
+    """What a member is read from: a file, or a view that shares one file between readers."""
+
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
 class MemberReader(io.RawIOBase):
     """A member's uncompressed bytes, streamed; ``read`` raises ZipDamaged at the end when the
     size or CRC-32 differs from the central directory's. Seeks before every read, so several
     readers (and the central directory iteration) may share one file."""
 
-    def __init__(self, file: IO[bytes], entry: ZipEntry) -> None:
+    def __init__(self, file: SeekableSource, entry: ZipEntry) -> None:
         super().__init__()
         self._file = file
         self.entry = entry

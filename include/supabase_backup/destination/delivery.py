@@ -185,7 +185,7 @@ class EncryptedDelivery(LocalDelivery):
             self.plan.s3_bucket,
             self.plan.s3_prefix,
             _started_at(self.plan),
-            recipients=tuple(self.plan.age_recipients),
+            recipients=tuple(self.plan.age_recipients or ()),
             sha256=archive["sha256"],
             size=archive["bytes"],
             server_side_encryption=self.plan.server_side_encryption,

@@ -9,11 +9,10 @@ reading needs to seek and the plaintext must never be whole in memory.
 from __future__ import annotations
 
 import contextlib
-import io
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, BinaryIO
 
 from supabase_backup.archive.encryption import (
     decrypted_copy,
@@ -50,6 +49,7 @@ def open_archive(
         return
     if location.startswith("s3://"):
         bucket, key = destination.parse_s3_url(location)
+        archive_file: Any
         archive_file, _ = destination.open_s3_archive(_client(s3_client), bucket, key)
     else:
         archive_file = _open_local(location)
@@ -74,7 +74,7 @@ def _client(s3_client):
     return s3_client if s3_client is not None else destination.s3_client_from_environment()
 
 
-def _open_local(location: str) -> io.BufferedReader:
+def _open_local(location: str) -> BinaryIO:
     try:
         return open(location, "rb", buffering=LOCAL_READ_BYTES)
     except FileNotFoundError:

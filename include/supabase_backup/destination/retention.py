@@ -153,6 +153,8 @@ def apply_after_run(plan, resources, verified: dict | None) -> dict:
     if not verified:
         return {"skipped": "the run has no verified archive: retention waits for one"}
     rules = RetentionRules.parse(plan.retention)
+    if rules is None:  # (plan.retention is set, so parse gives rules or refuses)
+        return {"skipped": "supabase_backup_retention holds no rule: every archive is kept"}
 
     def delete_object(bucket: str, key: str) -> None:
         from botocore.exceptions import ClientError

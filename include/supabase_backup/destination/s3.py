@@ -290,7 +290,7 @@ class MultipartUploadSink:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="archive-part")
         self._slots = threading.BoundedSemaphore(threads)
         self._buffer = bytearray()
-        self._futures = []
+        self._futures: list = []
         self.size = 0
 
     def write(self, data) -> int:
@@ -413,6 +413,7 @@ def stream_archive(
         )
         if already_there:
             head = head_object(client, bucket, key)
+            assert head is not None  # the name check found the object there a moment ago
             log.info(
                 "s3://%s/%s already holds this archive (a retried upload); verifying it",
                 bucket,

@@ -34,6 +34,7 @@ from psycopg.rows import dict_row
 from supabase_backup.config import DAG_ID
 from supabase_backup.errors import HistoryRowMissing, MigrationMissing
 from supabase_backup.records.migrations import require_table
+from supabase_backup.records.sql import scalar
 from supabase_backup.retention_rules import AUTH_PART, DATABASE_PART, storage_part
 
 HISTORY_TABLE = "public.backup_history"
@@ -114,11 +115,12 @@ def has_ownership_columns(connection: psycopg.Connection) -> bool:
     Without them (the migration not re-run yet) rows are written and settled as before: every
     running row is a candidate, whoever wrote it."""
     require_table(connection, HISTORY_TABLE)
-    found = connection.execute(
+    found = scalar(
+        connection,
         "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.backup_history'::regclass "
         "AND attname = ANY(%s) AND NOT attisdropped",
         (list(OWNERSHIP_COLUMNS),),
-    ).fetchone()[0]
+    )
     return found == len(OWNERSHIP_COLUMNS)
 
 
@@ -460,10 +462,10 @@ def latest_success(
 def count_history(connection: psycopg.Connection, status: str | None = None) -> int:
     require_table(connection, HISTORY_TABLE)
     if status is None:
-        return connection.execute("SELECT count(*) FROM public.backup_history").fetchone()[0]
-    return connection.execute(
-        "SELECT count(*) FROM public.backup_history WHERE status = %s", (status,)
-    ).fetchone()[0]
+        return scalar(connection, "SELECT count(*) FROM public.backup_history")
+    return scalar(
+        connection, "SELECT count(*) FROM public.backup_history WHERE status = %s", (status,)
+    )
 
 
 def running_run_ids(connection: psycopg.Connection, dag_id: str = DAG_ID) -> list[str]:
@@ -536,7 +538,8 @@ def record_download(
     """Record one download URL minted for a history row (who, when, which archive): an archive
     holds the whole database, so every URL handed out is accounted for. Returns the record's id."""
     require_table(connection, DOWNLOADS_TABLE)
-    return connection.execute(
+    return scalar(
+        connection,
         """
         INSERT INTO public.backup_downloads
             (history_id, run_id, s3_bucket, s3_key, requested_by, requested_at, expires_at)
@@ -551,7 +554,7 @@ def record_download(
             requested_by,
             expires_in_seconds,
         ),
-    ).fetchone()[0]
+    )
 
 
 def summarise_success(
@@ -638,13 +641,11 @@ def archives_in_use(connection: psycopg.Connection, *, now, minutes: int = 15) -
         ).fetchall()
         for _drill_bucket, drill_key in drills:
             if drill_key:
-                condition, parameters = "s3_key = %s AND kind = 'backup'", (drill_key,)
+                condition = "s3_key = %s AND kind = 'backup'"
+                parameters: tuple = (drill_key,)
             else:
-                condition, parameters = (
-                    "status = 'success' AND kind = 'backup' ORDER BY "
-                    "started_at DESC, id DESC LIMIT 1",
-                    (),
-                )
+                condition = "status = 'success' AND kind = 'backup' ORDER BY started_at DESC, id DESC LIMIT 1"
+                parameters = ()
             for (history_id,) in cursor.execute(
                 f"SELECT id FROM public.backup_history WHERE {condition}", parameters
             ).fetchall():
@@ -653,7 +654,7 @@ def archives_in_use(connection: psycopg.Connection, *, now, minutes: int = 15) -
 
 
 def _table_exists(connection: psycopg.Connection, table: str) -> bool:
-    return connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
+    return scalar(connection, "SELECT to_regclass(%s) IS NOT NULL", (table,))
 
 
 def mark_deleted(connection: psycopg.Connection, history_id: int, deleted_by: str) -> None:

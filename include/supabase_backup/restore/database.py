@@ -250,6 +250,8 @@ def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> tup
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    psql_input, psql_errors = process.stdin, process.stderr
+    assert psql_input is not None and psql_errors is not None and process.stdout is not None
     messages: deque[str] = deque(maxlen=20)
     notices: list[str] = []
     writer_error: list[BaseException] = []
@@ -257,19 +259,19 @@ def run_psql(psql: str, settings: DatabaseSettings, lines: Iterable[str]) -> tup
     def write() -> None:
         try:
             for line in lines:
-                process.stdin.write(line.encode("utf-8"))
+                psql_input.write(line.encode("utf-8"))
         except BrokenPipeError:
             pass  # psql stopped on an error; its status and stderr say why
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             writer_error.append(error)
         finally:
             try:
-                process.stdin.close()
+                psql_input.close()
             except BrokenPipeError:
                 pass
 
     def drain_errors() -> None:
-        for raw in process.stderr:
+        for raw in psql_errors:
             message = raw.decode("utf-8", "replace").rstrip()
             if message:
                 messages.append(message)

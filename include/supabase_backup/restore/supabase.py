@@ -43,6 +43,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from supabase_backup.errors import ExtensionsMissing, RestoreRefused
+from supabase_backup.records.sql import scalar
 from supabase_backup.restore.database import find_psql, run_psql
 from supabase_backup.restore.dump_text import (
     IDENTIFIER,
@@ -255,9 +256,7 @@ def check_supabase_target(
     roles_lines: Iterable[str] | None = None,
 ) -> SupabaseTarget:
     """Refuse a target that is not a fresh Supabase project able to take this dump."""
-    if not connection.execute(
-        "SELECT to_regclass('auth.schema_migrations') IS NOT NULL"
-    ).fetchone()[0]:
+    if not scalar(connection, "SELECT to_regclass('auth.schema_migrations') IS NOT NULL"):
         raise RestoreRefused(
             f"{target} is not a Supabase project (it has no auth.schema_migrations): "
             "use --target postgres for a plain Postgres database"
@@ -280,18 +279,20 @@ def check_supabase_target(
             "restore into a fresh project"
         )
     for schema, table in sorted(scan.loaded_columns):
-        exists = connection.execute(
+        exists = scalar(
+            connection,
             "SELECT to_regclass(%s) IS NOT NULL",
             (f"{quote_identifier(schema)}.{quote_identifier(table)}",),
-        ).fetchone()[0]
+        )
         if not exists:
             raise RestoreRefused(
                 f"the backup has rows for {schema}.{table}, which {target} does not have: the "
                 "project's auth or storage version differs from the source's"
             )
-        if connection.execute(
-            f"SELECT EXISTS (SELECT FROM {quote_identifier(schema)}.{quote_identifier(table)})"
-        ).fetchone()[0]:
+        if scalar(
+            connection,
+            f"SELECT EXISTS (SELECT FROM {quote_identifier(schema)}.{quote_identifier(table)})",
+        ):
             raise RestoreRefused(
                 f"{schema}.{table} on {target} already has rows: restore into a "
                 "fresh project, not over one in use"
@@ -358,7 +359,7 @@ def check_supabase_target(
         tuple(row)
         for row in connection.execute("SELECT schemaname, tablename, policyname FROM pg_policies")
     }
-    database = connection.execute("SELECT current_database()").fetchone()[0]
+    database = scalar(connection, "SELECT current_database()")
     return SupabaseTarget(
         sorted(wanted.items()), missing_roles, triggers, policies, database, roles_plan
     )
@@ -618,11 +619,7 @@ def restore_into_supabase(
 
 def is_supabase_project(settings: DatabaseSettings) -> bool:
     with settings.connect(autocommit=True) as connection:
-        return bool(
-            connection.execute(
-                "SELECT to_regclass('auth.schema_migrations') IS NOT NULL"
-            ).fetchone()[0]
-        )
+        return bool(scalar(connection, "SELECT to_regclass('auth.schema_migrations') IS NOT NULL"))
 
 
 def comparable_figures(recorded: list[dict]) -> tuple[list[dict], dict[str, str]]:

@@ -51,6 +51,7 @@ from supabase_backup.errors import (
     PgDumpTooOld,
     PgDumpUnusable,
 )
+from supabase_backup.records.sql import scalar
 from supabase_backup.sources.table_figures import (
     CHECKSUM_METHOD,
     DEFAULT_MAX_BYTES,
@@ -370,11 +371,13 @@ def dump_database(
     with settings.connect(autocommit=False) as connection:
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         connection.read_only = True
-        snapshot, snapshot_time = connection.execute(
+        exported = connection.execute(
             "SELECT pg_export_snapshot(), statement_timestamp()"
         ).fetchone()
-        server_version_num = int(connection.execute("SHOW server_version_num").fetchone()[0])
-        server_version = connection.execute("SHOW server_version").fetchone()[0].split()[0]
+        assert exported is not None  # a SELECT without FROM returns its one row
+        snapshot, snapshot_time = exported
+        server_version_num = int(scalar(connection, "SHOW server_version_num"))
+        server_version = scalar(connection, "SHOW server_version").split()[0]
         row_estimates = [
             {"schema": schema, "table": table, "row_estimate": rows}
             for schema, table, rows in connection.execute(ROW_ESTIMATES_SQL).fetchall()
@@ -594,11 +597,13 @@ def run_pg_dump(
     process = subprocess.Popen(
         arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
     )
-    _widen_pipe(process.stdout)
+    dump_output, dump_messages = process.stdout, process.stderr
+    assert dump_output is not None and dump_messages is not None  # both are pipes
+    _widen_pipe(dump_output)
 
     def relay_messages() -> None:
         # pg_dump --verbose writes progress to stderr; drain it in a thread so neither pipe blocks.
-        for raw_line in process.stderr:
+        for raw_line in dump_messages:
             line = raw_line.decode("utf-8", "replace").rstrip()
             last_messages.append(line)
             log.debug("%s", line)
@@ -615,7 +620,7 @@ def run_pg_dump(
 
     scanner = DumpScanner(trailer)
     with target.open("wb") as output:
-        size, sha256 = copy_hashing(process.stdout, _ScanningSink(output, scanner), on_chunk=report)
+        size, sha256 = copy_hashing(dump_output, _ScanningSink(output, scanner), on_chunk=report)
     return_code = process.wait()
     relay.join(timeout=10)
     elapsed = max(time.monotonic() - started, 1e-6)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -224,7 +224,7 @@ def _iter_list_v1(client: httpx.Client, bucket_id: str, limit: int) -> Iterator[
     log.info("Bucket %r: v1 listing complete after %d requests", bucket_id, requests)
 
 
-def read_ahead(items: Iterator[Any], max_items: int, thread_name: str) -> Iterator[Any]:
+def read_ahead(items: Iterator[Any], max_items: int, thread_name: str) -> Generator[Any]:
     """Run ``items`` in a background thread, keeping at most ``max_items`` ready: the next listing page
     is fetched while downloads proceed, and the listing never runs more than that far ahead. An error
     of ``items`` is raised here after the items that came before it.

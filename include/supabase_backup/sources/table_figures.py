@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -77,7 +78,7 @@ class TableFigures:
     schema: str
     table: str
     rows: int
-    checksum: str | None
+    checksum: Any  # as the method's SQL gives it (text for md5 sums); None: not taken
     bytes: int
     checksum_skipped: str | None = None
 
@@ -129,7 +130,9 @@ def table_figures(
             f"larger than {format_bytes(max_bytes)} ({format_bytes(size)}): "
             "count only (Variable supabase_backup_exact_figures_max_bytes)",
         )
-    rows, checksum = connection.execute(sql.SQL(METHODS[method]).format(relation)).fetchone()
+    figures = connection.execute(sql.SQL(METHODS[method]).format(relation)).fetchone()
+    assert figures is not None  # an aggregate over the table returns one row
+    rows, checksum = figures
     return TableFigures(schema, table, rows, checksum, size)
 
 
