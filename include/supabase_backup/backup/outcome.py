@@ -58,6 +58,38 @@ def record_task_failure(
     return message
 
 
+def task_key(task_id: str, map_index: int | None) -> str:
+    """How a task instance is named in ``progress.retries``: its id, and a mapped one's index."""
+    return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
+
+
+def record_task_retry(
+    database_settings: DatabaseSettings,
+    *,
+    run_id: str,
+    task_id: str,
+    map_index: int | None,
+    try_number: int,
+    error: BaseException | None,
+    secrets: list[str],
+) -> str:
+    """A task's retry callback: put the failed try's reason on the running row (its status stays
+    running: the next try may succeed). Returns the message."""
+    if error is None:
+        message = "failed"
+    else:
+        message = scrub(str(error) or type(error).__name__, secrets)
+    with database_settings.connect(autocommit=True) as connection:
+        history.record_retry(
+            connection,
+            run_id,
+            task_key(task_id, map_index),
+            try_number=try_number,
+            reason=message,
+        )
+    return message
+
+
 def incomplete_reason(count: int, examples: list[dict]) -> str:
     first = "; ".join(f"{item['bucket']}/{item['key']}: {item['reason']}" for item in examples[:3])
     return (
