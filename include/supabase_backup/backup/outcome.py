@@ -58,11 +58,6 @@ def record_task_failure(
     return message
 
 
-def task_key(task_id: str, map_index: int | None) -> str:
-    """How a task instance is named in ``progress.retries``: its id, and a mapped one's index."""
-    return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
-
-
 def record_task_retry(
     database_settings: DatabaseSettings,
     *,
@@ -83,7 +78,7 @@ def record_task_retry(
         history.record_retry(
             connection,
             run_id,
-            task_key(task_id, map_index),
+            history.task_key(task_id, map_index),
             try_number=try_number,
             reason=message,
         )

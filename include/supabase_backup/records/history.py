@@ -286,6 +286,11 @@ def record_progress(
     )
 
 
+def task_key(task_id: str, map_index: int | None) -> str:
+    """How a task instance is named in ``progress.retries``: its id, and a mapped one's index."""
+    return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
+
+
 def record_retry(
     connection: psycopg.Connection,
     run_id: str,
