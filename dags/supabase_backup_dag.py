@@ -66,6 +66,7 @@ def part_included(part: str):
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),
         "on_failure_callback": backup_run.on_task_failure,
+        "on_retry_callback": backup_run.on_task_retry,
     },
     params={
         "force": Param(

@@ -3,19 +3,41 @@ DAG's id (the plugin never imports the DAG file)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.models import DagModel, DagRun, TaskInstance
+from airflow.models.dagbag import DBDagBag
 from airflow.utils.session import create_session
-from airflow.utils.state import DagRunState
+from airflow.utils.state import DagRunState, TaskInstanceState
 from airflow.utils.types import DagRunTriggeredByType
 from sqlalchemy import select
 
 from supabase_backup.config import DAG_ID
 
+log = logging.getLogger(__name__)
+
 ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
+# The conf key the Backups page's own button sets (routes/runs.py), so its runs are named apart
+# from other REST API calls: Airflow records both as triggered_by rest_api.
+BACKUPS_PAGE_TRIGGER = "backups_page"
+# Who started a run, as a person names it, from Airflow's DagRun.triggered_by.
+STARTED_BY = {
+    "timetable": "Schedule",
+    "ui": "Airflow UI",
+    "rest_api": "REST API",
+    "cli": "CLI",
+    "asset": "Asset",
+    "backfill": "Backfill",
+    "operator": "Another DAG",
+    "test": "dag.test()",
+}
+# The same, from backup_history.trigger, for runs Airflow no longer has.
+STARTED_BY_TRIGGER = {"scheduled": "Schedule", "manual": "Manual", "api": "API", "asset": "Asset"}
+# The serialized DAGs the api-server reads a task's retry settings from (cached by version).
+_DAG_BAG = DBDagBag()
 
 # The check for an active run and the trigger are one step, across every api-server process:
 # start_run's transaction first locks the DAG's row in Airflow's `dag` table (FOR NO KEY UPDATE,
@@ -62,6 +84,21 @@ def _state(value) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
+def started_by(triggered_by: str | None, conf: dict | None) -> str | None:
+    """Who started a run as a person names it ("Schedule", "Airflow UI", "REST API", "Backups
+    page"…), from Airflow's ``triggered_by`` and the run's conf; None when Airflow recorded none."""
+    if (conf or {}).get("trigger") == BACKUPS_PAGE_TRIGGER:
+        return "Backups page"
+    if triggered_by is None:
+        return None
+    return STARTED_BY.get(triggered_by, triggered_by)
+
+
+def started_by_trigger(trigger: str | None) -> str:
+    """Who started a run, from the history row's own trigger column (Airflow no longer has it)."""
+    return STARTED_BY_TRIGGER.get(trigger or "", trigger or "–")
+
+
 def active_runs(session) -> list[tuple[str, str]]:
     return [
         (run_id, _state(state))
@@ -103,8 +140,42 @@ def start_run(conf: dict, user_name: str) -> str:
         return dag_run.run_id
 
 
+def next_try_at(instance: TaskInstance, session) -> str | None:
+    """When Airflow tries an ``up_for_retry`` task again: ``next_retry_datetime``, the scheduler's
+    own rule (the end of the failed try plus the retry delay, with exponential backoff and its
+    per-instance jitter), read with the task's settings from the run's serialized DAG."""
+    if instance.state != TaskInstanceState.UP_FOR_RETRY or instance.end_date is None:
+        return None
+    try:
+        dag = _DAG_BAG.get_dag(instance.dag_version_id, session=session)
+        instance.task = dag.get_task(instance.task_id)
+        return _iso(instance.next_retry_datetime())
+    except Exception:  # noqa: BLE001 - the page then shows the retry without its time
+        log.warning(
+            "No next try time for %s of %s", instance.task_id, instance.run_id, exc_info=True
+        )
+        return None
+
+
+def _run_facts(run: DagRun) -> dict[str, Any]:
+    triggered_by = _state(run.triggered_by)
+    return {
+        "run_id": run.run_id,
+        "state": _state(run.state),
+        "run_type": _state(run.run_type),
+        "triggered_by": triggered_by,
+        "started_by": started_by(triggered_by, run.conf),
+        "triggering_user_name": run.triggering_user_name,
+        "queued_at": _iso(run.queued_at),
+        "start_date": _iso(run.start_date),
+        "end_date": _iso(run.end_date),
+    }
+
+
 def run_with_tasks(run_id: str) -> dict[str, Any] | None:
-    """The run's state and each task instance's state (mapped ones by map index)."""
+    """The run's state, who started it, and each task instance's state (mapped ones by map index)
+    with its try: the number, the last one allowed, and for one waiting to retry the next try's
+    time."""
     with create_session() as session:
         run = session.scalar(select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id == run_id))
         if run is None:
@@ -115,13 +186,7 @@ def run_with_tasks(run_id: str) -> dict[str, Any] | None:
             .order_by(TaskInstance.task_id, TaskInstance.map_index)
         ).all()
         return {
-            "run_id": run.run_id,
-            "state": _state(run.state),
-            "run_type": _state(run.run_type),
-            "triggering_user_name": run.triggering_user_name,
-            "queued_at": _iso(run.queued_at),
-            "start_date": _iso(run.start_date),
-            "end_date": _iso(run.end_date),
+            **_run_facts(run),
             "tasks": [
                 {
                     "task_id": instance.task_id,
@@ -129,9 +194,26 @@ def run_with_tasks(run_id: str) -> dict[str, Any] | None:
                     "label": instance.rendered_map_index,
                     "state": _state(instance.state),
                     "try_number": instance.try_number,
+                    # Airflow retries while try_number <= max_tries: the last try is one more.
+                    "last_try_number": (instance.max_tries or 0) + 1,
+                    "next_try_at": next_try_at(instance, session),
                 }
                 for instance in instances
             ],
+        }
+
+
+def runs_by_id(run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Who started each of ``run_ids`` and when it started and ended, for those Airflow still
+    has."""
+    if not run_ids:
+        return {}
+    with create_session() as session:
+        return {
+            run.run_id: _run_facts(run)
+            for run in session.scalars(
+                select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id.in_(run_ids))
+            )
         }
 
 

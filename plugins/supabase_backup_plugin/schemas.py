@@ -92,6 +92,19 @@ class HistoryRow(ResponseBody):
     )
     damaged_by: str | None = Field(None, description="The run id of the drill that found it.")
     damage: str | None = Field(None, description="What the drill found.")
+    # Not columns: read from Airflow when the page asks, for runs Airflow still has.
+    started_by: str = Field(
+        "–",
+        description='Who started the run as a person names it ("Schedule", "Airflow UI", '
+        '"REST API", "CLI", "Backups page"…), from Airflow\'s triggered_by; from the row\'s '
+        "trigger column once Airflow no longer has the run.",
+    )
+    run_started_at: datetime | None = Field(
+        None, description="When Airflow started the DAG run (None once Airflow lacks it)."
+    )
+    run_ended_at: datetime | None = Field(
+        None, description="When the DAG run ended in Airflow (None while it runs or once gone)."
+    )
 
 
 class HistoryPage(ResponseBody):
@@ -107,12 +120,18 @@ class TaskState(ResponseBody):
     label: str | None = Field(None, description="The bucket of a mapped export_bucket task.")
     state: str | None
     try_number: int
+    last_try_number: int = Field(1, description="The last try Airflow makes before it fails.")
+    next_try_at: str | None = Field(None, description="For an up_for_retry task: its next try.")
+    error: str | None = Field(None, description="What the task's last failed try met.")
+    failed_at: str | None = Field(None, description="When that try failed.")
 
 
 class AirflowRun(ResponseBody):
     run_id: str
     state: str | None
     run_type: str | None
+    triggered_by: str | None = Field(None, description="Airflow's triggered_by (ui, rest_api…).")
+    started_by: str | None = Field(None, description="The same, as the page names it.")
     triggering_user_name: str | None
     queued_at: str | None
     start_date: str | None

@@ -199,3 +199,27 @@ def test_shards_of_a_bucket_report_side_by_side_and_the_page_adds_them_up(connec
     progress = progress_of(history.get_by_run_id(connection, run_id))
     assert progress.total.listing_done and progress.total.objects_done == 14
     assert progress.buckets["avatars"].shards is None
+
+
+def test_a_retried_tries_reason_is_on_the_running_row(connection):
+    run_id = f"test__{uuid.uuid4()}"
+    history.record_running(connection, run_id, "manual")
+    history.record_progress(connection, run_id, step="listing buckets")
+    history.record_retry(connection, run_id, "list_buckets", try_number=1,
+                         reason="Storage answered 503 listing buckets")
+    history.record_retry(connection, run_id, "export_bucket[2]", try_number=2,
+                         reason="Storage answered 503 downloading media/a.png")
+    history.record_progress(connection, run_id, step="exporting storage")
+    row = history.get_by_run_id(connection, run_id)
+    # The row stays running (the retry may succeed) and its progress keeps every report.
+    assert row["status"] == "running" and row["error"] is None
+    assert row["progress"]["step"] == "exporting storage"
+    retries = row["progress"]["retries"]
+    assert {key: (value["try_number"], value["error"]) for key, value in retries.items()} == {
+        "list_buckets": (1, "Storage answered 503 listing buckets"),
+        "export_bucket[2]": (2, "Storage answered 503 downloading media/a.png")}
+    assert retries["list_buckets"]["failed_at"]
+    history.record_failed(connection, run_id, "list_buckets: gave up", trigger="manual")
+    history.record_retry(connection, run_id, "list_buckets", try_number=3, reason="late")
+    assert history.get_by_run_id(connection, run_id)["progress"]["retries"]["list_buckets"][
+        "try_number"] == 1

@@ -55,7 +55,8 @@ def plugin_airflow(small_sandbox, tmp_path_factory):
         **small_sandbox.env,
         "AIRFLOW_VAR_SUPABASE_BACKUP_STAGING_ROOT": f"file://{home / 'staging'}",
         "SUPABASE_BACKUP_SCHEDULE": "none",
-        "SUPABASE_BACKUP_RETRY_DELAY_SECONDS": "1",
+        # Long enough that a task waiting to retry is seen by the page, which polls every 2 s.
+        "SUPABASE_BACKUP_RETRY_DELAY_SECONDS": "3",
     }, users=USERS)
     services.start()
     try:

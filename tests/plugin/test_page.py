@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from urllib.parse import quote
 
 import pytest
@@ -28,7 +31,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 SCREENSHOTS = Path(os.environ.get("SCREENSHOTS_DIR", PROJECT_ROOT / ".artifacts" / "screenshots"))
 COMMITTED = PROJECT_ROOT / "docs" / "screenshots"
 # The ones the README shows; the others (light mode, incomplete) stay test artifacts.
-SHOWN_IN_README = {"backups-page-success.png", "backups-page-failed.png", "backups-page-dark.png"}
+SHOWN_IN_README = {"backups-page-success.png", "backups-page-failed.png", "backups-page-dark.png",
+                   "backups-page-retrying.png", "backups-dag-tab.png"}
 RUN_TIMEOUT_MS = 600_000
 
 # The progress element's numbers, read in the page.
@@ -69,11 +73,17 @@ def browser():
 
 
 def open_page(browser, services, user: str, path: str = "/plugin/backups", *,
-              colour_mode: str = "light"):
+              colour_mode: str = "light", browser_timezone: str | None = None,
+              airflow_timezone: str | None = None):
     context = browser.new_context(viewport={"width": 1400, "height": 900},
-                                  color_scheme=colour_mode, accept_downloads=True)
+                                  color_scheme=colour_mode, accept_downloads=True,
+                                  timezone_id=browser_timezone)
     # The UI follows the system colour mode unless one was chosen (next-themes' "theme" key).
     context.add_init_script(f"window.localStorage.setItem('theme', '{colour_mode}');")
+    if airflow_timezone:
+        # What Airflow's time-zone selector stores (usehooks-ts useLocalStorage: JSON).
+        context.add_init_script(
+            f"window.localStorage.setItem('timezone', JSON.stringify('{airflow_timezone}'));")
     # The UI's session is the _token cookie that its login form sets; the plugin reads it too.
     context.add_cookies([{"name": "_token", "value": services.token(user), "url": services.url}])
     page = context.new_page()
@@ -182,7 +192,9 @@ def test_an_operator_backs_up_watches_it_move_and_downloads_the_archive(
     assert row.get_attribute("data-status") == "success"
     assert row.get_by_test_id("status").inner_text() == "success"
     assert row.get_by_test_id("who").inner_text() == "operator"
-    assert row.get_by_test_id("trigger").inner_text() == recorded["trigger"]
+    # The page's own button, named as such (the row's column keeps "api").
+    assert recorded["trigger"] == "api"
+    assert row.get_by_test_id("trigger").inner_text() == "Backups page"
     assert row.get_by_test_id("duration").inner_text() not in ("", "–")
     assert row.get_by_test_id("size").inner_text() not in ("", "–")
     counts = row.get_by_test_id("counts").inner_text()
@@ -233,6 +245,147 @@ def test_a_backup_triggered_while_storage_is_down_shows_its_reason(
     box = shown.bounding_box()
     assert box["x"] + box["width"] <= page.viewport_size["width"]
     save_screenshot(page, "backups-page-failed.png")
+    assert errors == []
+    page.context.close()
+
+
+# Running animations inside the run's panel (the indeterminate bar's, a spinner's).
+RUNNING_ANIMATIONS = """() => document.querySelector('[data-testid=run-progress]')
+    .getAnimations({subtree: true}).filter(a => a.playState === 'running').length"""
+
+
+def format_duration(seconds: float) -> str:
+    """The page's formatDuration, for runs under an hour."""
+    seconds = round(seconds)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def test_an_outage_is_visible_while_it_happens(browser, plugin_airflow, small_sandbox):
+    """Storage answers 503 throughout: the page shows the task waiting to retry, its attempt, the
+    error it met and when it tries next; once Airflow ends the run the bar stands still and the
+    row's Duration is the Airflow run's."""
+    sandbox = small_sandbox
+    page, errors = open_page(browser, plugin_airflow, "operator", airflow_timezone="UTC")
+    sandbox.set_faults(storage_down=True)
+    try:
+        page.get_by_test_id("back-up-now").click()
+        waiting = page.locator("[data-testid=retrying][data-state=up_for_retry]").filter(
+            has=page.get_by_test_id("retry-error"))
+        waiting.first.wait_for(timeout=RUN_TIMEOUT_MS)
+        seen = page.evaluate("""() => {
+            const notice = document.querySelector(
+              '[data-testid=retrying][data-state=up_for_retry]');
+            return {state: document.querySelector('[data-testid=run-state]').innerText,
+                    attempt: notice.querySelector('[data-testid=retry-attempt]').innerText,
+                    error: notice.querySelector('[data-testid=retry-error]').innerText,
+                    next: notice.querySelector('[data-testid=next-try]').innerText};
+        }""")
+        save_screenshot(page, "backups-page-retrying.png")
+        assert seen["state"] == "retrying", seen
+        assert re.fullmatch(r"Retrying list_buckets: attempt [12] of 3 failed at "
+                            r"\d\d:\d\d:\d\d UTC", seen["attempt"]), seen
+        assert "503" in seen["error"], seen
+        assert re.fullmatch(r"Next try at \d\d:\d\d:\d\d UTC\.", seen["next"]), seen
+        page.get_by_test_id("run-state").filter(has_text="failed").wait_for(timeout=RUN_TIMEOUT_MS)
+    finally:
+        sandbox.set_faults(storage_down=False)
+    run_id = page.get_by_test_id("run-id").inner_text()
+    assert page.get_by_test_id("run-progress").get_attribute("data-active") == "false"
+    assert page.get_by_test_id("retrying").count() == 0
+    assert page.evaluate(RUNNING_ANIMATIONS) == 0
+    bar = page.get_by_test_id("progress-bar")
+    if bar.count():
+        assert bar.get_attribute("data-value") != ""
+    run = plugin_airflow.api("GET", f"/api/v2/dags/supabase_backup/dagRuns/{run_id}").json()
+    assert run["state"] == "failed"
+    took = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"]))
+    row = row_of(page, run_id)
+    row.wait_for()
+    assert row.get_by_test_id("duration").inner_text() == format_duration(took.total_seconds())
+    assert errors == []
+    page.context.close()
+
+
+def test_a_run_from_the_rest_client_in_airflows_time_zone(browser, plugin_airflow, plugin,
+                                                          small_sandbox):
+    """A run triggered with the official REST client (no conf key) reads "REST API"; the page,
+    opened in a browser in New York with Airflow's selector on Tokyo, shows Tokyo time and says
+    so; the sha256's copy button copies the row's whole sha256."""
+    from airflow_client.client import ApiClient, Configuration
+    from airflow_client.client.api.dag_run_api import DagRunApi
+    from airflow_client.client.models.trigger_dag_run_post_body import TriggerDAGRunPostBody
+
+    configuration = Configuration(host=plugin_airflow.url,
+                                  access_token=plugin_airflow.token("operator"))
+    with ApiClient(configuration) as api_client:
+        run = DagRunApi(api_client).trigger_dag_run("supabase_backup", TriggerDAGRunPostBody(
+            logical_date=None, conf={"include_storage": False}))
+    assert plugin.wait_for_run(run.dag_run_id)[-1]["state"] == "success"
+    recorded = small_sandbox.history_row(run.dag_run_id)
+
+    page, errors = open_page(browser, plugin_airflow, "operator",
+                             browser_timezone="America/New_York", airflow_timezone="Asia/Tokyo")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                   origin=plugin_airflow.url)
+    row = row_of(page, run.dag_run_id)
+    row.wait_for()
+    assert row.get_by_test_id("trigger").inner_text() == "REST API"
+    assert row.get_by_test_id("who").inner_text() == "operator"
+    tokyo = datetime.fromisoformat(recorded["started_at"]).astimezone(ZoneInfo("Asia/Tokyo"))
+    assert row.get_by_test_id("run-link").inner_text() == f"{tokyo:%Y-%m-%d %H:%M:%S} GMT+9"
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/New_York"
+    assert re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB)", row.get_by_test_id("size").inner_text())
+
+    sha256 = row.get_by_test_id("sha256")
+    assert sha256.get_attribute("title") == recorded["sha256"]
+    row.get_by_test_id("copy-sha256").click()
+    row.get_by_text("Copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == recorded["sha256"]
+    assert errors == []
+    page.context.close()
+
+
+# For each element: its lines (distinct tops of its characters' boxes) and the characters that
+# end a line before the last one.
+LINE_BREAKS = """(element) => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  const tops = [];
+  const endings = [];
+  let previous = null;
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rect = range.getBoundingClientRect();
+      if (rect.width === 0 && rect.height === 0) continue;
+      if (previous && Math.abs(rect.top - previous.top) > rect.height / 2) {
+        endings.push(previous.character);
+      }
+      if (!tops.some(top => Math.abs(top - rect.top) <= rect.height / 2)) tops.push(rect.top);
+      previous = {top: rect.top, character: node.data[i]};
+    }
+  }
+  return {lines: tops.length, endings};
+}"""
+
+
+def test_the_dag_tab_at_its_real_width(browser, plugin_airflow):
+    """In the DAG's tab (narrower than the nav page) each Contents cell is one line and archive
+    keys break only after / or -."""
+    page, errors = open_page(browser, plugin_airflow, "viewer",
+                             "/dags/supabase_backup/plugin/supabase-backups")
+    page.get_by_test_id("history-row").first.wait_for()
+    page.get_by_test_id("s3-key").first.wait_for()
+    width = page.get_by_test_id("backups-page").bounding_box()["width"]
+    assert width < page.viewport_size["width"] - 200, width
+    for cell in page.get_by_test_id("counts").all():
+        if cell.inner_text().strip() != "–":
+            assert cell.evaluate(LINE_BREAKS)["lines"] == 1, cell.inner_text()
+    for key in page.get_by_test_id("s3-key").all():
+        breaks = key.evaluate(LINE_BREAKS)
+        assert set(breaks["endings"]) <= {"/", "-"}, (key.inner_text(), breaks)
+    save_screenshot(page, "backups-dag-tab.png")
     assert errors == []
     page.context.close()
 

@@ -46,6 +46,12 @@ def test_a_run_started_through_the_plugin(plugin, small_sandbox):
     assert final["airflow"]["triggering_user_name"] == "operator"
     row = final["history"]
     assert (row["status"], row["trigger"], row["triggered_by"]) == ("success", "api", "operator")
+    # Airflow records the page's trigger as a REST API call; the conf names the page.
+    assert (final["airflow"]["triggered_by"], final["airflow"]["started_by"]) == (
+        "rest_api", "Backups page")
+    assert row["started_by"] == "Backups page"
+    # The Duration the page shows is the Airflow run's own.
+    assert row["run_started_at"] and row["run_ended_at"]
 
     # Progress was read from the history row while the run went on: the buckets' totals add up.
     reported = [status["progress"] for status in seen if status["progress"]["buckets"]]
@@ -78,10 +84,13 @@ def test_a_run_started_through_airflows_rest_api(plugin, plugin_airflow):
     row = final["history"]
     # The UI's Trigger button calls this same API: a run without {"trigger": "api"} is manual.
     assert (row["status"], row["trigger"], row["triggered_by"]) == ("success", "manual", "operator")
+    # Who started it, the way Airflow recorded it: a call without a Referer is the REST API.
+    assert row["started_by"] == "REST API"
 
     page = plugin.call("GET", "/api/v1/history", user="viewer",
                        params={"status": "success", "limit": 1}).json()
     assert [item["run_id"] for item in page["items"]] == [run_id]
+    assert page["items"][0]["started_by"] == "REST API"
     assert page["total"] >= 1 and page["limit"] == 1
     assert_the_url_serves_the_archive(download_url(plugin, row["id"], user="admin"), row)
     # The route takes only a history id: a bucket or key sent along changes nothing.
@@ -150,6 +159,8 @@ def test_reading_history_settles_a_row_whose_run_ended_unrecorded(plugin, small_
     settled = [item for item in items if item["run_id"] == "manual__killed-worker"]
     assert settled and settled[0]["error"] == (
         "the run ended without recording its outcome; see Airflow run manual__killed-worker")
+    # Airflow has no such run: who started it comes from the row's own trigger column.
+    assert (settled[0]["started_by"], settled[0]["run_started_at"]) == ("Manual", None)
 
 
 def test_errors_are_json_without_a_trace(plugin):
@@ -180,4 +191,5 @@ def test_a_run_started_with_the_official_airflow_client(plugin, plugin_airflow):
     assert final["state"] == "success", final
     row = final["history"]
     assert (row["status"], row["trigger"], row["triggered_by"]) == ("success", "api", "operator")
+    assert row["started_by"] == "REST API"
     assert row["storage_objects"] in (None, 0)

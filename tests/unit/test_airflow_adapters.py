@@ -24,6 +24,8 @@ def dag_run(run_type="manual", conf=None, user=None):
     ("scheduled", {}, "scheduled"),
     ("manual", None, "manual"),
     ("manual", {"trigger": "api"}, "api"),
+    # The Backups page's button: the row keeps "api" (its CHECK constraint's value).
+    ("manual", {"trigger": "backups_page"}, "api"),
     ("asset_triggered", {}, "asset"),
 ])
 def test_trigger_of(run_type, conf, expected):

@@ -123,6 +123,24 @@ def on_task_failure(context: dict) -> None:
         log.exception("Could not record the failure in backup_history")
 
 
+def on_task_retry(context: dict) -> None:
+    """Every task's retry callback: put the failed try's reason on the running row, so the page
+    shows what a retrying task met while Airflow waits to try again. It never raises."""
+    try:
+        instance = context["ti"]
+        outcome.record_task_retry(
+            database_settings(),
+            run_id=context["run_id"],
+            task_id=instance.task_id,
+            map_index=getattr(instance, "map_index", None),
+            try_number=instance.try_number,
+            error=context.get("exception"),
+            secrets=connection_secrets(),
+        )
+    except Exception:  # noqa: BLE001
+        log.exception("Could not record the retry in backup_history")
+
+
 def record_history(
     plan: dict | None, verified: dict | None, summaries: dict, *, ti: Any, dag_run: Any
 ) -> dict:

@@ -18,17 +18,22 @@ from supabase_backup.errors import BackupError
 
 log = logging.getLogger(__name__)
 
+# conf["trigger"] values recorded as the row's "api" trigger: "backups_page" is the page's button.
+API_TRIGGERS = ("api", "backups_page")
+
 
 def trigger_of(dag_run: Any) -> str:
-    """scheduled | manual | api | asset. A run started through the Backups plugin or a REST client
-    that passes ``{"trigger": "api"}`` in its conf counts as api; every other manual run (the UI's
-    Trigger button calls the same REST API) is manual."""
+    """scheduled | manual | api | asset (the values backup_history's CHECK allows). A run started
+    by the Backups page's button (conf ``{"trigger": "backups_page"}``) or by a REST client that
+    passes ``{"trigger": "api"}`` counts as api; every other manual run is manual. The page names
+    who started a run from Airflow's own ``triggered_by`` instead; this column is its fallback for
+    runs Airflow no longer has."""
     run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
     if run_type == "scheduled":
         return "scheduled"
     if run_type == "asset_triggered":
         return "asset"
-    if (dag_run.conf or {}).get("trigger") == "api":
+    if (dag_run.conf or {}).get("trigger") in API_TRIGGERS:
         return "api"
     return "manual"
 

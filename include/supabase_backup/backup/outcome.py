@@ -114,6 +114,33 @@ def record_task_failure(
     return message
 
 
+def record_task_retry(
+    database_settings: DatabaseSettings,
+    *,
+    run_id: str,
+    task_id: str,
+    map_index: int | None,
+    try_number: int,
+    error: BaseException | None,
+    secrets: list[str],
+) -> str:
+    """A task's retry callback: put the failed try's reason on the running row (its status stays
+    running: the next try may succeed). Returns the message."""
+    if error is None:
+        message = "failed"
+    else:
+        message = scrub(str(error) or type(error).__name__, secrets)
+    with database_settings.connect(autocommit=True) as connection:
+        history.record_retry(
+            connection,
+            run_id,
+            history.task_key(task_id, map_index),
+            try_number=try_number,
+            reason=message,
+        )
+    return message
+
+
 def finish_run(
     database_settings: DatabaseSettings,
     *,

@@ -349,6 +349,45 @@ def record_progress(
     )
 
 
+def task_key(task_id: str, map_index: int | None) -> str:
+    """How a task instance is named in ``progress.retries``: its id, and a mapped one's index."""
+    return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
+
+
+def record_retry(
+    connection: psycopg.Connection,
+    run_id: str,
+    task_key: str,
+    *,
+    try_number: int,
+    reason: str,
+) -> None:
+    """Put the reason a try of a task failed, which Airflow will retry, on the running row:
+    ``progress.retries.<task_key>`` (``task_id``, or ``task_id[map_index]`` for a mapped one) holds
+    the last failed try's number, reason and time. Airflow keeps no failure text itself, so this is
+    how the page can say what a retrying task met. Only a running row is touched: the status stays
+    ``running``, since the retry may still succeed."""
+    connection.execute(
+        """
+        UPDATE public.backup_history
+        SET progress = COALESCE(progress, '{}'::jsonb)
+                || jsonb_build_object('retries', COALESCE(progress->'retries', '{}'::jsonb)
+                   || jsonb_build_object(%(task_key)s::text, jsonb_build_object(
+                        'try_number', %(try_number)s::int, 'error', %(error)s::text,
+                        'failed_at', now())))
+                || jsonb_build_object('updated_at', now()),
+            updated_at = now()
+        WHERE run_id = %(run_id)s AND status = 'running'
+        """,
+        {
+            "run_id": run_id,
+            "task_key": task_key,
+            "try_number": try_number,
+            "error": reason[:MAX_ERROR_LENGTH],
+        },
+    )
+
+
 def _pending_counts(bucket: str) -> dict:
     return {
         "bucket": bucket,

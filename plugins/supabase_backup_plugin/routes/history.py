@@ -57,6 +57,26 @@ def settle_stale_rows(connection) -> list[str]:
     )
 
 
+def with_airflow_facts(rows: list[dict]) -> list[dict]:
+    """Each row with who started its run (``started_by``) and the DAG run's own start and end, read
+    from Airflow for the runs it still has: the tasks cannot read ``triggered_by`` (the Task SDK's
+    DagRun has no such field), and the row's times are those of its first and last task."""
+    runs = airflow_runs.runs_by_id([row["run_id"] for row in rows])
+    enriched = []
+    for row in rows:
+        run = runs.get(row["run_id"])
+        enriched.append(
+            {
+                **row,
+                "started_by": (run and run["started_by"])
+                or airflow_runs.started_by_trigger(row.get("trigger")),
+                "run_started_at": run and run["start_date"],
+                "run_ended_at": run and run["end_date"],
+            }
+        )
+    return enriched
+
+
 @router.get("/history", response_model=HistoryPage, dependencies=[CanRead], responses=ERRORS)
 def list_history(
     connection: Database,
@@ -67,7 +87,9 @@ def list_history(
     """Backups, newest first."""
     settle_stale_rows(connection)
     return HistoryPage(
-        items=history.list_history(connection, limit=limit, offset=offset, status=status),
+        items=with_airflow_facts(
+            history.list_history(connection, limit=limit, offset=offset, status=status)
+        ),
         total=history.count_history(connection, status),
         limit=limit,
         offset=offset,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from supabase_backup.records import history
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, Database
-from supabase_backup_plugin.routes.history import settle_stale_rows
+from supabase_backup_plugin.routes.history import settle_stale_rows, with_airflow_facts
 from supabase_backup_plugin.schemas import (
     Counts,
     Progress,
@@ -32,8 +32,11 @@ ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not per
 )
 def trigger_run(user: CurrentUser, request: TriggerRequest | None = None) -> TriggerResponse:
     """Trigger the ``supabase_backup`` DAG with these Params; the run counts as triggered through
-    the API by the calling user."""
-    conf = {**(request or TriggerRequest()).model_dump(), "trigger": "api"}
+    the REST API by the calling user, and its conf names the Backups page as the starter."""
+    conf = {
+        **(request or TriggerRequest()).model_dump(),
+        "trigger": airflow_runs.BACKUPS_PAGE_TRIGGER,
+    }
     try:
         run_id = airflow_runs.start_run(conf, user.get_name())
     except (airflow_runs.RunActive, airflow_runs.DagUnavailable) as refusal:
@@ -55,13 +58,26 @@ def get_run(run_id: str, connection: Database) -> RunStatus:
     row = history.get_by_run_id(connection, run_id)
     if airflow_run is None and row is None:
         raise HTTPException(404, f"no run {run_id} of the supabase_backup DAG")
+    if airflow_run:
+        airflow_run["tasks"] = [with_last_failure(task, row) for task in airflow_run["tasks"]]
     return RunStatus(
         run_id=run_id,
         state=airflow_run["state"] if airflow_run else None,
         airflow=airflow_run,
-        history=row,
+        history=with_airflow_facts([row])[0] if row else None,
         progress=progress_of(row),
     )
+
+
+def with_last_failure(task: dict, row: dict | None) -> dict:
+    """The task with what its last failed try met, from the row (Airflow keeps no failure text):
+    a try Airflow retries is in ``progress.retries`` (the retry callback's), so it is shown while
+    the task waits and while the next try runs."""
+    retries = ((row or {}).get("progress") or {}).get("retries") or {}
+    failure = retries.get(history.task_key(task["task_id"], task["map_index"]))
+    if not failure:
+        return task
+    return {**task, "error": failure.get("error"), "failed_at": failure.get("failed_at")}
 
 
 COUNTED = ("objects_done", "objects_known", "bytes_done", "missing")

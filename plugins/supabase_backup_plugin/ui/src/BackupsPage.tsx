@@ -16,10 +16,27 @@ import {
   Text,
   VStack,
 } from "@chakra-ui/react";
-import { useCallback, useEffect, useState } from "react";
+import { Fragment, useCallback, useEffect, useState } from "react";
 
-import { airflowRunUrl, api, type HistoryPage, type HistoryRow, type Me, type RunStatus } from "./api";
-import { damageLabel, formatBytes, formatDuration, formatTime, statusColour } from "./format";
+import {
+  airflowRunUrl,
+  api,
+  type HistoryPage,
+  type HistoryRow,
+  type Me,
+  type RunStatus,
+  type TaskState,
+} from "./api";
+import {
+  damageLabel,
+  formatBytes,
+  formatClock,
+  formatCount,
+  formatDuration,
+  formatTime,
+  statusColour,
+} from "./format";
+import { useAirflowTimeZone } from "./timezone";
 
 const DAG_ID = "supabase_backup";
 const PAGE_SIZE = 20;
@@ -34,6 +51,7 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
   const [run, setRun] = useState<RunStatus | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const timeZone = useAirflowTimeZone();
 
   const report = (reason: unknown) => setError(reason instanceof Error ? reason.message : String(reason));
 
@@ -174,7 +192,9 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
         </Alert.Root>
       )}
 
-      {(activeRunId || run) && <RunProgress run={run} active={activeRunId !== null} />}
+      {(activeRunId || run) && (
+        <RunProgress run={run} active={activeRunId !== null} timeZone={timeZone} />
+      )}
 
       <Box>
         <Heading size="md" mb={2}>
@@ -184,6 +204,7 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
           <Spinner />
         ) : (
           <>
+            <Box overflowX="auto">
             <Table.Root size="sm" interactive data-testid="history">
               <Table.Header>
                 <Table.Row>
@@ -201,10 +222,11 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
               <Table.Body>
                 {page.items.map((row) => (
                   <HistoryTableRow key={row.id} row={row} canDownload={me?.can_trigger === true}
-                    onDownload={(id) => void download(id)} />
+                    timeZone={timeZone} onDownload={(id) => void download(id)} />
                 ))}
               </Table.Body>
             </Table.Root>
+            </Box>
             <HStack justify="space-between" mt={2}>
               <Text fontSize="sm" color="fg.muted">
                 {page.total === 0
@@ -229,26 +251,93 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
   );
 };
 
+// An archive key broken only after "/" or "-", never inside a word: a <wbr> after each, and the
+// cell's CSS allows no other break.
+const BreakableKey = ({ value }: { value: string }) => (
+  <>
+    {value.split(/(?<=[/-])/).map((part, index) => (
+      <Fragment key={index}>
+        {part}
+        <wbr />
+      </Fragment>
+    ))}
+  </>
+);
+
+// Writes the text to the clipboard: the Clipboard API where the page may use it (a secure
+// context), else the older copy command on a hidden text field.
+const copyText = async (text: string): Promise<void> => {
+  if (navigator.clipboard && window.isSecureContext) {
+    await navigator.clipboard.writeText(text);
+    return;
+  }
+  const field = document.createElement("textarea");
+  field.value = text;
+  field.setAttribute("readonly", "");
+  field.style.position = "fixed";
+  field.style.opacity = "0";
+  document.body.appendChild(field);
+  field.select();
+  try {
+    if (!document.execCommand("copy")) throw new Error("the browser refused to copy");
+  } finally {
+    field.remove();
+  }
+};
+
+const Sha256 = ({ value }: { value: string }) => {
+  const [copied, setCopied] = useState<"yes" | "failed" | null>(null);
+  const copy = async () => {
+    try {
+      await copyText(value);
+      setCopied("yes");
+    } catch {
+      setCopied("failed");
+    }
+    window.setTimeout(() => setCopied(null), 2000);
+  };
+  return (
+    <HStack gap={1} fontSize="xs" color="fg.muted" whiteSpace="nowrap">
+      <Text as="span">sha256</Text>
+      <Code size="sm" title={value} data-testid="sha256" data-sha256={value}>
+        {value.slice(0, 12)}…{value.slice(-4)}
+      </Code>
+      <Button size="2xs" variant="ghost" onClick={() => void copy()} data-testid="copy-sha256"
+        title="Copy the archive's full sha256, to check a downloaded file with sha256sum">
+        {copied === "yes" ? "Copied" : copied === "failed" ? "Copy failed" : "Copy"}
+      </Button>
+    </HStack>
+  );
+};
+
 // The mark a restore drill leaves on a backup it found damaged (backup_history damaged_*).
 type DamageMark = { damaged_at?: string | null; damaged_by?: string | null; damage?: string | null };
 
-const HistoryTableRow = ({ row, canDownload, onDownload }: {
+const HistoryTableRow = ({ row, canDownload, timeZone, onDownload }: {
   row: HistoryRow & DamageMark;
   canDownload: boolean;
+  timeZone: string;
   onDownload: (historyId: number) => void;
 }) => {
   const hasArchive = row.status === "success" || row.status === "incomplete";
   const damaged = Boolean(row.damaged_at);
+  // The Airflow run's own duration while Airflow has the run; the row's tasks' otherwise.
+  const duration = row.run_started_at
+    ? formatDuration(row.run_started_at, row.run_ended_at)
+    : formatDuration(row.started_at, row.finished_at);
+  const objects = row.storage_objects ?? 0;
+  const users = row.auth_users ?? 0;
+  const unreadable = row.objects_unreadable ?? 0;
   return (
     <Table.Row data-testid="history-row" data-run-id={row.run_id} data-status={row.status}
       verticalAlign="top">
       <Table.Cell whiteSpace="nowrap">
         <Link href={airflowRunUrl(DAG_ID, row.run_id)} title={`Airflow run ${row.run_id}`}
           colorPalette="blue" variant="underline" data-testid="run-link">
-          {formatTime(row.started_at)}
+          {formatTime(row.started_at, timeZone)}
         </Link>
       </Table.Cell>
-      <Table.Cell data-testid="trigger">{row.trigger}</Table.Cell>
+      <Table.Cell whiteSpace="nowrap" data-testid="trigger">{row.started_by}</Table.Cell>
       <Table.Cell data-testid="who">{row.triggered_by ?? "–"}</Table.Cell>
       <Table.Cell>
         <Badge colorPalette={statusColour[row.status] ?? "gray"} data-testid="status">
@@ -264,28 +353,30 @@ const HistoryTableRow = ({ row, canDownload, onDownload }: {
           <Text fontSize="xs" color="fg.muted">attempt {row.run_attempt}</Text>
         )}
       </Table.Cell>
-      <Table.Cell whiteSpace="nowrap" data-testid="duration">
-        {formatDuration(row.started_at, row.finished_at)}
-      </Table.Cell>
+      <Table.Cell whiteSpace="nowrap" data-testid="duration">{duration}</Table.Cell>
       <Table.Cell whiteSpace="nowrap" textAlign="end" data-testid="size">
         {formatBytes(row.size_bytes)}
       </Table.Cell>
-      <Table.Cell data-testid="counts">
+      <Table.Cell whiteSpace="nowrap" fontSize="sm" data-testid="counts"
+        title={hasArchive ? `${objects} objects, ${users} users` +
+          (unreadable > 0 ? `, ${unreadable} unreadable` : "") : undefined}>
         {hasArchive ? (
-          <VStack align="start" gap={0} fontSize="sm">
-            <Text>{row.storage_objects ?? 0} objects</Text>
-            <Text>{row.auth_users ?? 0} users</Text>
-            {(row.status === "incomplete" || (row.objects_unreadable ?? 0) > 0) && (
-              <Text color="fg.warning" fontWeight="semibold" data-testid="unreadable">
-                {row.objects_unreadable ?? 0} unreadable
-              </Text>
+          <>
+            {formatCount(objects)} objects · {formatCount(users)} users
+            {(row.status === "incomplete" || unreadable > 0) && (
+              <>
+                {" · "}
+                <Text as="span" color="fg.warning" fontWeight="semibold" data-testid="unreadable">
+                  {formatCount(unreadable)} unreadable
+                </Text>
+              </>
             )}
-          </VStack>
+          </>
         ) : (
           "–"
         )}
       </Table.Cell>
-      <Table.Cell minW="16rem" maxW="36rem">
+      <Table.Cell minW="14rem" maxW="36rem">
         {row.error ? (
           <Text fontSize="sm" whiteSpace="pre-wrap" wordBreak="break-word"
             color={row.status === "failed" ? "fg.error" : "fg.warning"} data-testid="row-error">
@@ -296,9 +387,14 @@ const HistoryTableRow = ({ row, canDownload, onDownload }: {
             data-testid="damage">
             {row.damage}
           </Text>
-        ) : (
-          <Text fontSize="sm" color="fg.muted" wordBreak="break-all">{row.s3_key ?? ""}</Text>
+        ) : null}
+        {hasArchive && row.s3_key && (
+          <Text fontSize="sm" color="fg.muted" wordBreak="keep-all" overflowWrap="normal"
+            title={`s3://${row.s3_bucket ?? ""}/${row.s3_key}`} data-testid="s3-key">
+            <BreakableKey value={row.s3_key} />
+          </Text>
         )}
+        {hasArchive && row.sha256 && <Sha256 value={row.sha256} />}
       </Table.Cell>
       <Table.Cell>
         {canDownload && row.status === "success" && !row.deleted_at && (
@@ -320,7 +416,52 @@ const HistoryTableRow = ({ row, canDownload, onDownload }: {
   );
 };
 
-const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }) => {
+// Tasks that met a failure Airflow retries: one waiting for its next try (up_for_retry), or the
+// next try running while the last failure is still the news.
+const retryingTasks = (tasks: TaskState[]): TaskState[] =>
+  tasks.filter((task) => task.state === "up_for_retry"
+    || (task.try_number > 1 && task.error !== null
+      && ["queued", "scheduled", "running"].includes(task.state ?? "")));
+
+const taskName = (task: TaskState) =>
+  task.label ? `${task.task_id} (${task.label})` : task.task_id;
+
+const RetryNotice = ({ task, timeZone }: { task: TaskState; timeZone: string }) => {
+  const waiting = task.state === "up_for_retry";
+  const failedTry = waiting ? task.try_number : task.try_number - 1;
+  return (
+    <Alert.Root status="warning" size="sm" mt={2} data-testid="retrying" data-task={task.task_id}
+      data-state={task.state ?? ""}>
+      <Alert.Indicator />
+      <Alert.Content>
+        <Alert.Title data-testid="retry-attempt">
+          {`Retrying ${taskName(task)}: `}
+          {waiting ? "" : `attempt ${task.try_number} of ${task.last_try_number} running; `}
+          {`attempt ${failedTry} of ${task.last_try_number} failed`}
+          {task.failed_at ? ` at ${formatClock(task.failed_at, timeZone)}` : ""}
+        </Alert.Title>
+        {task.error && (
+          <Alert.Description whiteSpace="pre-wrap" wordBreak="break-word" data-testid="retry-error">
+            {task.error}
+          </Alert.Description>
+        )}
+        {waiting && (
+          <Alert.Description data-testid="next-try">
+            {task.next_try_at
+              ? `Next try at ${formatClock(task.next_try_at, timeZone)}.`
+              : "Airflow tries it again after its retry delay."}
+          </Alert.Description>
+        )}
+      </Alert.Content>
+    </Alert.Root>
+  );
+};
+
+const RunProgress = ({ run, active, timeZone }: {
+  run: RunStatus | null;
+  active: boolean;
+  timeZone: string;
+}) => {
   if (!run) {
     return (
       <HStack>
@@ -332,12 +473,20 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
   const { total, step, buckets } = run.progress;
   const tasks = run.airflow?.tasks ?? [];
   const finished = tasks.filter((task) => ["success", "skipped"].includes(task.state ?? "")).length;
+  const retrying = active ? retryingTasks(tasks) : [];
+  // While Airflow runs the DAG run its state is the news (a failed task's row can say "failed"
+  // while the run's last tasks still go); once it has ended, the row's outcome.
+  const state = active
+    ? (tasks.some((task) => task.state === "up_for_retry") ? "retrying" : run.state ?? "queued")
+    : run.history?.status ?? run.state ?? "queued";
   // Until every bucket is listed the total is only a floor ("22 of 75+"), so a percentage would
-  // read 100 after a small first bucket and then fall back: the bar stays indeterminate instead.
-  const percent = !total.listing_done ? null
-    : total.objects_known > 0 ? (100 * total.objects_done) / total.objects_known : 100;
+  // read 100 after a small first bucket and then fall back: the bar stays indeterminate instead,
+  // but only while the run goes on: an ended run's bar stands still where it stopped.
+  const fraction = total.objects_known > 0 ? (100 * total.objects_done) / total.objects_known : 100;
+  const percent = total.listing_done ? fraction : active ? null : total.objects_done > 0 ? fraction : 0;
   return (
-    <Box borderWidth="1px" borderRadius="md" p={4} data-testid="run-progress">
+    <Box borderWidth="1px" borderRadius="md" p={4} data-testid="run-progress"
+      data-active={active ? "true" : "false"}>
       <HStack justify="space-between" mb={2}>
         <Text fontWeight="bold">
           Run{" "}
@@ -345,9 +494,8 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
             <Code data-testid="run-id">{run.run_id}</Code>
           </Link>
           :{" "}
-          <Badge colorPalette={statusColour[run.history?.status ?? run.state ?? ""] ?? "blue"}
-            data-testid="run-state">
-            {run.history?.status ?? run.state ?? "queued"}
+          <Badge colorPalette={statusColour[state] ?? "blue"} data-testid="run-state">
+            {state}
           </Badge>
         </Text>
         {active && <Spinner size="sm" />}
@@ -369,9 +517,13 @@ const RunProgress = ({ run, active }: { run: RunStatus | null; active: boolean }
           </Progress.Track>
         </Progress.Root>
       )}
+      {retrying.map((task) => (
+        <RetryNotice key={`${task.task_id}-${task.map_index}`} task={task} timeZone={timeZone} />
+      ))}
       {run.history?.error && (
         <Text fontSize="sm" mt={2} whiteSpace="pre-wrap" wordBreak="break-word"
-          color={run.history.status === "incomplete" ? "fg.warning" : "fg.error"}>
+          color={run.history.status === "incomplete" ? "fg.warning" : "fg.error"}
+          data-testid="run-error">
           {run.history.error}
         </Text>
       )}

@@ -16,7 +16,7 @@ export interface paths {
         /**
          * Trigger Run
          * @description Trigger the ``supabase_backup`` DAG with these Params; the run counts as triggered through
-         *     the API by the calling user.
+         *     the REST API by the calling user, and its conf names the Backups page as the starter.
          */
         post: operations["trigger_run_api_v1_runs_post"];
         delete?: never;
@@ -155,6 +155,16 @@ export interface components {
             state: string | null;
             /** Run Type */
             run_type: string | null;
+            /**
+             * Triggered By
+             * @description Airflow's triggered_by (ui, rest_api…).
+             */
+            triggered_by: string | null;
+            /**
+             * Started By
+             * @description The same, as the page names it.
+             */
+            started_by: string | null;
             /** Triggering User Name */
             triggering_user_name: string | null;
             /** Queued At */
@@ -328,6 +338,22 @@ export interface components {
              * @description The age public keys it is encrypted to.
              */
             encryption_recipients: string[] | null;
+            /**
+             * Started By
+             * @description Who started the run as a person names it ("Schedule", "Airflow UI", "REST API", "CLI", "Backups page"…), from Airflow's triggered_by; from the row's trigger column once Airflow no longer has the run.
+             * @default –
+             */
+            started_by: string;
+            /**
+             * Run Started At
+             * @description When Airflow started the DAG run (None once Airflow lacks it).
+             */
+            run_started_at: string | null;
+            /**
+             * Run Ended At
+             * @description When the DAG run ended in Airflow (None while it runs or once gone).
+             */
+            run_ended_at: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -405,6 +431,27 @@ export interface components {
             state: string | null;
             /** Try Number */
             try_number: number;
+            /**
+             * Last Try Number
+             * @description The last try Airflow makes before it fails.
+             * @default 1
+             */
+            last_try_number: number;
+            /**
+             * Next Try At
+             * @description For an up_for_retry task: its next try.
+             */
+            next_try_at: string | null;
+            /**
+             * Error
+             * @description What the task's last failed try met.
+             */
+            error: string | null;
+            /**
+             * Failed At
+             * @description When that try failed.
+             */
+            failed_at: string | null;
         };
         /**
          * TriggerRequest

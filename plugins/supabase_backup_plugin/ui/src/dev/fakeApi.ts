@@ -1,7 +1,15 @@
 // A stand-in for the plugin's API (/backup/api/v1) as a fetch function, for the dev page
 // (`npm run dev`) and the component test: the page runs without Airflow, a database or S3. Its
 // bodies have the generated types, so a change of the API's schema shows here as a type error.
-import type { DownloadUrl, HistoryPage, HistoryRow, Me, RunStatus, Settings } from "../api";
+import type {
+  DownloadUrl,
+  HistoryPage,
+  HistoryRow,
+  Me,
+  RunStatus,
+  Settings,
+  TaskState,
+} from "../api";
 
 export interface FakeBackend {
   me: Me;
@@ -50,7 +58,25 @@ export const historyRow = (
   deleted_by: null,
   encrypted: false,
   encryption_recipients: null,
+  started_by: "Schedule",
+  run_started_at: null,
+  run_ended_at: null,
   ...row,
+});
+
+// A task instance of a run: its first try, no failure met.
+export const taskState = (
+  task: Pick<TaskState, "task_id"> & Partial<TaskState>,
+): TaskState => ({
+  map_index: -1,
+  label: null,
+  state: null,
+  try_number: 1,
+  last_try_number: 3,
+  next_try_at: null,
+  error: null,
+  failed_at: null,
+  ...task,
 });
 
 const reply = (status: number, body: unknown): Response =>
