@@ -89,7 +89,9 @@ def staging_area(plan: RunPlan) -> StagingArea:
     store with the ``aws_default`` connection's credentials on every worker."""
     from airflow.sdk import ObjectStoragePath
 
-    return StagingArea.for_run(ObjectStoragePath(plan.staging_root.rstrip("/")), plan.run_id)
+    return StagingArea.for_run(
+        ObjectStoragePath(plan.settings.staging_root.rstrip("/")), plan.run_id
+    )
 
 
 def connection_secrets() -> list[str]:

@@ -94,10 +94,10 @@ def start_run(
 
     destination.check_writable(
         resources.s3,
-        plan.s3_bucket,
-        plan.s3_prefix,
-        server_side_encryption=plan.server_side_encryption,
-        kms_key_id=plan.sse_kms_key_id,
+        plan.settings.s3_bucket,
+        plan.settings.s3_prefix,
+        server_side_encryption=plan.settings.server_side_encryption,
+        kms_key_id=plan.settings.sse_kms_key_id,
     )
     if not enabled:
         log.warning("Backups are disabled, but force=true: backing up anyway")
@@ -132,8 +132,8 @@ def dump_database(plan: RunPlan, resources: RunResources) -> dict:
         include_dump=True,
         include_inventory=plan.include_storage,
         inventory_buckets=list(plan.buckets) if plan.buckets else None,
-        pg_dump_path=plan.pg_dump_path,
-        exact_figures_max_bytes=plan.exact_figures_max_bytes,
+        pg_dump_path=plan.settings.pg_dump_path,
+        exact_figures_max_bytes=plan.settings.exact_figures_max_bytes,
     )
 
 
@@ -171,15 +171,17 @@ def plan_bucket_exports(
     plan: RunPlan, resources: RunResources, bucket_ids: list[str]
 ) -> list[dict]:
     """The export units: one per bucket, several (key-range shards) for a bucket with more than
-    ``plan.shard_max_objects`` objects (shards.py). Read from storage.objects while the dump runs,
-    so no export waits for it."""
+    ``plan.settings.shard_max_objects`` objects (shards.py). Read from storage.objects while the
+    dump runs, so no export waits for it."""
     with resources.database.connect() as connection:
-        units = shards.plan_export_units(connection, list(bucket_ids), plan.shard_max_objects)
+        units = shards.plan_export_units(
+            connection, list(bucket_ids), plan.settings.shard_max_objects
+        )
     split = {bucket: count for bucket, count in shards.shard_counts(units).items() if count > 1}
     if split:
         log.info(
             "Exporting in shards of at most %d objects: %s",
-            plan.shard_max_objects,
+            plan.settings.shard_max_objects,
             ", ".join(f"{bucket} in {count}" for bucket, count in split.items()),
         )
         try:
@@ -232,7 +234,7 @@ def export_bucket(plan: RunPlan, resources: RunResources, unit: dict | str) -> d
         summary = export_one_bucket(
             resources.api,
             target,
-            concurrency=plan.download_concurrency,
+            concurrency=plan.settings.download_concurrency,
             report_progress=report,
             listing=listing,
         )
@@ -299,7 +301,9 @@ def reconcile(
         )
 
     def fetch_missing(bucket, keys):
-        return fetch_objects(resources.api, bucket, keys, concurrency=plan.download_concurrency)
+        return fetch_objects(
+            resources.api, bucket, keys, concurrency=plan.settings.download_concurrency
+        )
 
     def keys_still_present(bucket_id, keys):
         return database.current_object_keys(resources.database, bucket_id, keys)
@@ -404,7 +408,7 @@ def build_archive(
         if plan.include_storage
         else None,
     )
-    if plan.stream_archive and not plan.age_recipients:  # encryption needs the local zip
+    if plan.stream_archive and not plan.settings.age_recipients:  # encryption needs the local zip
         # The zip itself is written by upload_archive, straight into S3: only the manifest (and
         # what is needed to list the members again) is kept here.
         members = {
@@ -458,20 +462,20 @@ def _member_source(summary: dict | None) -> dict | None:
 def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict) -> dict:
 
     _report_step(plan, resources, "uploading the archive")
-    if plan.age_recipients:  # client-side encryption (issue 11): see encrypted_archive
+    if plan.settings.age_recipients:  # client-side encryption (issue 11): see encrypted_archive
         archive_path = resources.staging.archive
         return encrypted_archive.encrypt_and_upload(
             resources.s3,
             archive_path,
             archive_path.with_name(archive_path.name + ".age"),
-            plan.s3_bucket,
-            plan.s3_prefix,
+            plan.settings.s3_bucket,
+            plan.settings.s3_prefix,
             datetime.fromisoformat(plan.started_at).astimezone(UTC),
-            recipients=tuple(plan.age_recipients),
+            recipients=tuple(plan.settings.age_recipients),
             sha256=archive_summary["sha256"],
             size=archive_summary["bytes"],
-            server_side_encryption=plan.server_side_encryption,
-            kms_key_id=plan.sse_kms_key_id,
+            server_side_encryption=plan.settings.server_side_encryption,
+            kms_key_id=plan.settings.sse_kms_key_id,
         )
     started_at = datetime.fromisoformat(plan.started_at).astimezone(UTC)
     if archive_summary.get("streamed"):
@@ -492,24 +496,24 @@ def upload_archive(plan: RunPlan, resources: RunResources, archive_summary: dict
         return destination.stream_archive(
             resources.s3,
             write,
-            plan.s3_bucket,
-            plan.s3_prefix,
+            plan.settings.s3_bucket,
+            plan.settings.s3_prefix,
             started_at,
             manifest_sha256=archive_summary["manifest_sha256"],
             expected_bytes=archive_summary.get("expected_bytes") or 0,
-            server_side_encryption=plan.server_side_encryption,
-            kms_key_id=plan.sse_kms_key_id,
+            server_side_encryption=plan.settings.server_side_encryption,
+            kms_key_id=plan.settings.sse_kms_key_id,
         )
     return destination.upload_archive(
         resources.s3,
         resources.staging.archive,
-        plan.s3_bucket,
-        plan.s3_prefix,
+        plan.settings.s3_bucket,
+        plan.settings.s3_prefix,
         started_at,
         sha256=archive_summary["sha256"],
         size=archive_summary["bytes"],
-        server_side_encryption=plan.server_side_encryption,
-        kms_key_id=plan.sse_kms_key_id,
+        server_side_encryption=plan.settings.server_side_encryption,
+        kms_key_id=plan.settings.sse_kms_key_id,
     )
 
 

@@ -118,11 +118,11 @@ def apply_after_run(plan, resources, verified: dict | None) -> dict:
     successful backup — this run's — is kept by construction. A failure here fails only this task.
     """
 
-    if not plan.retention:
+    if not plan.settings.retention:
         return {"skipped": "supabase_backup_retention is not set: every archive is kept"}
     if not verified:
         return {"skipped": "the run has no verified archive: retention waits for one"}
-    rules = RetentionRules(**plan.retention)
+    rules = RetentionRules(**plan.settings.retention)
 
     def delete_object(bucket: str, key: str) -> None:
         from botocore.exceptions import ClientError
