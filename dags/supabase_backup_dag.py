@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
-from supabase_backup import config
+from supabase_backup import config, trigger_form
 from supabase_backup.airflow import alerting, backup_run
 from supabase_backup.airflow.backup_run import run_step
 from supabase_backup.backup import tasks
@@ -67,33 +67,7 @@ def part_included(part: str):
         "execution_timeout": timedelta(hours=2),
         "on_failure_callback": backup_run.on_task_failure,
     },
-    params={
-        "force": Param(
-            False,
-            type="boolean",
-            title="Force",
-            description="Back up even when backup_enabled is false.",
-        ),
-        "buckets": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "string"},
-            title="Buckets",
-            description="Only these buckets (default: the configured list, or all).",
-        ),
-        "include_database": Param(
-            True,
-            type="boolean",
-            title="Database",
-            description="Include the pg_dump of the database.",
-        ),
-        "include_auth": Param(
-            True, type="boolean", title="Auth users", description="Include auth/users.json."
-        ),
-        "include_storage": Param(
-            True, type="boolean", title="Storage", description="Include the Storage buckets."
-        ),
-    },
+    params={field.name: Param(**field.param_arguments()) for field in trigger_form.FIELDS},
 )
 def supabase_backup():
     @task.short_circuit(execution_timeout=timedelta(minutes=5))
