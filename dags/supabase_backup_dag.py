@@ -110,9 +110,20 @@ def supabase_backup():
     @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=2))
     def reconcile(
-        plan: dict, bucket_ids: list[str], database_summary: dict | None, units: list[dict]
+        plan: dict,
+        bucket_ids: list[str],
+        database_summary: dict | None,
+        units: list[dict],
+        export_summaries: list[dict],
     ) -> dict:
-        return run_step(tasks.reconcile, plan, list(bucket_ids), database_summary, list(units))
+        return run_step(
+            tasks.reconcile,
+            plan,
+            list(bucket_ids),
+            database_summary,
+            list(units),
+            list(export_summaries),  # the mapped results come as a lazy sequence
+        )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=4))
     def build_archive(
@@ -205,9 +216,8 @@ def supabase_backup():
     bucket_ids = list_buckets(plan)
     staging >> [database_summary, auth_summary, bucket_ids]
     units = plan_bucket_exports(plan, bucket_ids)
-    exports = export_bucket.partial(plan=plan).expand(unit=units)
-    storage_summary = reconcile(plan, bucket_ids, database_summary, units)
-    exports >> storage_summary
+    export_summaries = export_bucket.partial(plan=plan).expand(unit=units)
+    storage_summary = reconcile(plan, bucket_ids, database_summary, units, export_summaries)
     archive = build_archive(plan, database_summary, auth_summary, storage_summary, bucket_ids)
     location = upload_archive(plan, archive)
     verified = verify_upload(plan, archive, location)
