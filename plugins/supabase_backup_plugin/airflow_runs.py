@@ -133,19 +133,3 @@ def run_with_tasks(run_id: str) -> dict[str, Any] | None:
                 for instance in instances
             ],
         }
-
-
-def still_active(run_ids: list[str]) -> set[str]:
-    """Those of ``run_ids`` whose DAG run is queued or running."""
-    if not run_ids:
-        return set()
-    with create_session() as session:
-        return set(
-            session.scalars(
-                select(DagRun.run_id).where(
-                    DagRun.dag_id == DAG_ID,
-                    DagRun.run_id.in_(run_ids),
-                    DagRun.state.in_(ACTIVE_STATES),
-                )
-            )
-        )

@@ -9,12 +9,12 @@ from fastapi import APIRouter, HTTPException, Query
 from supabase_backup.airflow import connections
 from supabase_backup.destination import s3 as destination
 from supabase_backup.records import history
-from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import (
     CanRead,
     CanTrigger,
     CurrentUser,
     Database,
+    ReadOnlyDatabase,
     ServiceUnavailable,
     safe_message,
 )
@@ -25,25 +25,15 @@ router = APIRouter(tags=["history"])
 ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
 
 
-def settle_stale_rows(connection) -> list[str]:
-    """Rows still ``running`` whose DAG run has ended (or is gone) become ``failed``. The
-    candidates are read before Airflow is asked, so a row recorded meanwhile is left alone."""
-    candidates = history.running_run_ids(connection)
-    if not candidates:
-        return []
-    alive = airflow_runs.still_active(candidates)
-    return history.settle_ended_runs(connection, [run for run in candidates if run not in alive])
-
-
 @router.get("/history", response_model=HistoryPage, dependencies=[CanRead], responses=ERRORS)
 def list_history(
-    connection: Database,
+    connection: ReadOnlyDatabase,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
     status: HistoryStatus | None = Query(None, description="Only rows with this status."),
 ) -> HistoryPage:
-    """Backups, newest first."""
-    settle_stale_rows(connection)
+    """Backups, newest first, as recorded: reading never writes. A row whose run ended without
+    recording its outcome stays ``running`` until the next run's first task settles it."""
     return HistoryPage(
         items=history.list_history(connection, limit=limit, offset=offset, status=status),
         total=history.count_history(connection, status),

@@ -16,7 +16,7 @@ import {
   Text,
   VStack,
 } from "@chakra-ui/react";
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 
 import { airflowRunUrl, api, type HistoryPage, type HistoryRow, type Me, type RunStatus } from "./api";
 import { formatBytes, formatDuration, formatTime, statusColour } from "./format";
@@ -35,12 +35,19 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
+  // Runs this page followed until Airflow said they ended (or no longer knew them). Reading the
+  // history never writes, so a row whose run ended without recording its outcome stays "running"
+  // until the next run settles it: it must not be followed again.
+  const endedRunIds = useRef(new Set<string>());
+
   const report = (reason: unknown) => setError(reason instanceof Error ? reason.message : String(reason));
 
   const loadHistory = useCallback(async () => {
     const loaded = await api.history(PAGE_SIZE, offset);
     setPage(loaded);
-    const running = loaded.items.find((row) => row.status === "running");
+    const running = loaded.items.find(
+      (row) => row.status === "running" && !endedRunIds.current.has(row.run_id),
+    );
     if (running) setActiveRunId((current) => current ?? running.run_id);
   }, [offset]);
 
@@ -66,7 +73,8 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
         const status = await api.run(activeRunId);
         if (stopped) return;
         setRun(status);
-        if (status.state === "success" || status.state === "failed") {
+        if (status.state === "success" || status.state === "failed" || status.airflow === null) {
+          endedRunIds.current.add(activeRunId);
           setActiveRunId(null);
           await loadHistory();
           return;
