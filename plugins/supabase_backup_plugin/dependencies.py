@@ -63,17 +63,14 @@ def open_database() -> Iterator[psycopg.Connection]:
         connection.close()
 
 
-def open_read_only_database() -> Iterator[psycopg.Connection]:
-    """As ``open_database``, with every transaction read only: a GET route cannot write, not even
-    by mistake (Postgres refuses with ``cannot execute ... in a read-only transaction``)."""
-    opened = open_database()
-    connection = next(opened)
-    try:
-        connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-        yield connection
-    finally:
-        opened.close()
-
-
 Database = Annotated[psycopg.Connection, Depends(open_database)]
-ReadOnlyDatabase = Annotated[psycopg.Connection, Depends(open_read_only_database)]
+
+
+def read_only_database(connection: Database) -> psycopg.Connection:
+    """The request's connection with every transaction read only: a GET route cannot write, not
+    even by mistake (Postgres refuses with ``cannot execute ... in a read-only transaction``)."""
+    connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    return connection
+
+
+ReadOnlyDatabase = Annotated[psycopg.Connection, Depends(read_only_database)]
