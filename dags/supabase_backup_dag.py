@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Asset, Param, dag, task
 from airflow.task.trigger_rule import TriggerRule
 
-from supabase_backup import config
+from supabase_backup import config, trigger_form
 from supabase_backup.airflow import alerting, backup_run
 from supabase_backup.airflow.backup_run import run_step
 from supabase_backup.backup import tasks
@@ -68,33 +68,7 @@ def part_included(part: str):
         "on_failure_callback": backup_run.on_task_failure,
         "on_retry_callback": backup_run.on_task_retry,
     },
-    params={
-        "force": Param(
-            False,
-            type="boolean",
-            title="Force",
-            description="Back up even when backup_enabled is false.",
-        ),
-        "buckets": Param(
-            None,
-            type=["null", "array"],
-            items={"type": "string"},
-            title="Buckets",
-            description="Only these buckets (default: the configured list, or all).",
-        ),
-        "include_database": Param(
-            True,
-            type="boolean",
-            title="Database",
-            description="Include the pg_dump of the database.",
-        ),
-        "include_auth": Param(
-            True, type="boolean", title="Auth users", description="Include auth/users.json."
-        ),
-        "include_storage": Param(
-            True, type="boolean", title="Storage", description="Include the Storage buckets."
-        ),
-    },
+    params={field.name: Param(**field.param_arguments()) for field in trigger_form.FIELDS},
 )
 def supabase_backup():
     @task.short_circuit(execution_timeout=timedelta(minutes=5))
@@ -137,9 +111,20 @@ def supabase_backup():
     @task.run_if(part_included("include_storage"), skip_message="include_storage is false")
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=2))
     def reconcile(
-        plan: dict, bucket_ids: list[str], database_summary: dict | None, units: list[dict]
+        plan: dict,
+        bucket_ids: list[str],
+        database_summary: dict | None,
+        units: list[dict],
+        export_summaries: list[dict],
     ) -> dict:
-        return run_step(tasks.reconcile, plan, list(bucket_ids), database_summary, list(units))
+        return run_step(
+            tasks.reconcile,
+            plan,
+            list(bucket_ids),
+            database_summary,
+            list(units),
+            list(export_summaries),  # the mapped results come as a lazy sequence
+        )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED, execution_timeout=timedelta(hours=4))
     def build_archive(
@@ -232,9 +217,8 @@ def supabase_backup():
     bucket_ids = list_buckets(plan)
     staging >> [database_summary, auth_summary, bucket_ids]
     units = plan_bucket_exports(plan, bucket_ids)
-    exports = export_bucket.partial(plan=plan).expand(unit=units)
-    storage_summary = reconcile(plan, bucket_ids, database_summary, units)
-    exports >> storage_summary
+    export_summaries = export_bucket.partial(plan=plan).expand(unit=units)
+    storage_summary = reconcile(plan, bucket_ids, database_summary, units, export_summaries)
     archive = build_archive(plan, database_summary, auth_summary, storage_summary, bucket_ids)
     location = upload_archive(plan, archive)
     verified = verify_upload(plan, archive, location)

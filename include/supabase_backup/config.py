@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, replace
 from urllib.parse import urlsplit
 
+from supabase_backup import trigger_form
 from supabase_backup.errors import ConfigurationError
 from supabase_backup.retention_rules import RetentionRules
 
@@ -90,7 +91,6 @@ class BackupSettings:
     database_conn_id: str = DATABASE_CONN_ID
     api_conn_id: str = API_CONN_ID
     aws_conn_id: str = AWS_CONN_ID
-    extra: dict = field(default_factory=dict)
     retention: dict | None = None  # the rules as JSON (retention.RetentionRules), None: keep all
     age_recipients: tuple[str, ...] | None = None  # public keys; None: no client-side encryption
 
@@ -236,13 +236,17 @@ def parse_bucket_list(value) -> tuple[str, ...] | None:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One run's settings, resolved once by its first task. Small and JSON-friendly (it travels as
-    an XCom), recorded in the manifest, and free of secrets."""
+    """One run's settings and choices, resolved once by its first task. Small and JSON-friendly
+    (it travels as an XCom), recorded in the manifest, and free of secrets.
 
+    ``settings`` are the Variables as this run uses them: when the trigger form names buckets,
+    they replace ``supabase_backup_buckets`` (``buckets``), so every later task reads one bucket
+    selection. The rest are the run's own facts and the trigger form's other choices."""
+
+    settings: BackupSettings
     run_id: str
     trigger: str
     started_at: str  # ISO 8601, UTC: names the archive
-    s3_bucket: str
     triggered_by: str | None = None
     logical_date: str | None = None
     attempt: int = 0  # the DAG run's clear count when planned (0: its first attempt)
@@ -250,24 +254,15 @@ class RunPlan:
     include_database: bool = True
     include_auth: bool = True
     include_storage: bool = True
-    buckets: tuple[str, ...] | None = None  # None: every bucket the project has
-    s3_prefix: str = DEFAULT_S3_PREFIX
-    staging_root: str = DEFAULT_STAGING_ROOT
-    download_concurrency: int = DEFAULT_DOWNLOAD_CONCURRENCY
-    server_side_encryption: str = "AES256"
-    sse_kms_key_id: str | None = None  # a key id, not key material
-    pg_dump_path: str | None = None
-    exact_figures_max_bytes: int = DEFAULT_EXACT_FIGURES_MAX_BYTES
-    # A bucket with more objects is exported by several tasks over disjoint key ranges (shards.py).
-    shard_max_objects: int = DEFAULT_SHARD_MAX_OBJECTS
-    database_conn_id: str = DATABASE_CONN_ID
-    api_conn_id: str = API_CONN_ID
-    aws_conn_id: str = AWS_CONN_ID
     # True: upload_archive writes the zip straight into a multipart upload (no local archive);
     # False: build_archive writes it to staging and upload_archive uploads the file.
     stream_archive: bool = True
-    retention: dict | None = None  # applied after a verified run; None: keep every archive
-    age_recipients: tuple[str, ...] | None = None  # encrypt the archive to these public keys
+
+    @property
+    def buckets(self) -> tuple[str, ...] | None:
+        """The buckets this run backs up: the form's list, else the Variable's; None: every
+        bucket the project has."""
+        return self.settings.buckets
 
     @classmethod
     def create(
@@ -282,12 +277,10 @@ class RunPlan:
         logical_date: str | None = None,
         attempt: int = 0,
     ) -> RunPlan:
-        """Combine the Variables with the trigger form's Params; refuse a run that would back up
-        nothing."""
-        include = {
-            part: bool(params.get(part, True))
-            for part in ("include_database", "include_auth", "include_storage")
-        }
+        """Combine the Variables with the trigger form's Params (a Param left out takes the form's
+        default); refuse a run that would back up nothing."""
+        choices = {**trigger_form.defaults(), **params}
+        include = {part: bool(choices[part]) for part in trigger_form.PART_SWITCHES}
         if not any(include.values()):
             raise ConfigurationError(
                 "include_database, include_auth and include_storage are all false: the run would "
@@ -295,50 +288,43 @@ class RunPlan:
             )
         if trigger not in TRIGGERS:
             raise ConfigurationError(f"unknown trigger {trigger!r} (expected one of {TRIGGERS})")
-        requested = parse_bucket_list(params.get("buckets"))
+        requested = parse_bucket_list(choices["buckets"])
         return cls(
+            settings=replace(settings, buckets=requested or settings.buckets),
             run_id=run_id,
             trigger=trigger,
             triggered_by=triggered_by,
             started_at=started_at,
             logical_date=logical_date,
             attempt=attempt,
-            forced=bool(params.get("force", False)),
+            forced=bool(choices["force"]),
             **include,
-            buckets=requested or settings.buckets,
-            s3_bucket=settings.s3_bucket,
-            s3_prefix=settings.s3_prefix,
-            staging_root=settings.staging_root,
-            download_concurrency=settings.download_concurrency,
-            server_side_encryption=settings.server_side_encryption,
-            sse_kms_key_id=settings.sse_kms_key_id,
-            pg_dump_path=settings.pg_dump_path,
-            exact_figures_max_bytes=settings.exact_figures_max_bytes,
-            shard_max_objects=settings.shard_max_objects,
-            database_conn_id=settings.database_conn_id,
-            api_conn_id=settings.api_conn_id,
-            aws_conn_id=settings.aws_conn_id,
-            retention=settings.retention,
-            age_recipients=settings.age_recipients,
         )
 
     def to_dict(self) -> dict:
-        plan = asdict(self)
-        plan["buckets"] = list(self.buckets) if self.buckets is not None else None
-        plan["age_recipients"] = list(self.age_recipients) if self.age_recipients else None
-        return plan
+        """The run's facts and choices with the settings beside them in one flat dict: the shape
+        the manifest's ``run`` and ``plan`` sections are cut from (FORMAT.md)."""
+        plan = {item.name: getattr(self, item.name) for item in fields(self)}
+        settings = asdict(plan.pop("settings"))
+        settings["buckets"] = list(self.buckets) if self.buckets is not None else None
+        settings["age_recipients"] = (
+            list(self.settings.age_recipients) if self.settings.age_recipients else None
+        )
+        return {**plan, **settings}
 
     @classmethod
     def from_dict(cls, value: dict | RunPlan) -> RunPlan:
         if isinstance(value, RunPlan):
             return value
-        known = {item.name for item in fields(cls)}
-        plan = {name: item for name, item in value.items() if name in known}
-        if plan.get("buckets") is not None:
-            plan["buckets"] = tuple(plan["buckets"])
-        if plan.get("age_recipients"):
-            plan["age_recipients"] = tuple(plan["age_recipients"])
-        return cls(**plan)
+        own = {item.name for item in fields(cls)} - {"settings"}
+        settings = {item.name for item in fields(BackupSettings)}
+        plan = {name: item for name, item in value.items() if name in own}
+        chosen = {name: item for name, item in value.items() if name in settings}
+        if chosen.get("buckets") is not None:
+            chosen["buckets"] = tuple(chosen["buckets"])
+        if chosen.get("age_recipients"):
+            chosen["age_recipients"] = tuple(chosen["age_recipients"])
+        return cls(settings=BackupSettings(**chosen), **plan)
 
 
 def age_recipient(text: str):

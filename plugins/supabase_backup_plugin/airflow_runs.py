@@ -215,19 +215,3 @@ def runs_by_id(run_ids: list[str]) -> dict[str, dict[str, Any]]:
                 select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.run_id.in_(run_ids))
             )
         }
-
-
-def still_active(run_ids: list[str]) -> set[str]:
-    """Those of ``run_ids`` whose DAG run is queued or running."""
-    if not run_ids:
-        return set()
-    with create_session() as session:
-        return set(
-            session.scalars(
-                select(DagRun.run_id).where(
-                    DagRun.dag_id == DAG_ID,
-                    DagRun.run_id.in_(run_ids),
-                    DagRun.state.in_(ACTIVE_STATES),
-                )
-            )
-        )

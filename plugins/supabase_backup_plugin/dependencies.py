@@ -64,3 +64,13 @@ def open_database() -> Iterator[psycopg.Connection]:
 
 
 Database = Annotated[psycopg.Connection, Depends(open_database)]
+
+
+def read_only_database(connection: Database) -> psycopg.Connection:
+    """The request's connection with every transaction read only: a GET route cannot write, not
+    even by mistake (Postgres refuses with ``cannot execute ... in a read-only transaction``)."""
+    connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    return connection
+
+
+ReadOnlyDatabase = Annotated[psycopg.Connection, Depends(read_only_database)]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from supabase_backup import trigger_form
 
 HistoryStatus = Literal["running", "success", "incomplete", "failed", "skipped"]
 
@@ -17,26 +19,48 @@ class ResponseBody(BaseModel):
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
-class TriggerRequest(BaseModel):
-    """The DAG's trigger form (its Params); omitted fields take the DAG's defaults."""
+# The JSON Schema types the trigger form uses, as Python types.
+JSON_TYPES: dict[str, type] = {"boolean": bool, "string": str, "integer": int, "number": float}
+
+
+def form_annotation(field: trigger_form.Field) -> Any:
+    """The Python type of one trigger-form field (``list[str] | None`` for a nullable array)."""
+    annotation: Any = JSON_TYPES.get(field.type)
+    if field.type == "array":
+        item_type = JSON_TYPES[field.item_type or "string"]
+        annotation = list[item_type]
+    return annotation | None if field.nullable else annotation
+
+
+class TriggerFormChecks(BaseModel):
+    """What a trigger request must satisfy beyond its fields' types."""
 
     model_config = ConfigDict(extra="forbid")
 
-    force: bool = Field(False, description="Back up even when backup_enabled is false.")
-    buckets: list[str] | None = Field(
-        None, description="Only these buckets (default: the configured list, or all)."
-    )
-    include_database: bool = Field(True, description="Include the pg_dump of the database.")
-    include_auth: bool = Field(True, description="Include auth/users.json.")
-    include_storage: bool = Field(True, description="Include the Storage buckets.")
-
     @model_validator(mode="after")
-    def something_to_back_up(self) -> TriggerRequest:
-        if not (self.include_database or self.include_auth or self.include_storage):
+    def something_to_back_up(self) -> TriggerFormChecks:
+        if not any(getattr(self, part) for part in trigger_form.PART_SWITCHES):
             raise ValueError("nothing to back up: include the database, Auth users or Storage")
-        if self.buckets is not None and any(not name.strip() for name in self.buckets):
+        buckets = getattr(self, "buckets", None)
+        if buckets is not None and any(not name.strip() for name in buckets):
             raise ValueError("a bucket name is empty")
         return self
+
+
+# The DAG's trigger form (its Params, built from the same trigger_form.FIELDS); omitted fields
+# take the DAG's defaults.
+TriggerRequest = create_model(
+    "TriggerRequest",
+    __base__=TriggerFormChecks,
+    __doc__="The DAG's trigger form (its Params); omitted fields take the DAG's defaults.",
+    **{
+        field.name: (
+            form_annotation(field),
+            Field(field.default, title=field.title, description=field.description),
+        )
+        for field in trigger_form.FIELDS
+    },
+)
 
 
 class TriggerResponse(ResponseBody):
@@ -92,6 +116,12 @@ class HistoryRow(ResponseBody):
     )
     damaged_by: str | None = Field(None, description="The run id of the drill that found it.")
     damage: str | None = Field(None, description="What the drill found.")
+    deployment: str | None = Field(
+        None, description="The Airflow deployment that owns the row (it alone settles it)."
+    )
+    settled_by: str | None = Field(
+        None, description="Set when a settle, not the run itself, wrote the row's outcome."
+    )
     # Not columns: read from Airflow when the page asks, for runs Airflow still has.
     started_by: str = Field(
         "–",

@@ -40,6 +40,28 @@ def test_shape(dag_bag):
         "supabase_backup_archive"]
 
 
+def test_the_dag_params_and_the_plugins_trigger_request_are_one_form(dag_bag):
+    """Both come from supabase_backup.trigger_form: the same names, types, defaults, titles and
+    descriptions, so a field added to the form reaches the Trigger page and the API together."""
+    if str(PROJECT_ROOT / "plugins") not in sys.path:
+        sys.path.append(str(PROJECT_ROOT / "plugins"))
+    from supabase_backup_plugin.schemas import TriggerRequest
+
+    params = dag_bag.dags["supabase_backup"].params
+    request = TriggerRequest.model_json_schema()["properties"]
+    assert list(params) == list(request)
+    for name, field in request.items():
+        param = params.get_param(name)
+        options = field.get("anyOf", [field])
+        declared = param.schema["type"]
+        assert sorted(option["type"] for option in options) == sorted(
+            declared if isinstance(declared, list) else [declared]), name
+        assert [option.get("items") for option in options if option["type"] == "array"] == (
+            [param.schema["items"]] if "items" in param.schema else []), name
+        assert (param.value, param.schema["title"], param.description) == (
+            field["default"], field["title"], field["description"]), name
+
+
 def test_drill_shape(dag_bag):
     dag = dag_bag.dags["supabase_backup_restore_drill"]
     assert {"backup", "restore-drill"} <= set(dag.tags)

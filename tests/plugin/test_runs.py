@@ -150,17 +150,34 @@ def test_switched_off_the_next_run_is_skipped(plugin, small_sandbox):
         plugin.call("PUT", "/api/v1/settings", user="admin", json={"backup_enabled": True})
 
 
-def test_reading_history_settles_a_row_whose_run_ended_unrecorded(plugin, small_sandbox):
+def test_reading_never_writes_and_the_next_run_settles_a_row_whose_run_ended_unrecorded(
+        plugin, small_sandbox):
+    run_id = "manual__killed-worker"
     with small_sandbox.connect() as connection:
         connection.execute("INSERT INTO public.backup_history (run_id, status, trigger) "
-                           "VALUES ('manual__killed-worker', 'running', 'manual')")
+                           "VALUES (%s, 'running', 'manual')", (run_id,))
+
+    def table() -> list:
+        with small_sandbox.connect() as connection:
+            return connection.execute("SELECT row_to_json(h)::text FROM public.backup_history h "
+                                      "ORDER BY id").fetchall()
+
+    before = table()
     items = plugin.call("GET", "/api/v1/history", user="viewer",
-                        params={"status": "failed", "limit": 500}).json()["items"]
-    settled = [item for item in items if item["run_id"] == "manual__killed-worker"]
-    assert settled and settled[0]["error"] == (
-        "the run ended without recording its outcome; see Airflow run manual__killed-worker")
-    # Airflow has no such run: who started it comes from the row's own trigger column.
-    assert (settled[0]["started_by"], settled[0]["run_started_at"]) == ("Manual", None)
+                        params={"limit": 500}).json()["items"]
+    assert [item["status"] for item in items if item["run_id"] == run_id] == ["running"]
+    run = plugin.call("GET", f"/api/v1/runs/{run_id}", user="viewer").json()
+    assert (run["state"], run["airflow"], run["history"]["status"]) == (None, None, "running")
+    assert plugin.call("GET", "/api/v1/settings", user="viewer").status_code == 200
+    assert table() == before  # not a row, not an updated_at changed
+
+    # The next run's first task settles it.
+    started = plugin.call("POST", "/api/v1/runs", user="operator",
+                          json={"include_storage": False}).json()["run_id"]
+    assert plugin.wait_for_run(started)[-1]["state"] == "success"
+    settled = small_sandbox.history_row(run_id)
+    assert (settled["status"], settled["error"]) == (
+        "failed", "the run ended without recording its outcome; see Airflow run manual__killed-worker")
 
 
 def test_errors_are_json_without_a_trace(plugin):

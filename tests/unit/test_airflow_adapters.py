@@ -9,7 +9,7 @@ import pytest
 from supabase_backup.airflow import backup_run
 from supabase_backup.airflow import dag_run as dag_run_facts
 from supabase_backup.airflow import connections
-from supabase_backup.config import RunPlan
+from supabase_backup.config import BackupSettings, RunPlan
 from supabase_backup.errors import ConfigurationError
 
 
@@ -68,13 +68,14 @@ def test_the_plan_is_resolved_once_from_variables_and_params(monkeypatch):
     plan = backup_run.plan_run(dag_run(conf={"trigger": "api"}, user="ops"),
                                       {"force": True, "buckets": None, "include_auth": False})
     assert (plan.trigger, plan.triggered_by, plan.buckets, plan.forced) == ("api", "ops", ("a", "b"), True)
-    assert (plan.include_auth, plan.staging_root, plan.s3_bucket) == (False, "s3://stage/here", "archives")
+    assert (plan.include_auth, plan.settings.staging_root, plan.settings.s3_bucket) == (
+        False, "s3://stage/here", "archives")
     assert plan.started_at == "2026-11-25T03:04:00+00:00"
     # The plan travels as JSON between tasks and comes back equal; it holds no secret.
     assert RunPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
     # A Variable edited after planning does not change the plan a later task receives.
     monkeypatch.setenv("AIRFLOW_VAR_SUPABASE_BACKUP_STAGING_ROOT", "file:///elsewhere")
-    assert RunPlan.from_dict(plan.to_dict()).staging_root == "s3://stage/here"
+    assert RunPlan.from_dict(plan.to_dict()).settings.staging_root == "s3://stage/here"
 
 
 def test_permanent_errors_fail_the_task_at_once_and_others_may_retry():
@@ -82,8 +83,8 @@ def test_permanent_errors_fail_the_task_at_once_and_others_may_retry():
 
     from supabase_backup.errors import ApiTransientError, MigrationMissing
 
-    plan = RunPlan(run_id="r", trigger="manual", started_at="2026-11-25T03:04:00+00:00",
-                   s3_bucket="b")
+    plan = RunPlan(BackupSettings(s3_bucket="b"), run_id="r", trigger="manual",
+                   started_at="2026-11-25T03:04:00+00:00")
 
     def missing_migration(plan, resources):
         raise MigrationMissing("public.backup_history")

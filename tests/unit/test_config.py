@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from supabase_backup import config
@@ -94,7 +96,7 @@ def test_exact_figures_limit_is_a_number_of_bytes_carried_into_the_plan():
     settings = config.BackupSettings.from_variables(variables(
         {"supabase_backup_s3_bucket": "b", "supabase_backup_exact_figures_max_bytes": "0"}))
     plan = config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="x", params={})
-    assert config.RunPlan.from_dict(plan.to_dict()).exact_figures_max_bytes == 0
+    assert config.RunPlan.from_dict(plan.to_dict()).settings.exact_figures_max_bytes == 0
     for bad in ("-1", "1GiB"):
         with pytest.raises(ConfigurationError, match="supabase_backup_exact_figures_max_bytes"):
             config.BackupSettings.from_variables(variables(
@@ -114,8 +116,28 @@ def test_shard_size_is_a_positive_number_of_objects_carried_into_the_plan():
     settings = config.BackupSettings.from_variables(variables(
         {"supabase_backup_s3_bucket": "b", "supabase_backup_shard_max_objects": " 1000 "}))
     plan = config.RunPlan.create(settings, run_id="r", trigger="manual", started_at="x", params={})
-    assert config.RunPlan.from_dict(plan.to_dict()).shard_max_objects == 1000
+    assert config.RunPlan.from_dict(plan.to_dict()).settings.shard_max_objects == 1000
     for bad in ("0", "-5", "many", "1e6"):
         with pytest.raises(ConfigurationError, match="supabase_backup_shard_max_objects"):
             config.BackupSettings.from_variables(variables(
                 {"supabase_backup_s3_bucket": "b", "supabase_backup_shard_max_objects": bad}))
+
+
+def test_the_plan_holds_the_settings_and_records_them_flat():
+    settings = config.BackupSettings(s3_bucket="b", buckets=("a", "b"), s3_prefix="nightly/")
+    plan = config.RunPlan.create(settings, run_id="r", trigger="api", started_at="t",
+                                 params={"buckets": ["c"], "include_auth": False})
+    assert (plan.settings.s3_bucket, plan.settings.s3_prefix) == ("b", "nightly/")
+    assert (plan.buckets, plan.include_auth, plan.forced) == (("c",), False, False)
+    assert config.RunPlan.create(settings, run_id="r", trigger="api", started_at="t",
+                                 params={}).buckets == ("a", "b")
+    # One flat record, the manifest's run and plan sections (FORMAT.md) cut from it as before.
+    assert set(plan.to_dict()) == {
+        "run_id", "trigger", "started_at", "triggered_by", "logical_date", "attempt", "forced",
+        "include_database", "include_auth", "include_storage", "stream_archive", "buckets",
+        "s3_bucket", "s3_prefix", "staging_root", "download_concurrency",
+        "server_side_encryption", "sse_kms_key_id", "pg_dump_path", "exact_figures_max_bytes",
+        "shard_max_objects", "database_conn_id", "api_conn_id", "aws_conn_id", "retention",
+        "age_recipients"}
+    assert plan.to_dict()["buckets"] == ["c"]
+    assert config.RunPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan

@@ -122,8 +122,8 @@ def test_the_run_plan_carries_the_recipients(keys):
     plan = RunPlan.create(settings, run_id="r", trigger="manual", started_at="2026-11-28T03:00:00+00:00",
                           params={})
     again = RunPlan.from_dict(plan.to_dict())
-    assert again.age_recipients == tuple(recipients[:2]) and again == plan
-    assert again.retention["keep_daily"] == 7
+    assert again.settings.age_recipients == tuple(recipients[:2]) and again == plan
+    assert again.settings.retention["keep_daily"] == 7
 
 
 def test_restore_dry_run_reads_an_encrypted_archive_with_its_identity(encrypted, keys, capsys):

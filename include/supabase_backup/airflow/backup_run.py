@@ -49,15 +49,15 @@ class TaskResources:
 
     @functools.cached_property
     def database(self) -> DatabaseSettings:
-        return database_settings(self.plan.database_conn_id)
+        return database_settings(self.plan.settings.database_conn_id)
 
     @functools.cached_property
     def api(self) -> ApiSettings:
-        return api_settings(self.plan.api_conn_id)
+        return api_settings(self.plan.settings.api_conn_id)
 
     @functools.cached_property
     def s3(self):
-        return s3_client(self.plan.aws_conn_id)
+        return s3_client(self.plan.settings.aws_conn_id)
 
     @functools.cached_property
     def staging(self) -> StagingArea:
@@ -151,7 +151,7 @@ def record_history(
     try:
         return outcome.finish_run(
             database_settings(
-                RunPlan.from_dict(plan).database_conn_id if plan else DATABASE_CONN_ID
+                RunPlan.from_dict(plan).settings.database_conn_id if plan else DATABASE_CONN_ID
             ),
             run_id=dag_run.run_id,
             trigger=trigger_of(dag_run),

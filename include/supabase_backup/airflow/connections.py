@@ -93,10 +93,10 @@ def staging_area(plan: RunPlan) -> StagingArea:
     without a connection, ObjectStoragePath looks for credentials in the worker's environment)."""
     from airflow.sdk import ObjectStoragePath
 
-    root = plan.staging_root.rstrip("/")
+    root = plan.settings.staging_root.rstrip("/")
     parts = urlsplit(root)
     names_connection = "@" in parts.netloc
-    conn_id = plan.aws_conn_id if parts.scheme == "s3" and not names_connection else None
+    conn_id = plan.settings.aws_conn_id if parts.scheme == "s3" and not names_connection else None
     return StagingArea.for_run(ObjectStoragePath(root, conn_id=conn_id), plan.run_id)
 
 

@@ -79,8 +79,8 @@ def start_run(
     def find_verified(row: dict) -> dict | None:
         return destination.find_verified_record(
             resources.s3,
-            plan.s3_bucket,
-            plan.s3_prefix,
+            plan.settings.s3_bucket,
+            plan.settings.s3_prefix,
             row["run_id"],
             attempt=row["run_attempt"],
             since=row["started_at"],
@@ -124,10 +124,10 @@ def start_run(
 
     destination.check_writable(
         resources.s3,
-        plan.s3_bucket,
-        plan.s3_prefix,
-        server_side_encryption=plan.server_side_encryption,
-        kms_key_id=plan.sse_kms_key_id,
+        plan.settings.s3_bucket,
+        plan.settings.s3_prefix,
+        server_side_encryption=plan.settings.server_side_encryption,
+        kms_key_id=plan.settings.sse_kms_key_id,
     )
     if not enabled:
         log.warning("Backups are disabled, but force=true: backing up anyway")
@@ -162,8 +162,8 @@ def dump_database(plan: RunPlan, resources: RunResources) -> dict:
         include_dump=True,
         include_inventory=plan.include_storage,
         inventory_buckets=list(plan.buckets) if plan.buckets else None,
-        pg_dump_path=plan.pg_dump_path,
-        exact_figures_max_bytes=plan.exact_figures_max_bytes,
+        pg_dump_path=plan.settings.pg_dump_path,
+        exact_figures_max_bytes=plan.settings.exact_figures_max_bytes,
     )
 
 
@@ -201,15 +201,17 @@ def plan_bucket_exports(
     plan: RunPlan, resources: RunResources, bucket_ids: list[str]
 ) -> list[dict]:
     """The export units: one per bucket, several (key-range shards) for a bucket with more than
-    ``plan.shard_max_objects`` objects (shards.py). Read from storage.objects while the dump runs,
-    so no export waits for it."""
+    ``plan.settings.shard_max_objects`` objects (shards.py). Read from storage.objects while the
+    dump runs, so no export waits for it."""
     with resources.database.connect() as connection:
-        units = shards.plan_export_units(connection, list(bucket_ids), plan.shard_max_objects)
+        units = shards.plan_export_units(
+            connection, list(bucket_ids), plan.settings.shard_max_objects
+        )
     split = {bucket: count for bucket, count in shards.shard_counts(units).items() if count > 1}
     if split:
         log.info(
             "Exporting in shards of at most %d objects: %s",
-            plan.shard_max_objects,
+            plan.settings.shard_max_objects,
             ", ".join(f"{bucket} in {count}" for bucket, count in split.items()),
         )
         try:
@@ -262,35 +264,47 @@ def export_bucket(plan: RunPlan, resources: RunResources, unit: dict | str) -> d
         summary = export_one_bucket(
             resources.api,
             target,
-            concurrency=plan.download_concurrency,
+            concurrency=plan.settings.download_concurrency,
             report_progress=report,
             listing=listing,
         )
     if sharded:
         summary.update(shard=unit["shard"], of=unit["of"])
+    # For a person reading a run's staging; no step reads it back: reconcile gets the summary as
+    # this task's result.
     with (target.folder / "summary.json").open("w", encoding="utf-8") as output:
         json.dump(summary, output)
     return summary
 
 
-def _combine_shard_summaries(staging: StagingArea, shard_counts: dict[str, int]) -> None:
-    """A sharded bucket's export summary (for the manifest), from its shards' summaries."""
-    for bucket_id, count in shard_counts.items():
-        if count <= 1:
-            continue
-        bucket = staging.bucket(bucket_id)
+def _bucket_export_summaries(
+    bucket_ids: list[str], units: list[dict], export_summaries: list[dict]
+) -> dict[str, dict]:
+    """Each bucket's export summary (for the manifest), from the export_bucket results: a whole
+    bucket's as it is, a sharded bucket's combined from its shards' in range order."""
+    by_unit = {
+        (summary["bucket"], summary.get("shard", 1)): summary for summary in export_summaries
+    }
+    exported = {}
+    for bucket_id in bucket_ids:
+        bucket_units = [unit for unit in units if unit["bucket"] == bucket_id] or [
+            shards.whole_bucket_unit(bucket_id)
+        ]
         summaries = []
-        for number in range(1, count + 1):
-            path = bucket.shard(number).folder / "summary.json"
-            if not path.exists():
+        for unit in bucket_units:
+            summary = by_unit.get((bucket_id, unit["shard"]))
+            if summary is None:
                 raise StagingCorrupted(
-                    f"export_bucket[{bucket_id} [{number}/{count}]]",
-                    "its staged export is gone or never finished; clear this run's tasks together "
-                    "with their upstream tasks (Clear, with Upstream), or trigger a new run",
+                    f"export_bucket[{unit['label']}]",
+                    "its export result is missing (the task did not run to the end); clear "
+                    "this run's tasks together with their upstream tasks (Clear, with Upstream), "
+                    "or trigger a new run",
                 )
-            summaries.append(json.loads(path.read_text()))
-        with (bucket.folder / "summary.json").open("w", encoding="utf-8") as output:
-            json.dump(combine_summaries(bucket_id, summaries), output)
+            summaries.append(summary)
+        exported[bucket_id] = (
+            combine_summaries(bucket_id, summaries) if len(bucket_units) > 1 else summaries[0]
+        )
+    return exported
 
 
 def reconcile(
@@ -298,11 +312,13 @@ def reconcile(
     resources: RunResources,
     bucket_ids: list[str],
     database_summary: dict | None,
-    units: list[dict] | None = None,
+    units: list[dict],
+    export_summaries: list[dict],
 ) -> dict:
     """Make the exports agree with the database's storage.objects (see reconcile.py). ``units``
-    are the export units (plan_bucket_exports): a bucket exported in shards is merged back into
-    one here.
+    are the export units (plan_bucket_exports) and ``export_summaries`` their export_bucket
+    results: a bucket exported in shards is merged back into one here. Each bucket's entry of the
+    result holds its export summary under the reconciled counts, as the manifest records it.
 
     When the database dump was left out, the inventory is read now instead of in the dump's
     snapshot: it still finds what the listing missed, and the manifest records no snapshot.
@@ -329,13 +345,15 @@ def reconcile(
         )
 
     def fetch_missing(bucket, keys):
-        return fetch_objects(resources.api, bucket, keys, concurrency=plan.download_concurrency)
+        return fetch_objects(
+            resources.api, bucket, keys, concurrency=plan.settings.download_concurrency
+        )
 
     def keys_still_present(bucket_id, keys):
         return database.current_object_keys(resources.database, bucket_id, keys)
 
-    shard_counts = shards.shard_counts(units or [])
-    _combine_shard_summaries(staging, shard_counts)
+    exported = _bucket_export_summaries(bucket_ids, units, export_summaries)
+    shard_counts = shards.shard_counts(units)
     result = reconcile_buckets(
         staging,
         bucket_ids,
@@ -344,6 +362,7 @@ def reconcile(
         keys_still_present=keys_still_present,
         shards=shard_counts,
     )
+    result["buckets"] = [{**exported[bucket["bucket"]], **bucket} for bucket in result["buckets"]]
     result["snapshot"] = database_summary.get("snapshot")
     return result
 
@@ -361,13 +380,8 @@ def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summar
     buckets, deleted, unreadable = [], [], []
     for bucket_id in bucket_ids:
         bucket = staging.bucket(bucket_id)
-        export_summary = json.loads((bucket.folder / "summary.json").read_text())
         buckets.append(
-            {
-                **export_summary,
-                **reconciled.get(bucket_id, {}),
-                "settings": bucket_settings.get(bucket_id, {}),
-            }
+            {**reconciled.get(bucket_id, {}), "settings": bucket_settings.get(bucket_id, {})}
         )
         deleted.extend(
             {"bucket": bucket_id, **row} for row in read_json_lines(bucket.folder / "deleted.jsonl")
@@ -472,8 +486,8 @@ def verify_upload(
         verified["s3_bucket"],
         verified["s3_key"],
         record,
-        server_side_encryption=plan.server_side_encryption,
-        kms_key_id=plan.sse_kms_key_id,
+        server_side_encryption=plan.settings.server_side_encryption,
+        kms_key_id=plan.settings.sse_kms_key_id,
     )
     log.info("Recorded the verified outcome in s3://%s/%s", verified["s3_bucket"], record_key)
     return verified

@@ -82,13 +82,13 @@ class LocalDelivery:
         return destination.upload_archive(
             client,
             staging.archive,
-            self.plan.s3_bucket,
-            self.plan.s3_prefix,
+            self.plan.settings.s3_bucket,
+            self.plan.settings.s3_prefix,
             _started_at(self.plan),
             sha256=archive["sha256"],
             size=archive["bytes"],
-            server_side_encryption=self.plan.server_side_encryption,
-            kms_key_id=self.plan.sse_kms_key_id,
+            server_side_encryption=self.plan.settings.server_side_encryption,
+            kms_key_id=self.plan.settings.sse_kms_key_id,
             run_id=self.plan.run_id,  # the archive's own metadata names its run
         )
 
@@ -155,13 +155,13 @@ class StreamedDelivery(LocalDelivery):
         return destination.stream_archive(
             client,
             write,
-            self.plan.s3_bucket,
-            self.plan.s3_prefix,
+            self.plan.settings.s3_bucket,
+            self.plan.settings.s3_prefix,
             _started_at(self.plan),
             manifest_sha256=archive["manifest_sha256"],
             expected_bytes=archive.get("expected_bytes") or 0,
-            server_side_encryption=self.plan.server_side_encryption,
-            kms_key_id=self.plan.sse_kms_key_id,
+            server_side_encryption=self.plan.settings.server_side_encryption,
+            kms_key_id=self.plan.settings.sse_kms_key_id,
             run_id=self.plan.run_id,  # the archive's own metadata names its run
         )
 
@@ -174,7 +174,7 @@ class EncryptedDelivery(LocalDelivery):
 
     @property
     def recipients(self) -> list[str] | None:
-        return list(self.plan.age_recipients or ())
+        return list(self.plan.settings.age_recipients or ())
 
     def upload(self, client, staging, archive) -> dict:
         plaintext: Path = staging.archive
@@ -182,14 +182,14 @@ class EncryptedDelivery(LocalDelivery):
             client,
             plaintext,
             plaintext.with_name(plaintext.name + ENCRYPTED_SUFFIX),
-            self.plan.s3_bucket,
-            self.plan.s3_prefix,
+            self.plan.settings.s3_bucket,
+            self.plan.settings.s3_prefix,
             _started_at(self.plan),
-            recipients=tuple(self.plan.age_recipients or ()),
+            recipients=tuple(self.plan.settings.age_recipients or ()),
             sha256=archive["sha256"],
             size=archive["bytes"],
-            server_side_encryption=self.plan.server_side_encryption,
-            kms_key_id=self.plan.sse_kms_key_id,
+            server_side_encryption=self.plan.settings.server_side_encryption,
+            kms_key_id=self.plan.settings.sse_kms_key_id,
             run_id=self.plan.run_id,  # the archive's own metadata names its run
         )
 
@@ -212,7 +212,7 @@ class EncryptedDelivery(LocalDelivery):
 def delivery_for(plan: RunPlan) -> Delivery:
     """The run's delivery: encrypted when the plan has age recipients (encryption needs the local
     zip, so it wins over streaming), else streamed or local as the plan says."""
-    if plan.age_recipients:
+    if plan.settings.age_recipients:
         return EncryptedDelivery(plan)
     if plan.stream_archive:
         return StreamedDelivery(plan)

@@ -148,12 +148,12 @@ def apply_after_run(plan, resources, verified: dict | None) -> dict:
     successful backup — this run's — is kept by construction. A failure here fails only this task.
     """
 
-    if not plan.retention:
+    if not plan.settings.retention:
         return {"skipped": "supabase_backup_retention is not set: every archive is kept"}
     if not verified:
         return {"skipped": "the run has no verified archive: retention waits for one"}
-    rules = RetentionRules.parse(plan.retention)
-    if rules is None:  # (plan.retention is set, so parse gives rules or refuses)
+    rules = RetentionRules.parse(plan.settings.retention)
+    if rules is None:  # (plan.settings.retention is set, so parse gives rules or refuses)
         return {"skipped": "supabase_backup_retention holds no rule: every archive is kept"}
 
     def delete_object(bucket: str, key: str) -> None:

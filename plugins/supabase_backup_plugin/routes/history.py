@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from supabase_backup.airflow import connections
-from supabase_backup.airflow.dag_run import deployment_id
 from supabase_backup.destination import s3 as destination
-from supabase_backup.records import history, settle
+from supabase_backup.records import history
 from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import (
     CanRead,
     CanTrigger,
     CurrentUser,
     Database,
+    ReadOnlyDatabase,
     ServiceUnavailable,
     safe_message,
 )
@@ -27,34 +27,6 @@ ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not per
 # Postgres bigint, the type of OFFSET and of backup_history.id: a larger number is the caller's
 # mistake (422, as FastAPI answers any bound), not a database that refused the request (503).
 POSTGRES_BIGINT_MAX = 2**63 - 1
-
-
-def settle_stale_rows(connection) -> list[str]:
-    """This deployment's rows still ``running`` whose DAG run has ended (or is gone) are settled
-    as a run's first task settles them (``records.settle.settle_ended_runs``): from the verified record
-    in S3 when the run left one, else ``failed``; other deployments' rows are left alone."""
-
-    def run_has_ended(run_id: str) -> bool:
-        return not airflow_runs.still_active([run_id])
-
-    def find_verified(row: dict) -> dict | None:
-        settings = connections.read_backup_settings()
-        return destination.find_verified_record(
-            connections.s3_client(),
-            settings.s3_bucket,
-            settings.s3_prefix,
-            row["run_id"],
-            attempt=row["run_attempt"],
-            since=row["started_at"],
-        )
-
-    return settle.settle_ended_runs(
-        connection,
-        None,
-        run_has_ended,
-        deployment=deployment_id(),
-        find_verified=find_verified,
-    )
 
 
 def with_airflow_facts(rows: list[dict]) -> list[dict]:
@@ -79,13 +51,13 @@ def with_airflow_facts(rows: list[dict]) -> list[dict]:
 
 @router.get("/history", response_model=HistoryPage, dependencies=[CanRead], responses=ERRORS)
 def list_history(
-    connection: Database,
+    connection: ReadOnlyDatabase,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=POSTGRES_BIGINT_MAX),
     status: HistoryStatus | None = Query(None, description="Only rows with this status."),
 ) -> HistoryPage:
-    """Backups, newest first."""
-    settle_stale_rows(connection)
+    """Backups, newest first, as recorded: reading never writes. A row whose run ended without
+    recording its outcome stays ``running`` until the next run's first task settles it."""
     return HistoryPage(
         items=with_airflow_facts(
             history.list_history(connection, limit=limit, offset=offset, status=status)

@@ -6,8 +6,8 @@ from fastapi import APIRouter, HTTPException
 
 from supabase_backup.records import history
 from supabase_backup_plugin import airflow_runs
-from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, Database
-from supabase_backup_plugin.routes.history import settle_stale_rows, with_airflow_facts
+from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, ReadOnlyDatabase
+from supabase_backup_plugin.routes.history import with_airflow_facts
 from supabase_backup_plugin.schemas import (
     Counts,
     Progress,
@@ -50,11 +50,11 @@ def trigger_run(user: CurrentUser, request: TriggerRequest | None = None) -> Tri
     dependencies=[CanRead],
     responses={**ERRORS, 404: {"description": "No such run"}},
 )
-def get_run(run_id: str, connection: Database) -> RunStatus:
+def get_run(run_id: str, connection: ReadOnlyDatabase) -> RunStatus:
     """The DAG run's state, each task's state, its history row and its progress (per bucket and
-    in total: objects and bytes done of those known so far, and the step running now)."""
+    in total: objects and bytes done of those known so far, and the step running now). Reading
+    never writes: the Airflow state says whether a row still ``running`` belongs to a live run."""
     airflow_run = airflow_runs.run_with_tasks(run_id)
-    settle_stale_rows(connection)
     row = history.get_by_run_id(connection, run_id)
     if airflow_run is None and row is None:
         raise HTTPException(404, f"no run {run_id} of the supabase_backup DAG")

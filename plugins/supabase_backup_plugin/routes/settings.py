@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from supabase_backup.records import enabled as settings
-from supabase_backup_plugin.dependencies import CanEditDag, CanReadDag, CurrentUser, Database
+from supabase_backup_plugin.dependencies import (
+    CanEditDag,
+    CanReadDag,
+    CurrentUser,
+    Database,
+    ReadOnlyDatabase,
+)
 from supabase_backup_plugin.schemas import Settings, SettingsUpdate
 
 router = APIRouter(tags=["settings"])
@@ -14,7 +20,7 @@ ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not per
 
 
 @router.get("/settings", response_model=Settings, dependencies=[CanReadDag], responses=ERRORS)
-def get_settings(connection: Database) -> Settings:
+def get_settings(connection: ReadOnlyDatabase) -> Settings:
     return Settings(backup_enabled=settings.read_backup_enabled(connection))
 
 

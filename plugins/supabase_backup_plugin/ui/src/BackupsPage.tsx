@@ -16,7 +16,7 @@ import {
   Text,
   VStack,
 } from "@chakra-ui/react";
-import { Fragment, useCallback, useEffect, useState } from "react";
+import { Fragment, useCallback, useEffect, useRef, useState } from "react";
 
 import {
   airflowRunUrl,
@@ -53,12 +53,19 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
   const [busy, setBusy] = useState(false);
   const timeZone = useAirflowTimeZone();
 
+  // Runs this page followed until Airflow said they ended (or no longer knew them). Reading the
+  // history never writes, so a row whose run ended without recording its outcome stays "running"
+  // until the next run settles it: it must not be followed again.
+  const endedRunIds = useRef(new Set<string>());
+
   const report = (reason: unknown) => setError(reason instanceof Error ? reason.message : String(reason));
 
   const loadHistory = useCallback(async () => {
     const loaded = await api.history(PAGE_SIZE, offset);
     setPage(loaded);
-    const running = loaded.items.find((row) => row.status === "running");
+    const running = loaded.items.find(
+      (row) => row.status === "running" && !endedRunIds.current.has(row.run_id),
+    );
     if (running) setActiveRunId((current) => current ?? running.run_id);
   }, [offset]);
 
@@ -86,7 +93,8 @@ export const BackupsPage = ({ dagId }: { dagId?: string }) => {
         const status = await api.run(activeRunId);
         if (stopped) return;
         setRun(status);
-        if (status.state === "success" || status.state === "failed") {
+        if (status.state === "success" || status.state === "failed" || status.airflow === null) {
+          endedRunIds.current.add(activeRunId);
           setActiveRunId(null);
           await loadHistory();
           return;
@@ -310,11 +318,8 @@ const Sha256 = ({ value }: { value: string }) => {
   );
 };
 
-// The mark a restore drill leaves on a backup it found damaged (backup_history damaged_*).
-type DamageMark = { damaged_at?: string | null; damaged_by?: string | null; damage?: string | null };
-
 const HistoryTableRow = ({ row, canDownload, timeZone, onDownload }: {
-  row: HistoryRow & DamageMark;
+  row: HistoryRow;
   canDownload: boolean;
   timeZone: string;
   onDownload: (historyId: number) => void;

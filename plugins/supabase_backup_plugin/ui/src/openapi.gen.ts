@@ -35,7 +35,8 @@ export interface paths {
         /**
          * Get Run
          * @description The DAG run's state, each task's state, its history row and its progress (per bucket and
-         *     in total: objects and bytes done of those known so far, and the step running now).
+         *     in total: objects and bytes done of those known so far, and the step running now). Reading
+         *     never writes: the Airflow state says whether a row still ``running`` belongs to a live run.
          */
         get: operations["get_run_api_v1_runs__run_id__get"];
         put?: never;
@@ -55,7 +56,8 @@ export interface paths {
         };
         /**
          * List History
-         * @description Backups, newest first.
+         * @description Backups, newest first, as recorded: reading never writes. A row whose run ended without
+         *     recording its outcome stays ``running`` until the next run's first task settles it.
          */
         get: operations["list_history_api_v1_history_get"];
         put?: never;
@@ -339,6 +341,31 @@ export interface components {
              */
             encryption_recipients: string[] | null;
             /**
+             * Damaged At
+             * @description When a restore drill found this backup's archive damaged; such a backup no longer counts as verified (staleness, the next drill, retention's last copies).
+             */
+            damaged_at: string | null;
+            /**
+             * Damaged By
+             * @description The run id of the drill that found it.
+             */
+            damaged_by: string | null;
+            /**
+             * Damage
+             * @description What the drill found.
+             */
+            damage: string | null;
+            /**
+             * Deployment
+             * @description The Airflow deployment that owns the row (it alone settles it).
+             */
+            deployment: string | null;
+            /**
+             * Settled By
+             * @description Set when a settle, not the run itself, wrote the row's outcome.
+             */
+            settled_by: string | null;
+            /**
              * Started By
              * @description Who started the run as a person names it ("Schedule", "Airflow UI", "REST API", "CLI", "Backups page"…), from Airflow's triggered_by; from the row's trigger column once Airflow no longer has the run.
              * @default –
@@ -470,19 +497,19 @@ export interface components {
              */
             buckets?: string[] | null;
             /**
-             * Include Database
+             * Database
              * @description Include the pg_dump of the database.
              * @default true
              */
             include_database?: boolean;
             /**
-             * Include Auth
+             * Auth users
              * @description Include auth/users.json.
              * @default true
              */
             include_auth?: boolean;
             /**
-             * Include Storage
+             * Storage
              * @description Include the Storage buckets.
              * @default true
              */
