@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from supabase_backup.config import RunPlan
+from supabase_backup.config import BackupSettings, RunPlan
 from supabase_backup.destination import delivery, encrypted
 from supabase_backup.destination import s3 as destination
 
@@ -13,8 +13,10 @@ RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
 
 
 def plan(**changes) -> RunPlan:
-    return RunPlan(run_id="r", trigger="manual", started_at=datetime(2026, 12, 1, tzinfo=UTC)
-                   .isoformat(), s3_bucket="bk", **changes)
+    run_facts = {name: changes.pop(name) for name in list(changes) if name == "stream_archive"}
+    return RunPlan(settings=BackupSettings(s3_bucket="bk", **changes), run_id="r",
+                   trigger="manual", started_at=datetime(2026, 12, 1, tzinfo=UTC).isoformat(),
+                   **run_facts)
 
 
 @pytest.mark.parametrize(
