@@ -44,6 +44,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -103,14 +104,14 @@ SEED_FUNCTIONS: dict[str, dict[str, Any]] = {
         "verify_jwt": True,
         "files": {
             "index.ts": (
-                'import "jsr:@supabase/functions-js/edge-runtime.d.ts";\n\n'
-                "Deno.serve(async (req) => {\n"
-                "  const { name } = await req.json();\n"
-                "  return new Response(JSON.stringify({ message: `Hello ${name}!` }), {\n"
-                '    headers: { "Content-Type": "application/json" },\n'
-                "  });\n"
-                "});\n"
-            ).encode(),
+                b'import "jsr:@supabase/functions-js/edge-runtime.d.ts";\n\n'
+                b"Deno.serve(async (req) => {\n"
+                b"  const { name } = await req.json();\n"
+                b"  return new Response(JSON.stringify({ message: `Hello ${name}!` }), {\n"
+                b'    headers: { "Content-Type": "application/json" },\n'
+                b"  });\n"
+                b"});\n"
+            ),
             "deno.json": b'{\n  "imports": {}\n}\n',
         },
     },
@@ -119,15 +120,15 @@ SEED_FUNCTIONS: dict[str, dict[str, Any]] = {
         "verify_jwt": False,
         "files": {
             "index.ts": (
-                'import Stripe from "npm:stripe@17";\n\n'
-                'const stripe = new Stripe(Deno.env.get("STRIPE_SECRET_KEY")!);\n\n'
-                "Deno.serve(async (req) => {\n"
-                '  const signature = req.headers.get("stripe-signature")!;\n'
-                "  const event = await stripe.webhooks.constructEventAsync(\n"
-                '    await req.text(), signature, Deno.env.get("STRIPE_WEBHOOK_SECRET")!);\n'
-                "  return new Response(JSON.stringify({ received: event.type }));\n"
-                "});\n"
-            ).encode(),
+                b'import Stripe from "npm:stripe@17";\n\n'
+                b'const stripe = new Stripe(Deno.env.get("STRIPE_SECRET_KEY")!);\n\n'
+                b"Deno.serve(async (req) => {\n"
+                b'  const signature = req.headers.get("stripe-signature")!;\n'
+                b"  const event = await stripe.webhooks.constructEventAsync(\n"
+                b'    await req.text(), signature, Deno.env.get("STRIPE_WEBHOOK_SECRET")!);\n'
+                b"  return new Response(JSON.stringify({ received: event.type }));\n"
+                b"});\n"
+            ),
             "deno.json": b'{\n  "imports": { "stripe": "npm:stripe@17" }\n}\n',
         },
     },
@@ -522,8 +523,8 @@ class ManagementApi:
             return _bad_request("slug must match ^[A-Za-z0-9_-]+$")
         try:
             form = await request.form()
-        except Exception as exc:  # a body that is not multipart/form-data
-            return _bad_request(f"expected multipart/form-data: {exc}")
+        except MultiPartException as exc:
+            return _bad_request(f"expected multipart/form-data: {exc.message}")
         try:
             metadata = json.loads(form.get("metadata") or "")
         except ValueError:
