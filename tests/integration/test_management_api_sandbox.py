@@ -73,7 +73,9 @@ def test_lists_secret_names_only(small_sandbox, client):
 
 
 def test_survives_a_lowered_rate_limit_by_waiting(small_sandbox, client, caplog):
-    small_sandbox.set_faults(management_rate_limit=1, management_rate_window_seconds=1)
+    # One request per two-second window: the second read falls in the first one's window however
+    # busy the machine is, and waits at most two seconds.
+    small_sandbox.set_faults(management_rate_limit=1, management_rate_window_seconds=2)
     before = httpx.get(f"{small_sandbox.settings['control_url']}/faults").json()["counters"]
     with caplog.at_level(logging.WARNING, logger=management_api.__name__):
         first = client.read_configuration("ssl_enforcement")

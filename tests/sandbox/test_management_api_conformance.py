@@ -213,6 +213,15 @@ def test_every_change_matches_the_spec_and_a_later_get_reflects_it(management, m
             assert state[key] == value
 
 
+def test_every_operation_in_the_spec_file_is_exercised_here():
+    exercised = {("get", template) for template in GET_ENDPOINTS}
+    exercised |= {(method.lower(), template) for method, template, _ in UPDATES}
+    exercised |= {("post", "/functions/deploy"), ("post", "/secrets")}
+    in_spec = {(method, path.removeprefix(PREFIX)) for path, operations in SPEC["paths"].items()
+               for method in operations}
+    assert exercised == in_spec
+
+
 def test_an_unknown_property_is_refused(management):
     response = management.patch("/postgrest", json={"not_a_setting": 1})
     assert response.status_code == 400
