@@ -248,3 +248,12 @@ def test_a_slug_that_would_change_the_route_is_refused():
     with client_for(lambda request: httpx.Response(200, json={})) as client:
         with pytest.raises(ValueError):
             client.get_function("../secrets")
+
+
+def test_an_answer_that_is_not_json_is_an_api_error(sleeps):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>sign in to the proxy</html>",
+                              headers={"content-type": "text/html"})  # fmt: skip
+
+    with client_for(handler) as client, pytest.raises(ApiError, match="expected JSON, got text/html"):
+        client.read_configuration("auth")

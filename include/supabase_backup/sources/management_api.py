@@ -274,7 +274,15 @@ class ManagementClient:
         def get() -> Any:
             response = self._client.get(route)
             self._raise_for_error(response)
-            return response.json()
+            try:
+                return response.json()
+            except ValueError:
+                # A proxy's or a captive portal's page instead of the API's answer.
+                kind = response.headers.get("content-type", "no content type")
+                raise ApiError(
+                    "GET", response.request.url.path, response.status_code,
+                    response.status_code, "NotJson", f"expected JSON, got {kind}",
+                ) from None  # fmt: skip
 
         return self._with_retries(f"reading {route}", get)
 
