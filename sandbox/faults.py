@@ -27,6 +27,9 @@ state; unknown keys are refused with 422):
                                is set false again: a test can act at an exact point of a backup
     hold_downloads_after int   0 = off; N = downloads after the next N (counted from this PUT) wait
                                until it is set to 0
+    management_rate_limit int  Management API requests allowed per token, project, endpoint and
+                               window (default 120, as the real API); past it, HTTP 429
+    management_rate_window_seconds int  the window of that limit (default 60)
 
 ``GET /_sandbox/faults`` also reports ``held``: how many requests are waiting at each hold right now,
 so a test waits for the backup to reach the hold instead of guessing how long it takes.
@@ -53,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "auth_down": False,
     "hold_listing": False,
     "hold_downloads_after": 0,
+    "management_rate_limit": 120,
+    "management_rate_window_seconds": 60,
 }
 ERROR_KINDS = {"http500", "http503", "body503", "http544"}
 
@@ -75,6 +80,9 @@ def validate(update: Any) -> dict[str, Any]:
         elif key in ("latency_ms", "seed", "hold_downloads_after"):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise FaultError(f"{key} must be a non-negative integer")
+        elif key in ("management_rate_limit", "management_rate_window_seconds"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise FaultError(f"{key} must be a positive integer")
         elif key == "error_rate":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise FaultError("error_rate must be a number in 0..1")

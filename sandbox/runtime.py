@@ -9,6 +9,7 @@ import secrets
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -141,12 +142,15 @@ def env_vars(s: dict) -> dict[str, str]:
     aws_conn = {"conn_type": "aws", "login": "testing", "password": "testing",
                 "extra": {"region_name": "us-east-1", "endpoint_url": s["s3_endpoint"],
                           "config_kwargs": {"signature_version": "s3v4", "s3": {"addressing_style": "path"}}}}
+    management_conn = {"conn_type": "generic", "host": s["api_url"], "password": s["management_token"],
+                       "extra": {"project_ref": s["project_ref"]}}
     return {
         "AIRFLOW_CONN_SUPABASE_DB": s["db_url"],
         "AIRFLOW_CONN_SUPABASE_API": json.dumps(api_conn, separators=(",", ":")),
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(aws_conn, separators=(",", ":")),
         "AIRFLOW_VAR_SUPABASE_BACKUP_S3_BUCKET": s["s3_bucket"],
         "SANDBOX_CONTROL_URL": s["control_url"],
+        "AIRFLOW_CONN_SUPABASE_MANAGEMENT": json.dumps(management_conn, separators=(",", ":")),
     }
 
 
@@ -186,7 +190,20 @@ def _new_settings(state_dir: Path, size: str) -> dict:
     return s
 
 
+def _management_settings() -> dict:
+    """The Management API's side: a personal access token, a 20-letter project ref, and the canary
+    that starts every secret value it holds (sandbox/management.py)."""
+    return {
+        "management_token": "sbp_" + secrets.token_hex(20),
+        "project_ref": "".join(secrets.choice(string.ascii_lowercase) for _ in range(20)),
+        "management_canary": "canary-" + secrets.token_hex(8),
+    }
+
+
 def _finish_settings(s: dict) -> dict:
+    # State dirs made before the Management API stand-in get its settings on their next `up`.
+    for key, value in _management_settings().items():
+        s.setdefault(key, value)
     s["db_url"] = (f"postgresql://{s['pg_user']}:{s['pg_password']}@{s['pg_host']}:{s['pg_port']}/"
                    f"{s['pg_dbname']}")
     s["control_url"] = f"{s['api_url']}/_sandbox"

@@ -36,6 +36,7 @@ from .bulk import BulkSpecs, object_bytes
 from .common import (NIL_UUID, gotrue_ts, http_date, is_valid_bucket_name, is_valid_key,
                      storage_metadata, storage_ts)
 from .faults import Faults
+from .management import ManagementApi
 
 log = logging.getLogger("sandbox.server")
 
@@ -1249,6 +1250,9 @@ def create_app(settings: dict) -> Starlette:
         Route("/_sandbox/health", control_health),
         Route("/{rest:path}", catch_all, methods=methods),
     ]
+    # The Management API (/v1/projects/{ref}/...) is api.supabase.com on a real project; here it
+    # shares the port, ahead of the catch-all 404. It keeps its own state and rate limits.
+    routes[-1:-1] = ManagementApi(settings, APP.faults).routes()
     app = Starlette(routes=routes)
     app.add_middleware(FaultMiddleware)
     return app

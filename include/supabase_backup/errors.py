@@ -208,6 +208,28 @@ class ApiUnauthorized(BackupError):
     permanent = True
 
 
+class ManagementTokenRefused(BackupError):
+    """The Supabase Management API at {url} refused the access token (HTTP {status}): set a personal access token (sbp_..., from the dashboard's Account > Access Tokens) as the password of the supabase_management connection."""
+
+    fields = ("url", "status")
+    exit_code = EXIT_ACCESS_DENIED
+    permanent = True
+
+
+class ManagementAccessDenied(BackupError):
+    """The Supabase Management API at {url} does not let this access token read project {project_ref} ({message}): check project_ref in the supabase_management connection's extra, and that the token's owner is a member of the project's organization."""
+
+    fields = ("url", "project_ref", "message")
+    exit_code = EXIT_ACCESS_DENIED
+    permanent = True
+
+
+class ManagementRateLimited(BackupError):
+    """{method} {route} was still rate limited after {attempts} attempts (the Management API allows 120 requests a minute per token, project and endpoint): another job is using the same access token; give the backup a token of its own, or run it again later."""
+
+    fields = ("method", "route", "attempts")
+
+
 class DatabaseLoginRefused(BackupError):
     """The Postgres server at {target} refused the login ({server_said}): check the user in the database URL and the password in PGPASSWORD (the DAG takes both from its Airflow connection)."""
 

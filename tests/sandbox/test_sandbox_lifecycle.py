@@ -46,13 +46,19 @@ def test_cli_lifecycle(extra_inputs):
         lines = out.stdout.splitlines()
         assert [ln.split("=", 1)[0] for ln in lines] == [
             "export AIRFLOW_CONN_SUPABASE_DB", "export AIRFLOW_CONN_SUPABASE_API", "export AIRFLOW_CONN_AWS_DEFAULT",
-            "export AIRFLOW_VAR_SUPABASE_BACKUP_S3_BUCKET", "export SANDBOX_CONTROL_URL"]
+            "export AIRFLOW_VAR_SUPABASE_BACKUP_S3_BUCKET", "export SANDBOX_CONTROL_URL",
+            "export AIRFLOW_CONN_SUPABASE_MANAGEMENT"]
         with open(os.path.join(state, "env.sh")) as fh:
             assert fh.read() == out.stdout
         s = sandbox.load_settings(state)
         api_conn = json.loads(s["env"]["AIRFLOW_CONN_SUPABASE_API"])
         assert api_conn == {"conn_type": "generic", "host": s["api_url"], "password": s["service_key"]}
         assert s["service_key"].startswith("sb_secret_")
+        management_conn = json.loads(s["env"]["AIRFLOW_CONN_SUPABASE_MANAGEMENT"])
+        assert management_conn == {"conn_type": "generic", "host": s["api_url"],
+                                   "password": s["management_token"],
+                                   "extra": {"project_ref": s["project_ref"]}}
+        assert s["management_token"].startswith("sbp_") and len(s["project_ref"]) == 20
         headers = {"Authorization": f"Bearer {s['service_key']}"}
 
         # --no-list-v2 from the start; --objects-dir and --users-file loaded
