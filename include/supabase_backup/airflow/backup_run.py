@@ -23,6 +23,10 @@ from supabase_backup.airflow.dag_run import (
     dag_run_has_ended,
     failed_task_ids,
     failing_fast,
+    final_task_reason,
+    log_failure_reason,
+    push_outcome,
+    task_label,
     trigger_of,
     triggered_by,
 )
@@ -32,6 +36,7 @@ from supabase_backup.errors import RunFailed
 from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.sources.database import DatabaseSettings
 from supabase_backup.staging import StagingArea
+from supabase_backup.units import SKIPPED, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -91,32 +96,46 @@ def run_step(step: Callable[..., Any], plan: dict | RunPlan, *args: Any, **kwarg
         return step(run_plan, TaskResources(run_plan), *args, **kwargs)
 
 
-def start_run(dag_run: Any, params: dict) -> dict | None:
+def start_run(dag_run: Any, params: dict, ti: Any = None) -> dict | None:
     """The first task: make the plan, record the run; the plan for every later task, or None when
-    backups are disabled (the run is recorded as skipped and stops)."""
+    backups are disabled (the run is recorded as skipped, says so in its note, and stops)."""
     with failing_fast():
         plan = plan_run(dag_run, params)
         started = tasks.start_run(plan, TaskResources(plan), run_has_ended=dag_run_has_ended)
-        return plan.to_dict() if started else None
+    if not started and ti is not None:
+        # Without this, Airflow shows a skipped run as a plain green success.
+        push_outcome(ti, outcome_sentence(SKIPPED, tasks.BACKUPS_DISABLED_REASON), [])
+    return plan.to_dict() if started else None
 
 
 def on_task_failure(context: dict) -> None:
-    """Every task's failure callback: put the reason on the history row as soon as it happens. It
-    never raises: the run's last task writes the row again anyway."""
+    """Every task's failure callback: put the reason on the history row as soon as it happens, and
+    end the task's log on that reason. It never raises: the run's last task writes the row again."""
+    task = task_label(context["ti"])
+    secrets = connection_secrets()
+    message = outcome.task_failure_message(task, context.get("exception"), secrets)
     try:
         dag_run = context["dag_run"]
         outcome.record_task_failure(
             database_settings(),
             run_id=context["run_id"],
-            task_id=context["ti"].task_id,
+            task_id=task,
             error=context.get("exception"),
             trigger=trigger_of(dag_run),
             triggered_by=triggered_by(dag_run),
-            secrets=connection_secrets(),
+            secrets=secrets,
             attempt=attempt_of(dag_run),
         )
     except Exception:  # noqa: BLE001
         log.exception("Could not record the failure in backup_history")
+    log_failure_reason(outcome.failure_sentence(message), secrets)
+
+
+def on_outcome_failure(context: dict) -> None:
+    """record_history's failure callback: it never writes the row (record_history did, or could
+    not); it only ends the task's log on the run's reason."""
+    reason = final_task_reason(context)
+    log_failure_reason(outcome.failure_sentence(reason), connection_secrets())
 
 
 def record_history(
@@ -127,7 +146,7 @@ def record_history(
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
-        return outcome.finish_run(
+        summary = outcome.finish_run(
             database_settings(
                 RunPlan.from_dict(plan).database_conn_id if plan else DATABASE_CONN_ID
             ),
@@ -140,7 +159,10 @@ def record_history(
             attempt=attempt_of(dag_run),
         )
     except RunFailed as failure:  # the row says why: retrying cannot change the outcome
+        push_outcome(ti, outcome.failure_sentence(str(failure)), connection_secrets())
         raise AirflowFailException(str(failure)) from None
+    push_outcome(ti, outcome.success_sentence(summary), [])
+    return summary
 
 
 # --- the restore drill ----------------------------------------------------------------------------

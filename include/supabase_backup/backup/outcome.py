@@ -1,4 +1,5 @@
-"""TODO"""
+"""A run's outcome: its final history row, a task's failure on that row, and the one sentence that
+says the outcome and its cause (the DAG run's note in Airflow, the failed task's last log line)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from supabase_backup.errors import RunFailed, scrub
 from supabase_backup.records import history
 from supabase_backup.sources.database import DatabaseSettings
+from supabase_backup.units import FAILED, INCOMPLETE, SUCCESS, format_bytes, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,43 @@ def record_task_failure(
 ) -> str:
     """A task's failure callback: put its reason on the history row (the first reason of this
     attempt stays; ``attempt`` counts the times the run was cleared). Returns the message."""
-    message = (
-        f"{task_id}: {error}"
-        if error is not None and str(error)
-        else f"{task_id}: {type(error).__name__ if error else 'failed'}"
-    )
-    message = scrub(message, secrets)
+    message = task_failure_message(task_id, error, secrets)
     with database_settings.connect(autocommit=True) as connection:
         history.record_failed(
             connection, run_id, message, trigger=trigger, triggered_by=triggered_by, attempt=attempt
         )
     return message
+
+
+def task_failure_message(task_id: str, error: BaseException | None, secrets: list[str]) -> str:
+    """``task: what went wrong``, without secrets: the reason a history row and a log line give."""
+    message = (
+        f"{task_id}: {error}"
+        if error is not None and str(error)
+        else f"{task_id}: {type(error).__name__ if error else 'failed'}"
+    )
+    return scrub(message, secrets)
+
+
+INCOMPLETE_PREFIX = "incomplete: "  # RunFailed's text for a verified archive that lacks objects
+
+
+def success_sentence(summary: dict) -> str:
+    """What a verified backup holds, from its success row's columns (``history.summarise_success``)."""
+    held = [f"verified s3://{summary['s3_bucket']}/{summary['s3_key']}"]
+    if summary.get("auth_users") is not None:
+        held.append(f"{summary['auth_users']} users")
+    if summary.get("storage_objects") is not None:
+        held.append(f"{summary['storage_objects']} objects")
+    held.append(format_bytes(summary["size_bytes"]))
+    return outcome_sentence(SUCCESS, ", ".join(held))
+
+
+def failure_sentence(reason: str) -> str:
+    """A failed run's reason (RunFailed's text, an incomplete run's included) as its sentence."""
+    if reason.startswith(INCOMPLETE_PREFIX):
+        return outcome_sentence(INCOMPLETE, reason.removeprefix(INCOMPLETE_PREFIX))
+    return outcome_sentence(FAILED, reason)
 
 
 def incomplete_reason(count: int, examples: list[dict]) -> str:
@@ -108,7 +136,7 @@ def finish_run(
                     attempt=attempt,
                 )
                 log.error("Backup incomplete (archive verified, objects missing): %s", reason)
-                raise RunFailed(f"incomplete: {reason}")
+                raise RunFailed(f"{INCOMPLETE_PREFIX}{reason}")
             history.record_success(
                 connection, run_id, summary, details={"verified": verified}, attempt=attempt
             )
