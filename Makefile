@@ -46,8 +46,8 @@ down: ## Stop what `make up` started (by its pid files); data kept
 ui: ## Rebuild the Backups page's bundle (plugins/supabase_backup_plugin/ui/dist, committed) with npm
 	cd plugins/supabase_backup_plugin/ui && npm ci --no-audit --no-fund && npm run build
 
-screenshots: install ## Re-take docs/screenshots/backups-page-*.png (runs tests/plugin/test_page.py in chromium)
-	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/plugin/test_page.py -q
+screenshots: install ## Re-take docs/screenshots/ (the Backups page and Airflow's run view, in chromium)
+	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/plugin/test_page.py tests/plugin/test_run_notes.py -q
 
 test: install ## Run every test (starts its own sandbox, Postgres and S3 on loopback)
 	$(PYTHON) -m pytest tests

@@ -23,7 +23,7 @@ from supabase_backup.airflow.dag_run import (
     dag_run_has_ended,
     failed_task_ids,
     failing_fast,
-    final_task_reason,
+    final_task_sentence,
     log_failure_reason,
     push_outcome,
     task_label,
@@ -32,7 +32,7 @@ from supabase_backup.airflow.dag_run import (
 )
 from supabase_backup.backup import outcome, tasks
 from supabase_backup.config import DATABASE_CONN_ID, RunPlan
-from supabase_backup.errors import RunFailed
+from supabase_backup.errors import RunFailed, scrub
 from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.sources.database import DatabaseSettings
 from supabase_backup.staging import StagingArea
@@ -134,8 +134,7 @@ def on_task_failure(context: dict) -> None:
 def on_outcome_failure(context: dict) -> None:
     """record_history's failure callback: it never writes the row (record_history did, or could
     not); it only ends the task's log on the run's reason."""
-    reason = final_task_reason(context)
-    log_failure_reason(outcome.failure_sentence(reason), connection_secrets())
+    log_failure_reason(final_task_sentence(context), connection_secrets())
 
 
 def record_history(
@@ -159,8 +158,10 @@ def record_history(
             attempt=attempt_of(dag_run),
         )
     except RunFailed as failure:  # the row says why: retrying cannot change the outcome
-        push_outcome(ti, outcome.failure_sentence(str(failure)), connection_secrets())
-        raise AirflowFailException(str(failure)) from None
+        secrets = connection_secrets()
+        sentence = scrub(outcome.failure_sentence(failure.reason), secrets)
+        push_outcome(ti, sentence, secrets)
+        raise AirflowFailException(sentence) from None
     push_outcome(ti, outcome.success_sentence(summary), [])
     return summary
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from supabase_backup.config import DAG_ID
 from supabase_backup.errors import BackupError, scrub
+from supabase_backup.units import FAILED, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ def push_outcome(ti: Any, sentence: str, secrets: list[str]) -> None:
 def log_failure_reason(sentence: str, secrets: list[str]) -> None:
     """A failure callback's last word: the task log ends on the reason, not on traceback frames
     (Airflow runs the callback after it logged the traceback)."""
+    # Airflow runs failure callbacks inside its "Post Execute" log group, which its log view shows
+    # collapsed: closing the group first makes the reason the last line a person sees. The view
+    # ignores the unmatched ::endgroup:: Airflow writes after the callback.
+    log.info("::endgroup::")
     log.error("%s", scrub(sentence, secrets))
 
 
@@ -100,17 +105,16 @@ def task_label(ti: Any) -> str:
     return ti.task_id
 
 
-def final_task_reason(context: dict) -> str:
-    """Why a run's last task (record_history, record_drill) failed: its AirflowFailException
-    carries the run's reason as the history row holds it; any other error is the task's own."""
+def final_task_sentence(context: dict) -> str:
+    """Why a run's last task (record_history, record_drill) failed, as the run's outcome sentence:
+    the AirflowFailException it raises carries that sentence; any other error is the task's own."""
     from airflow.sdk.exceptions import AirflowFailException
 
     error = context.get("exception")
     if isinstance(error, AirflowFailException) and str(error):
         return str(error)
-    if error is None:
-        return f"{task_label(context['ti'])}: failed"
-    return f"{task_label(context['ti'])}: {str(error) or type(error).__name__}"
+    cause = "failed" if error is None else str(error) or type(error).__name__
+    return outcome_sentence(FAILED, f"{task_label(context['ti'])}: {cause}")
 
 
 def failed_task_ids(ti: Any, run_id: str) -> list[str]:

@@ -18,7 +18,7 @@ from supabase_backup.airflow.connections import (
 from supabase_backup.airflow.dag_run import (
     failed_task_ids,
     failing_fast,
-    final_task_reason,
+    final_task_sentence,
     log_failure_reason,
     push_outcome,
     trigger_of,
@@ -26,7 +26,7 @@ from supabase_backup.airflow.dag_run import (
 )
 from supabase_backup.backup.outcome import failure_sentence, task_failure_message
 from supabase_backup.config import AWS_CONN_ID, DATABASE_CONN_ID, DRILL_CONN_ID
-from supabase_backup.errors import BackupError, scrub
+from supabase_backup.errors import BackupError, DrillFailed, scrub
 from supabase_backup.restore import drill
 from supabase_backup.sources.database import DatabaseSettings
 from supabase_backup.units import SUCCESS, outcome_sentence
@@ -161,8 +161,11 @@ def finish_drill(
             failed_tasks=failed_task_ids(ti, dag_run.run_id),
         )
     except BackupError as failure:  # the row says why: retrying cannot change the outcome
-        push_outcome(ti, failure_sentence(str(failure)), DrillTaskResources().secrets())
-        raise AirflowFailException(str(failure)) from None
+        secrets = DrillTaskResources().secrets()
+        reason = failure.reason if isinstance(failure, DrillFailed) else str(failure)
+        sentence = scrub(failure_sentence(reason), secrets)
+        push_outcome(ti, sentence, secrets)
+        raise AirflowFailException(sentence) from None
     archive = drill.DrillPlan.from_dict(plan).archive_url if plan else "the backup"
     push_outcome(
         ti,
@@ -188,5 +191,4 @@ def on_task_failure(context: dict) -> None:
 
 def on_outcome_failure(context: dict) -> None:
     """record_drill's failure callback: its exception's text is the drill's reason."""
-    reason = final_task_reason(context)
-    log_failure_reason(failure_sentence(reason), DrillTaskResources().secrets())
+    log_failure_reason(final_task_sentence(context), DrillTaskResources().secrets())
