@@ -53,8 +53,8 @@ ui-types: install ## Regenerate the page's openapi.json and src/openapi.gen.ts f
 lint-ui: ## eslint and the type check of the Backups page (npm ci first if node_modules is missing)
 	cd plugins/supabase_backup_plugin/ui && { test -d node_modules || npm ci --no-audit --no-fund; } && npm run lint && npm run typecheck
 
-screenshots: install ## Re-take docs/screenshots/backups-page-*.png (runs tests/plugin/test_page.py in chromium)
-	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/plugin/test_page.py -q
+screenshots: install ## Re-take docs/screenshots/ (the Backups page and Airflow's run view, in chromium)
+	UPDATE_SCREENSHOTS=1 $(PYTHON) -m pytest tests/plugin/test_page.py tests/plugin/test_run_notes.py -q
 
 test: install ## Run every test (starts its own sandbox, Postgres and S3 on loopback)
 	$(PYTHON) -m pytest tests

@@ -72,8 +72,8 @@ def part_included(part: str):
 )
 def supabase_backup():
     @task.short_circuit(execution_timeout=timedelta(minutes=5))
-    def plan_run(params=None, dag_run=None) -> dict | None:
-        return backup_run.start_run(dag_run, params)
+    def plan_run(params=None, dag_run=None, ti=None) -> dict | None:
+        return backup_run.start_run(dag_run, params, ti)
 
     @task(execution_timeout=timedelta(minutes=10))
     def prepare_staging(plan: dict) -> None:
@@ -161,9 +161,10 @@ def supabase_backup():
         }
         return verified
 
+    # Its failure callback only ends the log on the run's reason: this task wrote the row itself.
     @task(
         trigger_rule=TriggerRule.ALL_DONE,
-        on_failure_callback=None,
+        on_failure_callback=backup_run.on_outcome_failure,
         retries=3,
         execution_timeout=timedelta(minutes=10),
     )

@@ -49,6 +49,7 @@ RETRY_DELAY = timedelta(seconds=int(os.environ.get("SUPABASE_BACKUP_RETRY_DELAY_
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "execution_timeout": timedelta(hours=2),
+        "on_failure_callback": drill_run.on_task_failure,
     },
     params={
         "backup_run_id": Param(
@@ -85,7 +86,12 @@ def supabase_backup_restore_drill():
     def drop_scratch_database(plan: dict) -> None:
         run_drill_step(drill.drop_scratch_database, plan)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE, retries=3, execution_timeout=timedelta(minutes=10))
+    @task(
+        trigger_rule=TriggerRule.ALL_DONE,
+        retries=3,
+        execution_timeout=timedelta(minutes=10),
+        on_failure_callback=drill_run.on_outcome_failure,
+    )
     def record_drill(
         plan: dict | None, verified: dict | None, compared: dict | None, ti=None, dag_run=None
     ) -> dict:

@@ -367,6 +367,8 @@ class RestoreIncomplete(BackupError):
 class DrillFailed(BackupError):
     """Restore drill failed: {reason}"""
 
+    reason: str  # the field as an attribute, for the type checker (BackupError sets it)
+
     exit_code = EXIT_ERROR
     permanent = True
 
@@ -408,6 +410,8 @@ class RetentionFailed(BackupError):
 
 class RunFailed(BackupError):
     """Backup failed: {reason}"""
+
+    reason: str  # the field as an attribute, for the type checker (BackupError sets it)
 
 
 def scrub(message: str, secrets: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""How sizes and rates are written in log lines and messages, the same way everywhere."""
+"""How sizes, rates and a run's outcome are written in log lines and messages, the same way
+everywhere."""
 
 from __future__ import annotations
 
@@ -17,3 +18,12 @@ def format_bytes(count: int) -> str:
 
 def format_rate(count: int, seconds: float) -> str:
     return f"{format_bytes(int(count / max(seconds, 1e-6)))}/s"
+
+
+# The words that open a run's outcome sentence (the DAG run's note, a failed task's last log line).
+SUCCESS, INCOMPLETE, FAILED, SKIPPED = "Success", "Incomplete", "Failed", "Skipped"
+
+
+def outcome_sentence(outcome: str, detail: str) -> str:
+    """``Outcome: cause or result.``, the one sentence a person reads first."""
+    return f"{outcome}: {detail.strip().rstrip('.')}."

@@ -1,5 +1,6 @@
 """The Backups plugin: a FastAPI app under ``/backup`` (trigger, progress, history, download URLs,
-the enabled switch) and the Backups page in the Airflow UI.
+the enabled switch), the Backups page in the Airflow UI, and a listener that writes each backup
+and drill run's outcome as the run's note in Airflow's own run view (``run_notes``).
 
 Airflow mounts the app without authenticating it: every route checks the caller's Airflow
 permissions on the ``supabase_backup`` DAG itself (``dependencies.py``).
@@ -15,6 +16,8 @@ import functools
 
 from airflow.plugins_manager import AirflowPlugin
 
+from supabase_backup_plugin import run_notes
+
 URL_PREFIX = "/backup"
 # The page is a React component the Airflow UI loads from this URL (built by `make ui`).
 BUNDLE_URL = f"{URL_PREFIX}/ui/static/backups.js"
@@ -29,6 +32,7 @@ def backup_app():
 
 class SupabaseBackupPlugin(AirflowPlugin):
     name = "supabase_backup"
+    listeners = [run_notes]
     react_apps = [
         {
             "name": "Backups",

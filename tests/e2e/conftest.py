@@ -36,6 +36,19 @@ def run_dag(dag_id: str, environment: dict[str, str], conf: dict | None = None):
                 os.environ[name] = value
 
 
+def outcome_of(dag_run) -> str | None:
+    """The outcome sentence a run's last task handed to the plugin's listener for the run's note
+    (``dag.test`` has no scheduler, so no note: this is what the note would say)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        pushed = session.scalars(select(XComModel).where(
+            XComModel.dag_run_id == dag_run.id, XComModel.key == "outcome")).first()
+        return XComModel.deserialize_value(pushed) if pushed is not None else None
+
+
 class BackupRunner:
     def __init__(self, staging_root: Path):
         self.staging_root = staging_root

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.archive_reader import read_archive, read_member
+from tests.e2e.conftest import outcome_of
 
 SKIP_TABLES = {("public", "backup_history")}  # written to by the run itself
 
@@ -66,6 +67,10 @@ def test_complete_backup_holds_everything_and_restores(small_sandbox, backup_run
     head = sandbox.s3().head_object(Bucket=row["s3_bucket"], Key=row["s3_key"])
     assert head["ServerSideEncryption"] == "AES256"
     assert head["ContentLength"] == row["size_bytes"] == local.stat().st_size
+    # What the run's note in Airflow says (the plugin's listener writes it from this XCom).
+    assert outcome_of(dag_run).startswith(
+        f"Success: verified s3://{row['s3_bucket']}/{row['s3_key']}, {row['auth_users']} users, "
+        f"{row['storage_objects']} objects, ")
 
     contents = read_archive(local)
     manifest = contents["manifest"]
@@ -133,6 +138,7 @@ def test_disabled_setting_records_skipped_and_writes_no_archive(small_sandbox, b
         assert "backup_enabled" in row["error"] and "force" in row["error"]
         assert sandbox.archive_keys() == keys_before
         assert dag_run.state == "success"
+        assert outcome_of(dag_run) == f"Skipped: {row['error']}."
     finally:
         sandbox.set_backup_enabled(True)
 
@@ -207,6 +213,7 @@ def test_an_unreachable_storage_api_fails_before_any_export(small_sandbox, backu
     row = sandbox.history_row(dag_run.run_id)
     assert dag_run.state == "failed" and row["status"] == "failed"
     assert "list_buckets" in row["error"] and "503" in row["error"], row["error"]
+    assert outcome_of(dag_run) == f"Failed: {row['error'].rstrip('.')}."
 
 
 def test_flaky_storage_still_gives_an_exact_backup(small_sandbox, backup_runner, tmp_path):
@@ -339,6 +346,7 @@ def test_an_object_the_api_cannot_serve_leaves_an_incomplete_verified_archive(
         assert (row["status"], row["objects_unreadable"], row["storage_objects"]) == (
             "incomplete", 1, 2)
         assert "incomplete-check/lost.bin" in row["error"] and "NoSuchKey" in row["error"]
+        assert outcome_of(dag_run) == f"Incomplete: {row['error'].rstrip('.')}."
         local = sandbox.download_archive(row["s3_key"], tmp_path / "incomplete.zip")
         contents = read_archive(local)
         assert set(contents["objects"]) == {(bucket, "fine-1.txt"), (bucket, "fine-2.txt")}

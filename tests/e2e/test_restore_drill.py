@@ -15,7 +15,7 @@ import zipfile
 import psycopg
 import pytest
 
-from tests.e2e.conftest import run_dag
+from tests.e2e.conftest import outcome_of, run_dag
 from tests.e2e.test_retention_encryption_alerts import body_text, smtp_sink  # noqa: F401
 
 from supabase_backup.records import history
@@ -90,6 +90,10 @@ def test_a_drill_of_the_newest_backup_succeeds_and_records_its_comparison(
     # The bare server lacked the sandbox's API roles: the restore created them, NOLOGIN.
     assert "authenticated" in details["restore"]["roles_created"]
     assert scratch_databases(drill_server) == []  # the teardown dropped it
+    assert outcome_of(dag_run) == (
+        f"Success: restored s3://{row['s3_bucket']}/{backup['s3_key']}; "
+        f"{comparison['tables_compared']} tables and {comparison['rows_compared']:,} rows equal "
+        "to the backup's figures.")
 
 
 def damaged_copy(sandbox, backup: dict) -> dict:
@@ -137,6 +141,7 @@ def test_a_drill_of_a_backup_whose_figures_disagree_fails_naming_the_tables(
     assert "differs from the figures recorded at dump time in 2 table(s)" in row["error"]
     assert "auth.users:" in row["error"] and "at dump time" in row["error"]
     assert "storage.objects: content checksum" in row["error"]
+    assert outcome_of(dag_run).startswith(f"Failed: {row['error'][:300]}")
     differences = row["details"]["comparison"]["differences"]
     assert [line.split(":")[0] for line in differences] == ["auth.users", "storage.objects"]
     assert row["details"]["backup_run_id"] == damaged["run_id"]

@@ -89,3 +89,28 @@ def test_a_verified_archive_lacking_unreadable_objects_is_incomplete_and_fails(m
     (name, call), _encryption = recorder.calls
     assert name == "record_success" and call["status"] == "incomplete"
     assert call["summary"]["objects_unreadable"] == 2 and "media/a.png" in call["error"]
+
+
+# --- the outcome sentence: the DAG run's note and a failed task's last log line -----------------
+
+def test_the_outcome_sentences_say_the_outcome_first_then_the_cause_or_what_was_kept():
+    summary = {"s3_bucket": "backups", "s3_key": "backup-2026-12-07-03-00-UTC.zip",
+               "size_bytes": 392_499, "auth_users": 120, "storage_objects": 178}
+    assert outcome.success_sentence(summary) == (
+        "Success: verified s3://backups/backup-2026-12-07-03-00-UTC.zip, 120 users, 178 objects, "
+        "383.3 KiB.")
+    # Parts left out of the run are left out of the sentence, not shown as zero.
+    assert outcome.success_sentence({**summary, "auth_users": None, "storage_objects": None}) == (
+        "Success: verified s3://backups/backup-2026-12-07-03-00-UTC.zip, 383.3 KiB.")
+    assert outcome.failure_sentence("export_bucket [avatars]: GET /x answered HTTP 503.") == (
+        "Failed: export_bucket [avatars]: GET /x answered HTTP 503.")
+    assert outcome.failure_sentence("incomplete: 2 object(s) could not be read") == (
+        "Incomplete: 2 object(s) could not be read.")
+
+
+def test_a_run_that_fails_carries_the_rows_reason_for_its_sentence(monkeypatch):
+    Recorder(monkeypatch, existing_error="list_buckets: Storage answered HTTP 503")
+    with pytest.raises(errors.RunFailed) as failed:
+        finish(None, ["list_buckets"])
+    assert outcome.failure_sentence(failed.value.reason) == (
+        "Failed: list_buckets: Storage answered HTTP 503.")

@@ -24,15 +24,20 @@ from supabase_backup.airflow.dag_run import (
     deployment_id,
     failed_task_ids,
     failing_fast,
+    final_task_sentence,
+    log_failure_reason,
+    push_outcome,
+    task_label,
     trigger_of,
     triggered_by,
 )
 from supabase_backup.backup import outcome, tasks
 from supabase_backup.config import DATABASE_CONN_ID, RunPlan
-from supabase_backup.errors import RunFailed
+from supabase_backup.errors import RunFailed, scrub
 from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.sources.database import DatabaseSettings
 from supabase_backup.staging import StagingArea
+from supabase_backup.units import SKIPPED, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -92,35 +97,48 @@ def run_step(step: Callable[..., Any], plan: dict | RunPlan, *args: Any, **kwarg
         return step(run_plan, TaskResources(run_plan), *args, **kwargs)
 
 
-def start_run(dag_run: Any, params: dict) -> dict | None:
+def start_run(dag_run: Any, params: dict, ti: Any = None) -> dict | None:
     """The first task: make the plan, record the run; the plan for every later task, or None when
-    backups are disabled (the run is recorded as skipped and stops)."""
+    backups are disabled (the run is recorded as skipped, says so in its note, and stops)."""
     with failing_fast():
         plan = plan_run(dag_run, params)
         started = tasks.start_run(
             plan, TaskResources(plan), run_has_ended=dag_run_has_ended, deployment=deployment_id()
         )
-        return plan.to_dict() if started else None
+    if not started and ti is not None:
+        # Without this, Airflow shows a skipped run as a plain green success.
+        push_outcome(ti, outcome_sentence(SKIPPED, tasks.BACKUPS_DISABLED_REASON), [])
+    return plan.to_dict() if started else None
 
 
 def on_task_failure(context: dict) -> None:
-    """Every task's failure callback: put the reason on the history row as soon as it happens. It
-    never raises: the run's last task writes the row again anyway."""
+    """Every task's failure callback: put the reason on the history row as soon as it happens, and
+    end the task's log on that reason. It never raises: the run's last task writes the row again."""
+    task = task_label(context["ti"])
+    secrets = connection_secrets()
+    message = outcome.task_failure_message(task, context.get("exception"), secrets)
     try:
         dag_run = context["dag_run"]
         outcome.record_task_failure(
             database_settings(),
             run_id=context["run_id"],
-            task_id=context["ti"].task_id,
+            task_id=task,
             error=context.get("exception"),
             trigger=trigger_of(dag_run),
             triggered_by=triggered_by(dag_run),
-            secrets=connection_secrets(),
+            secrets=secrets,
             attempt=attempt_of(dag_run),
             deployment=deployment_id(),
         )
     except Exception:  # noqa: BLE001
         log.exception("Could not record the failure in backup_history")
+    log_failure_reason(outcome.failure_sentence(message), secrets)
+
+
+def on_outcome_failure(context: dict) -> None:
+    """record_history's failure callback: it never writes the row (record_history did, or could
+    not); it only ends the task's log on the run's reason."""
+    log_failure_reason(final_task_sentence(context), connection_secrets())
 
 
 def on_task_retry(context: dict) -> None:
@@ -149,7 +167,7 @@ def record_history(
     from airflow.sdk.exceptions import AirflowFailException
 
     try:
-        return outcome.finish_run(
+        summary = outcome.finish_run(
             database_settings(
                 RunPlan.from_dict(plan).settings.database_conn_id if plan else DATABASE_CONN_ID
             ),
@@ -163,7 +181,12 @@ def record_history(
             deployment=deployment_id(),
         )
     except RunFailed as failure:  # the row says why: retrying cannot change the outcome
-        raise AirflowFailException(str(failure)) from None
+        secrets = connection_secrets()
+        sentence = scrub(outcome.failure_sentence(failure.reason), secrets)
+        push_outcome(ti, sentence, secrets)
+        raise AirflowFailException(sentence) from None
+    push_outcome(ti, outcome.success_sentence(summary), [])
+    return summary
 
 
 # --- the restore drill ----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The facts of a DAG run (who and what started it, how often it was cleared, whether it ended,
-which tasks failed, which Airflow deployment runs it) as plain values, and how a task fails:
-permanent errors without retries."""
+which tasks failed, which Airflow deployment runs it) as plain values, how a task fails
+(permanent errors without retries), and how the run's outcome reaches Airflow's own screens: the
+run's note and the failed task's last log line."""
 
 from __future__ import annotations
 
@@ -14,12 +15,44 @@ from airflow.configuration import conf
 from sqlalchemy.engine import make_url
 
 from supabase_backup.config import DAG_ID
-from supabase_backup.errors import BackupError
+from supabase_backup.errors import BackupError, scrub
+from supabase_backup.units import FAILED, outcome_sentence
 
 log = logging.getLogger(__name__)
 
 # conf["trigger"] values recorded as the row's "api" trigger: "backups_page" is the page's button.
 API_TRIGGERS = ("api", "backups_page")
+
+
+# A task cannot write its DAG run's note (the Execution API has no call for it): the run's last
+# task pushes its outcome sentence as this XCom, and the plugin's listener, in the scheduler,
+# copies it into the note when the run ends (supabase_backup_plugin/run_notes.py).
+OUTCOME_XCOM_KEY = "outcome"
+# dag_run_note.content is a VARCHAR(1000): a longer note would fail the scheduler's commit.
+NOTE_LIMIT = 1000
+
+
+def shorten(text: str, limit: int = NOTE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def push_outcome(ti: Any, sentence: str, secrets: list[str]) -> None:
+    """Hand the run's outcome sentence to the listener that writes it as the run's note. Never
+    fails the task: the note repeats what the history row and the log already say."""
+    try:
+        ti.xcom_push(key=OUTCOME_XCOM_KEY, value=shorten(scrub(sentence, secrets)))
+    except Exception:  # noqa: BLE001 - the outcome is already recorded; the note is a courtesy
+        log.warning("Could not hand the run's outcome to its note", exc_info=True)
+
+
+def log_failure_reason(sentence: str, secrets: list[str]) -> None:
+    """A failure callback's last word: the task log ends on the reason, not on traceback frames
+    (Airflow runs the callback after it logged the traceback)."""
+    # Airflow runs failure callbacks inside its "Post Execute" log group, which its log view shows
+    # collapsed: closing the group first makes the reason the last line a person sees. The view
+    # ignores the unmatched ::endgroup:: Airflow writes after the callback.
+    log.info("::endgroup::")
+    log.error("%s", scrub(sentence, secrets))
 
 
 def trigger_of(dag_run: Any) -> str:
@@ -107,6 +140,27 @@ def dag_run_has_ended(run_id: str, dag_id: str = DAG_ID) -> bool:
         log.info("Airflow has no run %s of %s: treating it as ended", run_id, dag_id)
         return True
     return str(getattr(state, "value", state)) not in ("queued", "running")
+
+
+def task_label(ti: Any) -> str:
+    """The task as the grid names it: ``export_bucket [avatars]`` for a mapped task."""
+    label = getattr(ti, "rendered_map_index", None)
+    map_index = getattr(ti, "map_index", None)
+    if label and map_index is not None and map_index >= 0:
+        return f"{ti.task_id} [{label}]"
+    return ti.task_id
+
+
+def final_task_sentence(context: dict) -> str:
+    """Why a run's last task (record_history, record_drill) failed, as the run's outcome sentence:
+    the AirflowFailException it raises carries that sentence; any other error is the task's own."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    error = context.get("exception")
+    if isinstance(error, AirflowFailException) and str(error):
+        return str(error)
+    cause = "failed" if error is None else str(error) or type(error).__name__
+    return outcome_sentence(FAILED, f"{task_label(context['ti'])}: {cause}")
 
 
 def failed_task_ids(ti: Any, run_id: str) -> list[str]:

@@ -18,13 +18,18 @@ from supabase_backup.airflow.connections import (
 from supabase_backup.airflow.dag_run import (
     failed_task_ids,
     failing_fast,
+    final_task_sentence,
+    log_failure_reason,
+    push_outcome,
     trigger_of,
     triggered_by,
 )
+from supabase_backup.backup.outcome import failure_sentence, task_failure_message
 from supabase_backup.config import AWS_CONN_ID, DATABASE_CONN_ID, DRILL_CONN_ID
-from supabase_backup.errors import BackupError, scrub
+from supabase_backup.errors import BackupError, DrillFailed, scrub
 from supabase_backup.restore import drill
 from supabase_backup.sources.database import DatabaseSettings
+from supabase_backup.units import SUCCESS, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +152,7 @@ def finish_drill(
 
     conn_id = (plan or {}).get("database_conn_id", DATABASE_CONN_ID)
     try:
-        return drill.finish_drill(
+        result = drill.finish_drill(
             database_settings(conn_id),
             run_id=drill.history_run_id(dag_run.run_id),
             trigger=trigger_of(dag_run),
@@ -158,4 +163,34 @@ def finish_drill(
             failed_tasks=failed_task_ids(ti, dag_run.run_id),
         )
     except BackupError as failure:  # the row says why: retrying cannot change the outcome
-        raise AirflowFailException(str(failure)) from None
+        secrets = DrillTaskResources().secrets()
+        reason = failure.reason if isinstance(failure, DrillFailed) else str(failure)
+        sentence = scrub(failure_sentence(reason), secrets)
+        push_outcome(ti, sentence, secrets)
+        raise AirflowFailException(sentence) from None
+    archive = drill.DrillPlan.from_dict(plan).archive_url if plan else "the backup"
+    push_outcome(
+        ti,
+        outcome_sentence(
+            SUCCESS,
+            f"restored {archive}; {result.get('tables_compared', 0)} tables and "
+            f"{result.get('rows_compared', 0):,} rows equal to the backup's figures",
+        ),
+        [],
+    )
+    return result
+
+
+def on_task_failure(context: dict) -> None:
+    """Every drill task's failure callback: the task's log ends on its reason, not on traceback
+    frames (run_drill_step already wrote it on the drill's history row)."""
+    error = context.get("exception")
+    secrets = DrillTaskResources().secrets()
+    log_failure_reason(
+        failure_sentence(task_failure_message(context["ti"].task_id, error, [])), secrets
+    )
+
+
+def on_outcome_failure(context: dict) -> None:
+    """record_drill's failure callback: its exception's text is the drill's reason."""
+    log_failure_reason(final_task_sentence(context), DrillTaskResources().secrets())

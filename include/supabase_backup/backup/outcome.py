@@ -1,10 +1,12 @@
-"""A run's outcome in ``backup_history``: the final row and the failure callback's reason.
+"""A run's outcome: its final history row, a task's failure (or retry) on that row, and the one
+sentence that says the outcome and its cause (the DAG run's note in Airflow, the failed task's last
+log line).
 
 A verified archive's outcome is written twice: beside the archive in S3 (the verified record,
 ``verified_record``, written by verify_upload) and in the history row (``finish_run``). When the
 database is down as the run ends, the row stays ``running``; a later settle by the same deployment
-reads the record and writes the row the run would have written (``records.settle``, which the
-Backups plugin calls too), so a verified archive is never recorded as failed.
+reads the record and writes the row the run would have written (``records.settle``), so a verified
+archive is never recorded as failed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from supabase_backup.errors import RunFailed, scrub
 from supabase_backup.records import history
 from supabase_backup.records.settle import record_verified
 from supabase_backup.sources.database import DatabaseSettings
+from supabase_backup.units import FAILED, INCOMPLETE, SUCCESS, format_bytes, outcome_sentence
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +98,7 @@ def record_task_failure(
     """A task's failure callback: put its reason on the history row (the first reason of this
     attempt stays, and replaces one a settle wrote; ``attempt`` counts the times the run was
     cleared). Returns the message."""
-    message = (
-        f"{task_id}: {error}"
-        if error is not None and str(error)
-        else f"{task_id}: {type(error).__name__ if error else 'failed'}"
-    )
-    message = scrub(message, secrets)
+    message = task_failure_message(task_id, error, secrets)
     with database_settings.connect(autocommit=True) as connection:
         history.record_failed(
             connection,
@@ -141,6 +139,37 @@ def record_task_retry(
     return message
 
 
+def task_failure_message(task_id: str, error: BaseException | None, secrets: list[str]) -> str:
+    """``task: what went wrong``, without secrets: the reason a history row and a log line give."""
+    message = (
+        f"{task_id}: {error}"
+        if error is not None and str(error)
+        else f"{task_id}: {type(error).__name__ if error else 'failed'}"
+    )
+    return scrub(message, secrets)
+
+
+INCOMPLETE_PREFIX = "incomplete: "  # RunFailed's text for a verified archive that lacks objects
+
+
+def success_sentence(summary: dict) -> str:
+    """What a verified backup holds, from its success row's columns (``history.summarise_success``)."""
+    held = [f"verified s3://{summary['s3_bucket']}/{summary['s3_key']}"]
+    if summary.get("auth_users") is not None:
+        held.append(f"{summary['auth_users']} users")
+    if summary.get("storage_objects") is not None:
+        held.append(f"{summary['storage_objects']} objects")
+    held.append(format_bytes(summary["size_bytes"]))
+    return outcome_sentence(SUCCESS, ", ".join(held))
+
+
+def failure_sentence(reason: str) -> str:
+    """A failed run's reason (RunFailed's text, an incomplete run's included) as its sentence."""
+    if reason.startswith(INCOMPLETE_PREFIX):
+        return outcome_sentence(INCOMPLETE, reason.removeprefix(INCOMPLETE_PREFIX))
+    return outcome_sentence(FAILED, reason)
+
+
 def finish_run(
     database_settings: DatabaseSettings,
     *,
@@ -168,7 +197,7 @@ def finish_run(
             _, reason = record_verified(connection, record, attempt=attempt)
             if reason:
                 log.error("Backup incomplete (archive verified, objects missing): %s", reason)
-                raise RunFailed(f"incomplete: {reason}")
+                raise RunFailed(f"{INCOMPLETE_PREFIX}{reason}")
             log.info(
                 "Backup succeeded and was verified: %s (%d bytes, sha256 %s)",
                 verified.get("s3_url") or f"s3://{summary['s3_bucket']}/{summary['s3_key']}",

@@ -64,6 +64,11 @@ class RunResources(Protocol):
 
 # --- the first task ---------------------------------------------------------------------------------
 
+BACKUPS_DISABLED_REASON = (
+    "backups are disabled (system_settings_kv.backup_enabled = false); "
+    "trigger with force=true to back up anyway"
+)
+
 
 def start_run(
     plan: RunPlan,
@@ -96,19 +101,15 @@ def start_run(
         )
         enabled = enabled_setting.read_backup_enabled(connection)
         if not enabled and not plan.forced:
-            reason = (
-                "backups are disabled (system_settings_kv.backup_enabled = false); "
-                "trigger with force=true to back up anyway"
-            )
             history.record_skipped(
                 connection,
                 plan.run_id,
                 plan.trigger,
-                reason,
+                BACKUPS_DISABLED_REASON,
                 triggered_by=plan.triggered_by,
                 deployment=deployment,
             )
-            log.warning("Skipping: %s", reason)
+            log.warning("Skipping: %s", BACKUPS_DISABLED_REASON)
             return False
         history.record_running(
             connection,
