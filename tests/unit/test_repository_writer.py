@@ -13,7 +13,8 @@ import tracemalloc
 
 import pytest
 
-from supabase_backup.destination.repository import layout, writer as writer_module
+from supabase_backup.destination.repository import layout
+from supabase_backup.destination.repository import writer as writer_module
 from supabase_backup.destination.repository.reader import RepositoryReader
 from supabase_backup.destination.repository.writer import RepositoryWriter
 from supabase_backup.errors import ConfigurationError, RepositoryInvalid
@@ -70,9 +71,13 @@ def test_a_snapshot_round_trips_and_reads_as_one_json_document():
     assert snapshot["files"]["db/backup.sql"]["size"] == 2400
     assert packs_by_hand(client)
     reader = RepositoryReader(client, BUCKET, PREFIX)
-    restored = {item["key"]: stream.read() for item, stream in reader.restore_objects(written.snapshot_id)}
+    restored = {
+        item["key"]: stream.read() for item, stream in reader.restore_objects(written.snapshot_id)
+    }
     assert restored == {"empty": b"", "big": bytes(range(256)) * 10}
-    dump = reader.open_content(reader.read_snapshot(written.snapshot_id).files["db/backup.sql"]["blobs"])
+    dump = reader.open_content(
+        reader.read_snapshot(written.snapshot_id).files["db/backup.sql"]["blobs"]
+    )
     assert dump.read() == b"-- dump\n" * 300
     assert reader.check(read_data=True).ok
 
@@ -93,7 +98,10 @@ def test_a_failed_pack_upload_is_retried():
     client = FakeS3()
     with open_writer(client) as writer:
         writer.add_object(entry("a"), io.BytesIO(b"x" * 100))
-        client.fail_next["PutObject"] = [client_error("SlowDown", 503), client_error("InternalError", 500)]
+        client.fail_next["PutObject"] = [
+            client_error("SlowDown", 503),
+            client_error("InternalError", 500),
+        ]
         writer.finish(run_id="run-1")
     assert len(packs_by_hand(client)) == 1
     assert RepositoryReader(client, BUCKET, PREFIX).check(read_data=True).ok
@@ -121,7 +129,9 @@ def test_a_keyed_repository_names_blobs_by_hmac_and_refuses_another_key():
     # encrypted in a later slice, FORMAT.md says so).
     plain = hashlib.sha256(b"secret").hexdigest().encode()
     assert not [key for key in client.objects if plain.decode() in key]
-    assert not [key for key, data in client.objects.items() if "/snapshots/" not in key and plain in data]
+    assert not [
+        key for key, data in client.objects.items() if "/snapshots/" not in key and plain in data
+    ]
     with pytest.raises(RepositoryInvalid, match="not this repository's"):
         open_writer(client, id_key=b"x" * 32)
     with pytest.raises(RepositoryInvalid, match="no id key was given"):
@@ -161,7 +171,10 @@ def test_a_blob_larger_than_a_pack_is_stored_alone():
         writer.add_object(entry("large"), io.BytesIO(b"L" * 9_000))
         writer.finish(run_id="run-1")
     packs = sorted(packs_by_hand(client).values(), key=len)
-    assert [[blob["length"] for blob in blobs] for blobs in packs] in ([[100], [9000]], [[9000], [100]])
+    assert [[blob["length"] for blob in blobs] for blobs in packs] in (
+        [[100], [9000]],
+        [[9000], [100]],
+    )
 
 
 def test_a_200_mib_object_streams_through_without_being_held(monkeypatch):
