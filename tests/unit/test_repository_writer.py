@@ -17,7 +17,7 @@ from supabase_backup.destination.repository import layout
 from supabase_backup.destination.repository import writer as writer_module
 from supabase_backup.destination.repository.reader import RepositoryReader
 from supabase_backup.destination.repository.writer import RepositoryWriter
-from supabase_backup.errors import ConfigurationError, RepositoryInvalid
+from supabase_backup.errors import ConfigurationError, RepositoryInvalid, SnapshotNotFound
 from tests.unit.s3_fake import FakeS3, client_error
 
 BUCKET = "backups"
@@ -209,3 +209,60 @@ def test_pack_header_and_trailer_round_trip():
     data = b"abc" + layout.pack_header(blobs)
     length = layout.parse_pack_trailer(data[-12:], BUCKET, PREFIX, "p")
     assert layout.parse_pack_header(data[-12 - length : -12], BUCKET, PREFIX, "p") == blobs
+
+
+def test_check_names_a_missing_pack_and_the_snapshots_that_need_it():
+    client = FakeS3()
+    written = {}
+    for name in ("first", "second"):
+        with open_writer(client, pack_target_bytes=100) as writer:
+            writer.add_object(entry(name), io.BytesIO(name.encode() * 100))
+            written[name] = writer.finish(run_id=name).snapshot_id
+    reader = RepositoryReader(client, BUCKET, PREFIX)
+    (blob_id,) = next(reader.read_snapshot(written["second"]).objects())["blobs"]
+    pack_id = reader._load_index()[blob_id].pack_id
+    key = layout.pack_key(PREFIX, pack_id)
+    del client.objects[key], client.sizes[key]
+    result = RepositoryReader(client, BUCKET, PREFIX).check()
+    assert result.problems == [f"pack {pack_id} is in the index but not stored"]
+    assert result.damaged_packs == [pack_id]
+    assert result.affected_snapshots == [written["second"]]
+
+
+def test_an_unknown_snapshot_is_named():
+    client = FakeS3()
+    open_writer(client).close()
+    with pytest.raises(SnapshotNotFound, match="no snapshot abc"):
+        RepositoryReader(client, BUCKET, PREFIX).read_snapshot("abc")
+
+
+def test_a_writer_stores_again_the_blobs_of_a_pack_that_is_gone():
+    client = FakeS3()
+    with open_writer(client) as writer:
+        writer.add_object(entry("a"), io.BytesIO(b"precious"))
+        writer.finish(run_id="first")
+    (pack_key,) = [key for key in client.objects if "/data/" in key]
+    del client.objects[pack_key], client.sizes[pack_key]
+    with open_writer(client) as writer:
+        assert not writer.holds(hashlib.sha256(b"precious").hexdigest())
+        stored = writer.add_object(entry("a"), io.BytesIO(b"precious"))
+        second = writer.finish(run_id="second")
+    assert writer.counts.packs_written == 1
+    reader = RepositoryReader(client, BUCKET, PREFIX)
+    assert reader.open_content(stored["blobs"]).read() == b"precious"
+    # The same bytes make the same pack: it is back under its old key, so the old index and the
+    # first snapshot are whole again too.
+    assert pack_key in client.objects
+    result = reader.check(read_data=True)
+    assert result.ok and result.snapshots == 2 and second.snapshot_id
+
+
+def test_a_damaged_snapshot_file_is_reported_by_check():
+    client = FakeS3()
+    with open_writer(client) as writer:
+        writer.add_object(entry("a"), io.BytesIO(b"bytes"))
+        written = writer.finish(run_id="first")
+    client.objects[written.key] = client.objects[written.key].replace(b'"key":"a"', b'"key":"b"')
+    result = RepositoryReader(client, BUCKET, PREFIX).check()
+    assert result.affected_snapshots == [written.snapshot_id]
+    assert result.problems == [f"snapshot {written.snapshot_id} does not match its name"]

@@ -209,8 +209,13 @@ class RepositoryReader:
         lines = _lines(_HashingBody(reply["Body"], snapshot_id, self._damaged))
         head = next(lines, b"")
         header = layout.parse_snapshot_head(head, self.bucket, self.prefix, snapshot_id)
-        entries = layout.parse_snapshot_entries(lines, self.bucket, self.prefix, snapshot_id)
-        return Snapshot(snapshot_id, header, entries)
+        return Snapshot(snapshot_id, header, self._entries(lines, snapshot_id))
+
+    def _entries(self, lines: Iterator[bytes], snapshot_id: str) -> Iterator[dict]:
+        yield from layout.parse_snapshot_entries(lines, self.bucket, self.prefix, snapshot_id)
+        # Read to the end, so the body's hash is checked against the snapshot's name.
+        for _ in lines:
+            raise self._damaged(f"snapshot {snapshot_id} has bytes after its end")
 
     def blobs_of(self, snapshot_id: str) -> Iterator[str]:
         snapshot = self.read_snapshot(snapshot_id)
@@ -306,11 +311,16 @@ class RepositoryReader:
         for snapshot_id in sorted(self.snapshot_ids()):
             result.snapshots += 1
             missing = damaged_blobs = 0
-            for blob_id in self.blobs_of(snapshot_id):
-                if blob_id not in locations:
-                    missing += 1
-                elif copies[blob_id] <= damaged:
-                    damaged_blobs += 1
+            try:
+                for blob_id in self.blobs_of(snapshot_id):
+                    if blob_id not in locations:
+                        missing += 1
+                    elif copies[blob_id] <= damaged:
+                        damaged_blobs += 1
+            except RepositoryDamaged as error:  # the snapshot file itself
+                result.problems.append(error.reason)
+                affected.append(snapshot_id)
+                continue
             if missing:
                 result.problems.append(
                     f"snapshot {snapshot_id} needs {missing} blob(s) that no index lists"

@@ -196,13 +196,25 @@ class RepositoryWriter:
             pack_target_bytes=pack_target_bytes,
         )
         indexed = layout.load_index(client, bucket, prefix)
-        known = {
-            blob["id"]: BlobLocation(pack["id"], blob["offset"], blob["length"], blob["raw_length"])
-            for pack in indexed.values()
-            for blob in pack["blobs"]
-        }
+        stored = layout.stored_packs(client, bucket, prefix)
+        # Only blobs in packs that are stored count as held: a pack the index lists but S3 lacks
+        # (or holds at another size) is damage that check reports, and this run stores those
+        # blobs again rather than pointing a new snapshot at them.
+        known: dict[str, BlobLocation] = {}
+        for pack in indexed.values():
+            if stored.get(pack["id"]) != pack["size"]:
+                log.warning(
+                    "Pack %s is in the index but not stored whole; its blobs are stored again",
+                    pack["id"],
+                )
+                continue
+            for blob in pack["blobs"]:
+                known.setdefault(
+                    blob["id"],
+                    BlobLocation(pack["id"], blob["offset"], blob["length"], blob["raw_length"]),
+                )
         adopted = []
-        for pack_id, size in layout.stored_packs(client, bucket, prefix).items():
+        for pack_id, size in stored.items():
             if pack_id in indexed:
                 continue
             blobs = layout.read_pack_header(client, bucket, prefix, pack_id, size)
