@@ -14,7 +14,8 @@ index), reads their headers and reuses their blobs, so a resumed run uploads not
 
 Memory is bounded by what is in flight, not by the content: bytes stream through the spool file
 in READ_BYTES pieces, a pack is uploaded from disk, object entries are spooled to disk. What grows
-with the repository is the set of known blob ids (about 150 bytes a blob).
+with the repository is the set of known blob ids (about 260 bytes a blob, measured: 260 MB for
+a million blobs, which a later slice must shrink, e.g. binary ids or a local SQLite index).
 """
 
 from __future__ import annotations
