@@ -104,6 +104,7 @@ def test_a_failed_pack_upload_is_retried():
         ]
         writer.finish(run_id="run-1")
     assert len(packs_by_hand(client)) == 1
+    assert client.count("PutObject", "/data/") == 3  # two transient failures, then the pack
     assert RepositoryReader(client, BUCKET, PREFIX).check(read_data=True).ok
 
 
