@@ -310,6 +310,10 @@ class RepositoryDamaged(BackupError):
     """The backup repository at s3://{bucket}/{prefix} is damaged: {reason}. Run the repository check with read_data to name every damaged pack and the snapshots it affects; a snapshot that needs a damaged pack cannot be restored whole."""
 
     fields = ("bucket", "prefix", "reason")
+    # The fields as attributes, for readers and the type checker (BackupError sets them).
+    bucket: str
+    prefix: str
+    reason: str
     exit_code = EXIT_ARCHIVE_DAMAGED
 
 

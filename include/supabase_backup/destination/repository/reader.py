@@ -48,6 +48,7 @@ class Snapshot:
     snapshot_id: str
     header: dict
     _entries: Iterator[dict]
+    _body: object = None
 
     @property
     def files(self) -> dict[str, dict]:
@@ -55,6 +56,12 @@ class Snapshot:
 
     def objects(self) -> Iterator[dict]:
         return self._entries
+
+    def close(self) -> None:
+        """Give the connection back when the objects are not read (a listing of headers)."""
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass
@@ -191,7 +198,9 @@ class RepositoryReader:
         """Every snapshot, oldest first (each costs one GET of its header line)."""
         found = []
         for snapshot_id in self.snapshot_ids():
-            header = self.read_snapshot(snapshot_id).header
+            snapshot = self.read_snapshot(snapshot_id)
+            header = snapshot.header
+            snapshot.close()
             found.append(
                 SnapshotInfo(snapshot_id, header["time"], header["run_id"], header.get("parent"))
             )
@@ -209,7 +218,7 @@ class RepositoryReader:
         lines = _lines(_HashingBody(reply["Body"], snapshot_id, self._damaged))
         head = next(lines, b"")
         header = layout.parse_snapshot_head(head, self.bucket, self.prefix, snapshot_id)
-        return Snapshot(snapshot_id, header, self._entries(lines, snapshot_id))
+        return Snapshot(snapshot_id, header, self._entries(lines, snapshot_id), reply["Body"])
 
     def _entries(self, lines: Iterator[bytes], snapshot_id: str) -> Iterator[dict]:
         yield from layout.parse_snapshot_entries(lines, self.bucket, self.prefix, snapshot_id)
