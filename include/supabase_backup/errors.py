@@ -320,6 +320,41 @@ class VerificationFailed(BackupError):
     exit_code = EXIT_ARCHIVE_DAMAGED
 
 
+class RepositoryInvalid(BackupError):
+    """The backup repository at s3://{bucket}/{prefix} cannot be used: {reason}"""
+
+    fields = ("bucket", "prefix", "reason")
+    exit_code = EXIT_CONFIGURATION
+    permanent = True
+
+
+class RepositoryDamaged(BackupError):
+    """The backup repository at s3://{bucket}/{prefix} is damaged: {reason}. Run the repository check with read_data to name every damaged pack and the snapshots it affects; a snapshot that needs a damaged pack cannot be restored whole."""
+
+    fields = ("bucket", "prefix", "reason")
+    # The fields as attributes, for readers and the type checker (BackupError sets them).
+    bucket: str
+    prefix: str
+    reason: str
+    exit_code = EXIT_ARCHIVE_DAMAGED
+
+
+class SnapshotNotFound(BackupError):
+    """The backup repository at s3://{bucket}/{prefix} has no snapshot {snapshot}: list the snapshots it holds and name one of them."""
+
+    fields = ("bucket", "prefix", "snapshot")
+    exit_code = EXIT_NOT_FOUND
+    permanent = True
+
+
+class SnapshotKeyTaken(BackupError):
+    """s3://{bucket}/{key} already holds another snapshot; a snapshot is never overwritten. The key is the sha256 of the snapshot's bytes, so a different object there was written by something other than supabase-backup: inspect it before removing it."""
+
+    fields = ("bucket", "key")
+    exit_code = EXIT_ARCHIVE_KEY_TAKEN
+    permanent = True
+
+
 class HistoryRowMissing(BackupError):
     """backup_history has no row for run {run_id}: the run's first task never recorded it; clear the run's first task and run it again."""
 
