@@ -148,6 +148,10 @@ def up(arguments) -> int:
     sandbox_was_running = sandbox_is_running(sandbox_dir)
     print(f"Starting the sandbox ({arguments.size}) in {sandbox_dir} …", flush=True)
     exports = sandbox_exports(sandbox_dir, arguments.size)
+    # Recorded at once, so a `down` after an `up` that failed further on still stops this sandbox.
+    write_private(record_file, json.dumps({"port": arguments.port,
+                                           "sandbox_dir": str(sandbox_dir),
+                                           "started_sandbox": not sandbox_was_running}))
     apply_migration({**libpq_environment(exports["AIRFLOW_CONN_SUPABASE_DB"]),
                      "PGOPTIONS": "-c client_min_messages=warning"})
     print("Migration applied.", flush=True)
@@ -174,10 +178,7 @@ def up(arguments) -> int:
                                        stderr=subprocess.STDOUT, start_new_session=True,
                                        cwd=state)
         (state / f"{name}.pid").write_text(str(process.pid))
-    write_private(record_file, json.dumps({"port": arguments.port,
-                                           "sandbox_dir": str(sandbox_dir),
-                                           "started_sandbox": not sandbox_was_running}))
-    print("Starting Airflow (api-server, scheduler, dag-processor) …", flush=True)
+    print("Starting Airflow (api-server, scheduler, dag-processor, triggerer) …", flush=True)
     wait_until(lambda: httpx.get(f"{url}/api/v2/monitor/health", timeout=2).status_code == 200,
                "the api-server answering", state / "api-server.log")
     token = httpx.post(f"{url}/auth/token", json={"username": "admin",
