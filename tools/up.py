@@ -151,7 +151,9 @@ def up(arguments) -> int:
     # Recorded at once, so a `down` after an `up` that failed further on still stops this sandbox.
     write_private(record_file, json.dumps({"port": arguments.port,
                                            "sandbox_dir": str(sandbox_dir),
-                                           "started_sandbox": not sandbox_was_running}))
+                                           # a sandbox an earlier, failed up started stays ours
+                                           "started_sandbox": not sandbox_was_running
+                                           or bool(record.get("started_sandbox"))}))
     apply_migration({**libpq_environment(exports["AIRFLOW_CONN_SUPABASE_DB"]),
                      "PGOPTIONS": "-c client_min_messages=warning"})
     print("Migration applied.", flush=True)
