@@ -147,10 +147,11 @@ class BackupSettings:
                 f"supabase_backup_shard_max_objects must be a whole number of objects (1 or more; "
                 f"a bucket with more is exported by several tasks), not {shard_text!r}"
             )
+        # One supabase connection serves as both; unset, the two connections of old.
         project_conn_id = (get_variable(PROJECT_CONNECTION_VARIABLE, None) or "").strip()
-        conn_ids = {"database_conn_id": project_conn_id, "api_conn_id": project_conn_id}
         return cls(
-            **(conn_ids if project_conn_id else {}),
+            database_conn_id=project_conn_id or DATABASE_CONN_ID,
+            api_conn_id=project_conn_id or API_CONN_ID,
             s3_bucket=bucket,
             s3_prefix=checked_prefix(get_variable("supabase_backup_s3_prefix", DEFAULT_S3_PREFIX)),
             staging_root=checked_staging_root(

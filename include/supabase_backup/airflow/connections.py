@@ -120,7 +120,7 @@ def staging_area(plan: RunPlan) -> StagingArea:
 
 def connection_secrets() -> list[str]:
     """Passwords and keys of our connections, so a failure message can be scrubbed of them."""
-    secrets = []
+    secrets: list[str] = []
     for read_secrets in (
         lambda: [database_settings().password],
         lambda: [api_settings().key],
