@@ -118,36 +118,32 @@ def test_the_wheel_holds_the_plugin_its_page_and_the_migration(wheel):
     assert "supabase_backup = supabase_backup_plugin:SupabaseBackupPlugin" in entry_points
 
 
-def test_the_copy_under_test_is_the_wheels(airflow_venv, tmp_path):
-    out = run(airflow_venv, environment(tmp_path), "-c",
-              "import supabase_backup, supabase_backup_plugin, importlib.metadata as m;"
-              "print(supabase_backup.__file__); print(supabase_backup_plugin.__file__);"
-              "print(len([d for d in m.distributions() if d.name == 'supabase-backup']))")
-    backup_file, plugin_file, distributions = out.split()
-    assert backup_file.startswith(str(airflow_venv)) and plugin_file.startswith(str(airflow_venv))
-    assert distributions == "1"
-
-
 def test_airflow_lists_the_provider_its_connection_type_and_notifier(airflow_venv, tmp_path):
     env = environment(tmp_path)
     providers = airflow_json(airflow_venv, env, "providers", "list")
     (ours,) = [row for row in providers if row["package_name"] == "supabase-backup"]
     assert ours["version"] == "0.1.0"
-    hooks = airflow_json(airflow_venv, env, "providers", "hooks")
-    (supabase,) = [row for row in hooks if row["connection_type"] == "supabase"]
-    assert supabase["class"] == "supabase_backup.airflow.supabase_hook.SupabaseHook"
-    assert supabase["hook_name"] == "Supabase"
-    # The notifier and the form, as the API server reads them (one process for both).
-    form = json.loads(run(airflow_venv, env, "-c", FORM).strip().splitlines()[-1])
-    assert "supabase_backup.airflow.alerting.BackupAlertNotifier" in form["notifications"]
-    assert form["widgets"] == ["extra__supabase__database_url", "extra__supabase__management_token"]
-    assert form["behaviour"]["relabeling"] == {"host": "Project URL", "password": "Service key"}
+    # What `airflow providers hooks` and the connection form read, in one process.
+    found = json.loads(run(airflow_venv, env, "-c", REGISTRY).strip().splitlines()[-1])
+    assert found["files"][0].startswith(str(airflow_venv))  # the wheel's copy, not include/
+    assert found["files"][1].startswith(str(airflow_venv))
+    assert found["distributions"] == 1
+    assert found["hook"] == ["supabase_backup.airflow.supabase_hook.SupabaseHook", "Supabase"]
+    assert "supabase_backup.airflow.alerting.BackupAlertNotifier" in found["notifications"]
+    assert found["widgets"] == ["extra__supabase__database_url", "extra__supabase__management_token"]
+    assert found["behaviour"]["relabeling"] == {"host": "Project URL", "password": "Service key"}
 
 
-FORM = (
-    "from airflow.providers_manager import ProvidersManager; import json;"
-    "manager = ProvidersManager();"
-    "print(json.dumps({'notifications': list(manager.notification),"
+REGISTRY = (
+    "import json, importlib.metadata as metadata;"
+    "import supabase_backup, supabase_backup_plugin;"
+    "from airflow.providers_manager import ProvidersManager;"
+    "manager = ProvidersManager(); hook = manager.hooks['supabase'];"
+    "print(json.dumps({"
+    " 'files': [supabase_backup.__file__, supabase_backup_plugin.__file__],"
+    " 'distributions': len([d for d in metadata.distributions() if d.name == 'supabase-backup']),"
+    " 'hook': [hook.hook_class_name, hook.hook_name],"
+    " 'notifications': list(manager.notification),"
     " 'widgets': sorted(name for name, widget in manager.connection_form_widgets.items()"
     "                   if widget.package_name == 'supabase-backup'),"
     " 'behaviour': manager.field_behaviours['supabase']}))"
