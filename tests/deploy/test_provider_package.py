@@ -123,30 +123,39 @@ def test_airflow_lists_the_provider_its_connection_type_and_notifier(airflow_ven
     providers = airflow_json(airflow_venv, env, "providers", "list")
     (ours,) = [row for row in providers if row["package_name"] == "supabase-backup"]
     assert ours["version"] == "0.1.0"
-    # What `airflow providers hooks` and the connection form read, in one process.
+    # What `airflow providers hooks` and the connection form read, in one Airflow process.
     found = json.loads(run(airflow_venv, env, "-c", REGISTRY).strip().splitlines()[-1])
     assert found["files"][0].startswith(str(airflow_venv))  # the wheel's copy, not include/
     assert found["files"][1].startswith(str(airflow_venv))
     assert found["distributions"] == 1
     assert found["hook"] == ["supabase_backup.airflow.supabase_hook.SupabaseHook", "Supabase"]
     assert "supabase_backup.airflow.alerting.BackupAlertNotifier" in found["notifications"]
-    assert found["widgets"] == ["extra__supabase__database_url", "extra__supabase__management_token"]
-    assert found["behaviour"]["relabeling"] == {"host": "Project URL", "password": "Service key"}
+    # The connection form as the Airflow UI gets it (GET /ui/connections/hook_meta).
+    standard, extra = found["form"]["standard_fields"], found["form"]["extra_fields"]
+    assert (standard["host"]["title"], standard["password"]["title"]) == (
+        "Project URL", "Service key")
+    assert all(standard[name]["hidden"] for name in ("login", "port", "url_schema"))
+    assert {name: field["schema"]["title"] for name, field in extra.items()} == {
+        "database_url": "Database URL (session pooler)",
+        "management_token": "Management API token",
+    }
+    assert {field["schema"]["format"] for field in extra.values()} == {"password"}
 
 
 REGISTRY = (
     "import json, importlib.metadata as metadata;"
     "import supabase_backup, supabase_backup_plugin;"
     "from airflow.providers_manager import ProvidersManager;"
+    "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService;"
     "manager = ProvidersManager(); hook = manager.hooks['supabase'];"
+    "(form,) = [meta.model_dump() for meta in HookMetaService.hook_meta_data()"
+    "           if meta.connection_type == 'supabase'];"
     "print(json.dumps({"
     " 'files': [supabase_backup.__file__, supabase_backup_plugin.__file__],"
     " 'distributions': len([d for d in metadata.distributions() if d.name == 'supabase-backup']),"
     " 'hook': [hook.hook_class_name, hook.hook_name],"
     " 'notifications': list(manager.notification),"
-    " 'widgets': sorted(name for name, widget in manager.connection_form_widgets.items()"
-    "                   if widget.package_name == 'supabase-backup'),"
-    " 'behaviour': manager.field_behaviours['supabase']}))"
+    " 'form': form}))"
 )
 
 
