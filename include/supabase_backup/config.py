@@ -9,8 +9,9 @@ knob is the schedule, taken from the environment.
 
 | what                          | where                                         | default                                  |
 |-------------------------------|-----------------------------------------------|------------------------------------------|
-| Supabase database             | connection ``supabase_db`` (postgres)         | required                                 |
-| Supabase project URL + key    | connection ``supabase_api`` (host, password)  | required                                 |
+| Supabase database             | connection ``supabase_db`` (postgres)         | required (unless the next row is set)    |
+| Supabase project URL + key    | connection ``supabase_api`` (host, password)  | required (unless the next row is set)    |
+| one ``supabase`` connection   | Variable ``supabase_backup_connection_id``    | unset: the two connections above         |
 | S3                            | connection ``aws_default``                    | required                                 |
 | S3 bucket for archives        | Variable ``supabase_backup_s3_bucket``        | required                                 |
 | key prefix in that bucket     | Variable ``supabase_backup_s3_prefix``        | ``supabase-backups/``                    |
@@ -47,6 +48,8 @@ DEFAULT_DRILL_SCHEDULE = "@weekly"
 DATABASE_CONN_ID = "supabase_db"
 API_CONN_ID = "supabase_api"
 AWS_CONN_ID = "aws_default"
+# Names one connection of type supabase that replaces supabase_db and supabase_api (both roles).
+PROJECT_CONNECTION_VARIABLE = "supabase_backup_connection_id"
 DEFAULT_S3_PREFIX = "supabase-backups/"
 DEFAULT_STAGING_ROOT = "file:///tmp/supabase-backup-staging"
 DEFAULT_SCHEDULE = "@daily"
@@ -144,7 +147,11 @@ class BackupSettings:
                 f"supabase_backup_shard_max_objects must be a whole number of objects (1 or more; "
                 f"a bucket with more is exported by several tasks), not {shard_text!r}"
             )
+        # One supabase connection serves as both; unset, the two connections of old.
+        project_conn_id = (get_variable(PROJECT_CONNECTION_VARIABLE, None) or "").strip()
         return cls(
+            database_conn_id=project_conn_id or DATABASE_CONN_ID,
+            api_conn_id=project_conn_id or API_CONN_ID,
             s3_bucket=bucket,
             s3_prefix=checked_prefix(get_variable("supabase_backup_s3_prefix", DEFAULT_S3_PREFIX)),
             staging_root=checked_staging_root(

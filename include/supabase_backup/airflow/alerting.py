@@ -159,11 +159,23 @@ def _make_notifier_class():
 _NOTIFIER_CLASS = None
 
 
+def _notifier_class():
+    global _NOTIFIER_CLASS
+    if _NOTIFIER_CLASS is None:
+        _NOTIFIER_CLASS = _make_notifier_class()
+    return _NOTIFIER_CLASS
+
+
 def backup_alert_notifier(kind: str = "backup", *, after_verification: bool = False):
     """An Airflow notifier instance (``BaseNotifier``) for ``on_failure_callback``: the backup
     DAG's (``kind="backup"``), a task after verification (``after_verification=True``), or the
     restore drill DAG's (``kind="drill"``)."""
-    global _NOTIFIER_CLASS
-    if _NOTIFIER_CLASS is None:
-        _NOTIFIER_CLASS = _make_notifier_class()
-    return _NOTIFIER_CLASS(kind, after_verification=after_verification)
+    return _notifier_class()(kind, after_verification=after_verification)
+
+
+def __getattr__(name: str):
+    # The provider registers the notifier by its class path (provider.py), which Airflow imports
+    # with getattr; the class itself is still built on first use, like backup_alert_notifier's.
+    if name == "BackupAlertNotifier":
+        return _notifier_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,7 +32,7 @@ from supabase_backup.airflow.dag_run import (
     triggered_by,
 )
 from supabase_backup.backup import outcome, tasks
-from supabase_backup.config import DATABASE_CONN_ID, RunPlan
+from supabase_backup.config import RunPlan
 from supabase_backup.errors import RunFailed, scrub
 from supabase_backup.sources.api_client import ApiSettings
 from supabase_backup.sources.database import DatabaseSettings
@@ -168,9 +168,7 @@ def record_history(
 
     try:
         summary = outcome.finish_run(
-            database_settings(
-                RunPlan.from_dict(plan).settings.database_conn_id if plan else DATABASE_CONN_ID
-            ),
+            database_settings(RunPlan.from_dict(plan).settings.database_conn_id if plan else None),
             run_id=dag_run.run_id,
             trigger=trigger_of(dag_run),
             triggered_by=triggered_by(dag_run),

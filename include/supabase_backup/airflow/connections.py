@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from supabase_backup.airflow import supabase_hook
 from supabase_backup.config import (
     API_CONN_ID,
     AWS_CONN_ID,
     DATABASE_CONN_ID,
     DRILL_CONN_ID,
+    PROJECT_CONNECTION_VARIABLE,
     BackupSettings,
     RunPlan,
 )
@@ -29,12 +31,30 @@ def read_backup_settings() -> BackupSettings:
     return BackupSettings.from_variables(lambda name, default: Variable.get(name, default=default))
 
 
-def database_settings(conn_id: str = DATABASE_CONN_ID) -> DatabaseSettings:
-    """libpq parameters from the Postgres connection. Needs no Variable, so a run that fails on a
-    missing Variable can still record why in backup_history."""
+def project_connection_id() -> str | None:
+    """The ``supabase`` connection the Variable ``supabase_backup_connection_id`` names, or None
+    (unset, the default): then the old ``supabase_db`` and ``supabase_api`` connections are used.
+    Read with a default, so a run missing every other Variable can still reach its database."""
+    from airflow.sdk import Variable
+
+    return (Variable.get(PROJECT_CONNECTION_VARIABLE, default=None) or "").strip() or None
+
+
+def _connection(conn_id: str):
     from airflow.sdk import BaseHook
 
-    return DatabaseSettings.from_connection(BaseHook.get_connection(conn_id))
+    return BaseHook.get_connection(conn_id)
+
+
+def database_settings(conn_id: str | None = None) -> DatabaseSettings:
+    """libpq parameters from the named connection: a ``supabase`` connection's ``database_url``,
+    or a Postgres connection's fields. Without an id: the project connection if the Variable names
+    one, else ``supabase_db``. Needs no other Variable, so a run that fails on a missing Variable
+    can still record why in backup_history."""
+    connection = _connection(conn_id or project_connection_id() or DATABASE_CONN_ID)
+    if connection.conn_type == supabase_hook.CONN_TYPE:
+        return supabase_hook.database_settings_from_connection(connection)
+    return DatabaseSettings.from_connection(connection)
 
 
 def scratch_database_settings(conn_id: str = DRILL_CONN_ID) -> DatabaseSettings:
@@ -55,27 +75,25 @@ def scratch_database_settings(conn_id: str = DRILL_CONN_ID) -> DatabaseSettings:
     return DatabaseSettings.from_connection(connection)
 
 
-def api_settings(conn_id: str = API_CONN_ID) -> ApiSettings:
-    """The project URL (host) and service key (password) from the ``supabase_api`` connection."""
-    from airflow.sdk import BaseHook
+def api_settings(conn_id: str | None = None) -> ApiSettings:
+    """The project URL (host) and service key (password) from the named connection (a
+    ``supabase`` connection or the old ``supabase_api``). Without an id: the project connection if
+    the Variable names one, else ``supabase_api``."""
+    return supabase_hook.api_settings_from_connection(
+        _connection(conn_id or project_connection_id() or API_CONN_ID)
+    )
 
-    connection = BaseHook.get_connection(conn_id)
-    host = (connection.host or "").rstrip("/")
-    if not host:
-        raise ConfigurationError(
-            f"connection {conn_id} has no host: set it to the project URL, "
-            "e.g. https://<project-ref>.supabase.co"
-        )
-    if "://" not in host:
-        scheme = connection.conn_type if connection.conn_type in ("http", "https") else "https"
-        host = f"{scheme}://{host}" + (f":{connection.port}" if connection.port else "")
-    key = connection.password or (connection.extra_dejson or {}).get("service_role_key")
-    if not key:
-        raise ConfigurationError(
-            f"connection {conn_id} has no password: set it to the service role key (a "
-            "service_role JWT or an sb_secret_… key)"
-        )
-    return ApiSettings(url=host, key=key)
+
+def management_settings(conn_id: str | None = None) -> supabase_hook.ManagementSettings | None:
+    """The Management API settings of a ``supabase`` connection (None without a token, or when
+    the project is described by the old connections, which have no place for one)."""
+    conn_id = conn_id or project_connection_id()
+    if conn_id is None:
+        return None
+    connection = _connection(conn_id)
+    if connection.conn_type != supabase_hook.CONN_TYPE:
+        return None
+    return supabase_hook.management_settings_from_connection(connection)
 
 
 def s3_client(aws_conn_id: str = AWS_CONN_ID):
@@ -102,13 +120,28 @@ def staging_area(plan: RunPlan) -> StagingArea:
 
 def connection_secrets() -> list[str]:
     """Passwords and keys of our connections, so a failure message can be scrubbed of them."""
-    secrets = []
-    for read_secret in (lambda: database_settings().password, lambda: api_settings().key):
+    secrets: list[str] = []
+    for read_secrets in (
+        lambda: [database_settings().password],
+        lambda: [api_settings().key],
+        _project_connection_secrets,
+    ):
         try:
-            secrets.append(read_secret() or "")
+            secrets.extend(secret or "" for secret in read_secrets())
         except Exception:  # noqa: BLE001 - scrubbing must never mask the original failure
             pass
-    return [secret for secret in secrets if secret]
+    return list(dict.fromkeys(secret for secret in secrets if secret))
+
+
+def _project_connection_secrets() -> list[str]:
+    # The management token too, which neither settings object above carries.
+    conn_id = project_connection_id()
+    if conn_id is None:
+        return []
+    connection = _connection(conn_id)
+    if connection.conn_type != supabase_hook.CONN_TYPE:
+        return []
+    return supabase_hook.secrets_of_connection(connection)
 
 
 def airflow_version() -> str:

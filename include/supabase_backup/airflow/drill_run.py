@@ -12,6 +12,7 @@ from typing import Any
 from supabase_backup.airflow.connections import (
     connection_secrets,
     database_settings,
+    project_connection_id,
     s3_client,
     scratch_database_settings,
 )
@@ -39,12 +40,13 @@ class DrillTaskResources:
 
     def __init__(
         self,
-        database_conn_id: str = DATABASE_CONN_ID,
+        database_conn_id: str | None = None,
         drill_conn_id: str = DRILL_CONN_ID,
         aws_conn_id: str = AWS_CONN_ID,
     ) -> None:
+        # No id: the project's supabase connection when the Variable names one, else supabase_db.
         self.conn_ids = {
-            "database_conn_id": database_conn_id,
+            "database_conn_id": database_conn_id or project_connection_id() or DATABASE_CONN_ID,
             "drill_conn_id": drill_conn_id,
             "aws_conn_id": aws_conn_id,
         }
@@ -150,7 +152,7 @@ def finish_drill(
     """The drill's final history row; a failed drill fails the task and so the DAG run."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    conn_id = (plan or {}).get("database_conn_id", DATABASE_CONN_ID)
+    conn_id = (plan or {}).get("database_conn_id")  # None: as DrillTaskResources resolves it
     try:
         result = drill.finish_drill(
             database_settings(conn_id),

@@ -1,0 +1,1 @@
+../../sql/001_backup_system.sql
