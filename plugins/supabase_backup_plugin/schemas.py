@@ -118,7 +118,7 @@ class HistoryRow(ResponseBody):
         None, description="The age public keys it is encrypted to."
     )
     damaged_at: datetime | None = Field(
-        None,
+        default=None,
         description="When a restore drill found this backup's archive damaged; such a backup "
         "no longer counts as verified (staleness, the next drill, retention's last copies).",
     )
@@ -192,7 +192,7 @@ class Counts(ResponseBody):
     missing: int = 0
     listing_done: bool = False
     shards: int | None = Field(
-        None,
+        default=None,
         description="For a bucket exported in shards: how many; its "
         "counts are those of all its shards together.",
     )
