@@ -100,14 +100,16 @@ def started_by_trigger(trigger: str | None) -> str:
 
 
 def active_runs(session) -> list[tuple[str, str]]:
-    return [
-        (run_id, _state(state))
-        for run_id, state in session.execute(
-            select(DagRun.run_id, DagRun.state)
-            .where(DagRun.dag_id == DAG_ID, DagRun.state.in_(ACTIVE_STATES))
-            .order_by(DagRun.run_after)
-        )
-    ]
+    active = []
+    for run_id, state in session.execute(
+        select(DagRun.run_id, DagRun.state)
+        .where(DagRun.dag_id == DAG_ID, DagRun.state.in_(ACTIVE_STATES))
+        .order_by(DagRun.run_after)
+    ):
+        active_state = _state(state)
+        assert active_state is not None  # the query keeps only runs in one of ACTIVE_STATES
+        active.append((run_id, active_state))
+    return active
 
 
 def start_run(conf: dict, user_name: str) -> str:
@@ -137,6 +139,9 @@ def start_run(conf: dict, user_name: str) -> str:
             triggering_user_name=user_name,
             session=session,
         )
+        # trigger_dag returns the run it created or raises: its `dr if dr else None` never gives
+        # None, a DagRun being always true
+        assert dag_run is not None
         return dag_run.run_id
 
 
@@ -147,7 +152,11 @@ def next_try_at(instance: TaskInstance, session) -> str | None:
     if instance.state != TaskInstanceState.UP_FOR_RETRY or instance.end_date is None:
         return None
     try:
+        if instance.dag_version_id is None:
+            raise LookupError("the task instance records no DAG version")
         dag = _DAG_BAG.get_dag(instance.dag_version_id, session=session)
+        if dag is None:
+            raise LookupError(f"Airflow has no serialized DAG of version {instance.dag_version_id}")
         instance.task = dag.get_task(instance.task_id)
         return _iso(instance.next_retry_datetime())
     except Exception:  # noqa: BLE001 - the page then shows the retry without its time

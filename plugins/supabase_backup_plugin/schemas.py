@@ -28,7 +28,9 @@ def form_annotation(field: trigger_form.Field) -> Any:
     annotation: Any = JSON_TYPES.get(field.type)
     if field.type == "array":
         item_type = JSON_TYPES[field.item_type or "string"]
-        annotation = list[item_type]
+        # The item type is picked at run time from the form's JSON type; pydantic reads the alias,
+        # mypy cannot check a variable as a type argument.
+        annotation = list[item_type]  # type: ignore[valid-type]
     return annotation | None if field.nullable else annotation
 
 
@@ -48,8 +50,10 @@ class TriggerFormChecks(BaseModel):
 
 
 # The DAG's trigger form (its Params, built from the same trigger_form.FIELDS); omitted fields
-# take the DAG's defaults.
-TriggerRequest = create_model(
+# take the DAG's defaults. mypy checks the unpacked field dict against create_model's own
+# keyword options (__config__, __doc__, ...) and finds no overload; the fields are built at run time
+# from trigger_form.FIELDS, which mypy cannot follow.
+TriggerRequest = create_model(  # type: ignore[call-overload]
     "TriggerRequest",
     __base__=TriggerFormChecks,
     __doc__="The DAG's trigger form (its Params); omitted fields take the DAG's defaults.",
@@ -81,7 +85,9 @@ class HistoryRow(ResponseBody):
     status: HistoryStatus
     trigger: str
     triggered_by: str | None = None
-    run_attempt: int | None = Field(None, description="Times the DAG run was cleared and re-run.")
+    run_attempt: int | None = Field(
+        default=None, description="Times the DAG run was cleared and re-run."
+    )
     started_at: datetime | None = None
     finished_at: datetime | None = None
     s3_bucket: str | None = None
@@ -103,19 +109,23 @@ class HistoryRow(ResponseBody):
     details: dict | None = None
     progress: dict | None = None
     updated_at: datetime | None = None
-    deleted_at: datetime | None = Field(None, description="When retention deleted the archive.")
-    deleted_by: str | None = Field(None, description="The retention rules that deleted it.")
-    encrypted: bool | None = Field(None, description="The archive on S3 is age ciphertext.")
+    deleted_at: datetime | None = Field(
+        default=None, description="When retention deleted the archive."
+    )
+    deleted_by: str | None = Field(default=None, description="The retention rules that deleted it.")
+    encrypted: bool | None = Field(default=None, description="The archive on S3 is age ciphertext.")
     encryption_recipients: list[str] | None = Field(
         None, description="The age public keys it is encrypted to."
     )
     damaged_at: datetime | None = Field(
-        None,
+        default=None,
         description="When a restore drill found this backup's archive damaged; such a backup "
         "no longer counts as verified (staleness, the next drill, retention's last copies).",
     )
-    damaged_by: str | None = Field(None, description="The run id of the drill that found it.")
-    damage: str | None = Field(None, description="What the drill found.")
+    damaged_by: str | None = Field(
+        default=None, description="The run id of the drill that found it."
+    )
+    damage: str | None = Field(default=None, description="What the drill found.")
     deployment: str | None = Field(
         None, description="The Airflow deployment that owns the row (it alone settles it)."
     )
@@ -147,21 +157,27 @@ class HistoryPage(ResponseBody):
 class TaskState(ResponseBody):
     task_id: str
     map_index: int
-    label: str | None = Field(None, description="The bucket of a mapped export_bucket task.")
+    label: str | None = Field(
+        default=None, description="The bucket of a mapped export_bucket task."
+    )
     state: str | None
     try_number: int
     last_try_number: int = Field(1, description="The last try Airflow makes before it fails.")
-    next_try_at: str | None = Field(None, description="For an up_for_retry task: its next try.")
-    error: str | None = Field(None, description="What the task's last failed try met.")
-    failed_at: str | None = Field(None, description="When that try failed.")
+    next_try_at: str | None = Field(
+        default=None, description="For an up_for_retry task: its next try."
+    )
+    error: str | None = Field(default=None, description="What the task's last failed try met.")
+    failed_at: str | None = Field(default=None, description="When that try failed.")
 
 
 class AirflowRun(ResponseBody):
     run_id: str
     state: str | None
     run_type: str | None
-    triggered_by: str | None = Field(None, description="Airflow's triggered_by (ui, rest_api…).")
-    started_by: str | None = Field(None, description="The same, as the page names it.")
+    triggered_by: str | None = Field(
+        default=None, description="Airflow's triggered_by (ui, rest_api…)."
+    )
+    started_by: str | None = Field(default=None, description="The same, as the page names it.")
     triggering_user_name: str | None
     queued_at: str | None
     start_date: str | None
@@ -176,14 +192,16 @@ class Counts(ResponseBody):
     missing: int = 0
     listing_done: bool = False
     shards: int | None = Field(
-        None,
+        default=None,
         description="For a bucket exported in shards: how many; its "
         "counts are those of all its shards together.",
     )
 
 
 class Progress(ResponseBody):
-    step: str | None = Field(None, description="The step running now, as the tasks report it.")
+    step: str | None = Field(
+        default=None, description="The step running now, as the tasks report it."
+    )
     updated_at: str | None = None
     buckets: dict[str, Counts] = {}
     total: Counts = Field(
@@ -194,7 +212,7 @@ class Progress(ResponseBody):
 
 class RunStatus(ResponseBody):
     run_id: str
-    state: str | None = Field(None, description="The Airflow DAG run's state.")
+    state: str | None = Field(default=None, description="The Airflow DAG run's state.")
     airflow: AirflowRun | None
     history: HistoryRow | None
     progress: Progress

@@ -5,6 +5,7 @@ whether one is due are decided in ``supabase_backup.alerts``; this module gather
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, cast
 
 from supabase_backup.airflow.connections import connection_secrets, database_settings
 from supabase_backup.airflow.dag_run import failed_task_ids
@@ -13,6 +14,9 @@ from supabase_backup.alerts.settings import AlertSettings
 from supabase_backup.errors import scrub
 from supabase_backup.records import history
 from supabase_backup.restore.drill import history_run_id as drill_history_run_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ def send_alert(alert, settings, context: dict) -> list[str]:
     """Send through Airflow's notifiers: SmtpNotifier and SlackWebhookNotifier. Their ``notify`` is
     called directly, not ``__call__``: that would render the text as a Jinja template, and an error
     message may hold ``{{``. Returns the channels used."""
+    # Every caller passes the context Airflow handed its callback or task (as a plain dict).
+    airflow_context = cast("Context", context)
     sent = []
     if settings.email_to:
         from airflow.providers.smtp.notifications.smtp import SmtpNotifier
@@ -44,7 +50,7 @@ def send_alert(alert, settings, context: dict) -> list[str]:
             html_content=alert.html(),
             smtp_conn_id=settings.smtp_conn_id,
             from_email=_sender(settings.smtp_conn_id),
-        ).notify(context)
+        ).notify(airflow_context)
         sent.append("email")
     if settings.slack_conn_id:
         from airflow.providers.slack.notifications.slack_webhook import (
@@ -54,7 +60,7 @@ def send_alert(alert, settings, context: dict) -> list[str]:
         SlackWebhookNotifier(
             slack_webhook_conn_id=settings.slack_conn_id,
             text=f"*{alert.subject}*\n```{alert.text}```",
-        ).notify(context)
+        ).notify(airflow_context)
         sent.append("slack")
     return sent
 

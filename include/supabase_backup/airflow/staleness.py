@@ -92,6 +92,9 @@ def check_backup_age(context: dict) -> dict:
                         text=f"{alert.text}\n\nAlerting at every check: {state_missing}",
                     )
             elif notice is StaleNotice.RECOVERED:
+                # stale_notice says RECOVERED only for an open episode that is no longer stale, and
+                # a project is stale while it has no verified backup
+                assert latest is not None and episode is not None
                 alert = recovered_notice(
                     latest=latest,
                     episode=episode,
@@ -112,6 +115,7 @@ def check_backup_age(context: dict) -> dict:
             if state_missing is None and settings.configured:
                 alert_state.record_stale_notice(connection, notice, now)
     if not stale:
+        assert latest is not None  # a project without a verified backup is stale
         return {
             "stale": False,
             "latest_run_id": latest["run_id"],
@@ -126,6 +130,9 @@ def check_backup_age(context: dict) -> dict:
     elif alert is not None:
         said = f"{notice.value} sent: {', '.join(channels) or 'none'}"
     else:
+        # Stale and configured, yet no alert: stale_notice kept quiet, which it does only for an
+        # episode already open (without one it alerts; with the state table missing, so does this)
+        assert episode is not None
         due = episode.next_reminder_at(reminder_hours)
         said = f"no notice now: alerted {_utc_minute(episode.alerted_at)}; " + (
             f"next reminder from {_utc_minute(due)}"

@@ -433,7 +433,7 @@ class SeekableSource(Protocol):
 
     def seek(self, offset: int, whence: int = ..., /) -> int: ...
 
-    def read(self, size: int = ..., /) -> bytes: ...
+    def read(self, size: int, /) -> bytes: ...  # MemberReader always asks for a size
 
 
 class MemberReader(io.RawIOBase):

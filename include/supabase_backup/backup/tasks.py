@@ -52,12 +52,20 @@ log = logging.getLogger(__name__)
 
 
 class RunResources(Protocol):
-    """What a task body may use; ``airflow.backup_run.TaskResources`` builds it from Airflow."""
+    """What a task body may use; ``airflow.backup_run.TaskResources`` builds it from Airflow.
+    Read-only: the implementation resolves each on first use."""
 
-    database: DatabaseSettings
-    api: ApiSettings
-    s3: Any  # a boto3 S3 client
-    staging: StagingArea
+    @property
+    def database(self) -> DatabaseSettings: ...
+
+    @property
+    def api(self) -> ApiSettings: ...
+
+    @property
+    def s3(self) -> Any: ...  # a boto3 S3 client
+
+    @property
+    def staging(self) -> StagingArea: ...
 
     def tool_versions(self) -> dict[str, str]: ...
 
@@ -378,7 +386,9 @@ def _storage_section(staging: StagingArea, bucket_ids: list[str], storage_summar
             bucket.pop("id"): bucket for bucket in json.loads(staging.bucket_list.read_text())
         }
     reconciled = {item["bucket"]: item for item in storage_summary.get("buckets", [])}
-    buckets, deleted, unreadable = [], [], []
+    buckets: list[dict] = []
+    deleted: list[dict] = []
+    unreadable: list[dict] = []
     for bucket_id in bucket_ids:
         bucket = staging.bucket(bucket_id)
         buckets.append(

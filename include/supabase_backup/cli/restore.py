@@ -197,6 +197,8 @@ def run(arguments) -> int:
                         raise RestoreRefused("the archive holds no database dump")
                     print("Database: not in this archive; skipped.")
                 else:
+                    # _check_arguments refuses a database restore without --database-url
+                    assert target is not None
                     with connection_failures_explained(target):
                         _restore_database(
                             target,

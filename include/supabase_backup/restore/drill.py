@@ -83,11 +83,19 @@ DAMAGE_DETAIL = history.ARCHIVE_DAMAGE_DETAIL
 
 
 class DrillResources(Protocol):
-    """What a drill task may use; ``airflow.drill_run.DrillTaskResources`` builds it."""
+    """What a drill task may use; ``airflow.drill_run.DrillTaskResources`` builds it. Read-only:
+    the implementation resolves each on first use."""
 
-    database: DatabaseSettings  # the Supabase database: backup_history lives there
-    drill_server: DatabaseSettings  # where scratch databases are created (its maintenance db)
-    s3: Any
+    # the Supabase database: backup_history lives there
+    @property
+    def database(self) -> DatabaseSettings: ...
+
+    # where scratch databases are created (its maintenance db)
+    @property
+    def drill_server(self) -> DatabaseSettings: ...
+
+    @property
+    def s3(self) -> Any: ...  # a boto3 S3 client
 
 
 @dataclass(frozen=True)

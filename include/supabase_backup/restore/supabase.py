@@ -47,6 +47,8 @@ from supabase_backup.records.sql import scalar
 from supabase_backup.restore.database import find_psql, run_psql
 from supabase_backup.restore.dump_text import (
     IDENTIFIER,
+    CopyTarget,
+    DumpLine,
     LineKind,
     created_extension,
     decode_copy_field,
@@ -208,13 +210,29 @@ class SupabaseDumpScan:
         return columns.index(wanted) if wanted in columns else 0
 
 
+def copy_of(item: DumpLine) -> CopyTarget:
+    """The COPY a COPY_START, COPY_ROW or COPY_END line belongs to."""
+    assert item.copy is not None  # read_dump gives each of those lines its COPY
+    return item.copy
+
+
+def qualified_table(item: DumpLine) -> tuple[str, str] | None:
+    """The (schema, table) of a COPY line; None when its header does not parse or names no
+    schema (pg_dump always qualifies, and every table looked for here has a schema)."""
+    table = copy_of(item).table
+    if table is None:
+        return None
+    schema, name = table
+    return None if schema is None else (schema, name)
+
+
 def scan_supabase_dump(lines: Iterable[str]) -> SupabaseDumpScan:
     """The extensions, roles, loaded columns and migration histories of a dump."""
     scan = SupabaseDumpScan()
     for item in read_dump(lines, statements=True):
         kind = item.kind
         if kind is LineKind.COPY_ROW:
-            table = item.copy.table
+            table = qualified_table(item)
             if table in MIGRATION_TABLES:
                 field_index = scan.migration_column(table)
                 scan.migration_versions[table].append(
@@ -225,12 +243,13 @@ def scan_supabase_dump(lines: Iterable[str]) -> SupabaseDumpScan:
         elif kind is LineKind.SQL and (extension := created_extension(item.text)):
             name, schema = extension
             scan.extensions[name] = schema
-        elif kind is LineKind.COPY_START and (table := item.copy.table) is not None:
+        elif kind is LineKind.COPY_START and (table := qualified_table(item)) is not None:
+            columns = list(copy_of(item).columns)
             if table in MIGRATION_TABLES:
                 scan.migration_versions[table] = []
-                scan.migration_columns[table] = list(item.copy.columns)
+                scan.migration_columns[table] = columns
             elif table[0] in DATA_SCHEMAS:
-                scan.loaded_columns[table] = list(item.copy.columns)
+                scan.loaded_columns[table] = columns
         if item.statement:
             scan.roles |= roles_named_in(item.statement)
     return scan
@@ -313,18 +332,20 @@ def check_supabase_target(
                 f"{schema}.{table} on {target} lacks column(s) {', '.join(missing)} that the backup "
                 "has: the project's auth or storage is older than the source's; upgrade it first"
             )
-    for table, versions in scan.migration_versions.items():
-        column = "version" if table == ("auth", "schema_migrations") else "name"
+    for migration_table, versions in scan.migration_versions.items():
+        column = "version" if migration_table == ("auth", "schema_migrations") else "name"
         have = {
             row[0]
-            for row in connection.execute(f"SELECT {column}::text FROM {table[0]}.{table[1]}")
+            for row in connection.execute(
+                f"SELECT {column}::text FROM {migration_table[0]}.{migration_table[1]}"
+            )
         }
         behind = sorted(set(versions) - have)
         if behind:
             raise RestoreRefused(
-                f"{target} lacks {len(behind)} {table[0]} migration(s) the source had "
-                f"({', '.join(behind[:5])}{'…' if len(behind) > 5 else ''}): its {table[0]} is older "
-                "than the source's; let the project upgrade first"
+                f"{target} lacks {len(behind)} {migration_table[0]} migration(s) the source had "
+                f"({', '.join(behind[:5])}{'…' if len(behind) > 5 else ''}): its "
+                f"{migration_table[0]} is older than the source's; let the project upgrade first"
             )
     installed = {row[0] for row in connection.execute("SELECT extname FROM pg_extension")}
     available = {row[0] for row in connection.execute("SELECT name FROM pg_available_extensions")}
@@ -404,8 +425,7 @@ class SupabaseFilter:
         if not is_managed(schema):
             return None
         if entry_type == "TABLE DATA":
-            table = (schema, name)
-            if table in MIGRATION_TABLES:
+            if (schema, name) in MIGRATION_TABLES:
                 return "migration histories (the target's own are checked instead)"
             if schema == "cron" and name == "job":
                 return None  # rewritten as cron.schedule calls
@@ -446,7 +466,7 @@ class SupabaseFilter:
                 if in_cron:
                     if kind is LineKind.COPY_ROW:
                         fields = map(decode_copy_field, item.text.split("\t"))
-                        yield self._schedule(dict(zip(item.copy.columns, fields)))
+                        yield self._schedule(dict(zip(copy_of(item).columns, fields)))
                     else:
                         in_cron = False
                     continue
@@ -454,7 +474,7 @@ class SupabaseFilter:
                     yield item.line
                 continue
             if kind is LineKind.COPY_START:
-                if not skipping and item.copy.table == ("cron", "job"):
+                if not skipping and copy_of(item).table == ("cron", "job"):
                     in_cron = True
                     continue
                 if not skipping:
@@ -462,9 +482,10 @@ class SupabaseFilter:
                 continue
             if kind is LineKind.ENTRY_HEADER:
                 entry = item.entry
+                assert entry is not None  # read_dump gives every ENTRY_HEADER line its header
                 reason = self._decide(entry.name, entry.type, entry.schema)
                 skipping = reason is not None
-                if skipping:
+                if reason is not None:
                     self.skipped[reason] = self.skipped.get(reason, 0) + 1
                 else:
                     current = f"{entry.type} {entry.schema}"

@@ -321,7 +321,8 @@ def _write_unreadable(
     rows = database.execute(
         "SELECT key, reason FROM unreadable WHERE key NOT IN (SELECT key FROM exported) ORDER BY key"
     )
-    count, examples = 0, []
+    count = 0
+    examples: list[dict] = []
     with bucket.folder.joinpath(UNREADABLE_FINAL_FILE_NAME).open("w", encoding="utf-8") as output:
         for key, reason in rows:
             output.write(json.dumps({"key": key, "reason": reason}, ensure_ascii=False) + "\n")
@@ -351,7 +352,8 @@ def reconcile_bucket(
         closing(_open_scratch_database(scratch)) as database,
     ):
         _load(database, staging, bucket, have_inventory, folders)
-        fetched, deleted_rows = (0, [])
+        fetched = 0
+        deleted_rows: list[dict] = []
         if have_inventory:
             fetched, deleted_rows = _fetch_unexported(
                 database,

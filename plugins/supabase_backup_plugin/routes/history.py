@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -19,11 +20,14 @@ from supabase_backup_plugin.dependencies import (
     ServiceUnavailable,
     safe_message,
 )
-from supabase_backup_plugin.schemas import DownloadUrl, HistoryPage, HistoryStatus
+from supabase_backup_plugin.schemas import DownloadUrl, HistoryPage, HistoryRow, HistoryStatus
 
 router = APIRouter(tags=["history"])
 
-ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No Airflow user"},
+    403: {"description": "Not permitted"},
+}
 # Postgres bigint, the type of OFFSET and of backup_history.id: a larger number is the caller's
 # mistake (422, as FastAPI answers any bound), not a database that refused the request (503).
 POSTGRES_BIGINT_MAX = 2**63 - 1
@@ -59,9 +63,12 @@ def list_history(
     """Backups, newest first, as recorded: reading never writes. A row whose run ended without
     recording its outcome stays ``running`` until the next run's first task settles it."""
     return HistoryPage(
-        items=with_airflow_facts(
-            history.list_history(connection, limit=limit, offset=offset, status=status)
-        ),
+        items=[
+            HistoryRow.model_validate(row)
+            for row in with_airflow_facts(
+                history.list_history(connection, limit=limit, offset=offset, status=status)
+            )
+        ],
         total=history.count_history(connection, status),
         limit=limit,
         offset=offset,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, HTTPException
 
 from supabase_backup.records import history
@@ -9,7 +11,9 @@ from supabase_backup_plugin import airflow_runs
 from supabase_backup_plugin.dependencies import CanRead, CanTrigger, CurrentUser, ReadOnlyDatabase
 from supabase_backup_plugin.routes.history import with_airflow_facts
 from supabase_backup_plugin.schemas import (
+    AirflowRun,
     Counts,
+    HistoryRow,
     Progress,
     RunStatus,
     TriggerRequest,
@@ -18,7 +22,10 @@ from supabase_backup_plugin.schemas import (
 
 router = APIRouter(tags=["runs"])
 
-ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No Airflow user"},
+    403: {"description": "Not permitted"},
+}
 
 
 @router.post(
@@ -63,8 +70,8 @@ def get_run(run_id: str, connection: ReadOnlyDatabase) -> RunStatus:
     return RunStatus(
         run_id=run_id,
         state=airflow_run["state"] if airflow_run else None,
-        airflow=airflow_run,
-        history=with_airflow_facts([row])[0] if row else None,
+        airflow=AirflowRun.model_validate(airflow_run) if airflow_run is not None else None,
+        history=HistoryRow.model_validate(with_airflow_facts([row])[0]) if row else None,
         progress=progress_of(row),
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from supabase_backup.records import enabled as settings
@@ -16,7 +18,10 @@ from supabase_backup_plugin.schemas import Settings, SettingsUpdate
 
 router = APIRouter(tags=["settings"])
 
-ERRORS = {401: {"description": "No Airflow user"}, 403: {"description": "Not permitted"}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No Airflow user"},
+    403: {"description": "Not permitted"},
+}
 
 
 @router.get("/settings", response_model=Settings, dependencies=[CanReadDag], responses=ERRORS)
