@@ -14,4 +14,10 @@ it builds as arguments and know nothing of Airflow.
 
 Everything here runs when a task runs (or a plugin route answers), never while a DAG file is
 parsed: parsing must not read a Variable or open a connection.
+
+Airflow itself is imported inside the functions that use it (the one place in the library where
+imports are local, on purpose): these modules are imported by every DAG file parse and by the
+plugin while Airflow's plugin manager is still loading, so a module-level import would load the
+Task SDK's execution-time modules and the providers (the amazon provider's S3Hook, the SMTP and
+Slack notifiers: about a second together) into every parse and every api-server start.
 """
