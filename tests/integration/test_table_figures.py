@@ -12,7 +12,7 @@ import pytest
 from supabase_backup.sources import database
 from supabase_backup.sources import table_figures
 from supabase_backup.restore.database import restore_database
-from supabase_backup.restore.dump_text import open_text
+from supabase_backup.archive.dump_text import open_text
 from supabase_backup.staging import StagingArea
 
 SCHEMA = """

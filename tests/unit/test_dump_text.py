@@ -1,10 +1,10 @@
-"""restore/dump_text.py: one identifier rule (Postgres' own) and one line scanner for both
+"""archive/dump_text.py: one identifier rule (Postgres' own) and one line scanner for both
 restores: quoted, upper-case and embedded-quote names, and COPY data that only looks like SQL."""
 
 import pytest
 
 from supabase_backup.restore.database import DumpFilter, scan_dump
-from supabase_backup.restore.dump_text import (
+from supabase_backup.archive.dump_text import (
     LineKind,
     created_extension,
     decode_copy_field,

@@ -1,7 +1,7 @@
 """restore_supabase: which pg_dump entries run on a fresh Supabase project, and how cron jobs and
 migration histories are read, on a small hand-made plain dump."""
 
-from supabase_backup.restore.dump_text import decode_copy_field
+from supabase_backup.archive.dump_text import decode_copy_field
 from supabase_backup.restore.supabase import (
     SupabaseFilter,
     SupabaseTarget,

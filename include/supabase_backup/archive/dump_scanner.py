@@ -26,13 +26,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from supabase_backup.archive.dump_text import IDENTIFIER, unquote_identifier
+
 DATABASE_TRAILER = "-- PostgreSQL database dump complete"
 CLUSTER_TRAILER = "-- PostgreSQL database cluster dump complete"
 
 # The head of a line is all a decision needs (a COPY line's table name comes first; identifiers are
 # at most 63 bytes, 130 quoted); a line longer than this is data or DDL either way.
 _LINE_HEAD_BYTES = 4096
-_IDENTIFIER = rb'(?:"(?:[^"]|"")+"|[^\s".]+)'
+# One identifier rule for every reader of pg_dump's text (archive.dump_text), here as bytes.
+_IDENTIFIER = IDENTIFIER.encode("ascii")
 _COPY_LINE = re.compile(rb"COPY (" + _IDENTIFIER + rb")\.(" + _IDENTIFIER + rb") ")
 _COPY_LINE_END = b" FROM stdin;"
 _TABLE_DATA_ENTRY = re.compile(rb"-- Data for Name: .*; Type: TABLE DATA; Schema: ")
@@ -41,10 +44,7 @@ _ROW_THEN_END_OF_BLOCK = b"\n\\.\n"
 
 
 def _identifier(raw: bytes) -> str:
-    text = raw.decode("utf-8", "replace")
-    if text.startswith('"'):
-        return text[1:-1].replace('""', '"')
-    return text
+    return unquote_identifier(raw.decode("utf-8", "replace"))
 
 
 @dataclass(frozen=True)

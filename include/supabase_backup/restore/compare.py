@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from supabase_backup.archive.dump_text import open_text
 from supabase_backup.archive.members import DATABASE_MEMBER, ROLES_MEMBER
 from supabase_backup.restore import database as database_restore
 from supabase_backup.restore import supabase as supabase_restore
 from supabase_backup.restore.archive import RestoreArchive
 from supabase_backup.restore.database import EXTENSION_SCHEMAS
-from supabase_backup.restore.dump_text import open_text
 from supabase_backup.sources import table_figures
 from supabase_backup.sources.database import DatabaseSettings
 

@@ -25,18 +25,18 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from supabase_backup.errors import (
-    ConfigurationError,
-    ExtensionsMissing,
-    RestoreFailed,
-    RestoreRefused,
-)
-from supabase_backup.restore.dump_text import (
+from supabase_backup.archive.dump_text import (
     LineKind,
     created_extension,
     quote_identifier,
     read_dump,
     roles_named_in,
+)
+from supabase_backup.errors import (
+    ConfigurationError,
+    ExtensionsMissing,
+    RestoreFailed,
+    RestoreRefused,
 )
 from supabase_backup.sources.database import DatabaseSettings
 

@@ -42,10 +42,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from supabase_backup.errors import ExtensionsMissing, RestoreRefused
-from supabase_backup.records.sql import scalar
-from supabase_backup.restore.database import find_psql, run_psql
-from supabase_backup.restore.dump_text import (
+from supabase_backup.archive.dump_text import (
     IDENTIFIER,
     CopyTarget,
     DumpLine,
@@ -58,6 +55,9 @@ from supabase_backup.restore.dump_text import (
     roles_named_in,
     unquote_identifier,
 )
+from supabase_backup.errors import ExtensionsMissing, RestoreRefused
+from supabase_backup.records.sql import scalar
+from supabase_backup.restore.database import find_psql, run_psql
 from supabase_backup.sources.database import DatabaseSettings
 
 log = logging.getLogger(__name__)
