@@ -162,16 +162,17 @@ def deployment_for(monkeypatch, url: str, explicit: str | None = None) -> str:
         monkeypatch.delenv(dag_run_facts.DEPLOYMENT_ENVIRONMENT_VARIABLE, raising=False)
     else:
         monkeypatch.setenv(dag_run_facts.DEPLOYMENT_ENVIRONMENT_VARIABLE, explicit)
-    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", url)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", url)
+    # What Airflow 3's task supervisor leaves a task: no metadata database to identify.
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "airflow-db-not-allowed:///")
     return dag_run_facts.deployment_id()
 
 
-def test_the_deployment_is_its_metadata_database_without_the_password(monkeypatch):
-    first = deployment_for(monkeypatch, "postgresql+psycopg2://airflow:hunter2@Meta-DB:5432/airflow")
-    assert first.startswith("metadb-") and "hunter2" not in first and "airflow" not in first
-    # The same database through another driver, options or password is the same deployment.
-    assert deployment_for(monkeypatch, "postgresql://airflow:other@meta-db:5432/airflow"
-                                       "?sslmode=require") == first
-    assert deployment_for(monkeypatch, "postgresql://airflow:x@meta-db:5432/airflow2") != first
-    assert deployment_for(monkeypatch, "postgresql://airflow:x@meta-db:5432/airflow",
+def test_the_deployment_is_the_api_server_its_tasks_report_to(monkeypatch):
+    first = deployment_for(monkeypatch, "http://ops:hunter2@Airflow-API:8080/execution/")
+    assert first.startswith("airflow-") and "hunter2" not in first and "ops" not in first
+    # The same server spelled another way, or with other credentials, is the same deployment.
+    assert deployment_for(monkeypatch, "http://airflow-api:8080/execution") == first
+    assert deployment_for(monkeypatch, "http://airflow-api:8081/execution/") != first
+    assert deployment_for(monkeypatch, "http://airflow-api:8080/execution/",
                           explicit=" eu-prod ") == "eu-prod"

@@ -10,9 +10,9 @@ import hashlib
 import logging
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.configuration import conf
-from sqlalchemy.engine import make_url
 
 from supabase_backup.config import DAG_ID
 from supabase_backup.errors import BackupError, scrub
@@ -84,30 +84,28 @@ def deployment_id() -> str:
     deployment settles only its own rows, since it alone can tell whether their runs are live
     (another deployment's run ids are unknown to it, which would read as "ended").
 
-    ``SUPABASE_BACKUP_DEPLOYMENT`` when set (in the environment of every Airflow component:
-    workers, scheduler, api-server). Otherwise ``metadb-`` and a hash of this Airflow's metadata
-    database, ``[database] sql_alchemy_conn`` without its password, driver or options: Airflow 3
-    has no public instance id, and two deployments never share a metadata database, while every
-    component of one deployment names the same one. Set the variable where the components name it
-    differently (one host name in the workers, another in the api-server) or do not see it at all
-    (workers that reach Airflow only through its Execution API): a component whose identity
-    differs cannot settle the deployment's rows, and a row it leaves running then stays so."""
+    ``SUPABASE_BACKUP_DEPLOYMENT`` when set (in the environment of every worker). Otherwise
+    ``airflow-`` and a hash of the address of this deployment's API server as its tasks reach it
+    (``[core] execution_api_server_url``, else ``[api] base_url``), without any user or password:
+    Airflow 3 has no public instance id, and a task cannot see the metadata database (its
+    supervisor replaces ``sql_alchemy_conn`` with a placeholder), but every task of a deployment
+    reports to the same Execution API and two deployments do not share one. Set the variable
+    where workers name that server differently (another host name per worker): a task whose
+    identity differs cannot settle the deployment's rows, and a row it leaves running then stays
+    so until a task with the deployment's identity settles it."""
     explicit = os.environ.get(DEPLOYMENT_ENVIRONMENT_VARIABLE, "").strip()
     if explicit:
         return explicit
-    url = make_url(conf.get("database", "sql_alchemy_conn"))
-    # Never the password: the identity is written to history rows and logs.
-    identity = "|".join(
-        str(part or "")
-        for part in (
-            url.get_backend_name(),
-            url.username,
-            (url.host or "").lower(),
-            url.port,
-            url.database,
-        )
+    address = (
+        conf.get("core", "execution_api_server_url", fallback=None)
+        or conf.get("api", "base_url", fallback=None)
+        or "http://localhost:8080"
     )
-    return "metadb-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
+    parts = urlsplit(address.strip())
+    # Never a user or password, and one spelling of the same server: lower-case host, no slash.
+    identity = f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+    identity += parts.path.rstrip("/")
+    return "airflow-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
 def attempt_of(dag_run: Any) -> int:
