@@ -228,8 +228,10 @@ def test_a_row_from_before_parts_were_recorded_is_kept_while_it_may_hold_the_las
     s3, bucket = small_sandbox.s3(), small_sandbox.settings["s3_bucket"]
     prefix = f"old-rows-test-{uuid.uuid4().hex[:6]}/"
     rows, moments, _ = seed(connection, s3, bucket, prefix)  # rows without details.parts
-    newest = record_backup(private, s3, bucket, prefix, NOW.replace(microsecond=0),
-                           buckets=None)
+    # Newer than every seeded row whatever the time of day (seed's newest is today 03:00 UTC,
+    # which is later than now between midnight and 03:00).
+    newest = record_backup(private, s3, bucket, prefix,
+                           max(moments).replace(microsecond=0) + timedelta(hours=1), buckets=None)
     result = retention.apply_retention(connection, s3, RetentionRules.parse({"keep_last": 1}),
                                        dry_run=True)
     reasons = {d.backup.history_id: d.reasons for d in result["decisions"] if d.keep}
