@@ -250,9 +250,20 @@ def _load_central_directory(
     database: sqlite3.Connection, reader: ZipReader
 ) -> tuple[str, str] | None:
     """Index every central directory entry; returns the first unsafe name and why, or None."""
+    return load_central_directory(database, reader)[1]
+
+
+def load_central_directory(
+    database: sqlite3.Connection, reader: ZipReader
+) -> tuple[int, tuple[str, str] | None]:
+    """Index every central directory entry into ``stored`` (open_central_directory_index), in
+    batches, checking each name as restore does: (entries, the first unsafe name and why or None).
+    Verify and restore both read an archive's directory through this."""
     batch: list = []
+    count = 0
     first_unsafe = None
     for entry in reader.entries():
+        count += 1
         if first_unsafe is None:
             problem = member_path_problem(entry.name)
             if problem:
@@ -272,7 +283,7 @@ def _load_central_directory(
             database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
             batch.clear()
     database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
-    return first_unsafe
+    return count, first_unsafe
 
 
 def _load_manifest(

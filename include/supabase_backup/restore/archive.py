@@ -26,10 +26,9 @@ from supabase_backup.archive.members import (
     DATABASE_MEMBER,
     FOLDER_FILE_SUFFIX,
     MANIFEST_MEMBER,
-    member_path_problem,
     object_member_name,
 )
-from supabase_backup.archive.verify import open_central_directory_index
+from supabase_backup.archive.verify import load_central_directory, open_central_directory_index
 from supabase_backup.archive.zip_stream import (
     MemberReader,
     ZipDamaged,
@@ -40,7 +39,6 @@ from supabase_backup.errors import ManifestInvalid, UnsafeMemberPath, Verificati
 from supabase_backup.sources.table_figures import recorded_method
 from supabase_backup.units import format_bytes
 
-_BATCH = 10_000
 READ_BUFFER = 1024 * 1024
 
 
@@ -107,29 +105,8 @@ class RestoreArchive:
         database = open_central_directory_index(
             Path(self._scratch.name) / "members.sqlite", check_same_thread=False
         )
-        batch, count = [], 0
         try:
-            for entry in self._reader.entries():
-                count += 1
-                if self.first_unsafe is None:
-                    problem = member_path_problem(entry.name)
-                    if problem:
-                        self.first_unsafe = (entry.name, problem)
-                batch.append(
-                    (
-                        entry.name,
-                        entry.method,
-                        entry.flags,
-                        entry.crc,
-                        entry.compressed_size,
-                        entry.size,
-                        entry.header_offset,
-                    )
-                )
-                if len(batch) >= _BATCH:
-                    database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
-                    batch.clear()
-            database.executemany("INSERT INTO stored VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+            count, self.first_unsafe = load_central_directory(database, self._reader)
             database.execute("CREATE INDEX stored_by_name ON stored (name)")
             database.commit()
         except ZipDamaged as error:
