@@ -206,8 +206,8 @@ def archive_with_manifest(members: list, scratch: Path, output: Path) -> tuple[i
     """A real backup archive (manifest first) of ``members``, for the verify stage."""
     import io
 
-    from supabase_backup.archive import members
     from supabase_backup.archive import build
+    from supabase_backup.archive.members import MANIFEST_MEMBER
     from supabase_backup.archive import manifest
     from supabase_backup.archive.hashing import HashingWriter
 
@@ -217,7 +217,7 @@ def archive_with_manifest(members: list, scratch: Path, output: Path) -> tuple[i
                                 ({"path": name, "size": size, "sha256": sha256}
                                  for name, _, size, sha256, _ in members))
     manifest_bytes = manifest_path.read_bytes()
-    planned = [build.PlannedMember(members.MANIFEST_MEMBER, manifest_path, len(manifest_bytes),
+    planned = [build.PlannedMember(MANIFEST_MEMBER, manifest_path, len(manifest_bytes),
                                      hashlib.sha256(manifest_bytes).hexdigest())]
     planned += [build.PlannedMember(name, Path(path), size, sha256, content_type)
                 for name, path, size, sha256, content_type in members]
